@@ -1,0 +1,178 @@
+"""Typed, immutable events that cross threads, and the commands sent to the front-end.
+
+Every event carries `t`, seconds on the session's `SessionClock`; events tied to audio also carry
+the front-end step (one step = one 80 ms frame) or the audio time they describe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+# --- front-end (engine) -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FrontendText:
+    """A text piece the front-end emitted on its inner-monologue stream (what it is saying)."""
+
+    t: float
+    step: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepTiming:
+    """Time spent on one front-end step, against the 80 ms frame budget."""
+
+    t: float
+    step: int
+    encode_ms: float
+    lm_ms: float
+    decode_ms: float
+    total_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeadlineMiss:
+    """A step whose processing took longer than the frame budget."""
+
+    t: float
+    step: int
+    total_ms: float
+    budget_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class OracleFed:
+    """An oracle token other than padding that the front-end consumed at `step`."""
+
+    t: float
+    step: int
+    token_id: int
+    pending: int
+    """Tokens still waiting in the oracle stream after this step."""
+
+
+# --- commands to the front-end's oracle stream (sent by the oracle producer) ---------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OracleReset:
+    """Start a new oracle: the stream restarts with the text start token at the next step."""
+
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class OracleAppend:
+    """Append token ids (the front-end tokenizer's encoding of one stripped LLM chunk)."""
+
+    generation: int
+    token_ids: tuple[int, ...]
+
+
+OracleCommand = OracleReset | OracleAppend
+
+# --- streaming STT ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PartialTranscript:
+    """The user's current turn so far: committed words only grow; tentative ones may change."""
+
+    t: float
+    committed: str
+    tentative: str
+    audio_end: float
+    """Seconds of user audio (from the session start) that this hypothesis covers."""
+
+    @property
+    def text(self) -> str:
+        return " ".join(part for part in (self.committed, self.tentative) if part)
+
+
+@dataclass(frozen=True, slots=True)
+class FinalTranscript:
+    """The user's whole turn, closed by end-of-speech silence (or the end of the input)."""
+
+    t: float
+    text: str
+    audio_start: float
+    audio_end: float
+
+
+# --- oracle producer (LLM back-end) -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OracleRequestStarted:
+    """An LLM stream started for the user text so far (`reason`: first, words, final)."""
+
+    t: float
+    generation: int
+    reason: str
+    user_text: str
+
+
+@dataclass(frozen=True, slots=True)
+class OracleChunk:
+    """A chunk of the running LLM answer, as written into the oracle stream."""
+
+    t: float
+    generation: int
+    text: str
+    token_ids: tuple[int, ...]
+    first: bool
+    """True for the chunk that reset the stream."""
+    latency_ms: float
+    """Time from the request's start to this chunk (the time to first token when `first`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OracleFinished:
+    """An LLM stream ended: `completed`, `cancelled` (a restart superseded it), or `failed`."""
+
+    t: float
+    generation: int
+    outcome: Literal["completed", "cancelled", "failed"]
+    text: str
+
+
+# --- health of every part -----------------------------------------------------------------------
+
+Component = Literal["frontend", "stt", "llm", "audio", "session"]
+
+
+@dataclass(frozen=True, slots=True)
+class BackendStatus:
+    """A part's health changed: `ok`, `degraded` (working around a fault) or `error`."""
+
+    t: float
+    component: Component
+    state: Literal["ok", "degraded", "error"]
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class AudioXrun:
+    """The sound card lost data: an input overflow or an output underrun (silence played)."""
+
+    t: float
+    kind: Literal["input_overflow", "output_underrun"]
+    total: int
+
+
+Event = (
+    FrontendText
+    | StepTiming
+    | DeadlineMiss
+    | OracleFed
+    | PartialTranscript
+    | FinalTranscript
+    | OracleRequestStarted
+    | OracleChunk
+    | OracleFinished
+    | BackendStatus
+    | AudioXrun
+)
