@@ -1,0 +1,122 @@
+"""The sound-card callbacks: they only move data (re-block, resample, count xruns), never wait.
+
+Each is a callable with sounddevice's callback signature, kept apart from the stream so that the
+data path can be driven block by block with the arrays and CallbackFlags PortAudio would pass.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from kame_cli.audio_io.frames import FrameAssembler, FrameCallback, SampleFifo, downmix
+from kame_cli.audio_io.resampling import StreamResampler
+from kame_cli.bus import EventSink
+from kame_cli.clock import FRAME_SAMPLES, SAMPLE_RATE, SessionClock
+from kame_cli.events import AudioXrun
+
+
+class CaptureCallback:
+    """Input callback: device blocks (any rate, size, channels) -> 24 kHz mono frames for `on_frame`."""
+
+    def __init__(
+        self,
+        device_rate: int,
+        on_frame: FrameCallback,
+        *,
+        clock: SessionClock | None = None,
+        events: EventSink | None = None,
+    ) -> None:
+        self.device_rate = device_rate
+        self._resampler = StreamResampler(device_rate, SAMPLE_RATE)
+        self._assembler = FrameAssembler(on_frame)
+        self._clock = clock or SessionClock()
+        self._events = events
+        self.overflows = 0
+
+    @property
+    def frames_delivered(self) -> int:
+        return self._assembler.frames_emitted
+
+    def __call__(self, indata: np.ndarray, frames: int, time: Any, status: Any) -> None:
+        if status.input_overflow:
+            self.overflows += 1
+            if self._events is not None:
+                self._events.publish(AudioXrun(self._clock.now(), "input_overflow", self.overflows))
+        self._assembler.push(self._resampler.process(downmix(indata[:frames])))
+
+
+class PlaybackCallback:
+    """Output callback: pulls queued 24 kHz frames, resampled to the device rate; a shortfall plays silence.
+
+    Underruns are counted once playback has started (after `prebuffer_frames` were queued) and
+    until `draining` is set at the end of the session.
+    """
+
+    def __init__(
+        self,
+        device_rate: int,
+        *,
+        clock: SessionClock | None = None,
+        events: EventSink | None = None,
+        prebuffer_frames: int = 1,
+        max_queued_frames: int = 25,
+    ) -> None:
+        self.device_rate = device_rate
+        self._resampler = StreamResampler(SAMPLE_RATE, device_rate)
+        self._queue: deque[np.ndarray] = deque(maxlen=max_queued_frames)
+        self._fifo = SampleFifo(4 * FRAME_SAMPLES * max(1, -(-device_rate // SAMPLE_RATE)))
+        self._scratch = np.zeros(FRAME_SAMPLES, dtype=np.float32)
+        self._clock = clock or SessionClock()
+        self._events = events
+        self._prebuffer = max(1, prebuffer_frames)
+        self.started = False
+        self.draining = False
+        self._flushed = self._resampler.passthrough
+        self.underruns = 0
+        self.dropped_frames = 0
+        """Frames thrown away (oldest first) because the queue was full: the consumer fell behind."""
+        self.frames_taken = 0
+        """Frames moved from the queue into the device stream."""
+
+    def enqueue(self, frame: np.ndarray) -> None:
+        """Adds a frame (never blocks); a full queue drops its oldest frame."""
+        if len(self._queue) == self._queue.maxlen:
+            self.dropped_frames += 1
+        self._queue.append(frame)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and nothing buffered: everything written has gone to the device."""
+        return not self._queue and len(self._fifo) == 0 and self._flushed
+
+    def __call__(self, outdata: np.ndarray, frames: int, time: Any, status: Any) -> None:
+        if not self.started:
+            if len(self._queue) < self._prebuffer:
+                outdata.fill(0)
+                return
+            self.started = True
+        while len(self._fifo) < frames:
+            try:
+                frame = self._queue.popleft()
+            except IndexError:
+                break
+            self._fifo.push(self._resampler.process(frame))
+            self.frames_taken += 1
+        if self.draining and not self._queue and not self._flushed and len(self._fifo) < frames:
+            # The last few milliseconds are still inside the resampler's filter.
+            self._fifo.push(self._resampler.flush())
+            self._flushed = True
+        if self._scratch.shape[0] < frames:
+            self._scratch = np.zeros(frames, dtype=np.float32)
+        block = self._scratch[:frames]
+        filled = self._fifo.pop_into(block)
+        block[filled:] = 0.0
+        outdata[:frames] = block[:, None]
+        short = filled < frames and not self.draining
+        if short or status.output_underflow:
+            self.underruns += 1
+            if self._events is not None:
+                self._events.publish(AudioXrun(self._clock.now(), "output_underrun", self.underruns))

@@ -1,0 +1,40 @@
+"""Fan-out of one frame stream to several sinks (the speaker and a WAV file at once)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kame_cli.audio_io.frames import FrameSink
+
+
+class TeeSink:
+    """Writes every frame to each sink in order; `close` closes all of them, then raises the first error."""
+
+    def __init__(self, *sinks: FrameSink) -> None:
+        self.sinks = sinks
+
+    def start(self) -> None:
+        for sink in self.sinks:
+            sink.start()
+
+    def write(self, step: int, pcm: np.ndarray) -> None:
+        for sink in self.sinks:
+            sink.write(step, pcm)
+
+    def write_user(self, frame_index: int, pcm: np.ndarray) -> None:
+        """Passes the user's input frame to the sinks that record it (a stereo WavSink)."""
+        for sink in self.sinks:
+            write_user = getattr(sink, "write_user", None)
+            if write_user is not None:
+                write_user(frame_index, pcm)
+
+    def close(self) -> None:
+        first: BaseException | None = None
+        for sink in self.sinks:
+            # Every sink must get its close() (a valid WAV) even if another one fails.
+            try:
+                sink.close()
+            except Exception as exc:
+                first = first or exc
+        if first is not None:
+            raise first

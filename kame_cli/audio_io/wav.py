@@ -1,0 +1,180 @@
+"""A WAV file as a frame sink: the assistant's voice (mono), or user left / assistant right (stereo).
+
+A writer thread owns the file. The header is rewritten after every batch and the data flushed to the
+OS, so the file stays a valid WAV holding everything written so far even if the process is killed.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import wave
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+import numpy as np
+
+from kame_cli.audio_io.frames import as_frame
+from kame_cli.clock import FRAME_SAMPLES, SAMPLE_RATE
+from kame_cli.errors import AudioFileError
+
+Side = Literal["user", "assistant"]
+_CLOSE = None
+
+
+def open_output_file(path: Path, *, private: bool) -> BinaryIO:
+    """Creates (or truncates) an output file; `private` makes it 0600, else the umask decides."""
+    mode = 0o600 if private else 0o666
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    except OSError as exc:
+        raise AudioFileError(
+            f"output file '{path}' cannot be written ({exc.strerror}): "
+            "choose a writable path or create its directory"
+        ) from exc
+    if private:
+        # An existing file keeps its old mode through O_CREAT: set it explicitly.
+        os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "wb")
+
+
+def _to_pcm16(samples: np.ndarray) -> np.ndarray:
+    return (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2")
+
+
+class WavSink:
+    """Writes 16-bit 24 kHz WAV from frames placed by index: gaps become silence, late frames are dropped.
+
+    Mono holds the assistant (`write`); stereo holds the user on the left (`write_user`) and the
+    assistant on the right, aligned by frame index. `write_user` is ignored by a mono sink.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        stereo: bool = False,
+        private: bool = False,
+        max_skew_s: float = 10.0,
+        close_timeout_s: float = 2.0,
+    ) -> None:
+        self.path = Path(path)
+        self.stereo = stereo
+        self._sides: tuple[Side, ...] = ("user", "assistant") if stereo else ("assistant",)
+        # How far one side may run ahead before the other's missing frames are written as silence.
+        self._max_skew = max(0, round(max_skew_s * SAMPLE_RATE / FRAME_SAMPLES)) if stereo else 0
+        self._close_timeout_s = close_timeout_s
+        self._file = open_output_file(self.path, private=private)
+        self._wav = wave.open(self._file, "wb")  # noqa: SIM115 (closed in close(), after the writer thread)
+        self._wav.setnchannels(len(self._sides))
+        self._wav.setsampwidth(2)
+        self._wav.setframerate(SAMPLE_RATE)
+        self._wav.writeframes(b"")  # the header goes out now: an empty file is already a valid WAV
+        self._file.flush()
+        self._queue: queue.SimpleQueue[tuple[Side, int, np.ndarray] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        # Owned by the writer thread.
+        self._pending: dict[Side, dict[int, np.ndarray]] = {side: {} for side in self._sides}
+        self._next_index = 0
+        self._highest = -1
+        self.frames_written = 0
+        """Frames (per channel) in the file so far."""
+        self.late_frames = 0
+        """Frames that arrived after their place in the file had been written (dropped)."""
+        self._error: OSError | None = None
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("WavSink.start() was already called")
+        self._thread = threading.Thread(target=self._run, name="kame-wav-writer", daemon=False)
+        self._thread.start()
+
+    def write(self, step: int, pcm: np.ndarray) -> None:
+        """Queues the assistant's frame for `step`; never blocks."""
+        self._queue.put(("assistant", step, as_frame(pcm)))
+
+    def write_user(self, frame_index: int, pcm: np.ndarray) -> None:
+        """Queues the user's input frame `frame_index` (left channel of a stereo file); never blocks."""
+        if self.stereo:
+            self._queue.put(("user", frame_index, as_frame(pcm)))
+
+    def close(self) -> None:
+        """Writes everything queued (missing pieces as silence), finalises the header and closes the file."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_CLOSE)
+        if self._thread is None:
+            self._drain_queue()
+            self._write_ready(final=True)
+        else:
+            self._thread.join(self._close_timeout_s)
+            if self._thread.is_alive():
+                raise AudioFileError(
+                    f"output file '{self.path}' was not finished within {self._close_timeout_s:.1f} s: "
+                    "the disk is too slow or full; the file holds what was written so far"
+                )
+        try:
+            self._wav.close()
+        except OSError as exc:
+            self._error = self._error or exc
+        finally:
+            self._file.close()
+        if self._error is not None:
+            raise AudioFileError(
+                f"output file '{self.path}' could not be written ({self._error.strerror}): "
+                "free disk space or choose another path; the file holds what was written before the error"
+            ) from self._error
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            finished = self._take(item) or self._drain_queue()
+            self._write_ready(final=finished)
+            if finished:
+                return
+
+    def _take(self, item: tuple[Side, int, np.ndarray] | None) -> bool:
+        if item is None:
+            return True
+        side, index, frame = item
+        if index < self._next_index:
+            self.late_frames += 1
+            return False
+        self._pending[side][index] = frame
+        self._highest = max(self._highest, index)
+        return False
+
+    def _drain_queue(self) -> bool:
+        finished = False
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return finished
+            finished = self._take(item) or finished
+
+    def _write_ready(self, *, final: bool) -> None:
+        chunks: list[np.ndarray] = []
+        while self._next_index <= self._highest:
+            index = self._next_index
+            complete = all(index in self._pending[side] for side in self._sides)
+            if not (complete or final or self._highest - index >= self._max_skew):
+                break
+            columns = [self._pending[side].pop(index, None) for side in self._sides]
+            silence = np.zeros(FRAME_SAMPLES, dtype=np.float32)
+            chunks.append(np.stack([silence if c is None else c for c in columns], axis=1))
+            self._next_index += 1
+        if not chunks or self._error is not None:
+            return
+        try:
+            # writeframes patches the RIFF and data sizes in the header after each call.
+            self._wav.writeframes(_to_pcm16(np.concatenate(chunks)).tobytes())
+            self._file.flush()
+        except OSError as exc:
+            # Disk full or the like: stop writing, keep the session's audio going, report at close().
+            self._error = exc
+            return
+        self.frames_written += len(chunks)
