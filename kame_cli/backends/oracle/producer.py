@@ -1,0 +1,355 @@
+"""The oracle producer: KAME's restart policy driving LLM streams into the front-end's oracle stream.
+
+It runs an asyncio loop in its own thread and alone owns the conversation and the LLM streams.
+Other threads hand it transcript and front-end events through `on_event`; it hands the front-end
+`OracleReset` / `OracleAppend` commands through `send`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from kame_cli.backends.oracle.config import LlmConfig, PolicyConfig, PromptConfig
+from kame_cli.backends.oracle.faults import LlmFault, classify
+from kame_cli.backends.oracle.llm import LlmClient
+from kame_cli.backends.oracle.prompt import Conversation, build_messages
+from kame_cli.bus import EventSink
+from kame_cli.clock import SessionClock
+from kame_cli.events import (
+    BackendStatus,
+    Event,
+    FinalTranscript,
+    FrontendText,
+    OracleAppend,
+    OracleChunk,
+    OracleCommand,
+    OracleFinished,
+    OracleRequestStarted,
+    OracleReset,
+    PartialTranscript,
+)
+
+Tokenize = Callable[[str], list[int]]
+
+
+@dataclass(slots=True)
+class _Stream:
+    generation: int
+    task: asyncio.Task[None]
+
+
+class OracleProducer:
+    """Streams LLM answers for the user's growing transcript into the front-end's oracle stream.
+
+    A restart cancels the running request (closing its HTTP connection); a cancelled or failed
+    stream never sends another command, and what the front-end has not yet consumed of a failed
+    one is withdrawn (a fresh reset with nothing after it). Back-end faults become
+    `BackendStatus` events and a back-off, never exceptions.
+    """
+
+    def __init__(
+        self,
+        llm: LlmConfig,
+        policy: PolicyConfig,
+        prompt: PromptConfig,
+        *,
+        tokenize: Tokenize,
+        send: Callable[[OracleCommand], None],
+        events: EventSink,
+        clock: SessionClock,
+        api_base: str | None = None,
+    ) -> None:
+        self.llm = llm
+        self.policy = policy
+        self.prompt = prompt
+        self._tokenize = tokenize
+        self._send_command = send
+        self._events = events
+        self._clock = clock
+        self._api_base = api_base
+        self._inbox: queue.SimpleQueue[Event] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._main_task: asyncio.Task[None] | None = None
+        self._ready = threading.Event()
+        # Set by stop() in the caller's thread: from then on nothing more is sent.
+        self._closed = False
+        self._client: LlmClient | None = None
+        # Everything below belongs to the loop thread.
+        self.conversation = Conversation()
+        self._generation = 0
+        self._running: _Stream | None = None
+        self._pending = False
+        self._final_pending = False
+        self._words_at_start = 0
+        self._starts: deque[float] = deque()
+        self._retry_at = 0.0
+        self._backoff = policy.backoff_initial_s
+        self._health: Literal["unknown", "ok", "degraded", "error"] = "unknown"
+
+    # --- any thread ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Import LiteLLM (about 2 s, so before audio starts) and start the producer's thread."""
+        if self._thread is not None:
+            raise RuntimeError("OracleProducer.start() called twice")
+        self._client = LlmClient(self.llm, self._api_base)
+        self._thread = threading.Thread(target=self._run, name="kame-oracle", daemon=False)
+        self._thread.start()
+        self._ready.wait(timeout=5.0)
+
+    def on_event(self, event: Event) -> None:
+        """Hand over a transcript or front-end event; never blocks, callable from any thread."""
+        if not isinstance(event, PartialTranscript | FinalTranscript | FrontendText):
+            return
+        self._inbox.put(event)
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop already closed: we are stopped
+                loop.call_soon_threadsafe(self._drain_inbox)
+
+    def stop(self, timeout: float = 1.0) -> bool:
+        """Cancel the running request and end the thread; True if it ended within `timeout`."""
+        self._closed = True
+        thread, loop = self._thread, self._loop
+        if thread is None:
+            return True
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._shutdown)
+        thread.join(timeout=timeout)
+        return not thread.is_alive()
+
+    # --- loop thread -----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            self._main_task = loop.create_task(self._main())
+            self._ready.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                loop.run_until_complete(self._main_task)
+            assert self._client is not None
+            loop.run_until_complete(self._client.close())
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            self._loop = None
+            loop.close()
+
+    async def _main(self) -> None:
+        try:
+            self._drain_inbox()
+            while True:
+                self._evaluate(time.monotonic())
+                await asyncio.sleep(self.policy.poll_interval_s)
+        finally:
+            running = self._running
+            if running is not None:
+                self._cancel_running()
+                # Bounded: the cancelled stream only closes its connection.
+                with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(running.task), timeout=0.5)
+
+    def _shutdown(self) -> None:
+        if self._main_task is not None:
+            self._main_task.cancel()
+
+    def _drain_inbox(self) -> None:
+        got_user_text = False
+        while True:
+            try:
+                event = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            got_user_text |= self._ingest(event)
+        if got_user_text and self.policy.start_at_once and self._running is None:
+            self._evaluate(time.monotonic())
+
+    def _ingest(self, event: Event) -> bool:
+        conversation = self.conversation
+        if isinstance(event, PartialTranscript):
+            before = conversation.partial
+            conversation.set_partial(event.text)
+            if conversation.partial and conversation.partial != before:
+                self._pending = True
+                return True
+        elif isinstance(event, FinalTranscript):
+            conversation.close_user_turn(event.text)
+            if event.text.strip():
+                self._pending = True
+                self._final_pending = True
+                return True
+        elif isinstance(event, FrontendText):
+            conversation.add_frontend_text(event.text)
+        return False
+
+    def _evaluate(self, now: float) -> None:
+        """KAME's policy: start when idle and text is pending; restart on enough new words or a final."""
+        if not self._pending or self._closed or now < self._retry_at:
+            return
+        policy = self.policy
+        if self._running is not None:
+            grown = self.conversation.user_words - self._words_at_start >= policy.min_new_words
+            final = self._final_pending and policy.restart_on_final
+            if not (grown or final):
+                return
+        while self._starts and self._starts[0] <= now - policy.restart_window_s:
+            self._starts.popleft()
+        if len(self._starts) >= policy.max_restarts:
+            return  # capped: the condition is checked again at the next poll
+        if self._final_pending:
+            reason = "final"
+        elif self._running is not None:
+            reason = "words"
+        else:
+            reason = "first"
+        self._start(reason, now)
+
+    def _start(self, reason: str, now: float) -> None:
+        self._cancel_running()
+        self._generation += 1
+        generation = self._generation
+        conversation = self.conversation
+        messages = build_messages(self.prompt, conversation.turns, conversation.partial)
+        self._words_at_start = conversation.user_words
+        self._pending = False
+        self._final_pending = False
+        self._starts.append(now)
+        self._publish(
+            OracleRequestStarted(
+                t=self._clock.now(),
+                generation=generation,
+                reason=reason,
+                user_text=conversation.current_user_text,
+            )
+        )
+        assert self._loop is not None
+        task = self._loop.create_task(self._stream(generation, messages, now))
+        self._running = _Stream(generation, task)
+
+    def _cancel_running(self) -> None:
+        # Runs on the loop thread between two awaits of the stream task, so once this returns the
+        # cancelled stream cannot reach `_send` again (and `_is_live` guards it regardless).
+        running, self._running = self._running, None
+        if running is not None:
+            running.task.cancel()
+
+    def _is_live(self, generation: int) -> bool:
+        return not self._closed and self._running is not None and self._running.generation == generation
+
+    def _send(self, generation: int, command: OracleCommand) -> bool:
+        if not self._is_live(generation):
+            return False
+        self._send_command(command)
+        return True
+
+    async def _stream(self, generation: int, messages: list[dict[str, str]], started: float) -> None:
+        assert self._client is not None
+        parts: list[str] = []
+        outcome: Literal["completed", "cancelled", "failed"] = "failed"
+        sent_any = False
+        try:
+            async with contextlib.aclosing(self._client.stream(messages)) as chunks:
+                async for raw in chunks:
+                    piece = raw.strip()
+                    if not piece:
+                        continue
+                    if not self._is_live(generation):
+                        outcome = "cancelled"
+                        return
+                    token_ids = tuple(self._tokenize(piece))
+                    first = not sent_any
+                    if first:
+                        self._send(generation, OracleReset(generation))
+                        sent_any = True
+                        self._mark_ok()
+                    if token_ids:
+                        self._send(generation, OracleAppend(generation, token_ids))
+                    parts.append(raw)
+                    self._publish(
+                        OracleChunk(
+                            t=self._clock.now(),
+                            generation=generation,
+                            text=piece,
+                            token_ids=token_ids,
+                            first=first,
+                            latency_ms=(time.monotonic() - started) * 1000.0,
+                        )
+                    )
+            outcome = "completed"
+            self._mark_ok()
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        # Whatever the LLM library or the server does wrong must end here: the audio goes on.
+        except Exception as err:
+            self._on_fault(err, generation, sent_any=sent_any, first_chunk_seen=bool(parts))
+        finally:
+            if self._running is not None and self._running.generation == generation:
+                self._running = None
+            self._publish(
+                OracleFinished(
+                    t=self._clock.now(), generation=generation, outcome=outcome, text="".join(parts).strip()
+                )
+            )
+            if outcome == "completed" and self._pending and self.policy.start_at_once:
+                self._evaluate(time.monotonic())
+
+    def _on_fault(
+        self, err: BaseException, generation: int, *, sent_any: bool, first_chunk_seen: bool
+    ) -> None:
+        assert self._client is not None
+        fault: LlmFault = classify(
+            err,
+            where=self._client.where,
+            key_env=self.llm.api_key_env,
+            secret=self._client.api_key,
+            first_chunk_seen=first_chunk_seen,
+        )
+        if sent_any and self._is_live(generation):
+            # Withdraw what the front-end has not consumed yet of the broken answer: an empty
+            # oracle (a reset with nothing after it) is better than half of an answer.
+            self._generation += 1
+            self._running = None
+            self._send_command(OracleReset(self._generation))
+        now = time.monotonic()
+        delay = self._backoff
+        self._retry_at = now + delay
+        self._backoff = min(self._backoff * 2.0, self.policy.backoff_max_s)
+        self._pending = True  # the same text is tried again after the back-off
+        self._health = fault.state
+        self._publish(
+            BackendStatus(
+                t=self._clock.now(),
+                component="llm",
+                state=fault.state,
+                message=f"{fault.message}; retrying in {delay:.1f} s",
+            )
+        )
+
+    def _mark_ok(self) -> None:
+        self._backoff = self.policy.backoff_initial_s
+        self._retry_at = 0.0
+        if self._health != "ok":
+            self._health = "ok"
+            assert self._client is not None
+            self._publish(
+                BackendStatus(
+                    t=self._clock.now(),
+                    component="llm",
+                    state="ok",
+                    message=f"{self._client.where} answering",
+                )
+            )
+
+    def _publish(self, event: Event) -> None:
+        self._events.publish(event)

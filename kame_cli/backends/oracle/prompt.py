@@ -1,0 +1,81 @@
+"""The conversation the oracle sees, and the one function that turns it into LLM messages."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from kame_cli.backends.oracle.config import PromptConfig
+
+Speaker = Literal["User", "Assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One line of the conversation: a closed user turn, or what the front-end said."""
+
+    speaker: Speaker
+    text: str
+
+
+class Conversation:
+    """Closed user turns and the front-end's spoken words, plus the user's unfinished turn.
+
+    Owned by the oracle producer's thread alone.
+    """
+
+    def __init__(self, keep_turns: int = 256) -> None:
+        self._keep = keep_turns
+        self.turns: list[Turn] = []
+        self.partial = ""
+        self.closed_user_words = 0
+
+    def set_partial(self, text: str) -> None:
+        self.partial = " ".join(text.split())
+
+    def close_user_turn(self, text: str) -> None:
+        """A final transcript: the user's turn joins the conversation, the partial is cleared."""
+        text = " ".join(text.split())
+        self.partial = ""
+        if text:
+            self.turns.append(Turn("User", text))
+            del self.turns[: -self._keep]
+            self.closed_user_words += len(text.split())
+
+    def add_frontend_text(self, piece: str) -> None:
+        # Pieces arrive token by token; consecutive ones build one assistant line (spaces are
+        # normalized when the prompt is built).
+        piece = piece.replace("\u2581", " ")
+        if self.turns and self.turns[-1].speaker == "Assistant":
+            self.turns[-1] = Turn("Assistant", self.turns[-1].text + piece)
+        elif piece.strip():
+            self.turns.append(Turn("Assistant", piece))
+            del self.turns[: -self._keep]
+
+    @property
+    def user_words(self) -> int:
+        """Words the user has said so far in the session, the unfinished turn included."""
+        return self.closed_user_words + len(self.partial.split())
+
+    @property
+    def current_user_text(self) -> str:
+        """The user text the next request answers: the partial, else the last closed user turn."""
+        if self.partial:
+            return self.partial
+        for turn in reversed(self.turns):
+            if turn.speaker == "User":
+                return turn.text
+        return ""
+
+
+def build_messages(prompt: PromptConfig, turns: Sequence[Turn], partial: str) -> list[dict[str, str]]:
+    """Chat messages for one oracle request: the system prompt, then the conversation's last lines."""
+    lines = [f"{turn.speaker}: {' '.join(turn.text.split())}" for turn in turns]
+    if partial:
+        lines.append(f"User: {partial}")
+    lines = lines[-prompt.max_turns :]
+    return [
+        {"role": "system", "content": prompt.system},
+        {"role": "user", "content": prompt.user_template.format(conversation="\n".join(lines))},
+    ]

@@ -1,0 +1,179 @@
+"""Profiles: one TOML file describes a whole setup (LLM, prompt, restart policy, STT, front-end).
+
+Shipped profiles live in the repository's `profiles/`; user profiles in `$KAME_CONFIG_DIR/profiles`
+(default: the platform's config directory for kame) override shipped ones by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import kame_cli
+from kame_cli.backends.oracle.config import BUNDLED_GGUF, LlmConfig, PolicyConfig, PromptConfig
+from kame_cli.backends.stt.config import SttConfig
+from kame_cli.engine.config import FrontendConfig
+from kame_cli.errors import ProfileError
+from kame_cli.profiles.schema import SchemaError, build, dump, profile_error, show_value
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, from PyPI
+    import tomli as tomllib  # type: ignore[no-redef]
+
+DEFAULT_PROFILE = "ollama"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+Source = Literal["shipped", "user", "file"]
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """A parsed, validated profile; each table is a frozen dataclass with every default filled in."""
+
+    name: str
+    path: Path
+    source: Source
+    description: str
+    llm: LlmConfig
+    prompt: PromptConfig
+    policy: PolicyConfig
+    stt: SttConfig
+    frontend: FrontendConfig
+
+    @property
+    def shown_path(self) -> str:
+        """The file's path as error messages show it (relative to the working directory if inside)."""
+        return display_path(self.path)
+
+    def to_tables(self) -> dict[str, Any]:
+        """The profile as TOML tables (defaults included), ready for `schema.to_toml`."""
+        tables: dict[str, Any] = {"description": self.description}
+        for section in section_types():
+            tables[section] = dump(getattr(self, section))
+        return tables
+
+
+def section_types() -> dict[str, type]:
+    """Profile tables and the dataclass each one is read into, from `Profile`'s own type hints."""
+    hints = typing.get_type_hints(Profile)
+    return {
+        f.name: hints[f.name]
+        for f in dataclasses.fields(Profile)
+        if dataclasses.is_dataclass(hints[f.name]) and isinstance(hints[f.name], type)
+    }
+
+
+def display_path(path: Path) -> str:
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return str(path)
+    return rel if not rel.startswith("..") else str(path)
+
+
+def shipped_profiles_dir() -> Path:
+    return Path(kame_cli.__file__).resolve().parent.parent / "profiles"
+
+
+def user_profiles_dir() -> Path:
+    """`$KAME_CONFIG_DIR/profiles`, else `profiles` in the platform's config directory for kame."""
+    root = os.environ.get("KAME_CONFIG_DIR")
+    if not root:
+        import typer
+
+        root = typer.get_app_dir("kame")
+    return Path(root).expanduser() / "profiles"
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileEntry:
+    """A profile file found on disk; `overrides` is set when a user file hides a shipped one."""
+
+    name: str
+    path: Path
+    source: Source
+    overrides: Path | None = None
+
+
+def list_profiles(user_dir: Path | None = None) -> list[ProfileEntry]:
+    """Every profile by name, user ones taking the place of shipped ones with the same name."""
+    shipped = {p.stem: p for p in sorted(shipped_profiles_dir().glob("*.toml"))}
+    users_dir = user_dir if user_dir is not None else user_profiles_dir()
+    users = {p.stem: p for p in sorted(users_dir.glob("*.toml"))} if users_dir.is_dir() else {}
+    entries = [ProfileEntry(name, path, "user", shipped.get(name)) for name, path in users.items()]
+    entries += [ProfileEntry(name, path, "shipped") for name, path in shipped.items() if name not in users]
+    return sorted(entries, key=lambda e: e.name)
+
+
+def find_profile(name_or_path: str | None, user_dir: Path | None = None) -> tuple[str, Path, Source]:
+    """Where the profile `name_or_path` lives: a file path, or a name (user dir first, then shipped)."""
+    spec = name_or_path or DEFAULT_PROFILE
+    if spec.endswith(".toml") or os.sep in spec or "/" in spec:
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise ProfileError(
+                f"profile file {spec} does not exist: give an existing .toml file or a profile name"
+            )
+        return path.stem, path, "file"
+    if not _NAME.match(spec):
+        raise ProfileError(f"bad profile name {show_value(spec)}: use letters, digits, '-', '_' or '.'")
+    users_dir = user_dir if user_dir is not None else user_profiles_dir()
+    for directory, source in ((users_dir, "user"), (shipped_profiles_dir(), "shipped")):
+        candidate = directory / f"{spec}.toml"
+        if candidate.is_file():
+            return spec, candidate, typing.cast(Source, source)
+    known = ", ".join(e.name for e in list_profiles(user_dir)) or "none"
+    raise ProfileError(
+        f"no profile named {spec!r} (known: {known}): see `kame profiles list`, or pass a .toml path"
+    )
+
+
+def load_profile(name_or_path: str | None = None, *, user_dir: Path | None = None) -> Profile:
+    """Read and validate a profile by name or path (None: the default, `ollama`); ProfileError if bad."""
+    name, path, source = find_profile(name_or_path, user_dir)
+    shown = display_path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ProfileError(f"{shown}: cannot read the file ({err})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ProfileError(f"{shown}: invalid TOML: {err}") from None
+    return parse_profile(data, name=name, path=path, source=source)
+
+
+def parse_profile(data: dict[str, Any], *, name: str, path: Path, source: Source) -> Profile:
+    """A Profile from TOML data already read from `path` (errors name that file)."""
+    shown = display_path(path)
+    sections = section_types()
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise ProfileError(f"{shown}: description: must be a string (got {show_value(description)})")
+    for key, value in data.items():
+        if key == "description":
+            continue
+        if key not in sections:
+            known = ", ".join(["description", *(f"[{s}]" for s in sections)])
+            raise ProfileError(f"{shown}: unknown key or table {key!r} (known: {known})")
+        if not isinstance(value, dict):
+            raise ProfileError(f"{shown}: {key}: must be a table ([{key}])")
+    built: dict[str, Any] = {}
+    for section, cls in sections.items():
+        try:
+            built[section] = build(cls, data.get(section, {}))
+        except SchemaError as err:
+            raise profile_error(shown, section, err) from None
+    llm: LlmConfig = built["llm"]
+    if llm.server is not None and llm.server.gguf != BUNDLED_GGUF:
+        gguf = Path(llm.server.gguf).expanduser()
+        if not gguf.is_absolute():
+            gguf = (path.parent / gguf).resolve()
+        built["llm"] = dataclasses.replace(llm, server=dataclasses.replace(llm.server, gguf=str(gguf)))
+    return Profile(name=name, path=path, source=source, description=description, **built)

@@ -1,0 +1,112 @@
+"""What a profile needs before and around a session: checks, and the local LLM server if it has one."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from kame_cli.backends.oracle.config import OLLAMA_PROVIDERS
+from kame_cli.errors import KameError, ProfileError
+from kame_cli.profiles.profile import Profile
+
+_LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
+
+
+class ServerUnreachableError(KameError):
+    """The LLM server a profile points to does not answer."""
+
+
+def check_environment(profile: Profile) -> str | None:
+    """The API key's environment variable is set (its value is never read out); ProfileError if not."""
+    name = profile.llm.api_key_env
+    if not name:
+        return None
+    if not os.environ.get(name):
+        raise ProfileError(
+            f"{profile.shown_path}: [llm] api_key_env: environment variable {name} is not set: "
+            f"export {name}=... before starting kame"
+        )
+    return f"{name} is set"
+
+
+def check_profile(profile: Profile, *, online: bool = True) -> list[str]:
+    """Check what a session with this profile needs; returns what passed, raises the first KameError.
+
+    Always: the API key's variable, the local GGUF. With `online`: an Ollama server and its model,
+    and an OpenAI-compatible server on loopback, answer.
+    """
+    passed: list[str] = []
+    if (env := check_environment(profile)) is not None:
+        passed.append(env)
+    llm = profile.llm
+    if llm.server is not None:
+        from kame_cli.backends.oracle.local_server import resolve_gguf
+
+        gguf = resolve_gguf(llm.server.gguf)
+        if not gguf.is_file():
+            raise ProfileError(
+                f"{profile.shown_path}: [llm.server] gguf: file {gguf} does not exist: "
+                "give the path of a .gguf model"
+            )
+        passed.append(f"GGUF {gguf} exists ({gguf.stat().st_size / 1e6:.0f} MB)")
+        import importlib.util
+
+        if importlib.util.find_spec("xllamacpp") is None:
+            raise ProfileError(f"{profile.shown_path}: [llm.server] needs xllamacpp: pip install xllamacpp")
+    if not online:
+        return passed
+    if llm.provider in OLLAMA_PROVIDERS:
+        from kame_cli.backends.oracle.ollama import check_ollama_model
+
+        passed.append(check_ollama_model(llm.api_base, llm.model, profile_name=profile.name))
+    elif llm.server is None and llm.api_base and _on_loopback(llm.api_base):
+        passed.append(_check_openai_compatible(profile))
+    return passed
+
+
+def _on_loopback(url: str) -> bool:
+    host = url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
+    return host in _LOOPBACK
+
+
+def _check_openai_compatible(profile: Profile) -> str:
+    import httpx
+
+    base = (profile.llm.api_base or "").rstrip("/")
+    try:
+        reply = httpx.get(f"{base}/models", timeout=3.0)
+    except httpx.HTTPError as err:
+        raise ServerUnreachableError(
+            f"{profile.shown_path}: [llm] api_base: no server answers at {base} ({type(err).__name__}): "
+            "start it or fix api_base"
+        ) from None
+    return f"server at {base} answers ({reply.status_code})"
+
+
+@contextlib.contextmanager
+def prepare_llm_backend(profile: Profile) -> Iterator[str | None]:
+    """Start what the profile's LLM needs (the local llama.cpp server, if any); yields the api_base.
+
+    The local server is stopped (terminate, then kill) when the block exits.
+    """
+    llm = profile.llm
+    if llm.server is None:
+        yield llm.api_base
+        return
+    from kame_cli.backends.oracle.local_server import LocalLlamaServer, resolve_gguf
+
+    gguf = resolve_gguf(llm.server.gguf)
+    if not Path(gguf).is_file():
+        raise ProfileError(f"{profile.shown_path}: [llm.server] gguf: file {gguf} does not exist")
+    server = LocalLlamaServer(
+        gguf,
+        llm.model,
+        threads=llm.server.threads,
+        n_ctx=llm.server.n_ctx,
+        port=llm.server.port,
+        startup_timeout_s=llm.server.startup_timeout_s,
+    )
+    with server:
+        yield server.api_base

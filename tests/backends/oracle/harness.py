@@ -1,0 +1,141 @@
+"""Test plumbing for the oracle producer: a real sentencepiece tokenizer, a recorder for the
+commands it sends and the events it publishes, and a replay of the front-end's oracle stream."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from kame_cli.backends.oracle.config import LlmConfig, PolicyConfig, PromptConfig
+from kame_cli.backends.oracle.producer import OracleProducer
+from kame_cli.bus import EventBus
+from kame_cli.clock import SessionClock
+from kame_cli.events import Event, OracleAppend, OracleCommand, OracleReset, PartialTranscript
+
+E = TypeVar("E")
+
+_CORPUS = [
+    "the capital of france is paris and the capital of italy is rome",
+    "what is the weather like today in tokyo",
+    "water boils at one hundred degrees celsius at sea level",
+    "hello how are you doing this fine morning",
+    "i would like to know how many planets there are in the solar system",
+    "the quick brown fox jumps over the lazy dog",
+    "can you tell me a short story about a cat and a dragon",
+    "two plus two equals four and three times three is nine",
+    "sure, here is the answer you asked for.",
+    "The assistant said something wrong; let me correct it!",
+]
+
+
+def train_tokenizer(vocab_size: int = 200) -> Any:
+    """A real sentencepiece unigram model trained in memory (pad id 3, as in Moshi checkpoints)."""
+    import sentencepiece as spm
+
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(_CORPUS * 20),
+        model_writer=model,
+        vocab_size=vocab_size,
+        hard_vocab_limit=False,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=3,
+        character_coverage=1.0,
+        minloglevel=2,
+    )
+    return spm.SentencePieceProcessor(model_proto=model.getvalue())
+
+
+class Recorder:
+    """What the producer sent to the front-end (with the time) and published on the bus."""
+
+    def __init__(self) -> None:
+        self.bus = EventBus()
+        self._sub = self.bus.subscribe("test", maxsize=0)
+        self._lock = threading.Lock()
+        self.sent: list[tuple[float, OracleCommand]] = []
+        self.events: list[Event] = []
+
+    def send(self, command: OracleCommand) -> None:
+        with self._lock:
+            self.sent.append((time.monotonic(), command))
+
+    @property
+    def commands(self) -> list[OracleCommand]:
+        with self._lock:
+            return [command for _, command in self.sent]
+
+    def collect(self) -> list[Event]:
+        self.events.extend(self._sub.drain())
+        return self.events
+
+    def of(self, cls: type[E]) -> list[E]:
+        return [e for e in self.collect() if isinstance(e, cls)]
+
+    def wait(self, predicate: Callable[[Recorder], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate(self):
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"timed out after {timeout} s waiting for {what}; events: {self.collect()}"
+                )
+            time.sleep(0.01)
+
+
+def oracle_content(commands: Sequence[OracleCommand]) -> tuple[int | None, list[int]]:
+    """The front-end's view: the generation of the last reset and the tokens appended to it."""
+    generation: int | None = None
+    tokens: list[int] = []
+    for command in commands:
+        if isinstance(command, OracleReset):
+            generation, tokens = command.generation, []
+        elif isinstance(command, OracleAppend) and command.generation == generation:
+            tokens.extend(command.token_ids)
+    return generation, tokens
+
+
+def partial(text: str, t: float = 0.0) -> PartialTranscript:
+    words = text.split()
+    return PartialTranscript(
+        t=t, committed=" ".join(words[:-1]), tentative=words[-1] if words else "", audio_end=t
+    )
+
+
+LONG_ANSWER = {"extra_body": {"ignore_eos": True}}
+"""llama.cpp option: keep generating to max_tokens, so a stream is surely still running."""
+
+
+@contextlib.contextmanager
+def running_producer(
+    llm: LlmConfig,
+    policy: PolicyConfig | None = None,
+    prompt: PromptConfig | None = None,
+    *,
+    tokenizer: Any,
+    api_base: str | None,
+) -> Iterator[tuple[OracleProducer, Recorder]]:
+    recorder = Recorder()
+    producer = OracleProducer(
+        llm,
+        policy or PolicyConfig(),
+        prompt or PromptConfig(),
+        tokenize=tokenizer.encode,
+        send=recorder.send,
+        events=recorder.bus,
+        clock=SessionClock(),
+        api_base=api_base,
+    )
+    producer.start()
+    try:
+        yield producer, recorder
+    finally:
+        assert producer.stop(timeout=2.0), "the producer's thread did not end within 2 s"
+        count = len(recorder.commands)
+        time.sleep(0.1)
+        assert len(recorder.commands) == count, "commands sent after stop() returned"

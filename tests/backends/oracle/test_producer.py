@@ -1,0 +1,132 @@
+"""The oracle producer against a real LLM server on loopback (xllamacpp + SmolLM2-135M) via LiteLLM."""
+
+from __future__ import annotations
+
+import time
+
+from kame_cli.backends.oracle.config import LlmConfig, PolicyConfig
+from kame_cli.events import (
+    BackendStatus,
+    FinalTranscript,
+    OracleAppend,
+    OracleChunk,
+    OracleFinished,
+    OracleRequestStarted,
+    OracleReset,
+)
+from tests.backends.oracle.harness import LONG_ANSWER, Recorder, oracle_content, partial, running_producer
+from tests.support.llm_server import slot_busy
+
+
+def _llm(**overrides: object) -> LlmConfig:
+    settings: dict[str, object] = {"provider": "openai", "model": "smollm2", "max_tokens": 24}
+    settings.update(overrides)
+    return LlmConfig(**settings)  # type: ignore[arg-type]
+
+
+def _finished(rec: Recorder, generation: int) -> bool:
+    return any(e.generation == generation for e in rec.of(OracleFinished))
+
+
+def test_partial_yields_reset_then_appends_of_the_tokenized_chunks(smollm2, tokenizer) -> None:
+    with running_producer(_llm(), tokenizer=tokenizer, api_base=smollm2.api_base) as (producer, rec):
+        producer.on_event(partial("what is the capital of france"))
+        rec.wait(lambda r: _finished(r, 1), timeout=30, what="the first answer")
+
+    [started] = rec.of(OracleRequestStarted)
+    assert (started.generation, started.reason, started.user_text) == (
+        1,
+        "first",
+        "what is the capital of france",
+    )
+    [finished] = rec.of(OracleFinished)
+    assert finished.outcome == "completed" and finished.text
+    chunks = rec.of(OracleChunk)
+    assert chunks and [c.first for c in chunks] == [True] + [False] * (len(chunks) - 1)
+    # Each chunk is stripped, then encoded with the front-end's tokenizer, in arrival order.
+    for chunk in chunks:
+        assert chunk.text == chunk.text.strip() and chunk.text
+        assert chunk.token_ids == tuple(tokenizer.encode(chunk.text))
+    commands = rec.commands
+    assert commands[0] == OracleReset(1)
+    appends = commands[1:]
+    assert all(isinstance(c, OracleAppend) and c.generation == 1 for c in appends)
+    assert [c.token_ids for c in appends] == [c.token_ids for c in chunks if c.token_ids]
+    assert oracle_content(commands) == (1, [t for c in chunks for t in c.token_ids])
+    assert "".join(c.text for c in chunks) == "".join(finished.text.split())
+    assert [e.state for e in rec.of(BackendStatus)] == ["ok"]
+
+
+def test_growing_partials_restart_on_new_words_and_on_final(smollm2, tokenizer) -> None:
+    policy = PolicyConfig(poll_interval_s=0.1, min_new_words=2)
+    llm = _llm(max_tokens=400, extra=LONG_ANSWER)
+    with running_producer(llm, policy, tokenizer=tokenizer, api_base=smollm2.api_base) as (producer, rec):
+        producer.on_event(partial("tell me"))
+        rec.wait(lambda r: len(r.of(OracleRequestStarted)) == 1, timeout=5, what="the first start")
+        producer.on_event(partial("tell me about"))  # one word more: below min_new_words
+        time.sleep(0.5)
+        assert len(rec.of(OracleRequestStarted)) == 1
+        producer.on_event(partial("tell me about the moon"))  # three more than at the start
+        rec.wait(lambda r: len(r.of(OracleRequestStarted)) == 2, timeout=5, what="a restart on words")
+        producer.on_event(
+            FinalTranscript(t=0.0, text="tell me about the moon", audio_start=0.0, audio_end=2.0)
+        )
+        rec.wait(lambda r: len(r.of(OracleRequestStarted)) == 3, timeout=5, what="a restart on the final")
+        rec.wait(lambda r: _finished(r, 2), timeout=5, what="the cancelled stream's end")
+
+    starts = rec.of(OracleRequestStarted)
+    assert [(s.generation, s.reason) for s in starts] == [(1, "first"), (2, "words"), (3, "final")]
+    assert [s.user_text for s in starts] == ["tell me", "tell me about the moon", "tell me about the moon"]
+    outcomes = {e.generation: e.outcome for e in rec.of(OracleFinished)}
+    assert outcomes[1] == "cancelled" and outcomes[2] == "cancelled"
+
+
+def test_restart_cap_holds_under_a_burst_of_twenty_partials(smollm2, tokenizer) -> None:
+    policy = PolicyConfig(poll_interval_s=0.02, min_new_words=1, max_restarts=3, restart_window_s=2.0)
+    llm = _llm(max_tokens=400, extra=LONG_ANSWER)
+    words = [f"word{i}" for i in range(1, 21)]
+    with running_producer(llm, policy, tokenizer=tokenizer, api_base=smollm2.api_base) as (producer, rec):
+        began = time.monotonic()
+        for count in range(1, 21):  # 20 partials in 1 s, each one word longer
+            producer.on_event(partial(" ".join(words[:count])))
+            time.sleep(0.05)
+        assert time.monotonic() - began < 1.5
+        in_burst = len(rec.of(OracleRequestStarted))
+        time.sleep(max(0.0, began + 2.6 - time.monotonic()))
+        starts = rec.of(OracleRequestStarted)
+
+    assert in_burst == 3, "without the cap every poll during the burst would restart"
+    # Once the window has passed, the pending words get their restart.
+    assert len(starts) == 4 and starts[-1].user_text == " ".join(words)
+    times = [s.t for s in starts]
+    for i, first in enumerate(times):
+        assert sum(1 for t in times[i:] if t < first + policy.restart_window_s) <= policy.max_restarts
+
+
+def test_a_cancelled_stream_is_closed_and_never_forwarded(smollm2, tokenizer) -> None:
+    policy = PolicyConfig(poll_interval_s=0.05)
+    llm = _llm(max_tokens=1000, extra=LONG_ANSWER)
+    with running_producer(llm, policy, tokenizer=tokenizer, api_base=smollm2.api_base) as (producer, rec):
+        producer.on_event(partial("count from one"))
+        rec.wait(lambda r: len(r.of(OracleChunk)) >= 3, timeout=30, what="the first stream's chunks")
+        producer.on_event(partial("count from one to ten please"))
+        rec.wait(lambda r: len(r.of(OracleRequestStarted)) == 2, timeout=5, what="the restart")
+        restarted = time.monotonic()
+        rec.wait(
+            lambda r: any(c.generation == 2 for c in r.of(OracleChunk)), timeout=30, what="the new answer"
+        )
+        time.sleep(0.3)
+        with rec._lock:
+            late = [c for t, c in rec.sent if t > restarted and c.generation == 1]
+        assert not late, "a chunk of the cancelled stream reached the oracle"
+        assert oracle_content(rec.commands)[0] == 2
+        assert slot_busy(smollm2.url)  # the second answer (1000 tokens) is still being generated
+
+    # stop() cancelled it: llama.cpp sees the connection close and frees its slot at once,
+    # although 1000 tokens at ~80 tok/s would keep it busy for many seconds more.
+    deadline = time.monotonic() + 3.0
+    while slot_busy(smollm2.url):
+        assert time.monotonic() < deadline, "llama.cpp still generating: the HTTP request was not closed"
+        time.sleep(0.05)
+    outcomes = {e.generation: e.outcome for e in rec.of(OracleFinished)}
+    assert outcomes == {1: "cancelled", 2: "cancelled"}
