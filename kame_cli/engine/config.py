@@ -24,3 +24,7 @@ class FrontendConfig:
     top_k: int = 250
     top_k_text: int = 25
     seed: int | None = None
+    revision: str | None = None
+    """Hugging Face revision (branch, tag or commit) of a repo-id model; None: the default branch."""
+    cpu_threads: int = 1
+    """torch intra-op threads on CPU: 1 measured best on 2 cores while the STT worker also runs."""

@@ -1,0 +1,309 @@
+"""`load_frontend`: one entry point for every front-end source, returning a ready `Frontend`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from kame_cli.clock import FRAME_SAMPLES, SAMPLE_RATE
+from kame_cli.engine import builtin
+from kame_cli.engine.checkpoint import CheckpointFiles, resolve_checkpoint
+from kame_cli.engine.config import FrontendConfig
+from kame_cli.engine.model import OracleLMModel
+from kame_cli.engine.weights import (
+    cast_floats,
+    load_state,
+    loaded_bytes,
+    read_safetensors,
+    upgrade_oracle_keys,
+)
+from kame_cli.errors import CheckpointError, ConfigError, DeviceError
+
+if TYPE_CHECKING:
+    import sentencepiece
+    from moshi.models.compression import MimiModel
+    from moshi.models.lm import LMGen
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """How the front-end samples its text and audio tokens."""
+
+    temperature: float = 0.8
+    temperature_text: float = 0.7
+    top_k: int = 250
+    top_k_text: int = 25
+
+    @classmethod
+    def from_config(cls, cfg: FrontendConfig) -> Sampling:
+        return cls(cfg.temperature, cfg.temperature_text, cfg.top_k, cfg.top_k_text)
+
+
+@dataclass
+class Frontend:
+    """A loaded front-end: Mimi codec, oracle-aware LM and text tokenizer on one device."""
+
+    name: str
+    mimi: MimiModel
+    lm: OracleLMModel
+    text_tokenizer: sentencepiece.SentencePieceProcessor
+    device: torch.device
+    dtype: torch.dtype
+    files: CheckpointFiles | None = None
+    """None for the built-in random models."""
+    oracle_from_text_emb: bool = False
+    """True when the checkpoint was plain Moshi and `oracle_emb` started as a copy of `text_emb`."""
+    lm_gen_config: dict[str, Any] = field(default_factory=dict)
+    cpu_threads: int = 1
+    sample_rate: int = SAMPLE_RATE
+    frame_size: int = FRAME_SAMPLES
+
+    @property
+    def text_start_id(self) -> int:
+        return self.lm.text_initial_token_id
+
+    @property
+    def text_padding_id(self) -> int:
+        return self.lm.text_padding_token_id
+
+    def make_lm_gen(self, sampling: Sampling | None = None) -> LMGen:
+        """A fresh moshi `LMGen` over this LM (enter its `streaming(1)` before stepping)."""
+        from moshi.models.lm import LMGen
+
+        s = sampling or Sampling()
+        return LMGen(
+            self.lm, temp=s.temperature, temp_text=s.temperature_text, top_k=s.top_k, top_k_text=s.top_k_text
+        )
+
+    def text_piece(self, token_id: int) -> str | None:
+        """The text an inner-monologue token stands for, or None for padding and special tokens."""
+        sp = self.text_tokenizer
+        if token_id in (self.lm.text_padding_token_id, self.lm.end_of_text_padding_id):
+            return None
+        if not 0 <= token_id < sp.vocab_size() or sp.is_control(token_id) or sp.is_unknown(token_id):
+            return None
+        return sp.id_to_piece(token_id).replace("▁", " ")
+
+
+def resolve_device(choice: str) -> torch.device:
+    """`auto` -> CUDA when torch sees a GPU, else CPU; asking for CUDA without one is a `DeviceError`."""
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError("device 'cuda': torch sees no CUDA GPU here: use --device cpu (or auto)")
+        return torch.device("cuda")
+    if choice == "cpu":
+        return torch.device("cpu")
+    raise ConfigError(f"device '{choice}': expected auto, cuda or cpu")
+
+
+def run_dtype(device: torch.device, half: bool) -> torch.dtype:
+    """bf16 on CUDA (fp16 with `half`, for GPUs older than Ampere); fp32 on CPU."""
+    if device.type != "cuda":
+        return torch.float32
+    if half:
+        return torch.float16
+    if not torch.cuda.is_bf16_supported():
+        raise DeviceError(f"{torch.cuda.get_device_name(device)} has no bf16 support: run with --half (fp16)")
+    return torch.bfloat16
+
+
+def load_frontend(cfg: FrontendConfig, *, cache_dir: Path | None = None) -> Frontend:
+    """Load the front-end `cfg` names: a built-in, a local directory or a Hugging Face repo id."""
+    device = resolve_device(cfg.device)
+    dtype = run_dtype(device, cfg.half)
+    if cfg.model == builtin.TINY:
+        return _tiny_frontend(device, dtype, cfg.cpu_threads)
+    if cfg.model == builtin.FULL_7B:
+        # fp32 would need ~29 GiB on a CPU: the hardware check runs in bf16 there too.
+        full_dtype = torch.bfloat16 if device.type == "cpu" else dtype
+        return _full_random_frontend(device, full_dtype, cfg.cpu_threads)
+    files = resolve_checkpoint(cfg, cache_dir=cache_dir)
+    return _checkpoint_frontend(cfg.model, files, device, dtype, cfg.cpu_threads)
+
+
+def _checkpoint_frontend(
+    name: str, files: CheckpointFiles, device: torch.device, dtype: torch.dtype, cpu_threads: int
+) -> Frontend:
+    from moshi.models.loaders import CheckpointInfo, get_lora_moshi
+
+    if files.config is None:
+        info = CheckpointInfo(files.lm_weights, files.mimi_weights, files.tokenizer)  # legacy Moshi 7B repo
+    else:
+        # Every path is explicit, so moshi reads config.json and downloads nothing.
+        info = CheckpointInfo.from_hf_repo(
+            None,  # type: ignore[arg-type]
+            moshi_weights=files.lm_weights,
+            mimi_weights=files.mimi_weights,
+            tokenizer=files.tokenizer,
+            config_path=files.config,
+            mimi_config_path=files.mimi_config,
+            lora_weights=files.lora_weights,
+        )
+    lm_kwargs = dict(info.lm_config) if info.lm_config is not None else builtin.full_lm_config()
+    lora = (lm_kwargs.pop("lora", False), lm_kwargs.pop("lora_rank", 128), lm_kwargs.pop("lora_scaling", 2.0))
+    lm_kwargs.pop("depformer_causal", None)  # deprecated moshi setting
+    if "demux_second_stream" in lm_kwargs:
+        lm_kwargs["demux_second_text_stream"] = lm_kwargs.pop("demux_second_stream")
+    config_name = files.config or files.lm_weights
+    if lm_kwargs.get("quantize") and device.type != "cuda":
+        raise CheckpointError(
+            f"{config_name}: 8-bit (q8) checkpoints run on CUDA only: use a bf16 repo on CPU"
+        )
+
+    lm = _build_lm(lm_kwargs, torch.device("meta"), dtype, config_name)
+    _ensure_fits(loaded_bytes(files.lm_weights, dtype), device, f"{name} (LM weights)")
+    state = read_safetensors(files.lm_weights, device)
+    upgraded = upgrade_oracle_keys(state, lm, files.lm_weights)
+    cast_floats(state, dtype)
+    load_state(lm, state, files.lm_weights, assign=True)
+    del state
+    if lora[0]:
+        if info.lora_weights is None:
+            raise CheckpointError(f"{config_name}: lora is on but no lora_name names the LoRA weights")
+        lm = get_lora_moshi(
+            lm, info.lora_weights, lora_rank=lora[1], lora_scaling=lora[2], dtype=dtype, device=device
+        )
+    lm.eval()
+
+    mimi = _build_mimi(info.mimi_config, lm, device, files.mimi_config or config_name)
+    mimi_state = read_safetensors(files.mimi_weights, device)
+    load_state(mimi, mimi_state, files.mimi_weights, assign=False)
+    tokenizer = _load_tokenizer(files.tokenizer)
+    _check_parts(lm, mimi, tokenizer, files)
+    return Frontend(
+        name=name,
+        mimi=mimi,
+        lm=lm,
+        text_tokenizer=tokenizer,
+        device=device,
+        dtype=dtype,
+        files=files,
+        oracle_from_text_emb=upgraded,
+        lm_gen_config=dict(info.lm_gen_config),
+        cpu_threads=cpu_threads,
+    )
+
+
+def _build_lm(
+    kwargs: dict[str, Any], device: torch.device, dtype: torch.dtype, source: Path
+) -> OracleLMModel:
+    try:
+        return OracleLMModel(device=device, dtype=dtype, **kwargs)
+    except (TypeError, ValueError, AssertionError, KeyError) as err:
+        # moshi validates settings with asserts and keyword checks: all mean a bad config.json.
+        raise CheckpointError(f"{source}: invalid LM settings ({type(err).__name__}: {err})") from None
+
+
+def _build_mimi(
+    mimi_config: dict[str, Any] | None, lm: OracleLMModel, device: torch.device, source: Path
+) -> MimiModel:
+    from moshi.models.loaders import get_mimi
+
+    num_codebooks = max(lm.dep_q, lm.n_q - lm.dep_q)
+    try:
+        return get_mimi(None, mimi_config, device=device, num_codebooks=num_codebooks)
+    except (TypeError, ValueError, AssertionError, KeyError) as err:
+        raise CheckpointError(f"{source}: invalid Mimi settings ({type(err).__name__}: {err})") from None
+
+
+def _load_tokenizer(path: Path) -> sentencepiece.SentencePieceProcessor:
+    import sentencepiece
+
+    try:
+        return sentencepiece.SentencePieceProcessor(model_file=str(path))
+    except (OSError, RuntimeError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"{path}: not a sentencepiece tokenizer ({first})") from None
+
+
+def _check_parts(
+    lm: OracleLMModel,
+    mimi: MimiModel,
+    tokenizer: sentencepiece.SentencePieceProcessor,
+    files: CheckpointFiles,
+) -> None:
+    if tokenizer.vocab_size() > lm.text_card:
+        raise CheckpointError(
+            f"{files.tokenizer}: {tokenizer.vocab_size()} pieces but the LM's text_card is {lm.text_card}: "
+            "tokenizer and LM do not belong together"
+        )
+    if mimi.cardinality != lm.card:
+        raise CheckpointError(
+            f"{files.mimi_weights}: Mimi codebooks have {mimi.cardinality} entries, the LM expects {lm.card}"
+        )
+    if mimi.total_codebooks < max(lm.dep_q, lm.n_q - lm.dep_q):
+        raise CheckpointError(
+            f"{files.mimi_weights}: Mimi has {mimi.total_codebooks} codebooks, the LM needs {lm.dep_q}"
+        )
+    if mimi.frame_size != FRAME_SAMPLES or mimi.sample_rate != SAMPLE_RATE:
+        raise CheckpointError(
+            f"{files.mimi_weights}: Mimi frames are {mimi.frame_size} samples at {mimi.sample_rate} Hz; "
+            f"kame needs {FRAME_SAMPLES} at {SAMPLE_RATE} Hz"
+        )
+
+
+# --- built-in random front-ends -----------------------------------------------------------------
+
+_TINY_SEED = 1234
+
+
+def _tiny_frontend(device: torch.device, dtype: torch.dtype, cpu_threads: int) -> Frontend:
+    import sentencepiece
+    from moshi.models.loaders import get_mimi
+
+    tokenizer = sentencepiece.SentencePieceProcessor(model_proto=builtin.train_tiny_tokenizer())
+    # Fixed weights: random:tiny behaves the same on every run, like a real checkpoint would.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_TINY_SEED)
+        lm = OracleLMModel(device=device, dtype=dtype, **builtin.tiny_lm_config(tokenizer.vocab_size()))
+        mimi = get_mimi(None, builtin.TINY_MIMI_CONFIG, device=device, num_codebooks=lm.dep_q)
+        builtin.randomize_codebooks(mimi, torch.Generator().manual_seed(_TINY_SEED))
+    lm.eval()
+    return Frontend(builtin.TINY, mimi, lm, tokenizer, device, dtype, cpu_threads=cpu_threads)
+
+
+def _full_random_frontend(device: torch.device, dtype: torch.dtype, cpu_threads: int) -> Frontend:
+    import sentencepiece
+    from moshi.models.loaders import get_mimi
+
+    kwargs = builtin.full_lm_config()
+    _check_memory(kwargs, device, dtype)
+    tokenizer = sentencepiece.SentencePieceProcessor(model_proto=builtin.train_tiny_tokenizer())
+    lm = OracleLMModel(device=device, dtype=dtype, **kwargs)  # initialized in place on the device
+    lm.eval()
+    mimi = get_mimi(None, builtin.full_mimi_config(), device=device, num_codebooks=lm.dep_q)
+    builtin.randomize_codebooks(mimi)
+    return Frontend(builtin.FULL_7B, mimi, lm, tokenizer, device, dtype, cpu_threads=cpu_threads)
+
+
+def _element_size(dtype: torch.dtype) -> int:
+    return torch.tensor([], dtype=dtype).element_size()
+
+
+def _check_memory(kwargs: dict[str, Any], device: torch.device, dtype: torch.dtype) -> None:
+    meta = OracleLMModel(device=torch.device("meta"), dtype=dtype, **kwargs)
+    needed = sum(p.numel() for p in meta.parameters()) * _element_size(dtype)
+    _ensure_fits(needed, device, "random:7b")
+
+
+def _ensure_fits(needed: int, device: torch.device, what: str) -> None:
+    """Refuse before allocating when the model cannot fit: an OOM kill gives no message."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        where = torch.cuda.get_device_name(device)
+        fix = "use a GPU with more memory, or --half on a smaller model"
+    else:
+        import psutil
+
+        free = psutil.virtual_memory().available
+        where = "this machine's RAM"
+        fix = "run it on a GPU (--device cuda), or use random:tiny"
+    if needed * 1.1 > free:
+        raise DeviceError(
+            f"{what} needs ~{needed / 2**30:.1f} GiB but {where} has {free / 2**30:.1f} GiB free: {fix}"
+        )

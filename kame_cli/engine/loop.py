@@ -1,0 +1,273 @@
+"""The front-end's real-time loop: one thread that alone owns the model and its streaming state.
+
+Per 80 ms frame: drain oracle commands -> Mimi encode -> LM step with this step's oracle token ->
+Mimi decode -> `on_output(step, pcm)`, then events (text pieces, timings, deadline misses).
+Pacing is the source's job: frames arrive in real time from a microphone or a paced file, or as
+fast as the loop takes them. The loop never waits on the back-end, only on its next frame.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from kame_cli.bus import EventSink
+from kame_cli.clock import FRAME_SAMPLES, SessionClock
+from kame_cli.engine.loader import Frontend, Sampling
+from kame_cli.engine.oracle import OracleStream
+from kame_cli.errors import DeviceError, KameError
+from kame_cli.events import BackendStatus, DeadlineMiss, FrontendText, OracleCommand, OracleFed, StepTiming
+
+if TYPE_CHECKING:
+    import sentencepiece
+    from moshi.models.lm import LMGen
+
+WARMUP_STEPS = 4
+"""Enough for moshi's CUDA graphs (one plain call, then capture) and torch.compile to settle."""
+
+
+class FrontendLoop:
+    """Steps the front-end on its own thread; `submit_frame` and `send_oracle` are safe from any thread."""
+
+    def __init__(
+        self,
+        frontend: Frontend,
+        events: EventSink,
+        clock: SessionClock,
+        *,
+        on_output: Callable[[int, np.ndarray], None],
+        budget_ms: float = 80.0,
+        seed: int | None = None,
+        sampling: Sampling | None = None,
+        warmup_steps: int = WARMUP_STEPS,
+    ) -> None:
+        self.frontend = frontend
+        self.budget_ms = budget_ms
+        self.seed = seed
+        self.sampling = sampling or Sampling()
+        self.warmup_steps = warmup_steps
+        self._events = events
+        self._clock = clock
+        self._on_output = on_output
+        self._frames: queue.SimpleQueue[np.ndarray | None] = queue.SimpleQueue()
+        self._commands: queue.SimpleQueue[OracleCommand] = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._oracle = OracleStream(frontend.text_start_id, frontend.text_padding_id)
+        self.steps = 0
+        self.fed_oracle_tokens: list[int] = []
+        """The oracle token fed at each step (padding included)."""
+        self.text_tokens: list[int | None] = []
+        """The inner-monologue token sampled at each step; None while moshi's delays fill up."""
+        self.deadline_misses = 0
+        self.error: BaseException | None = None
+
+    @property
+    def text_tokenizer(self) -> sentencepiece.SentencePieceProcessor:
+        return self.frontend.text_tokenizer
+
+    @property
+    def backlog(self) -> int:
+        """Frames submitted and not yet stepped."""
+        return self._frames.qsize()
+
+    @property
+    def dropped_oracle_appends(self) -> int:
+        return self._oracle.dropped_appends
+
+    # --- other threads ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the thread and return once warm-up is done (before the first real frame is stepped)."""
+        if self._thread is not None:
+            raise RuntimeError("FrontendLoop.start() called twice")
+        self._thread = threading.Thread(target=self._run, name="kame-frontend", daemon=False)
+        self._thread.start()
+        self._ready.wait()
+        if self.error is not None:
+            self._thread.join()
+            if isinstance(self.error, KameError):
+                raise self.error
+            first = str(self.error).splitlines()[0] if str(self.error) else type(self.error).__name__
+            raise DeviceError(
+                f"front-end warm-up failed on {self.frontend.device} ({type(self.error).__name__}: {first}): "
+                "try --device cpu or a smaller model"
+            ) from self.error
+
+    def submit_frame(self, pcm: np.ndarray) -> None:
+        """Queue one 1920-sample float32 mono frame at 24 kHz; copies it, never blocks."""
+        frame = np.array(pcm, dtype=np.float32, copy=True)
+        if frame.size != FRAME_SAMPLES:
+            raise ValueError(f"submit_frame expects {FRAME_SAMPLES} samples, got {frame.size}")
+        self._frames.put(frame.reshape(FRAME_SAMPLES))
+
+    def end_input(self) -> None:
+        """No more frames: the loop steps those already queued, then ends."""
+        self._frames.put(None)
+
+    def send_oracle(self, command: OracleCommand) -> None:
+        """Queue an oracle reset/append; the loop applies it before its next step."""
+        self._commands.put(command)
+
+    def stop(self, timeout: float = 1.0) -> bool:
+        """Stop after the current step (queued frames are dropped); True when the thread has ended."""
+        self._stopping.set()
+        self._frames.put(None)
+        return self.join(timeout)
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the thread to end; True when it has."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    # --- the real-time thread --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        import torch
+
+        frontend = self.frontend
+        try:
+            if frontend.device.type == "cpu":
+                torch.set_num_threads(frontend.cpu_threads)
+            lm_gen = frontend.make_lm_gen(self.sampling)
+            with torch.no_grad(), frontend.mimi.streaming(1), lm_gen.streaming(1):
+                self._warm_up(lm_gen)
+                # Every session starts from fresh streaming state, whatever warm-up left behind.
+                frontend.mimi.reset_streaming()
+                lm_gen.reset_streaming()
+                if self.seed is not None:
+                    torch.manual_seed(self.seed)
+                self._publish_status("ok", f"{frontend.name} ready on {frontend.device}")
+                self._ready.set()
+                self._serve(lm_gen)
+        except Exception as err:  # any failure (CUDA OOM, a bad frame) must reach start()/the panel
+            self.error = err
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            self._publish_status("error", f"front-end stopped: {type(err).__name__}: {first}")
+        finally:
+            self._ready.set()
+
+    def _warm_up(self, lm_gen: LMGen) -> None:
+        import torch
+
+        silence = torch.zeros(1, 1, FRAME_SAMPLES, device=self.frontend.device)
+        for _ in range(self.warmup_steps):
+            self.frontend.lm.set_oracle_token(self.frontend.text_padding_id)
+            tokens = lm_gen.step(self.frontend.mimi.encode(silence))
+            if tokens is not None:
+                self.frontend.mimi.decode(tokens[:, 1:]).cpu()
+
+    def _serve(self, lm_gen: LMGen) -> None:
+        import torch
+
+        device = self.frontend.device
+        timer = _CudaStageTimer() if device.type == "cuda" else _WallStageTimer()
+        while not self._stopping.is_set():
+            frame = self._frames.get()
+            if frame is None or self._stopping.is_set():
+                return
+            step = self.steps
+            started = time.perf_counter()
+            token = self._next_oracle_token()
+            timer.begin()
+            codes = self.frontend.mimi.encode(torch.from_numpy(frame).to(device)[None, None])
+            timer.mark()
+            tokens = lm_gen.step(codes)
+            text_token: int | None = None
+            out = np.zeros(FRAME_SAMPLES, dtype=np.float32)  # silence while moshi's delays fill up
+            if tokens is not None:
+                text_token = int(tokens[0, 0, 0].item())
+                timer.mark()
+                pcm = self.frontend.mimi.decode(tokens[:, 1:])
+                out = pcm[0, 0].to(torch.float32).cpu().numpy()
+            else:
+                timer.mark()
+            timer.mark()
+            total_ms = (time.perf_counter() - started) * 1000.0
+            self.fed_oracle_tokens.append(token)
+            self.text_tokens.append(text_token)
+            self.steps = step + 1
+            self._on_output(step, out)
+            self._publish_step(step, token, text_token, timer.stages_ms(), total_ms)
+
+    def _next_oracle_token(self) -> int:
+        while True:
+            try:
+                self._oracle.apply(self._commands.get_nowait())
+            except queue.Empty:
+                break
+        token = self._oracle.next_token()
+        self.frontend.lm.set_oracle_token(token)
+        return token
+
+    def _publish_step(
+        self,
+        step: int,
+        oracle_token: int,
+        text_token: int | None,
+        stages: tuple[float, float, float],
+        total: float,
+    ) -> None:
+        now = self._clock.now()
+        publish = self._events.publish
+        if oracle_token != self.frontend.text_padding_id:
+            publish(OracleFed(now, step, oracle_token, self._oracle.pending))
+        if text_token is not None:
+            piece = self.frontend.text_piece(text_token)
+            if piece:
+                publish(FrontendText(now, step, piece))
+        publish(StepTiming(now, step, stages[0], stages[1], stages[2], total))
+        if total > self.budget_ms:
+            self.deadline_misses += 1
+            publish(DeadlineMiss(now, step, total, self.budget_ms))
+
+    def _publish_status(self, state: str, message: str) -> None:
+        self._events.publish(BackendStatus(self._clock.now(), "frontend", state, message))  # type: ignore[arg-type]
+
+
+class _WallStageTimer:
+    """Stage times on the CPU: the work is synchronous, so wall-clock marks are exact."""
+
+    def __init__(self) -> None:
+        self._marks: list[float] = []
+
+    def begin(self) -> None:
+        self._marks = [time.perf_counter()]
+
+    def mark(self) -> None:
+        self._marks.append(time.perf_counter())
+
+    def stages_ms(self) -> tuple[float, float, float]:
+        m = self._marks
+        return ((m[1] - m[0]) * 1e3, (m[2] - m[1]) * 1e3, (m[3] - m[2]) * 1e3)
+
+
+class _CudaStageTimer:
+    """Stage times on the GPU from CUDA events: no extra synchronization in the step."""
+
+    def __init__(self) -> None:
+        import torch
+
+        self._events = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
+        self._count = 0
+
+    def begin(self) -> None:
+        self._count = 0
+        self.mark()
+
+    def mark(self) -> None:
+        self._events[self._count].record()
+        self._count += 1
+
+    def stages_ms(self) -> tuple[float, float, float]:
+        e = self._events
+        e[3].synchronize()  # already reached: the step copied its output to the host
+        return (e[0].elapsed_time(e[1]), e[1].elapsed_time(e[2]), e[2].elapsed_time(e[3]))
