@@ -1,0 +1,284 @@
+"""The STT worker thread: takes the front-end's 24 kHz frames without blocking, publishes transcripts."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from kame_cli.backends.stt.audio import WHISPER_RATE, StreamResampler
+from kame_cli.backends.stt.config import SttConfig
+from kame_cli.backends.stt.model import SttModel, load_stt_model
+from kame_cli.backends.stt.recognizer import RecognizerStats, StreamingRecognizer
+from kame_cli.bus import EventSink
+from kame_cli.clock import FRAME_SAMPLES, FRAME_SECONDS, SessionClock
+from kame_cli.events import BackendStatus, Event, FinalTranscript, PartialTranscript
+
+_CATCH_UP_S = 1.0
+"""Queued audio beyond which a real-time worker skips partial decodes until it has caught up."""
+_POLL_S = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class _Frame:
+    seq: int
+    pcm: np.ndarray
+
+
+class _EndOfInput:
+    pass
+
+
+_END = _EndOfInput()
+
+
+class SttWorker:
+    """Owns a `StreamingRecognizer` in its own thread; fed by `submit_frame` from the real-time thread.
+
+    `realtime=False` (files fed as fast as possible) never skips a decode and never drops a frame,
+    so a file gives the same transcripts whatever the pace it is fed at.
+    """
+
+    def __init__(
+        self,
+        cfg: SttConfig,
+        events: EventSink,
+        clock: SessionClock,
+        *,
+        model: SttModel | None = None,
+        realtime: bool = True,
+    ) -> None:
+        self.cfg = cfg
+        self._events = events
+        self._clock = clock
+        self._model = model
+        self._realtime = realtime
+        self._max_queued = cfg.queue_frames if realtime else 0
+        self._queue: queue.Queue[_Frame | _EndOfInput] = queue.Queue()
+        self._stop = threading.Event()
+        self._flushed = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._submitted = 0
+        self.dropped_frames = 0
+        """Frames `submit_frame` could not queue (the worker fell `queue_frames` behind)."""
+        self.skipped_decodes = 0
+        self.busy_s = 0.0
+        """Seconds the worker spent on audio (resampling, VAD, decoding): busy_s / audio_s is the RTF."""
+        self.stats = RecognizerStats()
+
+    # --- lifecycle (owner thread) -----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Load the model unless one was given (raises a KameError if it cannot), start the thread."""
+        if self._thread is not None:
+            raise RuntimeError("SttWorker.start() called twice")
+        if self._model is None:
+            self._model = load_stt_model(self.cfg)
+        # Built here so that a broken install fails the session's start, not the worker thread.
+        recognizer = StreamingRecognizer(self._model, self.cfg, now=self._clock.now)
+        self.stats = recognizer.stats
+        self._thread = threading.Thread(
+            target=self._run, args=(recognizer, StreamResampler()), name="stt-worker", daemon=False
+        )
+        self._thread.start()
+
+    def end_input(self) -> None:
+        """No more audio for now: the worker closes the open turn and publishes its final."""
+        self._flushed.clear()
+        self._queue.put(_END)
+
+    def wait_flushed(self, timeout: float | None = None) -> bool:
+        """Wait until everything before the last `end_input()` is transcribed and published."""
+        return self._flushed.wait(timeout)
+
+    def stop(self, timeout: float = 1.0) -> bool:
+        """Stop the thread (queued audio is discarded); True if it ended within `timeout`."""
+        self._stop.set()
+        self._queue.put(_END)
+        return self.join(timeout)
+
+    def join(self, timeout: float | None = None) -> bool:
+        """True once the thread has ended (or never started)."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    # --- real-time thread -------------------------------------------------------------------------
+
+    def submit_frame(self, pcm24k: np.ndarray) -> None:
+        """Queue one 24 kHz float32 frame; never blocks. When the worker is too far behind, drops it."""
+        seq = self._submitted
+        self._submitted += 1
+        if self._max_queued and self._queue.qsize() >= self._max_queued:
+            self.dropped_frames += 1
+            return
+        # A copy: sound-card callbacks hand over a buffer they reuse once they return.
+        self._queue.put_nowait(_Frame(seq, np.array(pcm24k, dtype=np.float32)))
+
+    # --- worker thread ----------------------------------------------------------------------------
+
+    def _status(self, state: str, message: str) -> None:
+        self._events.publish(
+            BackendStatus(t=self._clock.now(), component="stt", state=state, message=message)
+        )
+
+    def _run(self, recognizer: StreamingRecognizer, resampler: StreamResampler) -> None:
+        assert self._model is not None
+        step = round(self.cfg.step_s * WHISPER_RATE)
+        next_step = step
+        expected = 0
+        failed = False
+        self._status("ok", f"listening: {self._model.describe()}")
+        while not self._stop.is_set():
+            try:
+                item = self._queue.get(timeout=_POLL_S)
+            except queue.Empty:
+                continue
+            if self._stop.is_set():
+                break
+            started = time.perf_counter()
+            try:
+                if isinstance(item, _EndOfInput):
+                    recognizer.insert_audio(resampler.flush())
+                    resampler.reset()
+                    self._publish(recognizer.finish())
+                    next_step = round(recognizer.audio_time * WHISPER_RATE) + step
+                    self._flushed.set()
+                else:
+                    if item.seq > expected:
+                        # Frames dropped upstream: keep audio times true with the silence they leave.
+                        gap = np.zeros((item.seq - expected) * FRAME_SAMPLES, dtype=np.float32)
+                        recognizer.insert_audio(resampler.process(gap))
+                        self._status(
+                            "degraded", f"{self.dropped_frames} audio frames dropped: STT fell behind"
+                        )
+                    expected = item.seq + 1
+                    recognizer.insert_audio(resampler.process(item.pcm))
+                    position = round(recognizer.audio_time * WHISPER_RATE)
+                    if recognizer.turn_closed:
+                        self._publish(recognizer.process_iter())
+                    elif position >= next_step:
+                        next_step = (position // step + 1) * step
+                        if self._realtime and self._queue.qsize() * FRAME_SECONDS > _CATCH_UP_S:
+                            self.skipped_decodes += 1
+                        else:
+                            self._publish(recognizer.process_iter())
+                if failed:
+                    failed = False
+                    self._status("ok", "recovered")
+            # Whatever fails in the model stack (CTranslate2, onnxruntime, numpy) must not end the
+            # thread that the real-time path feeds: report it, start a fresh stream, go on.
+            except Exception as err:
+                failed = True
+                self._status("error", f"transcription failed: {type(err).__name__}: {err}")
+                recognizer.init()
+                resampler.reset()
+                if isinstance(item, _EndOfInput):
+                    self._flushed.set()
+            self.busy_s += time.perf_counter() - started
+        self._flushed.set()
+
+    def _publish(self, events: Iterable[Event]) -> None:
+        for event in events:
+            self._events.publish(event)
+
+
+class EventList:
+    """An event sink that keeps everything, in order (file runs, tests, benchmarks)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.events: list[Event] = []
+
+    def publish(self, event: Event) -> None:
+        with self._lock:
+            self.events.append(event)
+
+    def snapshot(self) -> list[Event]:
+        with self._lock:
+            return list(self.events)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRun:
+    """What one run of frames through an `SttWorker` gave, with the worker's own accounting."""
+
+    events: list[Event]
+    feed_start: float
+    """Session time at which feeding began; paced, audio time `a` arrived at `feed_start + a`."""
+    audio_s: float
+    wall_s: float
+    busy_s: float
+    dropped_frames: int
+    skipped_decodes: int
+    stats: RecognizerStats
+
+
+def run_stream(
+    frames: Iterable[np.ndarray],
+    cfg: SttConfig | None = None,
+    *,
+    model: SttModel | None = None,
+    clock: SessionClock | None = None,
+    paced: bool = False,
+    timeout: float = 600.0,
+) -> StreamRun:
+    """Feed 24 kHz frames to an `SttWorker` through `submit_frame`, as fast as possible or `paced`.
+
+    Paced, frame i is submitted when a microphone would deliver it: (i + 1) x 80 ms after the start.
+    """
+    cfg = cfg or SttConfig()
+    clock = clock or SessionClock()
+    sink = EventList()
+    worker = SttWorker(cfg, sink, clock, model=model, realtime=paced)
+    worker.start()
+    count = 0
+    try:
+        feed_start = clock.now()
+        for count, frame in enumerate(frames, start=1):
+            if paced:
+                delay = feed_start + count * FRAME_SECONDS - clock.now()
+                if delay > 0:
+                    time.sleep(delay)
+            worker.submit_frame(frame)
+        worker.end_input()
+        if not worker.wait_flushed(timeout):
+            raise TimeoutError(f"STT did not finish within {timeout:.0f} s")
+        wall_s = clock.now() - feed_start
+    finally:
+        worker.stop()
+    return StreamRun(
+        events=sink.snapshot(),
+        feed_start=feed_start,
+        audio_s=count * FRAME_SECONDS,
+        wall_s=wall_s,
+        busy_s=worker.busy_s,
+        dropped_frames=worker.dropped_frames,
+        skipped_decodes=worker.skipped_decodes,
+        stats=worker.stats,
+    )
+
+
+def transcribe_stream(
+    frames: Iterable[np.ndarray],
+    cfg: SttConfig | None = None,
+    *,
+    model: SttModel | None = None,
+    clock: SessionClock | None = None,
+    paced: bool = False,
+) -> list[Event]:
+    """Every event an `SttWorker` publishes for these frames (see `run_stream`)."""
+    return run_stream(frames, cfg, model=model, clock=clock, paced=paced).events
+
+
+def transcripts(events: Iterable[Event]) -> list[FinalTranscript]:
+    return [e for e in events if isinstance(e, FinalTranscript)]
+
+
+def partials(events: Iterable[Event]) -> list[PartialTranscript]:
+    return [e for e in events if isinstance(e, PartialTranscript)]

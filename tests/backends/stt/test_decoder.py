@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from kame_cli.backends.stt.decoder import WindowDecoder, Word, cut_loop
+
+
+def _words(text: str) -> list[Word]:
+    return [Word(" " + w, ()) for w in text.split()]
+
+
+def _text(words: list[Word]) -> str:
+    return " ".join(w.text.strip() for w in words)
+
+
+def test_split_words_keeps_trailing_punctuation_apart(stt_model, stt_config) -> None:
+    decoder = WindowDecoder(stt_model, stt_config)
+    tokens = stt_model.tokenizer.encode("? Is the U.S. capital big, or isn't it...")
+    lead, words = decoder.split_words(tokens)
+    assert lead == "?"
+    assert [w.text for w in words] == [" Is", " the", " U.S", " capital", " big", " or", " isn't", " it"]
+    assert [w.punct for w in words] == ["", "", ".", "", ",", "", "", "..."]
+    # What would be forced as a decoder prefix: the words without their trailing punctuation.
+    assert (
+        stt_model.tokenizer.decode([t for w in words for t in w.tokens])
+        == " Is the U.S capital big or isn't it"
+    )
+    assert words[6].key == "isn't"
+
+
+def test_cut_loop_cuts_rereadings_but_keeps_real_repetition() -> None:
+    assert _text(cut_loop([], _words("produced the book produced the"))) == "produced the book"
+    assert _text(cut_loop(_words("produced the block books"), _words("produced the block"))) == ""
+    assert _text(cut_loop(_words("an example of fine typography"), _words("an example of fine typ"))) == ""
+    assert _text(cut_loop([], _words("then in the same operation then"))) == "then in the same operation"
+    assert _text(cut_loop([], _words("no no no no"))) == "no no"
+    kept = "the more you eat the more you want"
+    assert _text(cut_loop([], _words(kept))) == kept
+    chiasmus = "ask not what your country can do for you ask what you can do for your country"
+    assert _text(cut_loop([], _words(chiasmus))) == chiasmus

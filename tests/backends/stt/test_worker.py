@@ -1,0 +1,58 @@
+"""SttWorker as the session drives it: non-blocking submits, bounded stop, failures as status events."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+
+from kame_cli.backends.stt.text import normalize_words
+from kame_cli.backends.stt.worker import EventList, SttWorker, transcripts
+from kame_cli.clock import FRAME_SAMPLES, SessionClock
+from kame_cli.events import BackendStatus
+from tests.support.speech import concat, frames
+
+
+def test_submit_never_blocks_and_counts_what_it_drops(stt_config, stt_model) -> None:
+    cfg = dataclasses.replace(stt_config, queue_frames=3)
+    worker = SttWorker(cfg, EventList(), SessionClock(), model=stt_model)  # not started: nothing drains
+    frame = np.zeros(FRAME_SAMPLES, dtype=np.float32)
+    started = time.perf_counter()
+    for _ in range(10):
+        worker.submit_frame(frame)
+    assert time.perf_counter() - started < 0.05
+    assert worker.dropped_frames == 7
+    assert worker.join(0.1)
+
+
+def test_start_reports_ok_and_stop_is_bounded(stt_config, stt_model) -> None:
+    events = EventList()
+    worker = SttWorker(stt_config, events, SessionClock(), model=stt_model)
+    worker.start()
+    for frame in frames(np.zeros(24_000, dtype=np.float32)):
+        worker.submit_frame(frame)
+    started = time.perf_counter()
+    assert worker.stop(timeout=2.0)
+    assert time.perf_counter() - started < 2.0
+    status = [e for e in events.snapshot() if isinstance(e, BackendStatus)]
+    assert status[0].component == "stt" and status[0].state == "ok" and "tiny.en" in status[0].message
+
+
+def test_a_bad_frame_is_reported_and_transcription_goes_on(questions, stt_config, stt_model) -> None:
+    events = EventList()
+    worker = SttWorker(stt_config, events, SessionClock(), model=stt_model, realtime=False)
+    worker.start()
+    try:
+        worker.submit_frame(np.zeros((FRAME_SAMPLES, 2), dtype=np.float32))  # stereo: not what STT takes
+        for frame in frames(concat([0.5, questions[0].audio, 1.0])):
+            worker.submit_frame(frame)
+        worker.end_input()
+        assert worker.wait_flushed(60)
+    finally:
+        assert worker.stop(timeout=2.0)
+    published = events.snapshot()
+    states = [e.state for e in published if isinstance(e, BackendStatus)]
+    assert states[:2] == ["ok", "error"]
+    finals = transcripts(published)
+    assert len(finals) == 1 and "spider" in normalize_words(finals[0].text)
