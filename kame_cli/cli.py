@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -45,7 +46,13 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 def main() -> None:
-    sys.exit(run())
+    code = run()
+    # Every part has been stopped and every file flushed and closed by now. Tearing down torch,
+    # CTranslate2 and LiteLLM at interpreter exit takes over a second, which would break Ctrl-C's
+    # promise to be gone within one, so leave at once.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,98 @@
-"""Session commands: `kame talk` and `kame devices`."""
+"""Session commands: `kame talk`, `kame devices`, `kame version`. Thin: the work is in `session/`."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    @app.command()
-    def version() -> None:
-        """Print kame's version."""
-        from kame_cli import __version__
+    app.command()(talk)
+    app.command()(devices)
+    app.command()(version)
 
-        typer.echo(__version__)
+
+def talk(
+    profile: Annotated[
+        str | None, typer.Option("--profile", "-p", help="Profile name or TOML path (default: ollama).")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Front-end: HF repo id, local checkpoint dir, random:tiny or random:7b."),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="Compute device for the front-end: auto, cuda or cpu.")
+    ] = None,
+    half: Annotated[bool, typer.Option("--half", help="fp16 instead of bf16 (older GPUs).")] = False,
+    input_file: Annotated[
+        Path | None, typer.Option("--input", "-i", help="Read the user's voice from a WAV file, not the mic.")
+    ] = None,
+    fast: Annotated[
+        bool, typer.Option("--fast", help="With --input: as fast as possible, not real time.")
+    ] = False,
+    output_file: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the assistant's voice to a WAV file.")
+    ] = None,
+    output_stereo: Annotated[
+        bool,
+        typer.Option("--output-stereo", help="--output holds the user (left) and the assistant (right)."),
+    ] = False,
+    input_device: Annotated[
+        str | None, typer.Option(help="Microphone: index or name (see `kame devices`).")
+    ] = None,
+    output_device: Annotated[
+        str | None, typer.Option(help="Speaker: index or name (see `kame devices`).")
+    ] = None,
+    no_speaker: Annotated[
+        bool, typer.Option("--no-speaker", help="Do not play the assistant's voice (file mode default).")
+    ] = False,
+    log_dir: Annotated[
+        Path | None, typer.Option(help="Write events.jsonl and the input/output audio to this folder.")
+    ] = None,
+    no_ui: Annotated[bool, typer.Option("--no-ui", help="Plain lines instead of the live panel.")] = False,
+    no_llm: Annotated[
+        bool, typer.Option("--no-llm", help="Run the front-end alone, without the oracle.")
+    ] = False,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed for the front-end.")] = None,
+) -> None:
+    """Talk with the assistant: microphone and speaker, or a WAV file in and out."""
+    from kame_cli.session.talk import TalkOptions, run_talk
+
+    code = run_talk(
+        TalkOptions(
+            profile=profile,
+            model=model,
+            device=device,
+            half=half,
+            input_file=input_file,
+            fast=fast,
+            output_file=output_file,
+            output_stereo=output_stereo,
+            input_device=input_device,
+            output_device=output_device,
+            no_speaker=no_speaker,
+            log_dir=log_dir,
+            no_ui=no_ui,
+            no_llm=no_llm,
+            seed=seed,
+        )
+    )
+    raise typer.Exit(code)
+
+
+def devices() -> None:
+    """List audio devices with their channels and default rates."""
+    from rich.console import Console
+
+    from kame_cli.audio_io.devices import list_devices, render_devices_table
+
+    Console().print(render_devices_table(list_devices()))
+
+
+def version() -> None:
+    """Print kame's version."""
+    from kame_cli import __version__
+
+    typer.echo(__version__)

@@ -11,6 +11,8 @@ import argparse
 import os
 import sys
 
+from kame_cli.priority import deprioritize_current_thread
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m kame_cli.backends.oracle.llama_child")
@@ -24,6 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parallel", type=int, default=1)
     parser.add_argument("--api-key-env", default="")
     args = parser.parse_args(argv)
+    deprioritize_current_thread()  # before the server's threads exist: they inherit it
 
     import xllamacpp
 

@@ -17,6 +17,7 @@ from kame_cli.backends.stt.recognizer import RecognizerStats, StreamingRecognize
 from kame_cli.bus import EventSink
 from kame_cli.clock import FRAME_SAMPLES, FRAME_SECONDS, SessionClock
 from kame_cli.events import BackendStatus, Event, FinalTranscript, PartialTranscript
+from kame_cli.priority import deprioritize_current_thread
 
 _CATCH_UP_S = 1.0
 """Queued audio beyond which a real-time worker skips partial decodes until it has caught up."""
@@ -133,6 +134,7 @@ class SttWorker:
         next_step = step
         expected = 0
         failed = False
+        deprioritize_current_thread()
         self._status("ok", f"listening: {self._model.describe()}")
         while not self._stop.is_set():
             try:

@@ -1,0 +1,170 @@
+"""`kame bench soak`: a long real-time file session through the exact `kame talk` path.
+
+Prints deadline misses, xruns, step-time percentiles and the process's resident memory when the
+session starts and when it ends (targets: 0 misses, RSS growth <= 50 MB over 10 minutes).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+MISS_TARGET = 0
+RSS_GROWTH_TARGET_MB = 50.0
+_QUESTIONS = (
+    "What is the capital city of France?",
+    "How many legs does a spider have?",
+    "Tell me the boiling point of water.",
+    "Who wrote the play Romeo and Juliet?",
+)
+
+
+def soak_input(path: Path, minutes: float, pause_s: float = 4.0) -> Path:
+    """Spoken questions (espeak-ng) with pauses, repeated to `minutes` of 24 kHz audio."""
+    import numpy as np
+    import soundfile as sf
+
+    from kame_cli.bench.stt import espeak
+
+    pause = np.zeros(int(pause_s * 24_000), np.float32)
+    clips = [np.concatenate([espeak(text, "en-us", 150), pause]) for text in _QUESTIONS]
+    cycle = np.concatenate(clips)
+    total = int(minutes * 60 * 24_000)
+    audio = np.tile(cycle, total // len(cycle) + 1)[:total]
+    sf.write(path, audio, 24_000, subtype="PCM_16")
+    return path
+
+
+class RssSampler:
+    """Resident memory of this process (and its children, e.g. the llama.cpp server) over time."""
+
+    def __init__(self, period_s: float = 5.0) -> None:
+        import psutil
+
+        self._process = psutil.Process()
+        self._period = period_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="kame-rss", daemon=True)
+        self.samples: list[tuple[float, float, float]] = []
+        """(monotonic time, own RSS MB, children's RSS MB)."""
+
+    def sample(self) -> tuple[float, float, float]:
+        import psutil
+
+        own = self._process.memory_info().rss / 2**20
+        children = 0.0
+        for child in self._process.children(recursive=True):
+            try:
+                children += child.memory_info().rss / 2**20
+            except psutil.NoSuchProcess:
+                continue
+        row = (time.monotonic(), own, children)
+        self.samples.append(row)
+        return row
+
+    def start(self) -> None:
+        self.sample()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2 * self._period)
+        self.sample()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._period):
+            self.sample()
+
+
+def soak(minutes: float, profile: str, model: str, no_llm: bool, input_file: Path | None) -> dict[str, Any]:
+    """Run the session and return the figures (also printed)."""
+    from kame_cli.session.talk import TalkOptions, run_talk
+    from kame_cli.stats import percentile
+
+    with tempfile.TemporaryDirectory(prefix="kame-soak-") as tmp:
+        wav = input_file or soak_input(Path(tmp) / "soak.wav", minutes)
+        log_dir = Path(tmp) / "log"
+        sampler = RssSampler()
+        opts = TalkOptions(
+            profile=profile, model=model, input_file=wav, log_dir=log_dir, no_ui=True, no_llm=no_llm
+        )
+        started = time.monotonic()
+        run_talk(opts, out=io.StringIO(), on_started=lambda: sampler.start())
+        sampler.stop()
+        wall = time.monotonic() - started
+        events = [json.loads(line) for line in (log_dir / "events.jsonl").read_text().splitlines()]
+    kinds = Counter(e["type"] for e in events)
+    steps = [e["total_ms"] for e in events if e["type"] == "StepTiming"]
+    xruns = Counter(e["kind"] for e in events if e["type"] == "AudioXrun")
+    first, last = sampler.samples[0], sampler.samples[-1]
+    figures = {
+        "audio_s": len(steps) * 0.08,
+        "wall_s": wall,
+        "steps": len(steps),
+        "deadline_misses": kinds["DeadlineMiss"],
+        "xruns": sum(xruns.values()),
+        "step_p50_ms": percentile(steps, 50),
+        "step_p99_ms": percentile(steps, 99),
+        "step_max_ms": max(steps, default=0.0),
+        "rss_start_mb": first[1],
+        "rss_end_mb": last[1],
+        "child_rss_start_mb": first[2],
+        "child_rss_end_mb": last[2],
+        "oracle_requests": kinds["OracleRequestStarted"],
+        "finals": kinds["FinalTranscript"],
+    }
+    _print(figures, profile, model)
+    return figures
+
+
+def _print(f: dict[str, Any], profile: str, model: str) -> None:
+    growth = f["rss_end_mb"] - f["rss_start_mb"]
+    ok = f["deadline_misses"] <= MISS_TARGET and growth <= RSS_GROWTH_TARGET_MB
+    print(f"soak: profile {profile}, front-end {model}, {f['audio_s']:.0f} s of audio in {f['wall_s']:.0f} s")
+    print(
+        f"  steps {f['steps']}  p50 {f['step_p50_ms']:.1f} ms  p99 {f['step_p99_ms']:.1f} ms  "
+        f"max {f['step_max_ms']:.1f} ms (budget 80 ms)"
+    )
+    print(
+        f"  deadline misses {f['deadline_misses']} (target {MISS_TARGET})  xruns {f['xruns']} "
+        "(a file session has no sound card: only a live session can underrun)"
+    )
+    print(
+        f"  RSS kame {f['rss_start_mb']:.0f} -> {f['rss_end_mb']:.0f} MB (growth {growth:+.1f} MB, target <= "
+        f"{RSS_GROWTH_TARGET_MB:.0f})  children {f['child_rss_start_mb']:.0f} -> "
+        f"{f['child_rss_end_mb']:.0f} MB"
+    )
+    print(f"  user turns {f['finals']}  oracle requests {f['oracle_requests']}  {'PASS' if ok else 'MISS'}")
+
+
+def register(bench_app: typer.Typer) -> None:
+    @bench_app.command("soak")
+    def soak_command(
+        minutes: Annotated[float, typer.Option(min=0.1, help="Length of the session.")] = 10.0,
+        profile: Annotated[str, typer.Option(help="Profile name or path.")] = "offline",
+        model: Annotated[str, typer.Option(help="Front-end model.")] = "random:tiny",
+        no_llm: Annotated[bool, typer.Option("--no-llm", help="Front-end and STT only.")] = False,
+        input_file: Annotated[
+            Path | None, typer.Option("--input", help="A WAV to play instead of generated questions.")
+        ] = None,
+    ) -> None:
+        """Long real-time file session: deadline misses, xruns, RSS at start and end."""
+        soak(minutes, profile, model, no_llm, input_file)
+
+
+def main() -> None:
+    app = typer.Typer(add_completion=False)
+    register(app)
+    app(prog_name="soak")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Plain line output for pipes and `--no-ui`: one line per notable event, no redraws."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from kame_cli.events import (
+    BackendStatus,
+    DeadlineMiss,
+    Event,
+    FinalTranscript,
+    FrontendText,
+    OracleChunk,
+    OracleFinished,
+    OracleRequestStarted,
+)
+
+
+class LineView:
+    """Prints user turns, oracle requests and outcomes, the assistant's words and status changes."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._assistant = ""
+
+    def show(self, event: Event) -> None:
+        line = self._line(event)
+        if line is not None:
+            self._out.write(f"[{event.t:7.2f}] {line}\n")
+
+    def flush(self) -> None:
+        if self._assistant.strip():
+            self._out.write(f"assistant: {self._assistant.strip()}\n")
+            self._assistant = ""
+        self._out.flush()
+
+    def _line(self, event: Event) -> str | None:
+        if isinstance(event, FrontendText):
+            self._assistant += event.text
+            if event.text.rstrip().endswith((".", "?", "!")) or len(self._assistant) > 100:
+                text, self._assistant = self._assistant.strip(), ""
+                return f"assistant: {text}" if text else None
+            return None
+        if isinstance(event, FinalTranscript):
+            return f"user: {event.text}"
+        if isinstance(event, OracleRequestStarted):
+            return f"oracle #{event.generation} requested ({event.reason}): {event.user_text!r}"
+        if isinstance(event, OracleChunk) and event.first:
+            return f"oracle #{event.generation} first token after {event.latency_ms:.0f} ms"
+        if isinstance(event, OracleFinished):
+            return f"oracle #{event.generation} {event.outcome}: {event.text!r}"
+        if isinstance(event, BackendStatus):
+            return f"{event.component} {event.state}: {event.message}"
+        if isinstance(event, DeadlineMiss):
+            return f"deadline miss at step {event.step}: {event.total_ms:.1f} ms > {event.budget_ms:.0f} ms"
+        return None

@@ -1,0 +1,74 @@
+"""The view a session runs under: a Rich live panel on a terminal, plain lines otherwise."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import TracebackType
+from typing import TextIO
+
+from kame_cli.bus import EventBus
+from kame_cli.ui.lines import LineView
+from kame_cli.ui.state import ViewState
+
+_PANEL_QUEUE = 20_000  # events held for the panel between refreshes before it drops (and counts) some
+
+
+class SessionView:
+    """Drains the session's events on the caller's thread (never the real-time one) and shows them."""
+
+    def __init__(
+        self,
+        bus: EventBus,
+        out: TextIO,
+        *,
+        piece: Callable[[int], str],
+        start_token_id: int | None,
+        live: bool,
+        title: str = "kame",
+    ) -> None:
+        self.state = ViewState(start_token_id=start_token_id)
+        self._subscription = bus.subscribe("view", maxsize=_PANEL_QUEUE)
+        self._bus = bus
+        self._out = out
+        self._piece = piece
+        self._title = title
+        self._lines = None if live else LineView(out)
+        self._live = None
+        if live:
+            from rich.console import Console
+            from rich.live import Live
+
+            console = Console(file=out)
+            self._live = Live(console=console, auto_refresh=False, transient=False, redirect_stderr=False)
+
+    def __enter__(self) -> SessionView:
+        if self._live is not None:
+            self._live.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.refresh()
+        if self._live is not None:
+            self._live.stop()
+        if self._lines is not None:
+            self._lines.flush()
+        self._bus.unsubscribe(self._subscription)
+
+    def refresh(self) -> None:
+        """Fold every queued event into the state, then redraw (or print the new lines)."""
+        for event in self._subscription.drain():
+            self.state.apply(event)
+            if self._lines is not None:
+                self._lines.show(event)
+        if self._live is not None:
+            from kame_cli.ui.panel import render_panel
+
+            self._live.update(render_panel(self.state, self._piece, self._title), refresh=True)
+        elif self._lines is not None:
+            self._out.flush()
+
+    @property
+    def dropped(self) -> int:
+        return self._subscription.dropped

@@ -1,0 +1,86 @@
+"""The Rich live panel: the user's words, the oracle at work, the assistant's words, and meters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from kame_cli.stats import percentile
+from kame_cli.ui.state import ViewState
+
+BUDGET_MS = 80.0
+_STATUS_STYLE = {"ok": "green", "degraded": "yellow", "error": "bold red"}
+
+
+def render_panel(state: ViewState, piece: Callable[[int], str], title: str = "kame") -> RenderableType:
+    """One frame of the live view."""
+    return Group(
+        _user(state),
+        _oracle(state, piece),
+        Panel(Text(state.assistant[-300:] or "…", style="cyan"), title="Assistant says", title_align="left"),
+        _meters(state),
+    )
+
+
+def _user(state: ViewState) -> Panel:
+    text = Text()
+    for turn in state.user_turns[-2:]:
+        text.append(turn + "\n", style="dim")
+    text.append(state.committed, style="bold")
+    if state.tentative:
+        text.append((" " if state.committed else "") + state.tentative, style="italic grey50")
+    if not text.plain.strip():
+        text.append("(listening)", style="grey50")
+    return Panel(text, title="You", title_align="left")
+
+
+def _oracle(state: ViewState, piece: Callable[[int], str]) -> Panel:
+    view = state.oracle
+    consumed, pending = state.oracle_pieces(piece)
+    text = Text()
+    text.append(consumed, style="bold green")
+    text.append(pending, style="grey62")
+    if not text.plain.strip():
+        text.append("(no oracle yet)", style="grey50")
+    total = len(view.token_ids)
+    subtitle = (
+        f"gen {max(view.generation, 0)} · tokens {min(view.consumed, total)}/{total} consumed"
+        f" · requests {state.requests} · restarts {state.restarts} · cancels {state.cancels}"
+        f" · failed {state.failures}"
+    )
+    if view.outcome:
+        subtitle += f" · {view.outcome}"
+    return Panel(text, title="Oracle (LLM)", title_align="left", subtitle=subtitle, subtitle_align="left")
+
+
+def _meters(state: ViewState) -> Panel:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    p50, p99 = state.step_percentile(50), state.step_percentile(99)
+    step_style = "green" if p99 <= BUDGET_MS else "bold red"
+    table.add_row(
+        "Step",
+        Text(
+            f"p50 {p50:.1f} ms · p99 {p99:.1f} ms / {BUDGET_MS:.0f} ms budget · steps {state.steps}",
+            style=step_style,
+        ),
+    )
+    xruns = ", ".join(f"{k} {v}" for k, v in sorted(state.xruns.items())) or "0"
+    table.add_row("Misses", f"deadline {state.deadline_misses} · xruns {xruns}")
+    ttft = percentile(list(state.ttft_ms), 50)
+    lag = percentile(list(state.oracle_lag_ms), 50)
+    table.add_row("LLM", f"first token {ttft:.0f} ms · oracle lag {lag:.0f} ms (median of last 20)")
+    status = Text()
+    for component, (level, message) in sorted(state.status.items()):
+        status.append(f"{component}: ", style="bold")
+        status.append(f"{level}", style=_STATUS_STYLE.get(level, ""))
+        if message:
+            status.append(f" ({message})")
+        status.append("  ")
+    table.add_row("Status", status if status.plain else Text("starting", style="grey50"))
+    return Panel(table, title="Meters", title_align="left")

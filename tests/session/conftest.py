@@ -1,0 +1,76 @@
+"""Helpers for end-to-end `kame talk` runs: real CLI process, real models, real LLM server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.support.speech import concat, synthesize
+
+QUESTION = "What is the capital city of France?"
+
+
+def kame_env() -> dict[str, str]:
+    """The environment a user would run kame in, plus the test settings (no compile, no hub)."""
+    env = dict(os.environ)
+    env.update(
+        NO_TORCH_COMPILE="1", HF_HUB_OFFLINE="1", LITELLM_LOCAL_MODEL_COST_MAP="True", PYTHONUNBUFFERED="1"
+    )
+    return env
+
+
+def kame_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "kame_cli.cli", *args]
+
+
+def write_wav(path: Path, audio: np.ndarray) -> Path:
+    sf.write(path, audio, 24_000, subtype="PCM_16")
+    return path
+
+
+def read_events(path: Path) -> list[dict]:
+    """Every line of an events.jsonl, parsed (a line that is not JSON fails the test)."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def wait_for_event(path: Path, predicate, timeout: float) -> dict:
+    """Poll a growing events.jsonl until an event matches."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    event = json.loads(line)
+                except json.JSONDecodeError:
+                    break  # a line still being written
+                if predicate(event):
+                    return event
+        time.sleep(0.05)
+    raise AssertionError(f"no matching event in {path} within {timeout} s")
+
+
+def session_started(event: dict) -> bool:
+    return (
+        event["type"] == "BackendStatus" and event["component"] == "session" and event["message"] == "started"
+    )
+
+
+@pytest.fixture(scope="session")
+def question_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A spoken question with silence after it, so the oracle has time to reach the voice."""
+    audio = concat([0.4, synthesize(QUESTION), 5.0])
+    return write_wav(tmp_path_factory.mktemp("speech") / "question.wav", audio)
+
+
+def run_kame(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        kame_command(*args), env=kame_env(), capture_output=True, text=True, timeout=timeout
+    )

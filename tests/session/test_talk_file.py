@@ -1,0 +1,73 @@
+"""`kame talk` end to end in file mode: random:tiny front-end, real tiny.en, real SmolLM2 server."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import soundfile as sf
+
+from tests.session.conftest import read_events, run_kame
+
+FRAME = 1920
+
+
+def _oracle_feeds_match_chunks(events: list[dict], start_token: int) -> int:
+    """Check that, after each reset, the front-end consumed the streamed chunks' tokens in order, one
+    per step; returns how many answer tokens were consumed in all."""
+    chunks: dict[int, list[int]] = {}
+    resets: list[int] = []  # generations in the order their first chunk reset the stream
+    for event in events:
+        if event["type"] == "OracleChunk":
+            chunks.setdefault(event["generation"], []).extend(event["token_ids"])
+            if event["first"]:
+                resets.append(event["generation"])
+    fed = [e for e in events if e["type"] == "OracleFed"]
+    starts = [i for i, e in enumerate(fed) if e["token_id"] == start_token]
+    assert len(starts) == len(resets) >= 1, (len(starts), resets)
+    consumed = 0
+    for n, (first, generation) in enumerate(zip(starts, resets, strict=True)):
+        end = starts[n + 1] if n + 1 < len(starts) else len(fed)
+        run = fed[first + 1 : end]
+        tokens = [e["token_id"] for e in run]
+        assert tokens == chunks[generation][: len(tokens)], f"generation {generation} fed out of order"
+        steps = [fed[first]["step"]] + [e["step"] for e in run]
+        assert steps == list(range(steps[0], steps[0] + len(steps))), "one oracle token per step, no gaps"
+        consumed += len(tokens)
+    return consumed
+
+
+def test_spoken_question_reaches_the_voice_through_the_oracle(question_wav: Path, tmp_path: Path) -> None:
+    log_dir, out_wav = tmp_path / "log", tmp_path / "out.wav"
+    result = run_kame(
+        "talk",
+        "--profile",
+        "offline",
+        "--input",
+        str(question_wav),
+        "--output",
+        str(out_wav),
+        "--log-dir",
+        str(log_dir),
+        "--no-ui",
+        "--seed",
+        "1",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    events = read_events(log_dir / "events.jsonl")
+    kinds = Counter(e["type"] for e in events)
+    assert kinds["PartialTranscript"] >= 2 and kinds["FinalTranscript"] >= 1, kinds
+    assert "capital" in " ".join(e["text"] for e in events if e["type"] == "FinalTranscript").lower()
+    assert kinds["OracleRequestStarted"] >= 1 and kinds["FrontendText"] >= 1, kinds
+    start_token = next(e["token_id"] for e in events if e["type"] == "OracleFed")
+    assert _oracle_feeds_match_chunks(events, start_token) >= 3
+
+    # Every event is on one clock: times never go backwards per producer and stay within the run.
+    assert all(e["t"] >= 0 for e in events)
+    input_frames = -(-sf.info(question_wav).frames // FRAME)
+    for wav in (out_wav, log_dir / "output.wav", log_dir / "input.wav"):
+        info = sf.info(wav)
+        assert info.samplerate == 24_000
+        assert abs(info.frames - input_frames * FRAME) <= FRAME, wav
+    assert (log_dir / "events.jsonl").stat().st_mode & 0o077 == 0, "the log is for the user only"
+    assert "user: " in result.stdout and "oracle #" in result.stdout
