@@ -72,7 +72,15 @@ class OracleAppend:
     token_ids: tuple[int, ...]
 
 
-OracleCommand = OracleReset | OracleAppend
+@dataclass(frozen=True, slots=True)
+class OracleClear:
+    """Withdraw the not-yet-consumed rest of oracle `generation` (its stream failed): padding from
+    the next step on, with no start token, as if no oracle had been given since."""
+
+    generation: int
+
+
+OracleCommand = OracleReset | OracleAppend | OracleClear
 
 # --- streaming STT ------------------------------------------------------------------------------
 

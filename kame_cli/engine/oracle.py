@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kame_cli.events import OracleAppend, OracleCommand, OracleReset
+from kame_cli.events import OracleAppend, OracleClear, OracleCommand, OracleReset
 
 
 class OracleStream:
@@ -10,7 +10,8 @@ class OracleStream:
 
     Owned by the real-time loop alone: other threads send `OracleCommand`s through its queue.
     A reset starts the stream with the text start token; appends extend it. An append whose
-    generation is not the current reset's is a cancelled stream's late chunk and is dropped.
+    generation is not the current reset's is a cancelled stream's late chunk and is dropped; a clear
+    of the current generation drops its pending tokens (a failed stream).
     """
 
     def __init__(self, start_id: int, padding_id: int) -> None:
@@ -31,6 +32,11 @@ class OracleStream:
                 self.dropped_appends += 1
                 return
             self._tokens.extend(command.token_ids)
+        elif isinstance(command, OracleClear):
+            if command.generation == self.generation:
+                # Keep what was consumed (the position stays), drop what was still pending.
+                del self._tokens[self._position :]
+                self.generation = None
         else:
             raise TypeError(f"not an oracle command: {command!r}")
 

@@ -9,7 +9,7 @@ import pytest
 from kame_cli.engine.config import FrontendConfig
 from kame_cli.engine.loader import Frontend, load_frontend
 from kame_cli.engine.oracle import OracleStream
-from kame_cli.events import OracleAppend, OracleFed, OracleReset
+from kame_cli.events import OracleAppend, OracleClear, OracleFed, OracleReset
 from tests.engine.streaming import stream, voice_like_frames
 
 START, PAD = 256, 3
@@ -58,6 +58,19 @@ def test_a_new_reset_restarts_the_stream_and_drops_the_old_generation() -> None:
     oracle.apply(OracleAppend(generation=2, token_ids=(B,)))
     assert _feed(oracle, 3) == [START, B, PAD]
     assert oracle.dropped_appends == 1
+
+
+def test_clear_withdraws_pending_tokens_of_its_generation_only() -> None:
+    oracle = OracleStream(START, PAD)
+    oracle.apply(OracleReset(generation=1))
+    oracle.apply(OracleAppend(generation=1, token_ids=(A, B, C)))
+    assert _feed(oracle, 2) == [START, A]
+    oracle.apply(OracleClear(generation=0))  # not the current answer: ignored
+    assert oracle.pending == 2
+    oracle.apply(OracleClear(generation=1))
+    oracle.apply(OracleAppend(generation=1, token_ids=(C,)))  # the failed stream's late chunk
+    assert oracle.pending == 0
+    assert _feed(oracle, 3) == [PAD, PAD, PAD]  # no start token: as if no oracle since
 
 
 def test_loop_records_start_a_b_then_padding(frontend: Frontend) -> None:
