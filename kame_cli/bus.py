@@ -43,11 +43,25 @@ class Subscription:
                 return items
 
 
+class Forward:
+    """Hands each accepted event straight to `target` on the publisher's thread: for a target that
+    only enqueues (such as the oracle producer's inbox), a consumer thread would add nothing."""
+
+    def __init__(self, name: str, target: Callable[[Event], None], accept: Callable[[Event], bool]) -> None:
+        self.name = name
+        self._target = target
+        self._accept = accept
+
+    def offer(self, event: Event) -> None:
+        if self._accept(event):
+            self._target(event)
+
+
 class EventBus:
     """Publishes each event to every subscription; lossless ones (maxsize 0) never drop."""
 
     def __init__(self) -> None:
-        self._subscriptions: tuple[Subscription, ...] = ()
+        self._subscriptions: tuple[Subscription | Forward, ...] = ()
         self._lock = threading.Lock()
 
     def subscribe(
@@ -58,7 +72,14 @@ class EventBus:
             self._subscriptions = (*self._subscriptions, sub)
         return sub
 
-    def unsubscribe(self, sub: Subscription) -> None:
+    def forward(self, name: str, target: Callable[[Event], None], accept: Callable[[Event], bool]) -> Forward:
+        """Call `target` (which must never block) with every accepted event."""
+        forward = Forward(name, target, accept)
+        with self._lock:
+            self._subscriptions = (*self._subscriptions, forward)
+        return forward
+
+    def unsubscribe(self, sub: Subscription | Forward) -> None:
         with self._lock:
             self._subscriptions = tuple(s for s in self._subscriptions if s is not sub)
 

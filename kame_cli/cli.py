@@ -19,8 +19,15 @@ app = typer.Typer(
 )
 
 
+_registered = False
+
+
 def _register_commands() -> None:
     # Each part registers its own commands; the modules import nothing heavy at import time.
+    global _registered
+    if _registered:
+        return
+    _registered = True
     from kame_cli.bench.cli import register as register_bench
     from kame_cli.commands import register as register_session_commands
     from kame_cli.profiles.cli import register as register_profiles
@@ -42,6 +49,9 @@ def run(argv: Sequence[str] | None = None) -> int:
     except KameError as err:
         print(f"kame: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("kame: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -32,3 +32,7 @@ class ModelNotAvailableError(KameError):
 
 class AudioFileError(KameError):
     """An input audio file cannot be read or an output file cannot be written."""
+
+
+class SessionError(KameError):
+    """A part a session cannot run without (audio input, front-end) broke while it ran."""

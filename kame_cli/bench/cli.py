@@ -14,11 +14,5 @@ def register(app: typer.Typer) -> None:
         help="Measure latency stage by stage and print the figures.", no_args_is_help=True
     )
     for stage in _STAGES:
-        try:
-            module = importlib.import_module(f"kame_cli.bench.{stage}")
-        except ModuleNotFoundError as err:
-            if err.name != f"kame_cli.bench.{stage}":
-                raise
-            continue
-        module.register(bench_app)
+        importlib.import_module(f"kame_cli.bench.{stage}").register(bench_app)
     app.add_typer(bench_app, name="bench")

@@ -27,10 +27,13 @@ def event_record(event: Event) -> dict[str, object]:
 
 
 def prepare_log_dir(path: Path) -> Path:
-    """Create the log folder readable by the user only; one line of error if that is impossible."""
+    """Create the log folder readable by the user only (an existing folder keeps its mode: the files
+    in it are 0600); one line of error if that is impossible."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        os.chmod(path, 0o700)
+        if not path.is_dir():
+            path.mkdir(parents=True, mode=0o700)
+        if not os.access(path, os.W_OK):
+            raise PermissionError(13, "not writable")
     except OSError as err:
         raise ConfigError(
             f"--log-dir {path}: cannot create it ({err.strerror}); choose a writable folder"
@@ -45,7 +48,8 @@ def open_private(path: Path, mode: str = "w") -> IO[str]:
 
 
 class SessionLog:
-    """Writes `events.jsonl` from a lossless bus subscription on its own thread; `close` flushes all."""
+    """Writes `events.jsonl` from a lossless bus subscription; its thread is the file's only writer,
+    and on `close` it writes everything still queued before it closes the file."""
 
     def __init__(self, bus: EventBus, directory: Path) -> None:
         self.path = prepare_log_dir(directory) / "events.jsonl"
@@ -53,36 +57,37 @@ class SessionLog:
         self._subscription: Subscription = bus.subscribe("log", maxsize=0)
         self._file = open_private(self.path)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="kame-log", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="kame-log")
         self.written = 0
 
     def start(self) -> None:
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                event = self._subscription.queue.get(timeout=_FLUSH_EVERY_S)
-            except queue.Empty:
+        try:
+            while not self._stop.is_set():
+                try:
+                    event = self._subscription.queue.get(timeout=_FLUSH_EVERY_S)
+                except queue.Empty:
+                    self._file.flush()
+                    continue
+                self._write(event)
+                for more in self._subscription.drain():
+                    self._write(more)
                 self._file.flush()
-                continue
-            self._write(event)
-            for more in self._subscription.drain():
-                self._write(more)
+        finally:
+            self._bus.unsubscribe(self._subscription)
+            for event in self._subscription.drain():
+                self._write(event)
             self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
 
     def _write(self, event: Event) -> None:
         self._file.write(json.dumps(event_record(event), ensure_ascii=False) + "\n")
         self.written += 1
 
-    def close(self, timeout: float = 1.0) -> None:
-        """Stop the writer, then write whatever is still queued and close the file."""
+    def close(self, timeout: float = 2.0) -> None:
+        """Ask the writer to finish (it writes all that is queued, then closes the file) and wait."""
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        self._bus.unsubscribe(self._subscription)
-        for event in self._subscription.drain():
-            self._write(event)
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+        self._thread.join(timeout)

@@ -3,56 +3,34 @@
 Threads and the state each one alone writes:
 - the audio source (sound-card callback or file reader) only moves frames on;
 - the front-end loop owns the model and the oracle stream (`FrontendLoop`);
-- the STT worker owns the recognizer; the oracle producer owns the conversation and the LLM stream;
-- the router thread forwards transcripts and the front-end's words to the oracle producer;
-- the caller's thread (the UI) owns the view state.
+- the STT worker owns the recognizer; the oracle producer owns the conversation and the LLM stream
+  (transcripts and the front-end's words reach its inbox straight from the bus, never blocking);
+- the caller's thread (the UI) owns the view state and polls the parts' health.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from kame_cli.bus import EventBus, Subscription
+from kame_cli.audio_io import FrameSink, FrameSource
+from kame_cli.bus import EventBus, Forward
 from kame_cli.clock import SessionClock
+from kame_cli.errors import SessionError
 from kame_cli.events import BackendStatus, Event, FinalTranscript, FrontendText, PartialTranscript
 
-_ROUTED = (PartialTranscript, FinalTranscript, FrontendText)
+_TO_ORACLE = (PartialTranscript, FinalTranscript, FrontendText)
 _FAST_MODE_BACKLOG = 8  # frames queued in the front-end before a fast file source waits
+_STOP_SHARE_S = 0.5  # bounded join per part at shutdown
 
 
-def _is_routed(event: Event) -> bool:
-    return isinstance(event, _ROUTED)
-
-
-class Part(Protocol):
-    """A long-running part with a bounded shutdown."""
-
-    def start(self) -> None: ...
-
-    def stop(self, timeout: float = 1.0) -> None: ...
-
-
-class FrameSource(Protocol):
-    def start(self, on_frame: Any) -> None: ...
-
-    def stop(self) -> None: ...
-
-    def wait(self, timeout: float | None = None) -> bool: ...
-
-
-class FrameSink(Protocol):
-    def start(self) -> None: ...
-
-    def write(self, step: int, pcm: np.ndarray) -> None: ...
-
-    def close(self) -> None: ...
+def _for_oracle(event: Event) -> bool:
+    return isinstance(event, _TO_ORACLE)
 
 
 @dataclass
@@ -60,14 +38,16 @@ class SessionParts:
     """Everything a session runs, built (models loaded) before it starts."""
 
     frontend_loop: Any
-    """`kame_cli.engine.loop.FrontendLoop`."""
+    """`kame_cli.engine.loop.FrontendLoop`; its `on_output` writes to `output`."""
     source: FrameSource
-    output_sinks: Sequence[FrameSink]
-    input_sinks: Sequence[FrameSink] = ()
+    output: FrameSink
+    """Where the assistant's voice goes (a `TeeSink` of speaker and files)."""
+    recorders: Sequence[FrameSink] = ()
+    """Where the user's voice is recorded (the log's input.wav, the left channel of --output-stereo)."""
     stt: Any | None = None
-    """`kame_cli.backends.stt.SttWorker`, or None to run the front-end alone."""
+    """`kame_cli.backends.stt.worker.SttWorker`, or None to run the front-end alone."""
     oracle: Any | None = None
-    """`kame_cli.backends.oracle.OracleProducer`, or None."""
+    """`kame_cli.backends.oracle.producer.OracleProducer`, or None."""
     fast: bool = False
     """The source is a file read as fast as possible: it may wait for the front-end."""
 
@@ -80,8 +60,9 @@ class Session:
         self.bus = bus
         self.clock = clock
         self.frames_in = 0
-        self._router_sub: Subscription | None = None
-        self._router: threading.Thread | None = None
+        self.unfinished: list[str] = []
+        """Parts that did not stop within their share of the shutdown time."""
+        self._to_oracle: Forward | None = None
         self._stopping = threading.Event()
         self._stopped = False
 
@@ -89,18 +70,15 @@ class Session:
 
     def start(self) -> None:
         p = self.parts
-        for sink in (*p.output_sinks, *p.input_sinks):
-            sink.start()
+        p.output.start()
+        for recorder in p.recorders:
+            recorder.start()
         p.frontend_loop.start()
         if p.stt is not None:
             p.stt.start()
         if p.oracle is not None:
             p.oracle.start()
-            self._router_sub = self.bus.subscribe(
-                "router", maxsize=0, accept=lambda e: isinstance(e, _ROUTED)
-            )
-            self._router = threading.Thread(target=self._route, name="kame-router", daemon=True)
-            self._router.start()
+            self._to_oracle = self.bus.forward("oracle", p.oracle.on_event, _for_oracle)
         self.bus.publish(BackendStatus(self.clock.now(), "session", "ok", "started"))
         p.source.start(self._on_input_frame)
 
@@ -108,44 +86,61 @@ class Session:
         """True once the source is exhausted (end of file); a microphone never is."""
         return self.parts.source.wait(timeout)
 
-    def finish(self, interrupt: threading.Event | None = None, timeout: float = 60.0) -> None:
-        """End of input: the front-end steps what it holds (so output matches input), then all stop."""
+    def failure(self) -> SessionError | None:
+        """What broke a part the session cannot run without (the audio source, the front-end)."""
+        source_error = getattr(self.parts.source, "error", None)
+        if source_error is not None:
+            return SessionError(f"audio input failed: {_one_line(source_error)}")
+        loop_error = self.parts.frontend_loop.error
+        if loop_error is not None:
+            return SessionError(f"the front-end stopped: {_one_line(loop_error)}")
+        return None
+
+    def finish(self, interrupt: threading.Event, timeout: float = 60.0) -> None:
+        """End of input: the front-end steps what it holds (output matches input), the STT closes the
+        user's last turn; then everything stops. `interrupt` (Ctrl-C) cuts the wait short."""
         p = self.parts
         p.frontend_loop.end_input()
         if p.stt is not None:
             p.stt.end_input()
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not (interrupt is not None and interrupt.is_set()):
+        while not interrupt.is_set() and time.monotonic() < deadline:
             if p.frontend_loop.join(0.05):
+                break
+        while p.stt is not None and not interrupt.is_set() and time.monotonic() < deadline:
+            if p.stt.wait_flushed(0.05):
                 break
         self.stop()
 
-    def stop(self, timeout: float = 1.0) -> None:
-        """Stop everything, newest first; every part gets a bounded share of `timeout`. Idempotent."""
+    def stop(self) -> None:
+        """Stop everything, newest first, each part within a bounded join; idempotent.
+
+        Every sink is closed (so every WAV is valid) and the "stopped" event published even when
+        a part fails to stop or a sink fails to close; a sink's error is raised after that.
+        """
         if self._stopped:
             return
         self._stopped = True
         self._stopping.set()
         p = self.parts
         p.source.stop()
-        p.frontend_loop.stop(timeout=timeout / 2)
-        if p.oracle is not None:
-            p.oracle.stop(timeout=timeout / 4)
-        if self._router is not None:
-            self._router.join(timeout / 10)
-        if self._router_sub is not None:
-            self.bus.unsubscribe(self._router_sub)
-        if p.stt is not None:
-            p.stt.stop(timeout=timeout / 4)
-        for sink in (*p.output_sinks, *p.input_sinks):
-            sink.close()
-        self.bus.publish(BackendStatus(self.clock.now(), "session", "ok", "stopped"))
+        if self._to_oracle is not None:
+            self.bus.unsubscribe(self._to_oracle)
+        for name, part in (("front-end", p.frontend_loop), ("oracle", p.oracle), ("stt", p.stt)):
+            if part is not None and part.stop(timeout=_STOP_SHARE_S) is False:
+                self.unfinished.append(name)
+        errors: list[BaseException] = []
+        for sink in (p.output, *p.recorders):
+            try:
+                sink.close()
+            except Exception as err:
+                errors.append(err)
+        message = "stopped" if not self.unfinished else f"stopped ({', '.join(self.unfinished)} still busy)"
+        self.bus.publish(BackendStatus(self.clock.now(), "session", "ok", message))
+        if errors:
+            raise errors[0]
 
-    @property
-    def stopping(self) -> bool:
-        return self._stopping.is_set()
-
-    # --- data paths -------------------------------------------------------------------------------
+    # --- data path --------------------------------------------------------------------------------
 
     def _on_input_frame(self, pcm: np.ndarray) -> None:
         # Called on the source's thread (a sound-card callback for the microphone): never blocks,
@@ -159,16 +154,10 @@ class Session:
         p.frontend_loop.submit_frame(pcm)
         if p.stt is not None:
             p.stt.submit_frame(pcm)
-        for sink in p.input_sinks:
-            sink.write(index, pcm)
+        for recorder in p.recorders:
+            recorder.write(index, pcm)
 
-    def _route(self) -> None:
-        sub = self._router_sub
-        oracle = self.parts.oracle
-        assert sub is not None and oracle is not None
-        while not self._stopping.is_set():
-            try:
-                event: Event = sub.queue.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            oracle.on_event(event)
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__

@@ -1,4 +1,4 @@
-"""`kame talk` end to end: validate input, load the parts, run the session under the live view."""
+"""`kame talk` end to end: build the session, run it under the live view until it ends."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
-
-from kame_cli.errors import DeviceError
+from typing import TextIO
 
 _UI_PERIOD_S = 0.1  # the panel refreshes ten times a second
 
@@ -39,7 +37,7 @@ class TalkOptions:
 
 
 class StopRequest:
-    """Set by SIGINT/SIGTERM (or by the caller); the main thread polls it."""
+    """Set by SIGINT/SIGTERM once the session runs (or by the caller); the UI thread polls it."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
@@ -57,25 +55,6 @@ class StopRequest:
                 signal.signal(sig, old)
 
 
-def resolve_compute_device(requested: str, model: str) -> str:
-    """`auto` -> cuda when there is a GPU; a big model without one is refused with the way out."""
-    import torch
-
-    has_cuda = torch.cuda.is_available()
-    if requested == "cuda" and not has_cuda:
-        raise DeviceError("--device cuda: no CUDA GPU is visible to torch; use --device cpu to force the CPU")
-    if requested == "auto":
-        if has_cuda:
-            return "cuda"
-        if model != "random:tiny":
-            raise DeviceError(
-                f"no CUDA GPU found for front-end {model!r}; use --device cpu to force the CPU (far slower "
-                "than real time for a 7B model) or --model random:tiny for an offline demo"
-            )
-        return "cpu"
-    return requested
-
-
 def run_talk(
     opts: TalkOptions,
     *,
@@ -85,16 +64,17 @@ def run_talk(
 ) -> int:
     """Run one session to its end (end of file, Ctrl-C or SIGTERM); returns the exit code.
 
-    Whatever happens, the exit stack closes the session, the sinks and the log, so the output WAV
-    and `events.jsonl` are complete and valid on every exit path.
+    Ctrl-C while models load raises KeyboardInterrupt (the CLI reports it in one line); once the
+    session runs it ends it cleanly. Whatever happens, the exit stack stops the session and closes
+    the sinks and the log, so the output WAV and `events.jsonl` are complete and valid.
     """
     from kame_cli.session.build import build_session
 
     stop = stop or StopRequest()
     out = out or sys.stdout
     with contextlib.ExitStack() as stack:
-        stack.enter_context(stop.on_signals())
         session, view = build_session(opts, stack, out)
+        stack.enter_context(stop.on_signals())
         with view:
             session.start()
             if on_started is not None:
@@ -102,6 +82,10 @@ def run_talk(
             file_mode = opts.input_file is not None
             while not stop.event.is_set():
                 view.refresh()
+                failure = session.failure()
+                if failure is not None:
+                    session.stop()
+                    raise failure
                 if file_mode and session.wait_input_end(_UI_PERIOD_S):
                     session.finish(stop.event)
                     break
@@ -109,9 +93,3 @@ def run_talk(
                     stop.event.wait(_UI_PERIOD_S)
             session.stop()
     return 0
-
-
-def make_piece_lookup(tokenizer: Any) -> Callable[[int], str]:
-    """Token id -> sentencepiece piece, for the panel's consumed/pending oracle text."""
-    size = tokenizer.get_piece_size()
-    return lambda token_id: tokenizer.id_to_piece(token_id) if 0 <= token_id < size else ""
