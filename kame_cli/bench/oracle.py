@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from kame_cli.stats import percentile
+
 if TYPE_CHECKING:
     from kame_cli.profiles import Profile
 
@@ -50,12 +52,6 @@ class OracleBenchResult:
     """Inside the producer: its request's start to the first chunk (its own TTFT)."""
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100.0 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def _overhead_pct(values: list[float], base: list[float]) -> float:

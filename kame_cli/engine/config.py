@@ -1,8 +1,12 @@
-"""Front-end settings, as read from a profile's `[frontend]` table (CLI flags override them)."""
+"""Front-end settings, as read from a profile's `[frontend]` table (CLI flags override them).
+
+Range checks live in each field's metadata (`ge`, `gt`, `choices`, `nonempty`), so the profile
+loader reports the file and key at fault without knowing this class.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 
@@ -10,21 +14,21 @@ from typing import Literal
 class FrontendConfig:
     """Which front-end checkpoint to run, where, and how it samples."""
 
-    model: str = "SakanaAI/kame"
+    model: str = field(default="SakanaAI/kame", metadata={"nonempty": True})
     """A Hugging Face repo id, a local checkpoint directory, `random:tiny` or `random:7b`."""
     device: Literal["auto", "cuda", "cpu"] = "auto"
     half: bool = False
     """fp16 instead of bf16 on CUDA (GPUs older than Ampere)."""
-    lm_weights: str | None = None
-    mimi_weights: str | None = None
-    tokenizer: str | None = None
-    config: str | None = None
-    temperature: float = 0.8
-    temperature_text: float = 0.7
-    top_k: int = 250
-    top_k_text: int = 25
-    seed: int | None = None
-    revision: str | None = None
+    lm_weights: str | None = field(default=None, metadata={"nonempty": True})
+    mimi_weights: str | None = field(default=None, metadata={"nonempty": True})
+    tokenizer: str | None = field(default=None, metadata={"nonempty": True})
+    config: str | None = field(default=None, metadata={"nonempty": True})
+    temperature: float = field(default=0.8, metadata={"ge": 0})
+    temperature_text: float = field(default=0.7, metadata={"ge": 0})
+    top_k: int = field(default=250, metadata={"ge": 1})
+    top_k_text: int = field(default=25, metadata={"ge": 1})
+    seed: int | None = field(default=None, metadata={"ge": 0})
+    revision: str | None = field(default=None, metadata={"nonempty": True})
     """Hugging Face revision (branch, tag or commit) of a repo-id model; None: the default branch."""
-    cpu_threads: int = 1
+    cpu_threads: int = field(default=1, metadata={"ge": 1, "le": 256})
     """torch intra-op threads on CPU: 1 measured best on 2 cores while the STT worker also runs."""

@@ -1,7 +1,8 @@
 """Profiles: one TOML file describes a whole setup (LLM, prompt, restart policy, STT, front-end).
 
-Shipped profiles live in the repository's `profiles/`; user profiles in `$KAME_CONFIG_DIR/profiles`
-(default: the platform's config directory for kame) override shipped ones by name.
+Shipped profiles live in the repository's `profiles/` (a wheel installs them as data files under
+`share/kame/profiles`); user profiles in `$KAME_CONFIG_DIR/profiles` (default: the platform's config
+directory for kame) override shipped ones by name.
 """
 
 from __future__ import annotations
@@ -15,7 +16,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import kame_cli
-from kame_cli.backends.oracle.config import BUNDLED_GGUF, LlmConfig, PolicyConfig, PromptConfig
+from kame_cli.backends.oracle.config import (
+    BUNDLED_GGUF,
+    LlmConfig,
+    PolicyConfig,
+    PromptConfig,
+    redact_userinfo,
+)
 from kame_cli.backends.stt.config import SttConfig
 from kame_cli.engine.config import FrontendConfig
 from kame_cli.errors import ProfileError
@@ -27,6 +34,9 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, from PyPI
     import tomli as tomllib  # type: ignore[no-redef]
 
 DEFAULT_PROFILE = "ollama"
+_DISTRIBUTION = "kame-cli"
+_DATA_SUBDIR = ("share", "kame", "profiles")
+"""Where a wheel installs `profiles/*.toml` (setuptools data-files), under the install prefix."""
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 Source = Literal["shipped", "user", "file"]
@@ -56,6 +66,9 @@ class Profile:
         tables: dict[str, Any] = {"description": self.description}
         for section in section_types():
             tables[section] = dump(getattr(self, section))
+        # A URL may carry a password (`https://user:pass@host`): never print it.
+        if isinstance(api_base := tables["llm"].get("api_base"), str):
+            tables["llm"]["api_base"] = redact_userinfo(api_base)
         return tables
 
 
@@ -78,7 +91,33 @@ def display_path(path: Path) -> str:
 
 
 def shipped_profiles_dir() -> Path:
-    return Path(kame_cli.__file__).resolve().parent.parent / "profiles"
+    """Where the shipped profiles are: the checkout's `profiles/` (source tree, editable install),
+    else the copy a wheel installed as data files (`<prefix>/share/kame/profiles`)."""
+    checkout = Path(kame_cli.__file__).resolve().parent.parent
+    # pyproject.toml marks a source tree: beside an installed package, `profiles/` could be anyone's.
+    if (checkout / "pyproject.toml").is_file() and (checkout / "profiles").is_dir():
+        return checkout / "profiles"
+    installed = installed_profiles_dir()
+    if installed is not None:
+        return installed
+    return checkout / "profiles"  # not there either: listing shows none, a name lookup says so
+
+
+def installed_profiles_dir() -> Path | None:
+    """The `share/kame/profiles` folder the installed distribution recorded, wherever the scheme put
+    it (a venv, `--user`, `--prefix`)."""
+    from importlib import metadata
+
+    try:
+        files = metadata.distribution(_DISTRIBUTION).files or []
+    except metadata.PackageNotFoundError:
+        return None
+    for entry in files:
+        if entry.suffix == ".toml" and tuple(entry.parts[-4:-1]) == _DATA_SUBDIR:
+            folder = Path(str(entry.locate())).resolve().parent
+            if folder.is_dir():
+                return folder
+    return None
 
 
 def user_profiles_dir() -> Path:

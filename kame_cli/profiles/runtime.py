@@ -3,32 +3,27 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from kame_cli.backends.oracle.config import OLLAMA_PROVIDERS
-from kame_cli.errors import KameError, ProfileError
+from kame_cli.backends.oracle.config import OLLAMA_PROVIDERS, api_key_from_env
+from kame_cli.backends.oracle.errors import LlmServerError
+from kame_cli.errors import ProfileError
 from kame_cli.profiles.profile import Profile
 
 _LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 
 
-class ServerUnreachableError(KameError):
-    """The LLM server a profile points to does not answer."""
-
-
 def check_environment(profile: Profile) -> str | None:
-    """The API key's environment variable is set (its value is never read out); ProfileError if not."""
-    name = profile.llm.api_key_env
-    if not name:
+    """Raise ApiKeyMissingError (a ProfileError) if the key's environment variable is unset.
+
+    On success returns what passed ("NAME is set", or None when the profile needs no key), for
+    `kame profiles check` to print; callers that only need the check can ignore it. The key's value
+    is never shown.
+    """
+    if api_key_from_env(profile.llm, profile.shown_path) is None:
         return None
-    if not os.environ.get(name):
-        raise ProfileError(
-            f"{profile.shown_path}: [llm] api_key_env: environment variable {name} is not set: "
-            f"export {name}=... before starting kame"
-        )
-    return f"{name} is set"
+    return f"{profile.llm.api_key_env} is set"
 
 
 def check_profile(profile: Profile, *, online: bool = True) -> list[str]:
@@ -78,7 +73,7 @@ def _check_openai_compatible(profile: Profile) -> str:
     try:
         reply = httpx.get(f"{base}/models", timeout=3.0)
     except httpx.HTTPError as err:
-        raise ServerUnreachableError(
+        raise LlmServerError(
             f"{profile.shown_path}: [llm] api_base: no server answers at {base} ({type(err).__name__}): "
             "start it or fix api_base"
         ) from None

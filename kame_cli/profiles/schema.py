@@ -3,7 +3,8 @@
 Unknown keys, wrong types and out-of-range values are reported as one line naming the file, the
 table and the key. Ranges come from field metadata: `ge`, `gt`, `le`, `lt`, `choices`, `nonempty`,
 and `check` (a function returning an error text or None); a `ValueError` raised by a dataclass's
-`__post_init__` is reported the same way.
+`__post_init__` is reported the same way. Keys that name a credential are refused anywhere, free-form
+tables included, and their values are never echoed.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -19,7 +21,14 @@ from typing import Any, Literal, Union
 
 from kame_cli.errors import ProfileError
 
-_SECRET_KEYS = ("api_key", "key", "token", "password", "secret")
+_SECRET_NAMES = frozenset(
+    {"key", "apikey", "token", "secret", "password", "auth", "authorization", "bearer", "cookie"}
+)
+_SECRET_WORDS = frozenset(
+    {"apikey", "secret", "password", "passwd", "authorization", "credential", "credentials"}
+)
+_SECRET_PHRASES = ("api_key", "access_key", "private_key")
+_SECRET_FIX = 'secrets never go in profiles: name the environment variable (api_key_env = "NAME")'
 
 
 class SchemaError(Exception):
@@ -106,6 +115,7 @@ def convert(value: Any, hint: Any, key: str) -> Any:
             return build(hint, value, key)
     elif origin in (dict, Mapping):
         if isinstance(value, dict):
+            _refuse_secrets(value, key)
             key_hint, value_hint = typing.get_args(hint) or (str, Any)
             return {
                 convert(k, key_hint, f"{key}.{k}"): convert(v, value_hint, f"{key}.{k}")
@@ -120,6 +130,35 @@ def convert(value: Any, hint: Any, key: str) -> Any:
     else:
         raise SchemaError(key, f"unsupported setting type {hint!r}")
     raise SchemaError(key, f"must be {describe(hint)} (got {show_value(value)})")
+
+
+def looks_secret(name: str) -> bool:
+    """Whether a key names a credential (`api_key`, `x-api-key`, `Authorization`, `client_secret`...).
+
+    Word-wise: `max_tokens`, `stop_token_ids` or `prompt_cache_key` are settings, not secrets.
+    """
+    normal = "_".join(re.split(r"[^a-z0-9]+", name.lower())).strip("_")
+    parts = set(normal.split("_"))
+    return (
+        normal in _SECRET_NAMES
+        or bool(parts & _SECRET_WORDS)
+        or normal.endswith("_token")
+        or any(phrase in normal for phrase in _SECRET_PHRASES)
+    )
+
+
+def _refuse_secrets(value: Any, key: str) -> None:
+    """A free-form table (e.g. `[llm.extra]`, passed to the LLM library as is) holds no credential,
+    at any depth: the loader refuses it without echoing the value."""
+    if isinstance(value, Mapping):
+        for name, inner in value.items():
+            inner_key = f"{key}.{name}"
+            if looks_secret(str(name)):
+                raise SchemaError(inner_key, _SECRET_FIX)
+            _refuse_secrets(inner, inner_key)
+    elif isinstance(value, list | tuple):
+        for i, inner in enumerate(value):
+            _refuse_secrets(inner, f"{key}[{i}]")
 
 
 def _check_range(field: dataclasses.Field[Any], value: Any, key: str) -> None:
@@ -150,10 +189,8 @@ def build(cls: type, table: Mapping[str, Any], prefix: str = "") -> Any:
         key = f"{prefix}.{name}" if prefix else name
         field = fields.get(name)
         if field is None:
-            if name.lower() in _SECRET_KEYS or name.lower().endswith(("_key", "_token")):
-                raise SchemaError(
-                    key, 'secrets never go in profiles: name the environment variable (api_key_env = "NAME")'
-                )
+            if looks_secret(name) or name.lower().endswith(("_key", "_token")):
+                raise SchemaError(key, _SECRET_FIX)
             raise SchemaError(key, f"unknown key (known: {', '.join(fields)})")
         converted = convert(value, hints[name], key)
         _check_range(field, converted, key)

@@ -59,6 +59,31 @@ CASES = {
         GOOD_LLM + "[llm.server]\nthreads = 0\n",
         "[llm] server.threads: must be >= 1 (got 0)",
     ),
+    "stt_zero_step": (GOOD_LLM + "[stt]\nstep_s = 0\n", "[stt] step_s: must be > 0 (got 0.0)"),
+    "stt_negative_threads": (
+        GOOD_LLM + "[stt]\ncpu_threads = -3\n",
+        "[stt] cpu_threads: must be >= 1 (got -3)",
+    ),
+    "stt_unknown_device": (
+        GOOD_LLM + '[stt]\ndevice = "gpu"\n',
+        '[stt] device: unknown value "gpu" (known: auto, cuda, cpu)',
+    ),
+    "stt_vad_threshold_out_of_range": (
+        GOOD_LLM + "[stt]\nvad_threshold = 1.0\n",
+        "[stt] vad_threshold: must be < 1 (got 1.0)",
+    ),
+    "stt_zero_end_silence": (
+        GOOD_LLM + "[stt]\nend_silence_ms = 0\n",
+        "[stt] end_silence_ms: must be > 0 (got 0)",
+    ),
+    "frontend_negative_top_k": (
+        GOOD_LLM + "[frontend]\ntop_k = -1\n",
+        "[frontend] top_k: must be >= 1 (got -1)",
+    ),
+    "frontend_negative_temperature": (
+        GOOD_LLM + "[frontend]\ntemperature_text = -0.1\n",
+        "[frontend] temperature_text: must be >= 0 (got -0.1)",
+    ),
 }
 
 
@@ -74,21 +99,61 @@ def test_bad_profile_is_one_line_and_exit_2(case, tmp_path, capsys) -> None:
     assert expected.replace("{dir}", str(tmp_path)) in err, err
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        GOOD_LLM + 'api_key = "sk-proj-abcdef1234567890"\n',
-        '[llm]\nprovider = "openai"\nmodel = "gpt-4.1"\napi_key_env = "sk-proj-abcdef1234567890"\n',
-    ],
-    ids=["key_in_file", "key_in_api_key_env"],
-)
-def test_a_key_written_in_a_profile_is_refused_and_never_echoed(text, tmp_path, capsys) -> None:
+SECRET = "sk-proj-abcdef1234567890"
+LEAKS = {
+    "key_in_file": (GOOD_LLM + f'api_key = "{SECRET}"\n', "[llm] api_key: secrets never go in profiles"),
+    "key_in_api_key_env": (
+        GOOD_LLM + f'api_key_env = "{SECRET}"\n',
+        "[llm] api_key_env: must be the NAME of an environment variable",
+    ),
+    "extra_api_key": (
+        GOOD_LLM + f'[llm.extra]\napi_key = "{SECRET}"\n',
+        "[llm] extra.api_key: secrets never go in profiles",
+    ),
+    "extra_key_any_case": (
+        GOOD_LLM + f'[llm.extra]\nTOKEN = "{SECRET}"\n',
+        "[llm] extra.TOKEN: secrets never go in profiles",
+    ),
+    "extra_nested_header": (
+        GOOD_LLM + f'[llm.extra.extra_headers]\nAuthorization = "Bearer {SECRET}"\n',
+        "[llm] extra.extra_headers.Authorization: secrets never go in profiles",
+    ),
+    "extra_nested_inline": (
+        GOOD_LLM + f'[llm.extra]\nextra_body = {{ options = {{ x-api-key = "{SECRET}" }} }}\n',
+        "[llm] extra.extra_body.options.x-api-key: secrets never go in profiles",
+    ),
+    "extra_password_in_list": (
+        GOOD_LLM + f'[llm.extra]\nhosts = [{{ url = "h", Password = "{SECRET}" }}]\n',
+        "[llm] extra.hosts[0].Password: secrets never go in profiles",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LEAKS))
+def test_a_key_written_in_a_profile_is_refused_and_never_echoed(case, tmp_path, capsys) -> None:
+    text, expected = LEAKS[case]
     path = tmp_path / "leaky.toml"
     path.write_text(text)
-    assert run(["profiles", "check", str(path)]) == 2
-    captured = capsys.readouterr()
-    assert "abcdef1234567890" not in captured.err + captured.out
-    assert "environment variable" in captured.err and captured.err.count("\n") == 1
+    for command in (["profiles", "check", str(path)], ["profiles", "show", str(path)]):
+        assert run(command) == 2
+        captured = capsys.readouterr()
+        assert "abcdef1234567890" not in captured.err + captured.out
+        assert captured.err.count("\n") == 1 and f"{path}: {expected}" in captured.err, captured.err
+        assert "environment variable" in captured.err
+
+
+def test_extra_settings_that_only_look_like_secrets_load_and_show(tmp_path, capsys) -> None:
+    # Word-wise matching: these are LLM settings, not credentials.
+    path = tmp_path / "extra.toml"
+    path.write_text(
+        GOOD_LLM + 'api_base = "https://user:hunter2-pass@llm.example/v1"\n'
+        '[llm.extra]\nstop_token_ids = [2]\nprompt_cache_key = "kame"\nkeep_alive = "5m"\n'
+    )
+    assert run(["profiles", "show", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "stop_token_ids = [2]" in out and 'prompt_cache_key = "kame"' in out
+    # A password inside the URL is never printed either.
+    assert "hunter2-pass" not in out and 'api_base = "https://***@llm.example/v1"' in out
 
 
 def test_missing_profile_name_and_file(tmp_path, capsys) -> None:

@@ -203,3 +203,57 @@ def test_check_reaches_an_openai_compatible_server_on_loopback(tmp_path, capsys)
     assert run(["profiles", "check", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "[llm] api_base: no server answers at http://127.0.0.1:" in err
+
+
+def test_one_api_key_check_for_profiles_and_the_llm_client(tmp_path, monkeypatch) -> None:
+    from kame_cli.backends.oracle.config import resolve_api_key
+    from kame_cli.backends.oracle.errors import ApiKeyMissingError
+    from kame_cli.profiles import check_environment
+
+    monkeypatch.delenv("KAME_TEST_UNSET_KEY", raising=False)
+    path = tmp_path / "keyed.toml"
+    path.write_text('[llm]\nprovider = "openai"\nmodel = "m"\napi_key_env = "KAME_TEST_UNSET_KEY"\n')
+    profile = load_profile(str(path))
+    for check in (lambda: check_environment(profile), lambda: resolve_api_key(profile.llm)):
+        with pytest.raises(ApiKeyMissingError, match=r"\[llm\] api_key_env: environment variable "):
+            check()
+    monkeypatch.setenv("KAME_TEST_UNSET_KEY", "the-key")
+    assert check_environment(profile) == "KAME_TEST_UNSET_KEY is set"
+    assert resolve_api_key(profile.llm) == "the-key"
+
+
+def test_every_absent_llm_server_is_the_same_error(tmp_path) -> None:
+    from kame_cli.backends.oracle.errors import LlmServerError
+    from kame_cli.backends.oracle.local_server import LocalLlamaServer
+    from tests.support.llm_server import free_port
+
+    port = free_port()
+    for provider in ("openai", "ollama_chat"):
+        path = tmp_path / f"{provider}.toml"
+        path.write_text(
+            f'[llm]\nprovider = "{provider}"\nmodel = "m"\napi_base = "http://127.0.0.1:{port}"\n'
+        )
+        with pytest.raises(LlmServerError, match=f"127.0.0.1:{port}"):
+            check_profile(load_profile(str(path)))
+    with pytest.raises(LlmServerError, match="does not exist"):
+        LocalLlamaServer(tmp_path / "none.gguf", "m").start()
+
+
+def test_a_wheel_install_finds_the_profiles_it_installed_as_data(tmp_path, monkeypatch) -> None:
+    # A wheel built with `[tool.setuptools.data-files]` records its profiles as
+    # `../../../share/kame/profiles/*.toml` in RECORD, relative to site-packages.
+    from kame_cli.profiles.profile import installed_profiles_dir
+
+    site = tmp_path / "venv" / "lib" / "python3.11" / "site-packages"
+    info = site / "kame_cli-0.1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: kame-cli\nVersion: 0.1.0\n")
+    shared = tmp_path / "venv" / "share" / "kame" / "profiles"
+    shared.mkdir(parents=True)
+    (shared / "ollama.toml").write_text('[llm]\nprovider = "ollama_chat"\nmodel = "m"\n')
+    (info / "RECORD").write_text(
+        "kame_cli-0.1.0.dist-info/METADATA,,\n../../../share/kame/profiles/ollama.toml,,\n"
+    )
+    assert installed_profiles_dir() != shared  # the editable install records no data files
+    monkeypatch.syspath_prepend(str(site))
+    assert installed_profiles_dir() == shared.resolve()

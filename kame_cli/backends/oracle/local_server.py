@@ -13,13 +13,10 @@ from pathlib import Path
 from types import TracebackType
 
 from kame_cli.backends.oracle.config import BUNDLED_GGUF
-from kame_cli.errors import ConfigError, ModelNotAvailableError
+from kame_cli.backends.oracle.errors import LlmServerError
+from kame_cli.errors import ModelNotAvailableError
 
 _BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-class LocalServerError(ConfigError):
-    """The local LLM server could not start (bad GGUF, no xllamacpp, port taken)."""
 
 
 def bundled_gguf_path() -> Path:
@@ -90,9 +87,9 @@ class LocalLlamaServer:
         if self._process is not None:
             raise RuntimeError("LocalLlamaServer.start() called twice")
         if not self.gguf.is_file():
-            raise LocalServerError(f"GGUF file {self.gguf} does not exist: fix [llm.server] gguf")
+            raise LlmServerError(f"GGUF file {self.gguf} does not exist: fix [llm.server] gguf")
         if importlib.util.find_spec("xllamacpp") is None:
-            raise LocalServerError("the local LLM server needs xllamacpp: pip install xllamacpp")
+            raise LlmServerError("the local LLM server needs xllamacpp: pip install xllamacpp")
         self._workdir = tempfile.TemporaryDirectory(prefix="kame-llama-")
         ready = Path(self._workdir.name) / "ready"
         assert self.log_path is not None
@@ -118,10 +115,10 @@ class LocalLlamaServer:
             if self._process.poll() is not None:
                 tail = self._log_tail()
                 self.stop()
-                raise LocalServerError(f"local LLM server on {self.gguf.name} exited at start: {tail}")
+                raise LlmServerError(f"local LLM server on {self.gguf.name} exited at start: {tail}")
             if time.monotonic() > deadline:
                 self.stop()
-                raise LocalServerError(
+                raise LlmServerError(
                     f"local LLM server on {self.gguf.name} not ready after {self._startup_timeout_s:.0f} s: "
                     "raise [llm.server] startup_timeout_s"
                 )

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kame_cli.errors import ConfigError, ModelNotAvailableError
+from kame_cli.backends.oracle.errors import LlmServerError
+from kame_cli.errors import ModelNotAvailableError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
-
-
-class OllamaUnavailableError(ConfigError):
-    """No Ollama server answers at the profile's `api_base`."""
 
 
 def canonical_model(name: str) -> str:
@@ -28,7 +25,7 @@ def _client(host: str | None, timeout_s: float) -> Any:  # an ollama.Client, imp
 
 
 def installed_models(host: str | None, timeout_s: float = 3.0) -> list[str]:
-    """Names of the models the Ollama server at `host` has; OllamaUnavailableError if it does not answer."""
+    """Names of the models the Ollama server at `host` has; LlmServerError if it does not answer."""
     import httpx
     import ollama
 
@@ -37,12 +34,12 @@ def installed_models(host: str | None, timeout_s: float = 3.0) -> list[str]:
         with _client(host, timeout_s) as client:
             listing = client.list()
     except (ConnectionError, httpx.HTTPError) as err:
-        raise OllamaUnavailableError(
+        raise LlmServerError(
             f"no Ollama server answers at {where} ({type(err).__name__}): start it with `ollama serve` "
             "or fix [llm] api_base"
         ) from None
     except ollama.ResponseError as err:
-        raise OllamaUnavailableError(f"Ollama at {where} answered {err.status_code}: {err.error}") from None
+        raise LlmServerError(f"Ollama at {where} answered {err.status_code}: {err.error}") from None
     return [model.model for model in listing.models if model.model]
 
 
@@ -88,7 +85,7 @@ def pull_ollama_model(
                 elif update.status:
                     progress.update(status_task, description=f"{model}: {update.status}")
     except (ConnectionError, httpx.HTTPError) as err:
-        raise OllamaUnavailableError(
+        raise LlmServerError(
             f"no Ollama server answers at {where} ({type(err).__name__}): start it with `ollama serve`"
         ) from None
     except ollama.ResponseError as err:

@@ -2,7 +2,7 @@
 
 It runs an asyncio loop in its own thread and alone owns the conversation and the LLM streams.
 Other threads hand it transcript and front-end events through `on_event`; it hands the front-end
-`OracleReset` / `OracleAppend` commands through `send`.
+`OracleReset` / `OracleAppend` / `OracleClear` commands through `send`.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from kame_cli.events import (
     FrontendText,
     OracleAppend,
     OracleChunk,
+    OracleClear,
     OracleCommand,
     OracleFinished,
     OracleRequestStarted,
@@ -51,7 +52,7 @@ class OracleProducer:
 
     A restart cancels the running request (closing its HTTP connection); a cancelled or failed
     stream never sends another command, and what the front-end has not yet consumed of a failed
-    one is withdrawn (a fresh reset with nothing after it). Back-end faults become
+    one is withdrawn (`OracleClear`: padding from then on, no start token). Back-end faults become
     `BackendStatus` events and a back-off, never exceptions.
     """
 
@@ -316,11 +317,12 @@ class OracleProducer:
             first_chunk_seen=first_chunk_seen,
         )
         if sent_any and self._is_live(generation):
-            # Withdraw what the front-end has not consumed yet of the broken answer: an empty
-            # oracle (a reset with nothing after it) is better than half of an answer.
-            self._generation += 1
+            # Withdraw what the front-end has not consumed yet of the broken answer: no oracle is
+            # better than half of one. A new reset would feed a start token announcing an answer
+            # that never comes, which the checkpoints were not trained on. The stream stops being
+            # live first, so nothing of this generation can follow the clear.
             self._running = None
-            self._send_command(OracleReset(self._generation))
+            self._send_command(OracleClear(generation))
         now = time.monotonic()
         delay = self._backoff
         self._retry_at = now + delay

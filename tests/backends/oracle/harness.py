@@ -14,7 +14,7 @@ from kame_cli.backends.oracle.config import LlmConfig, PolicyConfig, PromptConfi
 from kame_cli.backends.oracle.producer import OracleProducer
 from kame_cli.bus import EventBus
 from kame_cli.clock import SessionClock
-from kame_cli.events import Event, OracleAppend, OracleCommand, OracleReset, PartialTranscript
+from kame_cli.events import Event, OracleAppend, OracleClear, OracleCommand, OracleReset, PartialTranscript
 
 E = TypeVar("E")
 
@@ -53,23 +53,23 @@ def train_tokenizer(vocab_size: int = 200) -> Any:
 
 
 class Recorder:
-    """What the producer sent to the front-end (with the time) and published on the bus."""
+    """What the producer sent to the front-end (in order) and published on the bus."""
 
     def __init__(self) -> None:
         self.bus = EventBus()
         self._sub = self.bus.subscribe("test", maxsize=0)
         self._lock = threading.Lock()
-        self.sent: list[tuple[float, OracleCommand]] = []
+        self._sent: list[OracleCommand] = []
         self.events: list[Event] = []
 
     def send(self, command: OracleCommand) -> None:
         with self._lock:
-            self.sent.append((time.monotonic(), command))
+            self._sent.append(command)
 
     @property
     def commands(self) -> list[OracleCommand]:
         with self._lock:
-            return [command for _, command in self.sent]
+            return list(self._sent)
 
     def collect(self) -> list[Event]:
         self.events.extend(self._sub.drain())
@@ -89,7 +89,8 @@ class Recorder:
 
 
 def oracle_content(commands: Sequence[OracleCommand]) -> tuple[int | None, list[int]]:
-    """The front-end's view: the generation of the last reset and the tokens appended to it."""
+    """The front-end's view: the generation of the last reset and the tokens appended to it
+    ((None, []) once a clear withdrew that generation)."""
     generation: int | None = None
     tokens: list[int] = []
     for command in commands:
@@ -97,7 +98,14 @@ def oracle_content(commands: Sequence[OracleCommand]) -> tuple[int | None, list[
             generation, tokens = command.generation, []
         elif isinstance(command, OracleAppend) and command.generation == generation:
             tokens.extend(command.token_ids)
+        elif isinstance(command, OracleClear) and command.generation == generation:
+            generation, tokens = None, []
     return generation, tokens
+
+
+def of_generation(commands: Sequence[OracleCommand], generation: int) -> list[OracleCommand]:
+    """The commands of one generation, in the order they were sent."""
+    return [c for c in commands if c.generation == generation]
 
 
 def partial(text: str, t: float = 0.0) -> PartialTranscript:

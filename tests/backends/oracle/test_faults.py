@@ -13,8 +13,24 @@ import pytest
 
 from kame_cli.backends.oracle.config import LlmConfig, PolicyConfig
 from kame_cli.backends.oracle.local_server import LocalLlamaServer, bundled_gguf_path
-from kame_cli.events import BackendStatus, OracleChunk, OracleFinished, OracleRequestStarted
-from tests.backends.oracle.harness import LONG_ANSWER, Recorder, oracle_content, partial, running_producer
+from kame_cli.events import (
+    BackendStatus,
+    OracleAppend,
+    OracleChunk,
+    OracleClear,
+    OracleCommand,
+    OracleFinished,
+    OracleRequestStarted,
+    OracleReset,
+)
+from tests.backends.oracle.harness import (
+    LONG_ANSWER,
+    Recorder,
+    of_generation,
+    oracle_content,
+    partial,
+    running_producer,
+)
 from tests.support.llm_server import SMOLLM2_ALIAS, FaultyOpenAI, SilentServer, free_port, smollm2_server
 
 FAST_BACKOFF = PolicyConfig(poll_interval_s=0.05, backoff_initial_s=0.2, backoff_max_s=0.8)
@@ -32,6 +48,17 @@ def _statuses(rec: Recorder) -> list[BackendStatus]:
 
 def _failed_generations(rec: Recorder) -> set[int]:
     return {e.generation for e in rec.of(OracleFinished) if e.outcome == "failed"}
+
+
+def _assert_withdrawn(commands: list[OracleCommand], generation: int) -> None:
+    """A failed stream's commands: its reset, its appends, then one clear, and nothing of it after;
+    no reset comes with the clear (that would feed a start token for an answer that never comes)."""
+    own = of_generation(commands, generation)
+    assert own[0] == OracleReset(generation) and own[-1] == OracleClear(generation), own
+    assert all(isinstance(c, OracleAppend) for c in own[1:-1]), own
+    cleared_at = commands.index(OracleClear(generation))
+    after = commands[cleared_at + 1 :]
+    assert not after or (isinstance(after[0], OracleReset) and after[0].generation > generation), after
 
 
 def _smollm2(port: int) -> LocalLlamaServer:
@@ -60,9 +87,9 @@ def test_server_killed_mid_stream_then_back(tokenizer) -> None:
             first_fault = next(s for s in _statuses(rec) if s.state != "ok")
             assert first_fault.state == "degraded" and "cut off" in first_fault.message
             assert time.monotonic() - killed < 5
-            # The half answer was withdrawn: the last reset is not the failed stream's.
-            generation, tokens = oracle_content(rec.commands)
-            assert generation != 1 and tokens == []
+            # The half answer was withdrawn by a clear, not by a new reset.
+            _assert_withdrawn(rec.commands, 1)
+            assert oracle_content(rec.commands) == (None, [])
             # Back-off: retries are spaced, not a busy loop.
             assert 2 <= len(rec.of(OracleRequestStarted)) <= 6
 
@@ -180,5 +207,7 @@ def test_stream_cut_or_stalled_after_chunks_is_withdrawn(tokenizer, mode) -> Non
     status = next(s for s in _statuses(rec) if s.state != "ok")
     assert status.state == "degraded"
     assert ("cut off" if mode == "drop" else "stalled") in status.message
+    _assert_withdrawn(rec.commands, 1)
+    assert [c for c in rec.commands if isinstance(c, OracleAppend) and c.generation == 1]
     generation, tokens = oracle_content(rec.commands)
     assert generation not in _failed_generations(rec) and tokens == []

@@ -10,12 +10,8 @@ import pytest
 from rich.console import Console
 
 from kame_cli.backends.oracle.config import LlmConfig, PolicyConfig
-from kame_cli.backends.oracle.ollama import (
-    OllamaUnavailableError,
-    check_ollama_model,
-    installed_models,
-    pull_ollama_model,
-)
+from kame_cli.backends.oracle.errors import LlmServerError
+from kame_cli.backends.oracle.ollama import check_ollama_model, installed_models, pull_ollama_model
 from kame_cli.cli import run
 from kame_cli.errors import ModelNotAvailableError
 from kame_cli.events import FinalTranscript, FrontendText, OracleChunk, OracleFinished, OracleRequestStarted
@@ -112,7 +108,7 @@ def test_model_check_and_pull_with_progress() -> None:
 
 def test_check_reports_a_server_that_is_down() -> None:
     with pytest.raises(
-        OllamaUnavailableError, match=r"no Ollama server answers at http://127\.0\.0\.1:\d+.*ollama serve"
+        LlmServerError, match=r"no Ollama server answers at http://127\.0\.0\.1:\d+.*ollama serve"
     ):
         check_ollama_model(f"http://127.0.0.1:{free_port()}", "llama3.2")
 
