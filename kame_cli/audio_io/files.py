@@ -80,7 +80,7 @@ class FileSource:
 
     @property
     def error(self) -> BaseException | None:
-        """What ended the feed early (an exception raised by `on_frame` or by decoding), if anything."""
+        """What ended the feed early: an AudioFileError if decoding failed, or what `on_frame` raised."""
         return self._error
 
     def start(self, on_frame: FrameCallback) -> None:
@@ -106,14 +106,17 @@ class FileSource:
         return self._done.is_set() and (self._exhausted or self._error is not None)
 
     def frames(self) -> Iterator[np.ndarray]:
-        """The frames `start` would feed, decoded and resampled block by block (iterate instead of start)."""
+        """The frames `start` would feed, decoded and resampled block by block (iterate instead of start).
+
+        A file that cannot be decoded part-way (a truncated FLAC, say) raises AudioFileError.
+        """
         resampler = StreamResampler(self.source_rate, SAMPLE_RATE)
         block = max(1, math.ceil(FRAME_SAMPLES * self.source_rate / SAMPLE_RATE))
         pending = np.zeros(0, dtype=np.float32)
         produced = 0
         self._sound.seek(0)
         while produced < self.total_samples:
-            raw = self._sound.read(block, dtype="float32", always_2d=True)
+            raw = self._read(block, produced)
             at_end = raw.shape[0] == 0
             tail = resampler.flush() if at_end else resampler.process(downmix(raw))
             pending = np.concatenate((pending, tail)) if pending.size else tail
@@ -132,6 +135,16 @@ class FileSource:
                 if produced >= self.total_samples:
                     return
 
+    def _read(self, block: int, produced: int) -> np.ndarray:
+        try:
+            return self._sound.read(block, dtype="float32", always_2d=True)
+        except (soundfile.LibsndfileError, OSError) as exc:
+            reason = " ".join(str(exc).split())
+            raise AudioFileError(
+                f"input audio file '{self.path}' cannot be decoded past {produced / SAMPLE_RATE:.1f} s "
+                f"({reason}): re-encode it as WAV or give another file"
+            ) from exc
+
     def _feed(self, on_frame: FrameCallback) -> None:
         try:
             self.started_at = self._clock.now()
@@ -148,9 +161,9 @@ class FileSource:
                 self._delivered += 1
             self._exhausted = True
         except BaseException as exc:
-            # Kept for the session thread (it polls wait()/error); re-raised so the thread's death shows.
+            # Whatever ends the feed goes to the session (it polls wait()/error) to report in one line;
+            # re-raising would only print a traceback over the live view.
             self._error = exc
-            raise
         finally:
             self._sound.close()
             self._done.set()

@@ -14,7 +14,11 @@ FrameCallback = Callable[[np.ndarray], None]
 
 
 class FrameSource(Protocol):
-    """Delivers 24 kHz mono float32 frames of FRAME_SAMPLES to `on_frame`, a microphone or a file alike."""
+    """Delivers 24 kHz mono float32 frames of FRAME_SAMPLES to `on_frame`, a microphone or a file alike.
+
+    A source never lets an exception escape its own thread: it keeps it in `error` and ends, so the
+    session can poll `error` (and `wait(0)`) and stop with one line.
+    """
 
     @property
     def frames_delivered(self) -> int: ...
@@ -22,6 +26,15 @@ class FrameSource(Protocol):
     @property
     def duration_s(self) -> float | None:
         """Length of the input in seconds; None for a live device."""
+        ...
+
+    @property
+    def error(self) -> BaseException | None:
+        """None unless the source failed; then why, and `wait` returns True.
+
+        A KameError with a one-line message when the input itself failed (a file that cannot be
+        decoded, a device whose stream died), or the exception `on_frame` raised, which ended the feed.
+        """
         ...
 
     def start(self, on_frame: FrameCallback) -> None: ...

@@ -17,7 +17,8 @@ class MicrophoneSource:
     """Captures from a device; where it cannot run at 24 kHz it runs at its own rate and is resampled.
 
     `on_frame` is called on PortAudio's callback thread and must not block. Input overflows are
-    counted and published as AudioXrun events when `events` is given.
+    counted and published as AudioXrun events when `events` is given. A stream that ends without
+    `stop()` (the device went away, or `on_frame` raised) ends the source with `error` set.
     """
 
     def __init__(
@@ -34,8 +35,10 @@ class MicrophoneSource:
         self._events = events
         self._stream: Any = None
         self._capture: CaptureCallback | None = None
+        self._abort: type[Exception] = Exception  # sounddevice.CallbackAbort once start() imported it
         self._stopping = False
         self._ended = threading.Event()
+        self._error: BaseException | None = None
         self.started_at: float | None = None
 
     @property
@@ -50,11 +53,17 @@ class MicrophoneSource:
     def duration_s(self) -> None:
         return None
 
+    @property
+    def error(self) -> BaseException | None:
+        """Why capture ended early: what `on_frame` raised, or a DeviceError when the stream died."""
+        return self._error
+
     def start(self, on_frame: FrameCallback) -> None:
         """Opens and starts the input stream; DeviceError if the device refuses it."""
         if self._capture is not None:
             raise RuntimeError("MicrophoneSource.start() was already called")
         sd = portaudio()
+        self._abort = sd.CallbackAbort
         self._capture = CaptureCallback(self.device_rate, on_frame, clock=self._clock, events=self._events)
         try:
             self._stream = sd.InputStream(
@@ -63,14 +72,14 @@ class MicrophoneSource:
                 channels=self.channels,
                 dtype="float32",
                 blocksize=frame_blocksize(self.device_rate),
-                callback=self._capture,
+                callback=self._on_block,
                 finished_callback=self._on_finished,
             )
             self.started_at = self._clock.now()
             self._stream.start()
         except sd.PortAudioError as exc:
             raise DeviceError(
-                f"cannot open input device {self.device if self.device is not None else '(default)'} "
+                f"cannot open input device {self._name()} "
                 f"at {self.device_rate} Hz ({exc}): pick another with --input-device (run `kame devices`)"
             ) from exc
 
@@ -83,9 +92,26 @@ class MicrophoneSource:
             stream.close()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """True if the stream ended without stop() (the device went away); False on timeout."""
+        """True if the stream ended without stop() (device gone, or `on_frame` raised: see `error`)."""
         return self._ended.wait(timeout)
 
+    def _name(self) -> str:
+        return "(default)" if self.device is None else str(self.device)
+
+    def _on_block(self, indata: Any, frames: int, time: Any, status: Any) -> None:
+        assert self._capture is not None
+        try:
+            self._capture(indata, frames, time, status)
+        except Exception as exc:  # anything on_frame raises: kept for the session, not printed by cffi
+            self._error = exc
+            raise self._abort from None  # PortAudio ends the stream; _on_finished follows
+
     def _on_finished(self) -> None:
-        if not self._stopping:
-            self._ended.set()
+        if self._stopping:
+            return
+        if self._error is None:
+            self._error = DeviceError(
+                f"input device {self._name()} stopped delivering audio (unplugged or failed): "
+                "reconnect it, or pick another with --input-device (run `kame devices`)"
+            )
+        self._ended.set()

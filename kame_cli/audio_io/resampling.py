@@ -1,4 +1,4 @@
-"""Streaming sample-rate conversion (soxr) for devices and files that do not run at 24 kHz."""
+"""Streaming sample-rate conversion (soxr): devices and files not at 24 kHz, and the STT's 16 kHz input."""
 
 from __future__ import annotations
 
@@ -30,7 +30,12 @@ class StreamResampler:
         return self._stream.resample_chunk(samples)
 
     def flush(self) -> np.ndarray:
-        """The samples still held by the filter, at the end of the stream."""
+        """The samples still held by the filter, at the end of the stream (then `reset` to reuse it)."""
         if self._stream is None:
             return np.zeros(0, dtype=np.float32)
         return self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+
+    def reset(self) -> None:
+        """Forget the filter's state: the next block starts a new stream."""
+        if self._stream is not None:
+            self._stream.clear()

@@ -23,6 +23,18 @@ Side = Literal["user", "assistant"]
 _CLOSE = None
 
 
+def check_output_path(path: Path) -> None:
+    """Raises AudioFileError unless `path` can be created or overwritten; touches nothing."""
+    fix = "choose a writable path or create its directory"
+    folder = path.parent
+    if path.is_dir():
+        raise AudioFileError(f"output file '{path}' is a directory: {fix}")
+    if not folder.is_dir():
+        raise AudioFileError(f"output file '{path}' cannot be written (no directory '{folder}'): {fix}")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise AudioFileError(f"output file '{path}' cannot be written (permission denied): {fix}")
+
+
 def open_output_file(path: Path, *, private: bool) -> BinaryIO:
     """Creates (or truncates) an output file; `private` makes it 0600, else the umask decides."""
     mode = 0o600 if private else 0o666
@@ -48,6 +60,8 @@ class WavSink:
 
     Mono holds the assistant (`write`); stereo holds the user on the left (`write_user`) and the
     assistant on the right, aligned by frame index. `write_user` is ignored by a mono sink.
+    The constructor only checks the path; the file is created (or truncated) by `start`, so a session
+    that fails before it starts leaves an existing file as it was.
     """
 
     def __init__(
@@ -65,13 +79,10 @@ class WavSink:
         # How far one side may run ahead before the other's missing frames are written as silence.
         self._max_skew = max(0, round(max_skew_s * SAMPLE_RATE / FRAME_SAMPLES)) if stereo else 0
         self._close_timeout_s = close_timeout_s
-        self._file = open_output_file(self.path, private=private)
-        self._wav = wave.open(self._file, "wb")  # noqa: SIM115 (closed in close(), after the writer thread)
-        self._wav.setnchannels(len(self._sides))
-        self._wav.setsampwidth(2)
-        self._wav.setframerate(SAMPLE_RATE)
-        self._wav.writeframes(b"")  # the header goes out now: an empty file is already a valid WAV
-        self._file.flush()
+        self._private = private
+        check_output_path(self.path)  # a bad --output fails now, before any model loads
+        self._file: BinaryIO | None = None
+        self._wav: wave.Wave_write | None = None
         self._queue: queue.SimpleQueue[tuple[Side, int, np.ndarray] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -86,8 +97,10 @@ class WavSink:
         self._error: OSError | None = None
 
     def start(self) -> None:
+        """Creates (or truncates) the file, writes a valid empty WAV and starts the writer thread."""
         if self._thread is not None:
             raise RuntimeError("WavSink.start() was already called")
+        self._open()
         self._thread = threading.Thread(target=self._run, name="kame-wav-writer", daemon=False)
         self._thread.start()
 
@@ -105,17 +118,21 @@ class WavSink:
         if self._closed:
             return
         self._closed = True
-        self._queue.put(_CLOSE)
         if self._thread is None:
+            if self._queue.empty():
+                return  # never started, nothing written: the file is not touched
+            self._open()
             self._drain_queue()
             self._write_ready(final=True)
         else:
+            self._queue.put(_CLOSE)
             self._thread.join(self._close_timeout_s)
             if self._thread.is_alive():
                 raise AudioFileError(
                     f"output file '{self.path}' was not finished within {self._close_timeout_s:.1f} s: "
                     "the disk is too slow or full; the file holds what was written so far"
                 )
+        assert self._wav is not None and self._file is not None
         try:
             self._wav.close()
         except OSError as exc:
@@ -127,6 +144,15 @@ class WavSink:
                 f"output file '{self.path}' could not be written ({self._error.strerror}): "
                 "free disk space or choose another path; the file holds what was written before the error"
             ) from self._error
+
+    def _open(self) -> None:
+        self._file = open_output_file(self.path, private=self._private)
+        self._wav = wave.open(self._file, "wb")  # noqa: SIM115 (closed in close(), after the writer thread)
+        self._wav.setnchannels(len(self._sides))
+        self._wav.setsampwidth(2)
+        self._wav.setframerate(SAMPLE_RATE)
+        self._wav.writeframes(b"")  # the header goes out now: an empty file is already a valid WAV
+        self._file.flush()
 
     def _run(self) -> None:
         while True:
@@ -169,6 +195,7 @@ class WavSink:
             self._next_index += 1
         if not chunks or self._error is not None:
             return
+        assert self._wav is not None and self._file is not None
         try:
             # writeframes patches the RIFF and data sizes in the header after each call.
             self._wav.writeframes(_to_pcm16(np.concatenate(chunks)).tobytes())

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from kame_cli.stats import percentile
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -50,12 +52,6 @@ class FrontendBenchResult:
     @property
     def overhead_p50_pct(self) -> float:
         return (statistics.median(self.engine_ms) / statistics.median(self.bare_ms) - 1.0) * 100.0
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100.0 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def _frames(count: int, seed: int) -> list[np.ndarray]:

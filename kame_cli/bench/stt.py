@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from kame_cli.stats import percentile
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -61,16 +63,25 @@ class ClipResult:
     final_latencies: list[float]
 
 
+def resampled(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    """A whole clip at `rate_out`, through the same streaming resampler the live audio path uses."""
+    import numpy as np
+
+    from kame_cli.audio_io.resampling import StreamResampler
+
+    resampler = StreamResampler(rate_in, rate_out)
+    return np.concatenate([resampler.process(audio), resampler.flush()])
+
+
 def espeak(text: str, voice: str, speed: int, rate: int = 24_000) -> np.ndarray:
     """espeak-ng speech for `text` at `rate` Hz."""
     import soundfile as sf
-    import soxr
 
     out = subprocess.run(
         ["espeak-ng", "-v", voice, "-s", str(speed), "-z", "--stdout", text], check=True, capture_output=True
     ).stdout
     audio, native = sf.read(BytesIO(out), dtype="float32")
-    return soxr.resample(audio, native, rate).astype("float32")
+    return resampled(audio, native, rate)
 
 
 def _padded(audio: np.ndarray, rate: int = 24_000) -> np.ndarray:
@@ -86,9 +97,8 @@ def espeak_clips(voice: str, speed: int) -> list[Clip]:
 
 def directory_clips(directory: Path) -> list[Clip]:
     """Every audio file in `directory` that has a `.txt` transcript beside it."""
-    import soundfile as sf
-    import soxr
-
+    from kame_cli.audio_io.files import open_audio_file
+    from kame_cli.audio_io.frames import downmix
     from kame_cli.errors import AudioFileError
 
     if not directory.is_dir():
@@ -99,8 +109,8 @@ def directory_clips(directory: Path) -> list[Clip]:
         if not transcript.is_file():
             print(f"  skipped {path.name}: no {transcript.name} beside it")
             continue
-        audio, rate = sf.read(path, dtype="float32", always_2d=True)
-        audio = soxr.resample(audio.mean(axis=1), rate, 24_000).astype("float32")
+        with open_audio_file(path) as sound:
+            audio = resampled(downmix(sound.read(dtype="float32", always_2d=True)), sound.samplerate, 24_000)
         clips.append(Clip(path.stem, transcript.read_text(encoding="utf-8").strip(), _padded(audio)))
     if not clips:
         raise AudioFileError(
@@ -111,12 +121,10 @@ def directory_clips(directory: Path) -> list[Clip]:
 
 def _word_ends(model: SttModel, clip: Clip) -> list[float]:
     """Audio time of the end of each reference word (forced alignment on the clip)."""
-    import soxr
-
     from kame_cli.backends.stt.config import SttConfig
     from kame_cli.backends.stt.decoder import WindowDecoder
 
-    audio16 = soxr.resample(clip.audio, 24_000, 16_000).astype("float32")
+    audio16 = resampled(clip.audio, 24_000, 16_000)
     aligned = WindowDecoder(model, SttConfig()).align_text(audio16, clip.reference)
     return [end for _, end in aligned]
 
@@ -174,14 +182,6 @@ def run_clip(model: SttModel, cfg: SttConfig, clip: Clip, paced: bool) -> tuple[
     ), run
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
-
-
 def _mark(ok: bool) -> str:
     return "ok" if ok else "MISSED"
 
@@ -232,27 +232,33 @@ def bench(
     )
     if decode_ms:
         print(
-            f"process_iter: n={len(decode_ms)} p50 {_percentile(decode_ms, 50):.0f} ms "
-            f"p95 {_percentile(decode_ms, 95):.0f} ms max {max(decode_ms):.0f} ms"
+            f"process_iter: n={len(decode_ms)} p50 {percentile(decode_ms, 50):.0f} ms "
+            f"p95 {percentile(decode_ms, 95):.0f} ms max {max(decode_ms):.0f} ms"
         )
     if fast:
         print("commit lag: not measured when fed as fast as possible (run without --fast)")
         return
     lags = [lag for r in results for lag in r.lags]
     finals = [lat for r in results for lat in r.final_latencies]
-    p50, p95 = _percentile(lags, 50), _percentile(lags, 95)
-    print(
-        f"commit lag (word end -> first committed): n={len(lags)} p50 {p50:.2f} s  p95 {p95:.2f} s  "
-        f"p99 {_percentile(lags, 99):.2f} s  max {max(lags, default=float('nan')):.2f} s"
-    )
-    print(
-        f"  targets: p50 <= {TARGET_P50_S} s: {_mark(p50 <= TARGET_P50_S)}; "
-        f"p95 <= {TARGET_P95_S} s: {_mark(p95 <= TARGET_P95_S)}"
-    )
-    print(
-        f"final latency (speech end -> FinalTranscript): n={len(finals)} p50 {_percentile(finals, 50):.2f} s "
-        f"p95 {_percentile(finals, 95):.2f} s"
-    )
+    if lags:
+        p50, p95 = percentile(lags, 50), percentile(lags, 95)
+        print(
+            f"commit lag (word end -> first committed): n={len(lags)} p50 {p50:.2f} s  p95 {p95:.2f} s  "
+            f"p99 {percentile(lags, 99):.2f} s  max {max(lags):.2f} s"
+        )
+        print(
+            f"  targets: p50 <= {TARGET_P50_S} s: {_mark(p50 <= TARGET_P50_S)}; "
+            f"p95 <= {TARGET_P95_S} s: {_mark(p95 <= TARGET_P95_S)}"
+        )
+    else:
+        print("commit lag: n=0 (no reference word was recognized): targets MISSED")
+    if finals:
+        print(
+            f"final latency (speech end -> FinalTranscript): n={len(finals)} "
+            f"p50 {percentile(finals, 50):.2f} s p95 {percentile(finals, 95):.2f} s"
+        )
+    else:
+        print("final latency: n=0 (no FinalTranscript was published)")
     print(f"frames dropped: {dropped}; partial decodes skipped to catch up: {skipped}")
 
 

@@ -7,14 +7,13 @@ the file (or repo) and what is wrong with it.
 from __future__ import annotations
 
 import json
-import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kame_cli.engine.config import FrontendConfig
 from kame_cli.errors import CheckpointError, ModelNotAvailableError
+from kame_cli.hub import hub_offline, is_repo_id, list_repo_files, offline_miss
 
 CONFIG_NAME = "config.json"
 # moshi's names for repos whose config.json does not name the files (and legacy repos without one).
@@ -22,8 +21,7 @@ DEFAULT_LM_NAME = "model.safetensors"
 DEFAULT_MIMI_NAME = "tokenizer-e351c8d8-checkpoint125.safetensors"
 DEFAULT_TOKENIZER_NAME = "tokenizer_spm_32k_3.model"
 
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_PROBE_TIMEOUT_S = 10.0
+_LOCAL_FIX = "pass a local checkpoint directory as the model"
 
 
 @dataclass(frozen=True)
@@ -89,7 +87,7 @@ def resolve_checkpoint(cfg: FrontendConfig, *, cache_dir: Path | None = None) ->
                 f"{directory}: not a checkpoint directory (expected config.json and weights)"
             )
         fetch = _LocalDirectory(directory)
-    elif _REPO_ID.match(cfg.model):
+    elif is_repo_id(cfg.model):
         fetch = _HubRepo(cfg.model, cfg.revision, cache_dir)
     else:
         raise ModelNotAvailableError(
@@ -127,14 +125,6 @@ class _LocalDirectory:
         raise CheckpointError(f"{path}: file not found (named by {self.directory / CONFIG_NAME})")
 
 
-def hub_offline() -> bool:
-    """True when huggingface_hub must not touch the network (HF_HUB_OFFLINE, read now or at import)."""
-    from huggingface_hub import constants
-
-    env = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-    return env or bool(constants.HF_HUB_OFFLINE)
-
-
 class _HubRepo:
     """Files of a Hugging Face repo: from the local cache when there, else downloaded with progress."""
 
@@ -155,10 +145,7 @@ class _HubRepo:
             return self._absent(name, optional)
         if hub_offline():
             # Even an optional config.json: offline we cannot tell a legacy repo from an uncached one.
-            raise ModelNotAvailableError(
-                f"{self.repo_id}: '{name}' is not in the Hugging Face cache and HF_HUB_OFFLINE is set: "
-                "unset HF_HUB_OFFLINE to download it, or pass a local checkpoint directory as the model"
-            )
+            raise offline_miss(f"{self.repo_id}: '{name}'", _LOCAL_FIX)
         if name not in self._list_remote():
             return self._absent(name, optional)
         return self._download(name)
@@ -169,32 +156,11 @@ class _HubRepo:
         raise CheckpointError(f"{self.repo_id}: the repo has no file '{name}' (named by its config.json)")
 
     def _list_remote(self) -> set[str]:
-        # One short request instead of hf_hub_download's retry loop (~25 s when the hub is unreachable).
+        # One bounded request instead of hf_hub_download's, which can hang on an unanswering hub.
         if self._remote_files is None:
-            import requests
-            from huggingface_hub import HfApi
-            from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
-
-            try:
-                info = HfApi().model_info(self.repo_id, revision=self.revision, timeout=_PROBE_TIMEOUT_S)
-            except GatedRepoError:
-                raise ModelNotAvailableError(
-                    f"{self.repo_id}: gated repo: accept its terms on huggingface.co, then `hf auth login`"
-                ) from None
-            except RepositoryNotFoundError:
-                raise ModelNotAvailableError(
-                    f"{self.repo_id}: no such Hugging Face repo (or it is private): check the model name"
-                ) from None
-            except RevisionNotFoundError:
-                raise ModelNotAvailableError(
-                    f"{self.repo_id}: no revision '{self.revision}': check the revision"
-                ) from None
-            except requests.RequestException as err:
-                raise ModelNotAvailableError(
-                    f"{self.repo_id}: not in the Hugging Face cache and huggingface.co is unreachable "
-                    f"({type(err).__name__}): connect to the internet, or pass a local checkpoint directory"
-                ) from None
-            self._remote_files = {sibling.rfilename for sibling in info.siblings or ()}
+            self._remote_files = list_repo_files(
+                self.repo_id, self.revision, subject=self.repo_id, fallback=_LOCAL_FIX
+            )
         return self._remote_files
 
     def _download(self, name: str) -> Path:

@@ -66,7 +66,10 @@ class FrontendLoop:
         self.text_tokens: list[int | None] = []
         """The inner-monologue token sampled at each step; None while moshi's delays fill up."""
         self.deadline_misses = 0
+        self.dropped_frames = 0
+        """Frames submitted after the thread had ended (failed, stopped or out of input): not queued."""
         self.error: BaseException | None = None
+        self._ended = threading.Event()
 
     @property
     def text_tokenizer(self) -> sentencepiece.SentencePieceProcessor:
@@ -76,10 +79,6 @@ class FrontendLoop:
     def backlog(self) -> int:
         """Frames submitted and not yet stepped."""
         return self._frames.qsize()
-
-    @property
-    def dropped_oracle_appends(self) -> int:
-        return self._oracle.dropped_appends
 
     # --- other threads ---------------------------------------------------------------------------
 
@@ -101,10 +100,17 @@ class FrontendLoop:
             ) from self.error
 
     def submit_frame(self, pcm: np.ndarray) -> None:
-        """Queue one 1920-sample float32 mono frame at 24 kHz; copies it, never blocks."""
+        """Queue one 1920-sample float32 mono frame at 24 kHz; copies it, never blocks.
+
+        Once the thread has ended (see `error`) frames are dropped and counted, so a source that
+        goes on feeding a dead loop does not grow the queue without bound.
+        """
         frame = np.array(pcm, dtype=np.float32, copy=True)
         if frame.size != FRAME_SAMPLES:
             raise ValueError(f"submit_frame expects {FRAME_SAMPLES} samples, got {frame.size}")
+        if self._ended.is_set():
+            self.dropped_frames += 1
+            return
         self._frames.put(frame.reshape(FRAME_SAMPLES))
 
     def end_input(self) -> None:
@@ -153,7 +159,17 @@ class FrontendLoop:
             first = str(err).splitlines()[0] if str(err) else type(err).__name__
             self._publish_status("error", f"front-end stopped: {type(err).__name__}: {first}")
         finally:
+            self._ended.set()
+            self._drop_backlog()
             self._ready.set()
+
+    def _drop_backlog(self) -> None:
+        # Frames nobody will step: free them now rather than when the loop object goes.
+        while True:
+            try:
+                self._frames.get_nowait()
+            except queue.Empty:
+                return
 
     def _warm_up(self, lm_gen: LMGen) -> None:
         import torch

@@ -131,6 +131,34 @@ def test_microphone_frames_carry_the_recorded_signal(
         np.testing.assert_allclose(audio[1000:24000], ideal[1000:24000], atol=1e-3)
 
 
+def test_an_exception_in_on_frame_ends_capture_quietly_and_is_kept(tmp_path: Path) -> None:
+    card = VirtualSoundCard(tmp_path)
+    card.add_microphone("kame_mic", 24000, sine(440, 24000, 1.0))
+    result = card.run(
+        """
+import json
+from kame_cli.audio_io import MicrophoneSource
+count = [0]
+
+def on_frame(frame):
+    count[0] += 1
+    if count[0] == 5:
+        raise RuntimeError("consumer broke")
+
+mic = MicrophoneSource("kame_mic")
+mic.start(on_frame)
+ended = mic.wait(10)
+mic.stop()
+print(json.dumps(dict(ended=ended, error=repr(mic.error), count=count[0], delivered=mic.frames_delivered)))
+"""
+    )
+    assert result["ended"] is True
+    assert result["error"] == "RuntimeError('consumer broke')"
+    # The failing block is the last one taken: the stream ended there.
+    assert result["count"] == 5 and result["delivered"] == 4
+    assert "Traceback" not in card.stderr, card.stderr
+
+
 def _cosine_frames(count: int) -> np.ndarray:
     tone = (0.5 * np.cos(2 * np.pi * 1000 * np.arange(count * FRAME_SAMPLES) / SAMPLE_RATE)).astype(
         np.float32

@@ -151,7 +151,28 @@ def test_an_exception_in_on_frame_ends_the_feed_and_is_kept(tmp_path: Path) -> N
         threading.excepthook = previous
     assert isinstance(source.error, RuntimeError)
     assert source.frames_delivered == 3
-    assert len(hook_calls) == 1
+    assert hook_calls == [], "the feeder keeps the error for the session; it prints no traceback"
+
+
+def test_a_file_that_stops_decoding_part_way_ends_the_feed_with_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "cut.flac"
+    _write(path, 24000, 1, "PCM_16", seconds=4.0)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a download cut short
+    source = FileSource(path, paced=False)  # the header is intact: it opens
+    got: list[np.ndarray] = []
+
+    hook_calls: list[threading.ExceptHookArgs] = []
+    previous, threading.excepthook = threading.excepthook, hook_calls.append
+    try:
+        source.start(got.append)
+        assert source.wait(timeout=5.0) is True
+        source.stop()
+    finally:
+        threading.excepthook = previous
+    assert isinstance(source.error, AudioFileError) and hook_calls == []
+    message = _one_line(source.error)
+    assert str(path) in message and "cannot be decoded past" in message
+    assert 0 < len(got) < source.frame_count
 
 
 def _one_line(err: AudioFileError) -> str:

@@ -149,23 +149,44 @@ def test_private_files_are_user_only_and_others_follow_the_umask(tmp_path: Path)
     private = tmp_path / "log.wav"
     private.write_bytes(b"old")
     os.chmod(private, 0o644)
-    WavSink(private, private=True).close()
+    sink = WavSink(private, private=True)
+    sink.start()
+    sink.close()
     assert stat.S_IMODE(private.stat().st_mode) == 0o600
 
     previous = os.umask(0o027)
     try:
-        WavSink(tmp_path / "out.wav").close()
+        sink = WavSink(tmp_path / "out.wav")
+        sink.start()
+        sink.close()
     finally:
         os.umask(previous)
     assert stat.S_IMODE((tmp_path / "out.wav").stat().st_mode) == 0o640
 
 
 def test_an_unwritable_path_is_refused_in_one_line(tmp_path: Path) -> None:
-    target = tmp_path / "no" / "such" / "dir" / "out.wav"
-    with pytest.raises(AudioFileError) as info:
-        WavSink(target)
-    message = str(info.value)
-    assert "\n" not in message and str(target) in message and "writable" in message
+    for target in (tmp_path / "no" / "such" / "dir" / "out.wav", tmp_path):
+        with pytest.raises(AudioFileError) as info:
+            WavSink(target)
+        message = str(info.value)
+        assert "\n" not in message and str(target) in message and "writable" in message
+
+
+def test_an_existing_file_is_only_replaced_once_the_sink_starts(tmp_path: Path) -> None:
+    path = tmp_path / "take.wav"
+    path.write_bytes(b"the previous recording")
+    never_started = WavSink(path)  # e.g. the session failed to load a model after this
+    never_started.close()
+    assert path.read_bytes() == b"the previous recording"
+
+    sink = WavSink(path)
+    assert path.read_bytes() == b"the previous recording"
+    sink.start()
+    info = soundfile.info(path)  # truncated to a valid, empty WAV at once
+    assert (info.frames, info.samplerate) == (0, SAMPLE_RATE)
+    sink.write(0, _frames(440, 1)[0])
+    sink.close()
+    assert soundfile.info(path).frames == FRAME_SAMPLES
 
 
 def test_a_killed_writer_still_leaves_a_readable_wav(tmp_path: Path) -> None:

@@ -26,6 +26,8 @@ class VirtualSoundCard:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._pcms: list[str] = []
+        self.stderr = ""
+        """What the last `run` printed on stderr."""
 
     def add_microphone(self, name: str, rate: int, signal: np.ndarray) -> None:
         """A capture device running at `rate` that records `signal` (float32 mono)."""
@@ -61,5 +63,6 @@ class VirtualSoundCard:
             timeout=timeout,
             check=False,
         )
+        self.stderr = done.stderr
         assert done.returncode == 0, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
         return json.loads(done.stdout.strip().splitlines()[-1])

@@ -94,6 +94,10 @@ def test_a_failing_step_ends_the_loop_and_reports_it(frontend: Frontend) -> None
     assert isinstance(loop.error, OSError)
     statuses = [e for e in sub.drain() if isinstance(e, BackendStatus)]
     assert statuses[-1].state == "error" and "sound card vanished" in statuses[-1].message
+    # A microphone still feeding the dead loop: nothing piles up.
+    for frame in voice_like_frames(3):
+        loop.submit_frame(frame)
+    assert loop.backlog == 0 and loop.dropped_frames == 3
 
 
 def test_start_twice_is_refused(frontend: Frontend) -> None:

@@ -2,22 +2,29 @@
 
 `write_tiny_checkpoint(dir)` gives a directory that `load_frontend(FrontendConfig(model=str(dir)))`
 loads through the production loader; `install_in_hub_cache` puts one where huggingface_hub's cache
-would hold a downloaded repo.
+would hold a downloaded repo; `silent_hub` is a hub that accepts connections and never answers.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import save_file
 
-LM_NAME = "model.safetensors"
-MIMI_NAME = "tokenizer-e351c8d8-checkpoint125.safetensors"
-TOKENIZER_NAME = "tokenizer_spm_32k_3.model"
+from kame_cli.engine.checkpoint import DEFAULT_LM_NAME as LM_NAME
+from kame_cli.engine.checkpoint import DEFAULT_MIMI_NAME as MIMI_NAME
+from kame_cli.engine.checkpoint import DEFAULT_TOKENIZER_NAME as TOKENIZER_NAME
+
 MIMI_CONFIG_NAME = "mimi_config.json"
 
 
@@ -80,3 +87,31 @@ def install_in_hub_cache(checkpoint: Path, cache_dir: Path, repo_id: str) -> Non
     (repo_dir / "refs" / "main").write_text(commit)
     for path in checkpoint.iterdir():
         shutil.copy2(path, snapshot / path.name)
+
+
+@contextmanager
+def silent_hub() -> Iterator[str]:
+    """A loopback endpoint whose kernel accepts connections that nobody answers: an unresponsive hub."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def load_online(
+    code: str, endpoint: str, home: Path, *, probe_timeout_s: int = 2
+) -> subprocess.CompletedProcess:
+    """Run `code` in a fresh interpreter with the hub online at `endpoint` and an empty HF_HOME.
+
+    A subprocess because huggingface_hub reads its offline flag and endpoint once, at import.
+    """
+    env = os.environ | {
+        "HF_HUB_OFFLINE": "0",
+        "HF_ENDPOINT": endpoint,
+        "HF_HOME": str(home),
+        "HF_HUB_ETAG_TIMEOUT": str(probe_timeout_s),
+    }
+    env.pop("HF_TOKEN", None)
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=False
+    )

@@ -1,36 +1,13 @@
-"""Audio plumbing for the STT worker: 24 kHz -> 16 kHz streaming resampling and streaming Silero VAD."""
+"""Audio plumbing for the STT worker: Whisper's 16 kHz input and streaming Silero VAD."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from kame_cli.clock import SAMPLE_RATE
-
 WHISPER_RATE = 16_000
 VAD_WINDOW = 512
 """Samples per Silero VAD decision at 16 kHz (32 ms): the size the bundled model is run with."""
 _VAD_CONTEXT = 64
-
-
-class StreamResampler:
-    """soxr's streaming resampler: chunks in, chunks out, continuous across chunk edges."""
-
-    def __init__(self, rate_in: int = SAMPLE_RATE, rate_out: int = WHISPER_RATE) -> None:
-        import soxr
-
-        self.rate_in = rate_in
-        self.rate_out = rate_out
-        self._stream = soxr.ResampleStream(rate_in, rate_out, 1, dtype="float32", quality="HQ")
-
-    def process(self, chunk: np.ndarray) -> np.ndarray:
-        return self._stream.resample_chunk(np.ascontiguousarray(chunk, dtype=np.float32))
-
-    def flush(self) -> np.ndarray:
-        """The samples still inside the filter; call once at the end of a stream, then `reset`."""
-        return self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
-
-    def reset(self) -> None:
-        self._stream.clear()
 
 
 class StreamingVad:

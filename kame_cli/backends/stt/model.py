@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kame_cli.backends.stt.config import SttConfig
 from kame_cli.errors import ConfigError, DeviceError, ModelNotAvailableError
+from kame_cli.hub import hub_offline, is_repo_id, list_repo_files, offline_miss
 
 if TYPE_CHECKING:
     import ctranslate2
@@ -74,35 +74,38 @@ def bundled_tiny_en() -> Path | None:
     return path if (path / "model.bin").is_file() else None
 
 
-def _hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+_LOCAL_FIX = "set [stt] model to a local CTranslate2 model directory"
 
 
 def _from_hub(name: str, cfg: SttConfig) -> Path:
-    """The local directory of hub model `name`: from the cache, or downloaded when online."""
-    from faster_whisper.utils import available_models, download_model
+    """The local directory of hub model `name`: from the cache, or downloaded when the hub answers."""
+    from faster_whisper import utils
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
-    if "/" not in name and name not in available_models():
+    if not (is_repo_id(name) or name in utils.available_models()):
         raise ModelNotAvailableError(
-            f"[stt] model = {name!r} is not a faster-whisper size name nor a local directory: "
-            f"use one of {', '.join(available_models())}, or a CTranslate2 model directory"
+            f"[stt] model = {name!r} is not a faster-whisper size name, a hub repo id nor a local "
+            f"directory: use one of {', '.join(utils.available_models())}, or a CTranslate2 model directory"
         )
     try:
-        return Path(download_model(name, local_files_only=True, cache_dir=cfg.download_root))
+        return Path(utils.download_model(name, local_files_only=True, cache_dir=cfg.download_root))
     except (LocalEntryNotFoundError, OfflineModeIsEnabled, FileNotFoundError):
         pass  # not cached: download below unless offline
-    if _hub_offline():
+    subject = f"[stt] model = {name!r}"
+    if hub_offline():
+        raise offline_miss(subject, _LOCAL_FIX)
+    # faster-whisper keeps its size-name -> repo map private; the probe needs the repo it will fetch.
+    repo_id = name if is_repo_id(name) else utils._MODELS[name]
+    if "model.bin" not in list_repo_files(repo_id, None, subject=subject, fallback=_LOCAL_FIX):
         raise ModelNotAvailableError(
-            f"[stt] model = {name!r} is not in the local cache and HF_HUB_OFFLINE is set: "
-            f"download it once online, or set [stt] model to a local CTranslate2 directory"
+            f"{subject}: hub repo {repo_id} has no model.bin (not a CTranslate2 Whisper model): {_LOCAL_FIX}"
         )
     try:
-        return Path(download_model(name, cache_dir=cfg.download_root))
+        return Path(utils.download_model(name, cache_dir=cfg.download_root))
     except (HfHubHTTPError, OSError, ValueError) as err:  # OSError covers connection failures
         raise ModelNotAvailableError(
-            f"[stt] model = {name!r} cannot be downloaded ({type(err).__name__}): check the network, "
-            f"or set [stt] model to a local CTranslate2 directory"
+            f"{subject} cannot be downloaded from {repo_id} ({type(err).__name__}): retry when online, "
+            f"or {_LOCAL_FIX}"
         ) from err
 
 

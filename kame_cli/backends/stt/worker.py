@@ -10,12 +10,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kame_cli.backends.stt.audio import WHISPER_RATE, StreamResampler
+from kame_cli.audio_io.resampling import StreamResampler
+from kame_cli.backends.stt.audio import WHISPER_RATE
 from kame_cli.backends.stt.config import SttConfig
 from kame_cli.backends.stt.model import SttModel, load_stt_model
 from kame_cli.backends.stt.recognizer import RecognizerStats, StreamingRecognizer
 from kame_cli.bus import EventSink
-from kame_cli.clock import FRAME_SAMPLES, FRAME_SECONDS, SessionClock
+from kame_cli.clock import FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE, SessionClock
 from kame_cli.events import BackendStatus, Event, FinalTranscript, PartialTranscript
 from kame_cli.priority import deprioritize_current_thread
 
@@ -30,18 +31,18 @@ class _Frame:
     pcm: np.ndarray
 
 
+@dataclass(frozen=True, slots=True)
 class _EndOfInput:
-    pass
-
-
-_END = _EndOfInput()
+    number: int
+    """Which `end_input()` call this is (1, 2, ...); 0 only wakes the thread for `stop()`."""
 
 
 class SttWorker:
     """Owns a `StreamingRecognizer` in its own thread; fed by `submit_frame` from the real-time thread.
 
     `realtime=False` (files fed as fast as possible) never skips a decode and never drops a frame,
-    so a file gives the same transcripts whatever the pace it is fed at.
+    so a file gives the same transcripts whatever the pace it is fed at. `end_input()` then
+    `wait_flushed(timeout)` waits for the last turn's FinalTranscript.
     """
 
     def __init__(
@@ -61,7 +62,10 @@ class SttWorker:
         self._max_queued = cfg.queue_frames if realtime else 0
         self._queue: queue.Queue[_Frame | _EndOfInput] = queue.Queue()
         self._stop = threading.Event()
-        self._flushed = threading.Event()
+        self._flush = threading.Condition()
+        self._ends_sent = 0
+        self._ends_done = 0
+        self._running = False
         self._thread: threading.Thread | None = None
         self._submitted = 0
         self.dropped_frames = 0
@@ -82,24 +86,33 @@ class SttWorker:
         # Built here so that a broken install fails the session's start, not the worker thread.
         recognizer = StreamingRecognizer(self._model, self.cfg, now=self._clock.now)
         self.stats = recognizer.stats
+        resampler = StreamResampler(SAMPLE_RATE, WHISPER_RATE)
+        self._running = True
         self._thread = threading.Thread(
-            target=self._run, args=(recognizer, StreamResampler()), name="stt-worker", daemon=False
+            target=self._run, args=(recognizer, resampler), name="stt-worker", daemon=False
         )
         self._thread.start()
 
     def end_input(self) -> None:
         """No more audio for now: the worker closes the open turn and publishes its final."""
-        self._flushed.clear()
-        self._queue.put(_END)
+        with self._flush:
+            self._ends_sent += 1
+            self._queue.put(_EndOfInput(self._ends_sent))
 
     def wait_flushed(self, timeout: float | None = None) -> bool:
-        """Wait until everything before the last `end_input()` is transcribed and published."""
-        return self._flushed.wait(timeout)
+        """True once all audio before the last `end_input()` is transcribed and its final published.
+
+        False on timeout, or at once when the worker is not running (never started, or stopped).
+        """
+        with self._flush:
+            target = self._ends_sent
+            self._flush.wait_for(lambda: self._ends_done >= target or not self._running, timeout)
+            return self._ends_done >= target
 
     def stop(self, timeout: float = 1.0) -> bool:
         """Stop the thread (queued audio is discarded); True if it ended within `timeout`."""
         self._stop.set()
-        self._queue.put(_END)
+        self._queue.put(_EndOfInput(0))
         return self.join(timeout)
 
     def join(self, timeout: float | None = None) -> bool:
@@ -129,8 +142,17 @@ class SttWorker:
         )
 
     def _run(self, recognizer: StreamingRecognizer, resampler: StreamResampler) -> None:
+        try:
+            self._serve(recognizer, resampler)
+        finally:
+            # Wakes wait_flushed() callers: nothing more will be published.
+            with self._flush:
+                self._running = False
+                self._flush.notify_all()
+
+    def _serve(self, recognizer: StreamingRecognizer, resampler: StreamResampler) -> None:
         assert self._model is not None
-        step = round(self.cfg.step_s * WHISPER_RATE)
+        step = max(1, round(self.cfg.step_s * WHISPER_RATE))
         next_step = step
         expected = 0
         failed = False
@@ -150,7 +172,7 @@ class SttWorker:
                     resampler.reset()
                     self._publish(recognizer.finish())
                     next_step = round(recognizer.audio_time * WHISPER_RATE) + step
-                    self._flushed.set()
+                    self._flushed(item.number)
                 else:
                     if item.seq > expected:
                         # Frames dropped upstream: keep audio times true with the silence they leave.
@@ -181,9 +203,13 @@ class SttWorker:
                 recognizer.init()
                 resampler.reset()
                 if isinstance(item, _EndOfInput):
-                    self._flushed.set()
+                    self._flushed(item.number)  # nothing more will come of that audio
             self.busy_s += time.perf_counter() - started
-        self._flushed.set()
+
+    def _flushed(self, number: int) -> None:
+        with self._flush:
+            self._ends_done = max(self._ends_done, number)
+            self._flush.notify_all()
 
     def _publish(self, events: Iterable[Event]) -> None:
         for event in events:

@@ -56,3 +56,28 @@ def test_a_bad_frame_is_reported_and_transcription_goes_on(questions, stt_config
     assert states[:2] == ["ok", "error"]
     finals = transcripts(published)
     assert len(finals) == 1 and "spider" in normalize_words(finals[0].text)
+
+
+def test_fast_mode_loses_nothing_and_wait_flushed_returns_once_the_final_is_out(
+    questions, stt_config, stt_model
+) -> None:
+    cfg = dataclasses.replace(stt_config, queue_frames=3)  # a real-time worker would drop most frames
+    events = EventList()
+    worker = SttWorker(cfg, events, SessionClock(), model=stt_model, realtime=False)
+    worker.start()
+    try:
+        for turn, question in enumerate(questions[:2], start=1):
+            # Submitted all at once, far ahead of the worker; the turn is still open at end_input().
+            for frame in frames(concat([0.5, question.audio, 0.2])):
+                worker.submit_frame(frame)
+            worker.end_input()
+            assert worker.wait_flushed(60)
+            finals = transcripts(events.snapshot())
+            assert len(finals) == turn and question.key_word in normalize_words(finals[-1].text)
+        assert worker.dropped_frames == 0 and worker.skipped_decodes == 0
+    finally:
+        assert worker.stop(timeout=2.0)
+    worker.end_input()
+    started = time.perf_counter()
+    assert not worker.wait_flushed(10), "a stopped worker publishes nothing more"
+    assert time.perf_counter() - started < 1.0
