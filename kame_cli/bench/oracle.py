@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import io
 import json
 import os
 import statistics
@@ -95,22 +94,12 @@ def report(result: OracleBenchResult) -> str:
 
 
 def _tokenizer() -> Any:
-    """A small real sentencepiece model: the producer's tokenizing cost is part of its path."""
+    """The `random:tiny` front-end's real sentencepiece model: tokenizing is part of the producer's path."""
     import sentencepiece as spm
 
-    model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(_QUESTIONS * 40),
-        model_writer=model,
-        vocab_size=64,
-        hard_vocab_limit=False,
-        pad_id=3,
-        unk_id=0,
-        bos_id=1,
-        eos_id=2,
-        minloglevel=2,
-    )
-    return spm.SentencePieceProcessor(model_proto=model.getvalue())
+    from kame_cli.engine.builtin import train_tiny_tokenizer
+
+    return spm.SentencePieceProcessor(model_proto=train_tiny_tokenizer())
 
 
 class _Direct:

@@ -4,7 +4,6 @@ commands it sends and the events it publishes, and a replay of the front-end's o
 from __future__ import annotations
 
 import contextlib
-import io
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -18,38 +17,13 @@ from kame_cli.events import Event, OracleAppend, OracleClear, OracleCommand, Ora
 
 E = TypeVar("E")
 
-_CORPUS = [
-    "the capital of france is paris and the capital of italy is rome",
-    "what is the weather like today in tokyo",
-    "water boils at one hundred degrees celsius at sea level",
-    "hello how are you doing this fine morning",
-    "i would like to know how many planets there are in the solar system",
-    "the quick brown fox jumps over the lazy dog",
-    "can you tell me a short story about a cat and a dragon",
-    "two plus two equals four and three times three is nine",
-    "sure, here is the answer you asked for.",
-    "The assistant said something wrong; let me correct it!",
-]
-
-
 def train_tokenizer(vocab_size: int = 200) -> Any:
     """A real sentencepiece unigram model trained in memory (pad id 3, as in Moshi checkpoints)."""
     import sentencepiece as spm
 
-    model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(_CORPUS * 20),
-        model_writer=model,
-        vocab_size=vocab_size,
-        hard_vocab_limit=False,
-        unk_id=0,
-        bos_id=1,
-        eos_id=2,
-        pad_id=3,
-        character_coverage=1.0,
-        minloglevel=2,
-    )
-    return spm.SentencePieceProcessor(model_proto=model.getvalue())
+    from kame_cli.engine.builtin import train_tiny_tokenizer
+
+    return spm.SentencePieceProcessor(model_proto=train_tiny_tokenizer(vocab_size))
 
 
 class Recorder:
