@@ -3,7 +3,9 @@
 Example: `python benchmarks/frontend.py --model random:7b --device cuda`.
 """
 
-from kame_cli.bench.frontend import main
+import sys
+
+from kame_cli.cli import run
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(["bench", "frontend", *sys.argv[1:]]))

@@ -3,7 +3,9 @@
 Example: `python benchmarks/oracle.py --runs 30` (starts the offline SmolLM2 server itself).
 """
 
-from kame_cli.bench.oracle import main
+import sys
+
+from kame_cli.cli import run
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(["bench", "oracle", *sys.argv[1:]]))

@@ -3,7 +3,9 @@
 Usage: .venv/bin/python benchmarks/soak.py [--minutes 10] [--profile offline]
 """
 
-from kame_cli.bench.soak import main
+import sys
+
+from kame_cli.cli import run
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(["bench", "soak", *sys.argv[1:]]))

@@ -3,7 +3,9 @@
 .venv/bin/python benchmarks/stt.py [--audio-dir ../shared/audio] [--fast] [--threads 1]
 """
 
-from kame_cli.bench.stt import main
+import sys
+
+from kame_cli.cli import run
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(["bench", "stt", *sys.argv[1:]]))

@@ -243,18 +243,3 @@ def register(bench_app: typer.Typer) -> None:
         """Per-step p50/p95/p99 of the front-end loop and its overhead over a bare moshi loop."""
         result = run_frontend_bench(model, steps, device, rounds, half, seed, cpu_threads, warmup)
         typer.echo(report(result, model))
-
-
-def main() -> None:
-    """Entry point of `benchmarks/frontend.py`: the same command as `kame bench frontend`."""
-    import sys
-
-    from kame_cli.errors import KameError
-
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    register(app)
-    try:
-        app()
-    except KameError as err:
-        print(f"kame: error: {err}", file=sys.stderr)
-        sys.exit(2)

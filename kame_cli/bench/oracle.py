@@ -304,18 +304,3 @@ def register(bench_app: typer.Typer) -> None:
         """Time to first token: direct HTTP vs LiteLLM vs the oracle producer (partial -> append)."""
         result = run_oracle_bench(profile, runs, warmup, max_tokens)
         typer.echo(report(result))
-
-
-def main() -> None:
-    """Entry point of `benchmarks/oracle.py`: the same command as `kame bench oracle`."""
-    import sys
-
-    from kame_cli.errors import KameError
-
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    register(app)
-    try:
-        app()
-    except KameError as err:
-        print(f"kame: error: {err}", file=sys.stderr)
-        sys.exit(2)

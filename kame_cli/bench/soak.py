@@ -158,13 +158,3 @@ def register(bench_app: typer.Typer) -> None:
     ) -> None:
         """Long real-time file session: deadline misses, xruns, RSS at start and end."""
         soak(minutes, profile, model, no_llm, input_file)
-
-
-def main() -> None:
-    app = typer.Typer(add_completion=False)
-    register(app)
-    app(prog_name="soak")
-
-
-if __name__ == "__main__":
-    main()

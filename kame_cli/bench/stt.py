@@ -286,15 +286,3 @@ def register(bench_app: typer.Typer) -> None:
     ) -> None:
         """Streaming STT: per-word commit lag p50/p95, final latency, WER and real-time factor."""
         bench(audio_dir, model, device, threads, step, beam, voice, speed, fast)
-
-
-def main() -> None:
-    """Entry point of `benchmarks/stt.py`."""
-    from kame_cli.errors import KameError
-
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    register(app)
-    try:
-        app(prog_name="stt")
-    except KameError as err:
-        raise SystemExit(f"stt bench: error: {err}") from None

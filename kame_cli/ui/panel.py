@@ -19,6 +19,7 @@ _STATUS_STYLE = {"ok": "green", "degraded": "yellow", "error": "bold red"}
 def render_panel(state: ViewState, piece: Callable[[int], str], title: str = "kame") -> RenderableType:
     """One frame of the live view."""
     return Group(
+        Text(f"{title} · Ctrl-C to end", style="bold"),
         _user(state),
         _oracle(state, piece),
         Panel(Text(state.assistant[-300:] or "…", style="cyan"), title="Assistant says", title_align="left"),
