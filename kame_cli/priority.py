@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 
-BACKGROUND_NICENESS = 5
+BACKGROUND_NICENESS = 10
 
 
 def deprioritize_current_thread(niceness: int = BACKGROUND_NICENESS) -> bool:

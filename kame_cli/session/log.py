@@ -13,6 +13,7 @@ from typing import IO
 from kame_cli.bus import EventBus, Subscription
 from kame_cli.errors import ConfigError
 from kame_cli.events import Event
+from kame_cli.priority import deprioritize_current_thread
 
 _FLUSH_EVERY_S = 0.2
 
@@ -64,6 +65,7 @@ class SessionLog:
         self._thread.start()
 
     def _run(self) -> None:
+        deprioritize_current_thread()
         try:
             while not self._stop.is_set():
                 try:

@@ -37,6 +37,7 @@ from kame_cli.events import (
     OracleReset,
     PartialTranscript,
 )
+from kame_cli.priority import deprioritize_current_thread
 
 Tokenize = Callable[[str], list[int]]
 
@@ -132,6 +133,7 @@ class OracleProducer:
     # --- loop thread -----------------------------------------------------------------------------
 
     def _run(self) -> None:
+        deprioritize_current_thread()
         loop = asyncio.new_event_loop()
         self._loop = loop
         try:
