@@ -74,7 +74,7 @@ def _bare_round(frontend: Frontend, frames: list[np.ndarray], seed: int, warmup:
     mimi, device = frontend.mimi, frontend.device
     lm_gen = frontend.make_lm_gen(Sampling())
     times: list[float] = []
-    with torch.no_grad(), mimi.streaming(1), lm_gen.streaming(1):
+    with torch.no_grad(), frontend.step_context(), mimi.streaming(1), lm_gen.streaming(1):
         silence = torch.zeros(1, 1, 1920, device=device)
         for _ in range(warmup):
             tokens = lm_gen.step(mimi.encode(silence))

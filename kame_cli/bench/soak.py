@@ -75,9 +75,10 @@ class RssSampler:
         self._thread.start()
 
     def stop(self) -> None:
+        # No sample here: the session (and its llama.cpp child) has already ended. The last
+        # periodic sample, at most one period before the end, is the session's end figure.
         self._stop.set()
         self._thread.join(2 * self._period)
-        self.sample()
 
     def _run(self) -> None:
         while not self._stop.wait(self._period):

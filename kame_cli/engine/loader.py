@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,6 +69,16 @@ class Frontend:
     @property
     def text_padding_id(self) -> int:
         return self.lm.text_padding_token_id
+
+    def step_context(self) -> contextlib.AbstractContextManager[object]:
+        """What every stepping loop runs under. On CPU, no torch.compile: its first step there costs
+        10-25 s of compiling and needs a C++ compiler on the user's machine; on CUDA moshi keeps its
+        compiled step and CUDA graphs."""
+        if self.device.type == "cpu":
+            from moshi.utils.compile import no_compile
+
+            return no_compile()
+        return contextlib.nullcontext()
 
     def make_lm_gen(self, sampling: Sampling | None = None) -> LMGen:
         """A fresh moshi `LMGen` over this LM (enter its `streaming(1)` before stepping)."""

@@ -144,7 +144,7 @@ class FrontendLoop:
             if frontend.device.type == "cpu":
                 torch.set_num_threads(frontend.cpu_threads)
             lm_gen = frontend.make_lm_gen(self.sampling)
-            with torch.no_grad(), frontend.mimi.streaming(1), lm_gen.streaming(1):
+            with torch.no_grad(), frontend.step_context(), frontend.mimi.streaming(1), lm_gen.streaming(1):
                 self._warm_up(lm_gen)
                 # Every session starts from fresh streaming state, whatever warm-up left behind.
                 frontend.mimi.reset_streaming()

@@ -70,6 +70,28 @@ def question_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_wav(tmp_path_factory.mktemp("speech") / "question.wav", audio)
 
 
+def start_talk(profile: str, wav: Path, out_wav: Path, log_dir: Path, *extra: str) -> subprocess.Popen[str]:
+    """`kame talk` on a file with an output WAV and a session log, in the background (plain lines)."""
+    args = (
+        "talk",
+        "--profile",
+        profile,
+        "--input",
+        str(wav),
+        "--output",
+        str(out_wav),
+        "--log-dir",
+        str(log_dir),
+    )
+    return subprocess.Popen(
+        kame_command(*args, "--no-ui", *extra),
+        env=kame_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def run_kame(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         kame_command(*args), env=kame_env(), capture_output=True, text=True, timeout=timeout

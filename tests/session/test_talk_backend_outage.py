@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 
 import soundfile as sf
 
-from tests.session.conftest import (
-    kame_command,
-    kame_env,
-    read_events,
-    session_started,
-    wait_for_event,
-    write_wav,
-)
+from tests.session.conftest import read_events, session_started, start_talk, wait_for_event, write_wav
 from tests.support.llm_server import free_port, smollm2_server
 from tests.support.speech import concat, synthesize
 
@@ -60,24 +52,7 @@ def test_server_killed_mid_session_then_back(tmp_path: Path) -> None:
     log_dir, out_wav = tmp_path / "log", tmp_path / "out.wav"
     events_path = log_dir / "events.jsonl"
     with smollm2_server(port=port) as first_server:
-        process = subprocess.Popen(
-            kame_command(
-                "talk",
-                "--profile",
-                str(_profile(tmp_path / "p.toml", port)),
-                "--input",
-                str(wav),
-                "--output",
-                str(out_wav),
-                "--log-dir",
-                str(log_dir),
-                "--no-ui",
-            ),
-            env=kame_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        process = start_talk(str(_profile(tmp_path / "p.toml", port)), wav, out_wav, log_dir)
         try:
             wait_for_event(events_path, session_started, timeout=120)
             wait_for_event(events_path, lambda e: e["type"] == "OracleChunk", timeout=30)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import random
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import soundfile as sf
 
-from tests.session.conftest import kame_command, kame_env, read_events, session_started, wait_for_event
+from tests.session.conftest import read_events, session_started, start_talk, wait_for_event
 
 EXIT_BOUND_S = 1.0
 
@@ -21,35 +20,19 @@ def test_sigint_at_random_moments_exits_cleanly(question_wav: Path, tmp_path: Pa
     exits: list[float] = []
     for run in range(5):
         log_dir, out_wav = tmp_path / f"log{run}", tmp_path / f"out{run}.wav"
-        process = subprocess.Popen(
-            kame_command(
-                "talk",
-                "--profile",
-                "offline",
-                "--input",
-                str(question_wav),
-                "--output",
-                str(out_wav),
-                "--log-dir",
-                str(log_dir),
-                "--no-ui",
-            ),
-            env=kame_env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        process = start_talk("offline", question_wav, out_wav, log_dir)
         try:
             wait_for_event(log_dir / "events.jsonl", session_started, timeout=120)
             time.sleep(rng.uniform(0.0, duration - 1.0))
             sent = time.monotonic()
             process.send_signal(signal.SIGINT)
-            code = process.wait(timeout=10)
+            _, stderr = process.communicate(timeout=10)
             exits.append(time.monotonic() - sent)
         finally:
             if process.poll() is None:
                 process.kill()
-        assert code == 0, process.stderr.read()[-2000:] if process.stderr else code
+        assert process.returncode == 0, stderr[-2000:]
+        assert "Traceback" not in stderr
         events = read_events(log_dir / "events.jsonl")
         assert events[-1]["type"] == "BackendStatus" and events[-1]["message"] == "stopped"
         for wav in (out_wav, log_dir / "output.wav", log_dir / "input.wav"):
