@@ -17,6 +17,7 @@ from kame_cli.events import Event, OracleAppend, OracleClear, OracleCommand, Ora
 
 E = TypeVar("E")
 
+
 def train_tokenizer(vocab_size: int = 200) -> Any:
     """A real sentencepiece unigram model trained in memory (pad id 3, as in Moshi checkpoints)."""
     import sentencepiece as spm
