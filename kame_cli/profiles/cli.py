@@ -19,6 +19,7 @@ def register(app: typer.Typer) -> None:
     def list_command() -> None:
         """List shipped and user profiles (user ones override shipped ones by name)."""
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
 
         from kame_cli.errors import KameError
@@ -37,7 +38,8 @@ def register(app: typer.Typer) -> None:
             except KameError as err:
                 llm, description = "[red]invalid[/red]", str(err)
             marker = " *" if entry.name == DEFAULT_PROFILE else ""
-            table.add_row(entry.name + marker, source, llm, description)
+            # Error texts hold "[section]": escaped, or Rich would read them as markup and drop them.
+            table.add_row(escape(entry.name + marker), source, llm, escape(description))
         console = Console()
         console.print(table)
         console.print(f"* default.  User profiles: {user_profiles_dir()}", style="dim")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from kame_cli.bus import EventBus
 from kame_cli.clock import SessionClock
-from kame_cli.errors import DeviceError
+from kame_cli.errors import ConfigError, DeviceError
 from kame_cli.session.runtime import Session, SessionParts
 from kame_cli.ui.live import SessionView
 
@@ -28,6 +28,10 @@ def build_session(opts: TalkOptions, stack: contextlib.ExitStack, out: TextIO) -
 
     from kame_cli.profiles import check_environment, load_profile
 
+    if opts.fast and opts.input_file is None:
+        raise ConfigError("--fast needs --input FILE: a microphone can only be read in real time")
+    if opts.output_stereo and opts.output_file is None:
+        raise ConfigError("--output-stereo needs --output FILE: it sets that file's channel layout")
     profile = load_profile(opts.profile)
     frontend_cfg = frontend_config(profile, opts)
     if not opts.no_llm:
@@ -51,12 +55,11 @@ def build_session(opts: TalkOptions, stack: contextlib.ExitStack, out: TextIO) -
 
     if opts.log_dir is not None:
         from kame_cli.audio_io import WavSink
-        from kame_cli.session.log import SessionLog, prepare_log_dir
+        from kame_cli.session.log import SessionLog
 
-        log_dir = prepare_log_dir(opts.log_dir)
-        recorders.append(WavSink(log_dir / "input.wav", private=True))
-        output_sinks.append(WavSink(log_dir / "output.wav", private=True))
-        log = SessionLog(bus, log_dir)
+        log = SessionLog(bus, opts.log_dir)
+        recorders.append(WavSink(log.directory / "input.wav", private=True))
+        output_sinks.append(WavSink(log.directory / "output.wav", private=True))
         log.start()
         stack.callback(log.close)
 

@@ -53,7 +53,8 @@ class SessionLog:
     and on `close` it writes everything still queued before it closes the file."""
 
     def __init__(self, bus: EventBus, directory: Path) -> None:
-        self.path = prepare_log_dir(directory) / "events.jsonl"
+        self.directory = prepare_log_dir(directory)
+        self.path = self.directory / "events.jsonl"
         self._bus = bus
         self._subscription: Subscription = bus.subscribe("log", maxsize=0)
         self._file = open_private(self.path)

@@ -10,7 +10,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from kame_cli.session.runtime import Session
 
 _UI_PERIOD_S = 0.1  # the panel refreshes ten times a second
 
@@ -74,22 +77,28 @@ def run_talk(
     out = out or sys.stdout
     with contextlib.ExitStack() as stack:
         session, view = build_session(opts, stack, out)
-        stack.enter_context(stop.on_signals())
         with view:
-            session.start()
+            session.start()  # Ctrl-C during warm-up is still a KeyboardInterrupt: the stack unwinds
+            stack.enter_context(stop.on_signals())
             if on_started is not None:
                 on_started()
             file_mode = opts.input_file is not None
             while not stop.event.is_set():
                 view.refresh()
-                failure = session.failure()
-                if failure is not None:
-                    session.stop()
-                    raise failure
+                _raise_failure(session)
                 if file_mode and session.wait_input_end(_UI_PERIOD_S):
+                    _raise_failure(session)  # a file that broke off ends the input too
                     session.finish(stop.event)
+                    _raise_failure(session)
                     break
                 if not file_mode:
                     stop.event.wait(_UI_PERIOD_S)
             session.stop()
     return 0
+
+
+def _raise_failure(session: Session) -> None:
+    failure = session.failure()
+    if failure is not None:
+        session.stop()
+        raise failure

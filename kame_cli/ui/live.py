@@ -58,6 +58,7 @@ class SessionView:
 
     def refresh(self) -> None:
         """Fold every queued event into the state, then redraw (or print the new lines)."""
+        self.state.dropped_events = self._subscription.dropped
         for event in self._subscription.drain():
             self.state.apply(event)
             if self._lines is not None:

@@ -72,7 +72,10 @@ def _meters(state: ViewState) -> Panel:
         ),
     )
     xruns = ", ".join(f"{k} {v}" for k, v in sorted(state.xruns.items())) or "0"
-    table.add_row("Misses", f"deadline {state.deadline_misses} · xruns {xruns}")
+    misses = f"deadline {state.deadline_misses} · xruns {xruns}"
+    if state.dropped_events:
+        misses += f" · panel skipped {state.dropped_events} events"
+    table.add_row("Misses", misses)
     ttft = percentile(list(state.ttft_ms), 50)
     lag = percentile(list(state.oracle_lag_ms), 50)
     table.add_row("LLM", f"first token {ttft:.0f} ms · oracle lag {lag:.0f} ms (median of last 20)")

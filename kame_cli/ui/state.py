@@ -34,7 +34,9 @@ class OracleView:
     text: str = ""
     token_ids: list[int] = field(default_factory=list)
     consumed: int = 0
-    """Answer tokens consumed (the start token is not counted)."""
+    """Answer tokens the front-end has stepped past (the start token is not counted): one per step
+    from the reset on, whether fed or skipped because they arrived after their step."""
+    start_step: int | None = None
     started_at: float | None = None
     first_fed_at: float | None = None
     outcome: str = ""
@@ -64,6 +66,8 @@ class ViewState:
     request_started: dict[int, float] = field(default_factory=dict)
     start_token_id: int | None = None
     """The front-end's text start token: fed first after every oracle reset."""
+    dropped_events: int = 0
+    """Events the view could not take in time (it fell behind); set by its owner."""
 
     def apply(self, event: Event) -> None:
         """Fold one event into the view."""
@@ -96,8 +100,8 @@ def _on_final(state: ViewState, ev: FinalTranscript) -> None:
 
 def _on_request(state: ViewState, ev: OracleRequestStarted) -> None:
     state.requests += 1
-    if state.requests > 1:
-        state.restarts += 1
+    if state.request_started:
+        state.restarts += 1  # another request was still running: this one supersedes it
     state.request_started[ev.generation] = ev.t
 
 
@@ -119,6 +123,9 @@ def _on_finished(state: ViewState, ev: OracleFinished) -> None:
         state.failures += 1
     if ev.generation == state.oracle.generation:
         state.oracle.outcome = ev.outcome
+        if ev.outcome == "failed":
+            # The producer withdrew what the front-end had not reached yet.
+            del state.oracle.token_ids[state.oracle.consumed :]
     state.request_started.pop(ev.generation, None)
 
 
@@ -130,11 +137,15 @@ def _on_fed(state: ViewState, ev: OracleFed) -> None:
     if is_start:
         # The start token opens every oracle: from here the LLM's answer reaches the voice.
         view.first_fed_at = ev.t
+        view.start_step = ev.step
         view.consumed = 0
         if view.started_at is not None:
             state.oracle_lag_ms.append((ev.t - view.started_at) * 1000.0)
         return
-    view.consumed += 1
+    if view.start_step is not None:
+        view.consumed = max(view.consumed, ev.step - view.start_step)
+    else:
+        view.consumed += 1
 
 
 def _on_text(state: ViewState, ev: FrontendText) -> None:

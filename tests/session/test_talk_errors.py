@@ -99,7 +99,6 @@ def test_api_key_comes_from_the_named_variable_and_is_never_written(
                 str(profile),
                 "--input",
                 str(question_wav),
-                "--fast",
                 "--log-dir",
                 str(log_dir),
                 "--no-ui",
@@ -132,3 +131,23 @@ def test_ctrl_c_while_loading_exits_at_once_without_traceback(question_wav: Path
     assert time.monotonic() - sent < 10
     assert process.returncode in (0, 130), stderr
     assert "Traceback" not in stderr
+
+
+def test_flags_that_need_another_flag_are_refused() -> None:
+    assert "--input" in _one_line_error(run_kame("talk", "--profile", "offline", "--fast"))
+    assert "--output" in _one_line_error(run_kame("talk", "--profile", "offline", "--output-stereo"))
+
+
+def test_input_file_that_breaks_off_mid_session_ends_with_one_line(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from tests.support.speech import concat, synthesize
+
+    whole = tmp_path / "whole.flac"
+    sf.write(whole, concat([synthesize("What is the capital city of France?"), 2.0]), 24_000, format="FLAC")
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 6 // 10])
+    line = _one_line_error(
+        run_kame("talk", "--profile", "offline", "--input", str(cut), "--fast", "--no-llm")
+    )
+    assert "cut.flac" in line

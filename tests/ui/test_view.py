@@ -1,3 +1,5 @@
+"""The live view: state folded from events, the Rich panel and the plain-line output."""
+
 from __future__ import annotations
 
 import io

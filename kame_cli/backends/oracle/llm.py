@@ -84,7 +84,7 @@ class LlmClient:
     async def close(self) -> None:
         """Close LiteLLM's cached HTTP sessions, which belong to the event loop about to close."""
         try:
-            await asyncio.wait_for(self._litellm.close_litellm_async_clients(), timeout=1.0)
+            await asyncio.wait_for(self._litellm.close_litellm_async_clients(), timeout=0.2)
         except (TimeoutError, OSError, RuntimeError):
             return  # the loop is closing anyway; at worst a ResourceWarning
 
@@ -109,7 +109,7 @@ async def _close(response: Any) -> None:
     if close is None:
         return
     try:
-        await asyncio.wait_for(close(), timeout=1.0)
+        await asyncio.wait_for(close(), timeout=0.2)
     except (TimeoutError, OSError, RuntimeError):
         # The request is gone either way; a close that fails must not mask the real outcome.
         return

@@ -160,7 +160,7 @@ class OracleProducer:
                 self._cancel_running()
                 # Bounded: the cancelled stream only closes its connection.
                 with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(running.task), timeout=0.5)
+                    await asyncio.wait_for(asyncio.shield(running.task), timeout=0.2)
 
     def _shutdown(self) -> None:
         if self._main_task is not None:
@@ -271,13 +271,8 @@ class OracleProducer:
                         return
                     token_ids = tuple(self._tokenize(piece))
                     first = not sent_any
-                    if first:
-                        self._send(generation, OracleReset(generation))
-                        sent_any = True
-                        self._mark_ok()
-                    if token_ids:
-                        self._send(generation, OracleAppend(generation, token_ids))
-                    parts.append(raw)
+                    # Published before the commands go out, so every view sees the chunk before
+                    # the front-end can report feeding it.
                     self._publish(
                         OracleChunk(
                             t=self._clock.now(),
@@ -288,6 +283,13 @@ class OracleProducer:
                             latency_ms=(time.monotonic() - started) * 1000.0,
                         )
                     )
+                    if first:
+                        self._send(generation, OracleReset(generation))
+                        sent_any = True
+                        self._mark_ok()
+                    if token_ids:
+                        self._send(generation, OracleAppend(generation, token_ids))
+                    parts.append(raw)
             outcome = "completed"
             self._mark_ok()
         except asyncio.CancelledError:
