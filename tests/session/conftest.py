@@ -70,6 +70,16 @@ def question_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_wav(tmp_path_factory.mktemp("speech") / "question.wav", audio)
 
 
+def cpu_profile(path: Path, description: str, tables: str) -> Path:
+    """A profile file: the given `[llm]`/`[policy]` tables, with tiny.en and random:tiny on the CPU."""
+    path.write_text(
+        f'description = "{description}"\n{tables.strip()}\n'
+        '[stt]\nmodel = "tiny.en"\ndevice = "cpu"\n[frontend]\nmodel = "random:tiny"\ndevice = "cpu"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
 def start_talk(profile: str, wav: Path, out_wav: Path, log_dir: Path, *extra: str) -> subprocess.Popen[str]:
     """`kame talk` on a file with an output WAV and a session log, in the background (plain lines)."""
     args = (

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import soundfile as sf
 
-from tests.session.conftest import read_events, session_started, start_talk, wait_for_event, write_wav
+from tests.session.conftest import (
+    cpu_profile,
+    read_events,
+    session_started,
+    start_talk,
+    wait_for_event,
+    write_wav,
+)
 from tests.support.llm_server import free_port, smollm2_server
 from tests.support.speech import concat, synthesize
 
@@ -21,8 +28,10 @@ QUESTIONS = [
 
 
 def _profile(path: Path, port: int) -> Path:
-    path.write_text(
-        f"""description = "a llama.cpp server the test kills and restarts"
+    return cpu_profile(
+        path,
+        "a llama.cpp server the test kills and restarts",
+        f"""
 [llm]
 provider = "openai"
 model = "smollm2"
@@ -33,16 +42,8 @@ read_timeout_s = 2.0
 [policy]
 backoff_initial_s = 0.3
 backoff_max_s = 1.5
-[stt]
-model = "tiny.en"
-device = "cpu"
-[frontend]
-model = "random:tiny"
-device = "cpu"
 """,
-        encoding="utf-8",
     )
-    return path
 
 
 def test_server_killed_mid_session_then_back(tmp_path: Path) -> None:
