@@ -108,7 +108,7 @@ def build_session(opts: TalkOptions, stack: contextlib.ExitStack, out: TextIO) -
     view = SessionView(
         bus,
         out,
-        piece=_piece_lookup(frontend.text_tokenizer),
+        piece=lambda token_id: frontend.text_piece(token_id) or "",
         start_token_id=frontend.text_start_id,
         live=live,
         title=f"kame · {profile.name} · {frontend_cfg.model} on {frontend_cfg.device}",
@@ -182,9 +182,3 @@ class _UserChannel:
 
     def close(self) -> None:
         return None
-
-
-def _piece_lookup(tokenizer: Any) -> Any:
-    """Token id -> sentencepiece piece, for the panel's consumed/pending oracle text."""
-    size = tokenizer.get_piece_size()
-    return lambda token_id: tokenizer.id_to_piece(token_id) if 0 <= token_id < size else ""

@@ -79,14 +79,14 @@ class ViewState:
         return percentile(list(self.step_ms), q)
 
     def oracle_pieces(self, piece: Callable[[int], str]) -> tuple[str, str]:
-        """The current oracle answer split into (consumed, pending) text, using the tokenizer's pieces."""
+        """The current oracle answer split into (consumed, pending) text; `piece` gives a token's text."""
         ids = self.oracle.token_ids
         done = min(self.oracle.consumed, len(ids))
         return _join_pieces(piece, ids[:done]), _join_pieces(piece, ids[done:])
 
 
 def _join_pieces(piece: Callable[[int], str], ids: list[int]) -> str:
-    return "".join(piece(i) for i in ids).replace("▁", " ")
+    return "".join(piece(i) for i in ids)
 
 
 def _on_partial(state: ViewState, ev: PartialTranscript) -> None:

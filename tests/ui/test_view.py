@@ -24,7 +24,7 @@ from kame_cli.ui.panel import render_panel
 from kame_cli.ui.state import ViewState
 
 START = 100
-PIECES = {1: "▁Paris", 2: "▁is", 3: "▁the", 4: "▁capital"}
+PIECES = {1: " Paris", 2: " is", 3: " the", 4: " capital"}
 
 
 def _piece(token_id: int) -> str:
