@@ -1,4 +1,4 @@
-"""The `kame` command: thin Typer layer. Errors become one line on stderr and exit code 2 here alone."""
+"""The `kame` command: thin Typer layer. Errors become one line on stderr and their exit code here alone."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         return code if isinstance(code, int) else (0 if code is None else 1)
     except KameError as err:
         print(f"kame: error: {err}", file=sys.stderr)
-        return 2
+        return err.exit_code
     except KeyboardInterrupt:
         print("kame: interrupted", file=sys.stderr)
         return 130

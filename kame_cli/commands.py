@@ -56,6 +56,20 @@ def talk(
         bool, typer.Option("--no-llm", help="Run the front-end alone, without the oracle.")
     ] = False,
     seed: Annotated[int | None, typer.Option(help="Sampling seed for the front-end.")] = None,
+    realtime: Annotated[
+        bool,
+        typer.Option(
+            "--realtime", help="Run the front-end under SCHED_FIFO/RR where the OS allows (one line if not)."
+        ),
+    ] = False,
+    debug_step_delay_ms: Annotated[
+        float,
+        typer.Option(
+            "--debug-step-delay-ms",
+            min=0.0,
+            help="Debug: slow every front-end step by this many ms, as a too slow device would.",
+        ),
+    ] = 0.0,
 ) -> None:
     """Talk with the assistant: microphone and speaker, or a WAV file in and out."""
     from kame_cli.session.talk import TalkOptions, run_talk
@@ -77,6 +91,8 @@ def talk(
             no_ui=no_ui,
             no_llm=no_llm,
             seed=seed,
+            realtime=realtime,
+            debug_step_delay_ms=debug_step_delay_ms,
         )
     )
     raise typer.Exit(code)

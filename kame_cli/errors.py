@@ -1,13 +1,24 @@
 """Domain errors: each carries a one-line message that says what is wrong and how to fix it.
 
-The library raises these; the CLI turns any of them into that one line on stderr and exit code 2.
+The library raises these; the CLI turns any of them into that one line on stderr and the error's
+`exit_code`: 2 for bad input (a file, a flag, a profile key, a device, an environment variable),
+1 for a runtime failure (a part the session cannot run without died, a disk filled up).
 """
 
 from __future__ import annotations
 
+EXIT_OK = 0
+"""A session that ran to its end, or that the user stopped (Ctrl-C, SIGTERM, SIGHUP)."""
+EXIT_FAILURE = 1
+"""A runtime failure: files are complete up to the failure."""
+EXIT_BAD_INPUT = 2
+"""Bad input: nothing was started, nothing lost."""
+
 
 class KameError(Exception):
     """Base of every error meant for the user: `str(err)` is a single line with the fix."""
+
+    exit_code: int = EXIT_BAD_INPUT
 
 
 class CheckpointError(KameError):
@@ -34,5 +45,21 @@ class AudioFileError(KameError):
     """An input audio file cannot be read or an output file cannot be written."""
 
 
-class SessionError(KameError):
+class RuntimeFailure(KameError):
+    """Something broke while the session ran (exit code 1, not 2: the input was fine)."""
+
+    exit_code = EXIT_FAILURE
+
+
+class SessionError(RuntimeFailure):
     """A part a session cannot run without (audio input, front-end) broke while it ran."""
+
+
+class AudioWriteError(AudioFileError, RuntimeFailure):
+    """An output WAV could not be written while the session ran (disk full, device gone)."""
+
+    exit_code = EXIT_FAILURE
+
+
+class LogWriteError(RuntimeFailure):
+    """The session log could not be written while the session ran (disk full)."""

@@ -31,6 +31,8 @@ class StepTiming:
     lm_ms: float
     decode_ms: float
     total_ms: float
+    lag_ms: float = 0.0
+    """How far behind the user the loop was at this step: frames waiting x 80 ms."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +151,7 @@ class OracleFinished:
 
 # --- health of every part -----------------------------------------------------------------------
 
-Component = Literal["frontend", "stt", "llm", "audio", "session"]
+Component = Literal["frontend", "stt", "llm", "audio", "session", "backend"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +173,62 @@ class AudioXrun:
     total: int
 
 
+# --- appended: the process layout and the live lag bound ----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FramesDropped:
+    """The front-end fell more than `[frontend] max_lag_ms` behind a live input: it dropped the
+    oldest `count` frames (never in `--fast` file mode, which is lossless)."""
+
+    t: float
+    step: int
+    count: int
+    total: int
+    lag_ms: float
+    """The lag before the drop."""
+
+
+ProcessRole = Literal["frontend", "backend"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessStarted:
+    """A kame process of the session started (`attempt` 2 is the back-end's one restart)."""
+
+    t: float
+    role: ProcessRole
+    pid: int
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessEnded:
+    """A kame process of the session ended; `expected` is False when it died on its own."""
+
+    t: float
+    role: ProcessRole
+    pid: int
+    exit_code: int | None
+    """The process's exit status; negative: the signal that killed it."""
+    expected: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSummary:
+    """The session's counts at its end (published just before the final `stopped` status)."""
+
+    t: float
+    steps: int
+    deadline_misses: int
+    dropped_frames: int
+    """Input frames the lag bound dropped."""
+    stt_dropped_frames: int
+    stt_decodes_skipped: int
+    backend_restarts: int
+
+
 Event = (
     FrontendText
     | StepTiming
@@ -183,4 +241,8 @@ Event = (
     | OracleFinished
     | BackendStatus
     | AudioXrun
+    | FramesDropped
+    | ProcessStarted
+    | ProcessEnded
+    | SessionSummary
 )

@@ -1,15 +1,18 @@
 """A WAV file as a frame sink: the assistant's voice (mono), or user left / assistant right (stereo).
 
-A writer thread owns the file. The header is rewritten after every batch and the data flushed to the
-OS, so the file stays a valid WAV holding everything written so far even if the process is killed.
+A writer thread owns the file. Data goes out with `os.pwrite` at known offsets and the header's sizes
+are patched after every batch, so the file stays a valid WAV holding everything written so far even
+if the process is killed. A write that fails (disk full) is cut back to the last whole batch and the
+header left matching it; the sink then stops writing and `close` reports it in one line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
+import struct
 import threading
-import wave
 from pathlib import Path
 from typing import BinaryIO, Literal
 
@@ -17,7 +20,7 @@ import numpy as np
 
 from kame_cli.audio_io.frames import as_frame
 from kame_cli.clock import FRAME_SAMPLES, SAMPLE_RATE
-from kame_cli.errors import AudioFileError
+from kame_cli.errors import AudioFileError, AudioWriteError
 
 Side = Literal["user", "assistant"]
 _CLOSE = None
@@ -37,6 +40,11 @@ def check_output_path(path: Path) -> None:
 
 def open_output_file(path: Path, *, private: bool) -> BinaryIO:
     """Creates (or truncates) an output file; `private` makes it 0600, else the umask decides."""
+    return os.fdopen(open_output_fd(path, private=private), "wb")
+
+
+def open_output_fd(path: Path, *, private: bool) -> int:
+    """`open_output_file` as a bare descriptor."""
     mode = 0o600 if private else 0o666
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
@@ -48,7 +56,31 @@ def open_output_file(path: Path, *, private: bool) -> BinaryIO:
     if private:
         # An existing file keeps its old mode through O_CREAT: set it explicitly.
         os.fchmod(fd, 0o600)
-    return os.fdopen(fd, "wb")
+    return fd
+
+
+_HEADER_BYTES = 44
+
+
+def _wav_header(channels: int, data_bytes: int) -> bytes:
+    """A canonical 16-bit PCM RIFF/WAVE header for `data_bytes` of samples at 24 kHz."""
+    block = channels * 2
+    return struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF",
+        36 + data_bytes,
+        b"WAVE",
+        b"fmt ",
+        16,
+        1,
+        channels,
+        SAMPLE_RATE,
+        SAMPLE_RATE * block,
+        block,
+        16,
+        b"data",
+        data_bytes,
+    )
 
 
 def _to_pcm16(samples: np.ndarray) -> np.ndarray:
@@ -72,7 +104,10 @@ class WavSink:
         private: bool = False,
         max_skew_s: float = 10.0,
         close_timeout_s: float = 2.0,
+        fd: int | None = None,
     ) -> None:
+        """`fd`: an already created file to write (a session file from `session.files`); its header
+        is written at once, so it is a valid empty WAV from then on."""
         self.path = Path(path)
         self.stereo = stereo
         self._sides: tuple[Side, ...] = ("user", "assistant") if stereo else ("assistant",)
@@ -80,9 +115,10 @@ class WavSink:
         self._max_skew = max(0, round(max_skew_s * SAMPLE_RATE / FRAME_SAMPLES)) if stereo else 0
         self._close_timeout_s = close_timeout_s
         self._private = private
-        check_output_path(self.path)  # a bad --output fails now, before any model loads
-        self._file: BinaryIO | None = None
-        self._wav: wave.Wave_write | None = None
+        self._fd: int | None = None
+        self._data_bytes = 0
+        if fd is None:
+            check_output_path(self.path)  # a bad --output fails now, before any model loads
         self._queue: queue.SimpleQueue[tuple[Side, int, np.ndarray] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -95,12 +131,16 @@ class WavSink:
         self.late_frames = 0
         """Frames that arrived after their place in the file had been written (dropped)."""
         self._error: OSError | None = None
+        if fd is not None:
+            self._fd = fd
+            self._write_header()
 
     def start(self) -> None:
         """Creates (or truncates) the file, writes a valid empty WAV and starts the writer thread."""
         if self._thread is not None:
             raise RuntimeError("WavSink.start() was already called")
-        self._open()
+        if self._fd is None:
+            self._open()
         self._thread = threading.Thread(target=self._run, name="kame-wav-writer", daemon=False)
         self._thread.start()
 
@@ -119,9 +159,10 @@ class WavSink:
             return
         self._closed = True
         if self._thread is None:
-            if self._queue.empty():
+            if self._queue.empty() and self._fd is None:
                 return  # never started, nothing written: the file is not touched
-            self._open()
+            if self._fd is None:
+                self._open()
             self._drain_queue()
             self._write_ready(final=True)
         else:
@@ -132,27 +173,43 @@ class WavSink:
                     f"output file '{self.path}' was not finished within {self._close_timeout_s:.1f} s: "
                     "the disk is too slow or full; the file holds what was written so far"
                 )
-        assert self._wav is not None and self._file is not None
+        assert self._fd is not None
+        fd, self._fd = self._fd, None
         try:
-            self._wav.close()
+            os.close(fd)
         except OSError as exc:
             self._error = self._error or exc
-        finally:
-            self._file.close()
         if self._error is not None:
-            raise AudioFileError(
+            raise AudioWriteError(
                 f"output file '{self.path}' could not be written ({self._error.strerror}): "
                 "free disk space or choose another path; the file holds what was written before the error"
             ) from self._error
 
     def _open(self) -> None:
-        self._file = open_output_file(self.path, private=self._private)
-        self._wav = wave.open(self._file, "wb")  # noqa: SIM115 (closed in close(), after the writer thread)
-        self._wav.setnchannels(len(self._sides))
-        self._wav.setsampwidth(2)
-        self._wav.setframerate(SAMPLE_RATE)
-        self._wav.writeframes(b"")  # the header goes out now: an empty file is already a valid WAV
-        self._file.flush()
+        try:
+            self._fd = open_output_fd(self.path, private=self._private)
+        except AudioFileError as exc:
+            raise AudioWriteError(str(exc)) from exc
+        self._write_header()
+
+    def _write_header(self) -> None:
+        # The header goes out now: an empty file is already a valid WAV.
+        self._pwrite_all(_wav_header(len(self._sides), 0), 0)
+
+    def _pwrite_all(self, data: bytes, offset: int) -> bool:
+        """Write all of `data` at `offset`; on failure keep the error (reported at close), False."""
+        if self._error is not None:
+            return False
+        assert self._fd is not None
+        view = memoryview(data)
+        try:
+            while view:
+                written = os.pwrite(self._fd, view, offset)
+                view, offset = view[written:], offset + written
+        except OSError as exc:
+            self._error = exc
+            return False
+        return True
 
     def _run(self) -> None:
         while True:
@@ -195,13 +252,16 @@ class WavSink:
             self._next_index += 1
         if not chunks or self._error is not None:
             return
-        assert self._wav is not None and self._file is not None
-        try:
-            # writeframes patches the RIFF and data sizes in the header after each call.
-            self._wav.writeframes(_to_pcm16(np.concatenate(chunks)).tobytes())
-            self._file.flush()
-        except OSError as exc:
-            # Disk full or the like: stop writing, keep the session's audio going, report at close().
-            self._error = exc
+        data = _to_pcm16(np.concatenate(chunks)).tobytes()
+        if not self._pwrite_all(data, _HEADER_BYTES + self._data_bytes):
+            # Disk full or the like: cut the file back to its last whole batch (the header already
+            # says that much), keep the session's audio going, report at close().
+            assert self._fd is not None
+            with contextlib.suppress(OSError):  # not a regular file (/dev/full): nothing to cut
+                os.ftruncate(self._fd, _HEADER_BYTES + self._data_bytes)
             return
-        self.frames_written += len(chunks)
+        self._data_bytes += len(data)
+        header = _wav_header(len(self._sides), self._data_bytes)
+        # Only the two size fields change; rewriting them needs no new disk space.
+        if self._pwrite_all(header[4:8], 4) and self._pwrite_all(header[40:44], 40):
+            self.frames_written += len(chunks)

@@ -32,3 +32,7 @@ class FrontendConfig:
     """Hugging Face revision (branch, tag or commit) of a repo-id model; None: the default branch."""
     cpu_threads: int = field(default=1, metadata={"ge": 1, "le": 256})
     """torch intra-op threads on CPU: 1 measured best on 2 cores while the STT worker also runs."""
+    max_lag_ms: float = field(default=240.0, metadata={"ge": 80, "le": 60_000})
+    """Live input only: when the loop falls further behind the user than this, it drops the oldest
+    frames (counted, with a `degraded` status) instead of answering later and later. `--fast` file
+    runs are lossless and ignore it."""

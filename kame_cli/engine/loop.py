@@ -11,6 +11,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,15 @@ from kame_cli.clock import FRAME_SAMPLES, SessionClock
 from kame_cli.engine.loader import Frontend, Sampling
 from kame_cli.engine.oracle import OracleStream
 from kame_cli.errors import DeviceError, KameError
-from kame_cli.events import BackendStatus, DeadlineMiss, FrontendText, OracleCommand, OracleFed, StepTiming
+from kame_cli.events import (
+    BackendStatus,
+    DeadlineMiss,
+    FramesDropped,
+    FrontendText,
+    OracleCommand,
+    OracleFed,
+    StepTiming,
+)
 
 if TYPE_CHECKING:
     import sentencepiece
@@ -29,6 +38,10 @@ if TYPE_CHECKING:
 
 WARMUP_STEPS = 4
 """Enough for moshi's CUDA graphs (one plain call, then capture) and torch.compile to settle."""
+DIAGNOSTIC_STEPS = 3000
+"""Per-step records kept in memory (4 minutes): a ring, so a long session's memory stays flat."""
+_CAUGHT_UP_STEPS = 25
+"""Steps with no backlog (2 s) after which a lagging loop reports itself `ok` again."""
 
 
 class FrontendLoop:
@@ -45,7 +58,12 @@ class FrontendLoop:
         seed: int | None = None,
         sampling: Sampling | None = None,
         warmup_steps: int = WARMUP_STEPS,
+        max_lag_ms: float | None = None,
+        step_delay_ms: float = 0.0,
     ) -> None:
+        """`on_output(index, pcm)` gets the output for input frame `index` (frames dropped by the lag
+        bound leave gaps). `max_lag_ms` bounds the backlog of a live source (None: lossless);
+        `step_delay_ms` slows every step down on purpose (`kame talk --debug-step-delay-ms`)."""
         self.frontend = frontend
         self.budget_ms = budget_ms
         self.seed = seed
@@ -54,18 +72,25 @@ class FrontendLoop:
         self._events = events
         self._clock = clock
         self._on_output = on_output
-        self._frames: queue.SimpleQueue[np.ndarray | None] = queue.SimpleQueue()
+        self._frames: queue.SimpleQueue[tuple[int, np.ndarray] | None] = queue.SimpleQueue()
+        self._submitted = 0
+        frame_ms = FRAME_SAMPLES / frontend.sample_rate * 1000.0
+        self._frame_ms = frame_ms
+        self._max_backlog = None if max_lag_ms is None else max(0, int(max_lag_ms // frame_ms))
+        self._step_delay_s = max(0.0, step_delay_ms) / 1000.0
         self._commands: queue.SimpleQueue[OracleCommand] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
         self._oracle = OracleStream(frontend.text_start_id, frontend.text_padding_id)
         self.steps = 0
-        self.fed_oracle_tokens: list[int] = []
-        """The oracle token fed at each step (padding included)."""
-        self.text_tokens: list[int | None] = []
-        """The inner-monologue token sampled at each step; None while moshi's delays fill up."""
+        self._fed: deque[int] = deque(maxlen=DIAGNOSTIC_STEPS)
+        self._text: deque[int | None] = deque(maxlen=DIAGNOSTIC_STEPS)
         self.deadline_misses = 0
+        self.lag_dropped_frames = 0
+        """Live input frames dropped by the lag bound (the oldest first)."""
+        self._lagging = False
+        self._steps_without_backlog = 0
         self.dropped_frames = 0
         """Frames submitted after the thread had ended (failed, stopped or out of input): not queued."""
         self.error: BaseException | None = None
@@ -74,6 +99,17 @@ class FrontendLoop:
     @property
     def text_tokenizer(self) -> sentencepiece.SentencePieceProcessor:
         return self.frontend.text_tokenizer
+
+    @property
+    def fed_oracle_tokens(self) -> list[int]:
+        """The oracle token fed at each of the last `DIAGNOSTIC_STEPS` steps (padding included)."""
+        return list(self._fed)
+
+    @property
+    def text_tokens(self) -> list[int | None]:
+        """The inner-monologue token sampled at each of the last `DIAGNOSTIC_STEPS` steps; None
+        while moshi's delays fill up."""
+        return list(self._text)
 
     @property
     def backlog(self) -> int:
@@ -108,10 +144,12 @@ class FrontendLoop:
         frame = np.array(pcm, dtype=np.float32, copy=True)
         if frame.size != FRAME_SAMPLES:
             raise ValueError(f"submit_frame expects {FRAME_SAMPLES} samples, got {frame.size}")
+        index = self._submitted
+        self._submitted += 1
         if self._ended.is_set():
             self.dropped_frames += 1
             return
-        self._frames.put(frame.reshape(FRAME_SAMPLES))
+        self._frames.put((index, frame.reshape(FRAME_SAMPLES)))
 
     def end_input(self) -> None:
         """No more frames: the loop steps those already queued, then ends."""
@@ -187,10 +225,12 @@ class FrontendLoop:
         device = self.frontend.device
         timer = _CudaStageTimer() if device.type == "cuda" else _WallStageTimer()
         while not self._stopping.is_set():
-            frame = self._frames.get()
-            if frame is None or self._stopping.is_set():
+            item = self._next_frame()
+            if item is None or self._stopping.is_set():
                 return
+            index, frame = item
             step = self.steps
+            lag_ms = self._frames.qsize() * self._frame_ms
             started = time.perf_counter()
             token = self._next_oracle_token()
             timer.begin()
@@ -207,12 +247,49 @@ class FrontendLoop:
             else:
                 timer.mark()
             timer.mark()
+            if self._step_delay_s:
+                time.sleep(self._step_delay_s)  # debug: a slow device, on purpose (tests, demos)
             total_ms = (time.perf_counter() - started) * 1000.0
-            self.fed_oracle_tokens.append(token)
-            self.text_tokens.append(text_token)
+            self._fed.append(token)
+            self._text.append(text_token)
             self.steps = step + 1
-            self._on_output(step, out)
-            self._publish_step(step, token, text_token, timer.stages_ms(), total_ms)
+            self._on_output(index, out)
+            self._publish_step(step, token, text_token, timer.stages_ms(), total_ms, lag_ms)
+
+    def _next_frame(self) -> tuple[int, np.ndarray] | None:
+        """The next frame to step; with a lag bound, the oldest frames beyond it are dropped first."""
+        item = self._frames.get()
+        limit = self._max_backlog
+        if limit is None or item is None:
+            return item
+        waiting = self._frames.qsize()
+        if waiting <= limit:
+            self._note_caught_up(waiting)
+            return item
+        lag_ms = waiting * self._frame_ms
+        dropped = 0
+        while item is not None and self._frames.qsize() > limit:
+            dropped += 1
+            item = self._frames.get_nowait()
+        self.lag_dropped_frames += dropped
+        self._steps_without_backlog = 0
+        self._events.publish(FramesDropped(self._clock.now(), self.steps, dropped, self.lag_dropped_frames, lag_ms))
+        if not self._lagging:
+            self._lagging = True
+            self._publish_status(
+                "degraded",
+                f"falling behind the user ({lag_ms:.0f} ms > max_lag_ms {limit * self._frame_ms:.0f}): "
+                "dropping the oldest input frames",
+            )
+        return item
+
+    def _note_caught_up(self, waiting: int) -> None:
+        if not self._lagging:
+            return
+        self._steps_without_backlog = self._steps_without_backlog + 1 if waiting == 0 else 0
+        if self._steps_without_backlog >= _CAUGHT_UP_STEPS:
+            self._lagging = False
+            self._publish_status("ok", f"caught up ({self.lag_dropped_frames} frames dropped in all)")
 
     def _next_oracle_token(self) -> int:
         while True:
@@ -231,6 +308,7 @@ class FrontendLoop:
         text_token: int | None,
         stages: tuple[float, float, float],
         total: float,
+        lag_ms: float = 0.0,
     ) -> None:
         now = self._clock.now()
         publish = self._events.publish
@@ -240,7 +318,7 @@ class FrontendLoop:
             piece = self.frontend.text_piece(text_token)
             if piece:
                 publish(FrontendText(now, step, piece))
-        publish(StepTiming(now, step, stages[0], stages[1], stages[2], total))
+        publish(StepTiming(now, step, stages[0], stages[1], stages[2], total, lag_ms))
         if total > self.budget_ms:
             self.deadline_misses += 1
             publish(DeadlineMiss(now, step, total, self.budget_ms))

@@ -1,17 +1,25 @@
-"""Builds a `kame talk` session from options: cheap checks first, then the slow model loads."""
+"""Builds a `kame talk` session from options: cheap checks first, then the processes and their loads.
+
+This process (the supervisor) never imports torch, faster-whisper or LiteLLM: the front-end and
+back-end processes load them, in parallel, while this one starts the local LLM server if the
+profile has one.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import sys
+import threading
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TextIO
 
 from kame_cli.bus import EventBus
 from kame_cli.clock import SessionClock
-from kame_cli.errors import ConfigError, DeviceError
-from kame_cli.session.runtime import Session, SessionParts
+from kame_cli.errors import ConfigError
+from kame_cli.priority import LLM_SERVER_NICENESS, deprioritize_current_thread, deprioritize_process_tree
+from kame_cli.session.runtime import Session, SessionPlan
+from kame_cli.session.wire import BackendSetup, FrontendSetup
 from kame_cli.ui.live import SessionView
 
 if TYPE_CHECKING:
@@ -19,11 +27,15 @@ if TYPE_CHECKING:
     from kame_cli.profiles import Profile
     from kame_cli.session.talk import TalkOptions
 
-_STT_FLUSH_S = 10.0
 
+def build_session(
+    opts: TalkOptions, stack: contextlib.ExitStack, out: TextIO, stop: threading.Event
+) -> tuple[Session, SessionView] | None:
+    """Everything `kame talk` runs, in the order that finds a user's mistake before a long load.
 
-def build_session(opts: TalkOptions, stack: contextlib.ExitStack, out: TextIO) -> tuple[Session, SessionView]:
-    """Everything `kame talk` runs, in the order that finds a user's mistake before a long load."""
+    Returns None if `stop` was set (a signal) while the models loaded; whatever was started by then
+    is stopped by `stack`.
+    """
     from rich.console import Console
 
     from kame_cli.profiles import check_environment, load_profile
@@ -32,88 +44,137 @@ def build_session(opts: TalkOptions, stack: contextlib.ExitStack, out: TextIO) -
         raise ConfigError("--fast needs --input FILE: a microphone can only be read in real time")
     if opts.output_stereo and opts.output_file is None:
         raise ConfigError("--output-stereo needs --output FILE: it sets that file's channel layout")
+    if opts.debug_step_delay_ms < 0:
+        raise ConfigError("--debug-step-delay-ms must be >= 0")
+    if opts.profile is not None and not opts.profile.strip():
+        raise ConfigError("--profile is empty: give a profile name or a TOML path (see kame profiles list)")
     profile = load_profile(opts.profile)
     frontend_cfg = frontend_config(profile, opts)
-    if not opts.no_llm:
+    use_llm = not opts.no_llm and opts.backends
+    if use_llm:
         check_environment(profile)  # a missing API key variable: one line, before anything loads
+    _check_files(opts)
+
     clock = SessionClock()
     bus = EventBus()
-    source, output_sinks, recorders = _audio_parts(opts, bus, clock)
-    frontend_cfg = replace(frontend_cfg, device=compute_device(frontend_cfg))
-
-    console = Console(file=sys.stderr)
-    with console.status(f"Loading front-end {frontend_cfg.model} on {frontend_cfg.device}…"):
-        from kame_cli.engine.loader import Sampling, load_frontend
-        from kame_cli.engine.loop import FrontendLoop
-
-        frontend = load_frontend(frontend_cfg)
-    with console.status(f"Loading speech recognizer ({profile.stt.model})…"):
-        from kame_cli.backends.stt.model import load_stt_model
-        from kame_cli.backends.stt.worker import SttWorker
-
-        stt = SttWorker(profile.stt, bus, clock, model=load_stt_model(profile.stt), realtime=not opts.fast)
-
+    log = None
+    pass_fds: tuple[int, ...] = ()
+    wav_fds: list[int | None] = [None, None]
     if opts.log_dir is not None:
-        from kame_cli.audio_io import WavSink
+        from kame_cli.session.files import INPUT_WAV, OUTPUT_WAV, open_session_file
         from kame_cli.session.log import SessionLog
 
         log = SessionLog(bus, opts.log_dir)
-        recorders.append(WavSink(log.directory / "input.wav", private=True))
-        output_sinks.append(WavSink(log.directory / "output.wav", private=True))
+        wav_fds = [open_session_file(log.directory, INPUT_WAV), open_session_file(log.directory, OUTPUT_WAV)]
+        pass_fds = tuple(fd for fd in wav_fds if fd is not None)
         log.start()
-        stack.callback(log.close)
+        stack.callback(_close_log, log)
 
-    from kame_cli.audio_io import TeeSink
-
-    output = TeeSink(*output_sinks)
-    loop = FrontendLoop(
-        frontend,
-        bus,
-        clock,
-        on_output=output.write,
-        seed=frontend_cfg.seed,
-        sampling=Sampling.from_config(frontend_cfg),
-    )
-    oracle = None
-    if not opts.no_llm:
-        from kame_cli.backends.oracle.producer import OracleProducer
-        from kame_cli.profiles import prepare_llm_backend
-
-        with console.status(f"Starting LLM back-end ({profile.llm.model})…"):
-            api_base = stack.enter_context(prepare_llm_backend(profile))
-        tokenizer = frontend.text_tokenizer
-        oracle = OracleProducer(
-            profile.llm,
-            profile.policy,
-            profile.prompt,
-            tokenize=lambda text: list(tokenizer.encode(text)),
-            send=loop.send_oracle,
-            events=bus,
-            clock=clock,
-            api_base=api_base,
+    realtime_pace = not opts.fast
+    plan = SessionPlan(
+        frontend=FrontendSetup(
+            frontend=frontend_cfg,
+            clock_origin=clock.origin,
+            input_file=None if opts.input_file is None else str(opts.input_file),
+            fast=opts.fast,
+            input_device=opts.input_device,
+            output_file=None if opts.output_file is None else str(opts.output_file),
+            output_stereo=opts.output_stereo,
+            output_device=opts.output_device,
+            speaker=opts.input_file is None and not opts.no_speaker,
+            input_wav_fd=wav_fds[0],
+            output_wav_fd=wav_fds[1],
+            max_lag_ms=frontend_cfg.max_lag_ms if realtime_pace else None,
+            step_delay_ms=opts.debug_step_delay_ms,
+            realtime=opts.realtime,
+            frames_to_backend=opts.backends,
+            frame_queue=25 if realtime_pace else 0,
+        ),
+        backend=BackendSetup(
+            stt=profile.stt,
+            llm=profile.llm if use_llm else None,
+            policy=profile.policy,
+            prompt=profile.prompt,
+            clock_origin=clock.origin,
+            realtime=realtime_pace,
+            attempt=1,
         )
-    parts = SessionParts(
-        frontend_loop=loop,
-        source=source,
-        output=output,
-        recorders=recorders,
-        stt=stt,
-        oracle=oracle,
-        fast=opts.fast,
+        if opts.backends
+        else None,
+        pass_fds=pass_fds,
     )
-    session = Session(parts, bus, clock)
+    session = Session(plan, bus, clock)
     stack.callback(session.stop)
-
     live = not opts.no_ui and out.isatty() and os.environ.get("TERM") != "dumb"
+    pieces = _Pieces()
     view = SessionView(
         bus,
         out,
-        piece=lambda token_id: frontend.text_piece(token_id) or "",
-        start_token_id=frontend.text_start_id,
+        piece=pieces,
+        start_token_id=None,
         live=live,
-        title=f"kame · {profile.name} · {frontend_cfg.model} on {frontend_cfg.device}",
+        title=f"kame · {profile.name} · {frontend_cfg.model}",
     )
+    console = Console(file=sys.stderr)
+    what = "front-end" + (" and speech recognizer" if opts.backends else "")
+    with console.status(f"Loading {what} ({frontend_cfg.model}, {profile.stt.model})…"):
+        session.launch()
+        if use_llm:
+            from kame_cli.profiles import prepare_llm_backend
+
+            session.api_base = stack.enter_context(prepare_llm_backend(profile))
+            server_pid = _llm_server_pid(profile, session.api_base)
+            if server_pid is not None:
+                deprioritize_process_tree(server_pid, LLM_SERVER_NICENESS)
+        if not session.wait_ready(stop):
+            return None
+    # The supervisor's own work (panel, log, routing) is background work too; the children exist
+    # already, so the front-end keeps its normal priority.
+    deprioritize_current_thread()
+    info = session.frontend_info
+    pieces.table = info.get("pieces", [])
+    view.state.start_token_id = info.get("start_id")
+    view.title = f"kame · {profile.name} · {frontend_cfg.model} on {info.get('device', '?')}"
     return session, view
+
+
+class _Pieces:
+    """A token's text for the panel, from the table the front-end sent once it had loaded."""
+
+    def __init__(self) -> None:
+        self.table: list[str] = []
+
+    def __call__(self, token_id: int) -> str:
+        return self.table[token_id] if 0 <= token_id < len(self.table) else ""
+
+
+def _llm_server_pid(profile: Profile, api_base: str | None) -> int | None:
+    """The local llama.cpp server's pid (a child of this process), to put it below everything else."""
+    import psutil
+
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.Error):
+            if "kame_cli.backends.oracle.llama_child" in " ".join(child.cmdline()):
+                return child.pid
+    return None
+
+
+def _check_files(opts: TalkOptions) -> None:
+    """A bad --input or --output is reported before anything loads (the front-end opens them again)."""
+    if opts.input_file is not None:
+        from kame_cli.audio_io.files import open_audio_file
+
+        open_audio_file(opts.input_file).close()
+    if opts.output_file is not None:
+        from kame_cli.audio_io.wav import check_output_path
+
+        check_output_path(opts.output_file)
+
+
+def _close_log(log: Any) -> None:
+    log.close()
+    if log.error is not None:
+        raise log.error
 
 
 def frontend_config(profile: Profile, opts: TalkOptions) -> FrontendConfig:
@@ -128,57 +189,3 @@ def frontend_config(profile: Profile, opts: TalkOptions) -> FrontendConfig:
     if opts.seed is not None:
         overrides["seed"] = opts.seed
     return replace(profile.frontend, **overrides)
-
-
-def compute_device(cfg: FrontendConfig) -> str:
-    """`auto` means the GPU; without one, only small local models may fall back to the CPU."""
-    from kame_cli.engine.checkpoint import looks_like_path
-    from kame_cli.engine.loader import resolve_device
-
-    device = resolve_device(cfg.device).type
-    if (
-        cfg.device == "auto"
-        and device == "cpu"
-        and not (cfg.model == "random:tiny" or looks_like_path(cfg.model))
-    ):
-        raise DeviceError(
-            f"no CUDA GPU found for front-end {cfg.model!r}: use --device cpu to force the CPU (far slower "
-            "than real time for a 7B model), or --model random:tiny for an offline demo"
-        )
-    return device
-
-
-def _audio_parts(opts: TalkOptions, bus: EventBus, clock: SessionClock) -> tuple[Any, list[Any], list[Any]]:
-    """Source and sinks; opening them first reports a bad file or device before any model loads."""
-    from kame_cli.audio_io import FileSource, MicrophoneSource, SpeakerSink, WavSink
-
-    output_sinks: list[Any] = []
-    recorders: list[Any] = []
-    if opts.input_file is not None:
-        source: Any = FileSource(opts.input_file, paced=not opts.fast, clock=clock)
-    else:
-        source = MicrophoneSource(opts.input_device, clock=clock, events=bus)
-    if opts.output_file is not None:
-        wav = WavSink(opts.output_file, stereo=opts.output_stereo)
-        output_sinks.append(wav)
-        if opts.output_stereo:
-            recorders.append(_UserChannel(wav))
-    if (opts.input_file is None and not opts.no_speaker) or opts.output_device is not None:
-        output_sinks.append(SpeakerSink(opts.output_device, clock=clock, events=bus))
-    return source, output_sinks, recorders
-
-
-class _UserChannel:
-    """Records the user's frames in the left channel of a stereo `WavSink` (closed as an output)."""
-
-    def __init__(self, wav: Any) -> None:
-        self._wav = wav
-
-    def start(self) -> None:
-        return None
-
-    def write(self, step: int, pcm: Any) -> None:
-        self._wav.write_user(step, pcm)
-
-    def close(self) -> None:
-        return None

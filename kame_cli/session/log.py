@@ -1,4 +1,9 @@
-"""Opt-in session log: every event as one JSON line on the session clock, lossless, user-only files."""
+"""Opt-in session log: every event as one JSON line on the session clock, lossless, user-only files.
+
+Lines go out whole: each batch is written with `os.write` from a known offset, and a write that
+fails (disk full) is cut back to the last whole line, so `events.jsonl` never ends in half a line.
+After a failed write the log stops writing (the session goes on) and `error` says why.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,14 @@ import os
 import queue
 import threading
 from pathlib import Path
-from typing import IO
 
 from kame_cli.bus import EventBus, Subscription
-from kame_cli.errors import ConfigError
+from kame_cli.errors import LogWriteError
 from kame_cli.events import Event
 from kame_cli.priority import deprioritize_current_thread
+from kame_cli.session.files import EVENTS_FILE, open_session_file, prepare_log_dir
+
+__all__ = ["SessionLog", "event_record", "prepare_log_dir"]
 
 _FLUSH_EVERY_S = 0.2
 
@@ -27,40 +34,22 @@ def event_record(event: Event) -> dict[str, object]:
     return record
 
 
-def prepare_log_dir(path: Path) -> Path:
-    """Create the log folder readable by the user only (an existing folder keeps its mode: the files
-    in it are 0600); one line of error if that is impossible."""
-    try:
-        if not path.is_dir():
-            path.mkdir(parents=True, mode=0o700)
-        if not os.access(path, os.W_OK):
-            raise PermissionError(13, "not writable")
-    except OSError as err:
-        raise ConfigError(
-            f"--log-dir {path}: cannot create it ({err.strerror}); choose a writable folder"
-        ) from err
-    return path
-
-
-def open_private(path: Path, mode: str = "w") -> IO[str]:
-    """Open a text file created with mode 0600 (the log may hold what the user said)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    return open(fd, mode, encoding="utf-8")
-
-
 class SessionLog:
     """Writes `events.jsonl` from a lossless bus subscription; its thread is the file's only writer,
     and on `close` it writes everything still queued before it closes the file."""
 
     def __init__(self, bus: EventBus, directory: Path) -> None:
         self.directory = prepare_log_dir(directory)
-        self.path = self.directory / "events.jsonl"
+        self.path = self.directory / EVENTS_FILE
         self._bus = bus
+        self._fd = open_session_file(self.directory, EVENTS_FILE)
         self._subscription: Subscription = bus.subscribe("log", maxsize=0)
-        self._file = open_private(self.path)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kame-log")
+        self._offset = 0
         self.written = 0
+        self.error: LogWriteError | None = None
+        """Why the log stopped writing (disk full); None while all went out."""
 
     def start(self) -> None:
         self._thread.start()
@@ -72,25 +61,49 @@ class SessionLog:
                 try:
                     event = self._subscription.queue.get(timeout=_FLUSH_EVERY_S)
                 except queue.Empty:
-                    self._file.flush()
                     continue
-                self._write(event)
-                for more in self._subscription.drain():
-                    self._write(more)
-                self._file.flush()
+                self._write([event, *self._subscription.drain()])
         finally:
             self._bus.unsubscribe(self._subscription)
-            for event in self._subscription.drain():
-                self._write(event)
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
+            self._write(self._subscription.drain())
+            if self.error is None:
+                try:
+                    os.fsync(self._fd)
+                except OSError as err:
+                    self._fail(err)
+            os.close(self._fd)
 
-    def _write(self, event: Event) -> None:
-        self._file.write(json.dumps(event_record(event), ensure_ascii=False) + "\n")
-        self.written += 1
+    def _write(self, events: list[Event]) -> None:
+        if not events or self.error is not None:
+            return
+        data = "".join(json.dumps(event_record(e), ensure_ascii=False) + "\n" for e in events).encode()
+        view = memoryview(data)
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError as err:
+            # Cut back to the last whole line: truncating frees blocks, so it works on a full disk.
+            try:
+                os.ftruncate(self._fd, self._offset)
+            except OSError:
+                pass  # nothing more can be done; the error below is what the user hears of
+            self._fail(err)
+            return
+        self._offset += len(data)
+        self.written += len(events)
+
+    def _fail(self, err: OSError) -> None:
+        if self.error is None:
+            self.error = LogWriteError(
+                f"session log {self.path} could not be written ({err.strerror}): free disk space or choose "
+                f"another --log-dir; it holds the {self.written} events written before the error"
+            )
 
     def close(self, timeout: float = 2.0) -> None:
         """Ask the writer to finish (it writes all that is queued, then closes the file) and wait."""
         self._stop.set()
-        self._thread.join(timeout)
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
+        else:
+            os.close(self._fd)

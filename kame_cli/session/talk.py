@@ -1,4 +1,10 @@
-"""`kame talk` end to end: build the session, run it under the live view until it ends."""
+"""`kame talk` end to end: build the session, run it under the live view until it ends.
+
+Exit codes (returned, or carried by the KameError raised): 0 when the session ran to its end or the
+user stopped it (Ctrl-C, SIGTERM, SIGHUP: one signal path, from the first moment on, model loading
+included); 1 when a part it cannot run without failed (the front-end died, the disk filled up);
+2 for bad input, found before anything loads.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +18,13 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 
+from kame_cli.errors import EXIT_OK
+
 if TYPE_CHECKING:
     from kame_cli.session.runtime import Session
 
 _UI_PERIOD_S = 0.1  # the panel refreshes ten times a second
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass(frozen=True)
@@ -37,10 +46,16 @@ class TalkOptions:
     no_ui: bool = False
     no_llm: bool = False
     seed: int | None = None
+    realtime: bool = False
+    """Ask for a real-time scheduling policy for the front-end process (one line if refused)."""
+    debug_step_delay_ms: float = 0.0
+    """Debug: sleep this long in every front-end step, as a too slow device would (lag bound tests)."""
+    backends: bool = True
+    """False: the front-end alone, no STT and no oracle (`kame bench isolation`'s baseline)."""
 
 
 class StopRequest:
-    """Set by SIGINT/SIGTERM once the session runs (or by the caller); the UI thread polls it."""
+    """Set by SIGINT, SIGTERM or SIGHUP (or by the caller); the supervisor's main thread polls it."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
@@ -50,7 +65,7 @@ class StopRequest:
         def handler(signum: int, frame: FrameType | None) -> None:
             self.event.set()
 
-        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
         try:
             yield
         finally:
@@ -65,21 +80,24 @@ def run_talk(
     out: TextIO | None = None,
     on_started: Callable[[], None] | None = None,
 ) -> int:
-    """Run one session to its end (end of file, Ctrl-C or SIGTERM); returns the exit code.
+    """Run one session to its end (end of file, or a stop signal); returns the exit code.
 
-    Ctrl-C while models load raises KeyboardInterrupt (the CLI reports it in one line); once the
-    session runs it ends it cleanly. Whatever happens, the exit stack stops the session and closes
-    the sinks and the log, so the output WAV and `events.jsonl` are complete and valid.
+    Whatever happens, the exit stack stops the processes and closes the log, so the output WAV and
+    `events.jsonl` are complete and valid; a failure is raised as a KameError after that.
     """
     from kame_cli.session.build import build_session
 
     stop = stop or StopRequest()
     out = out or sys.stdout
     with contextlib.ExitStack() as stack:
-        session, view = build_session(opts, stack, out)
-        with view:
-            session.start()  # Ctrl-C during warm-up is still a KeyboardInterrupt: the stack unwinds
+        if threading.current_thread() is threading.main_thread():
             stack.enter_context(stop.on_signals())
+        built = build_session(opts, stack, out, stop.event)
+        if built is None:
+            return EXIT_OK  # stopped while loading: the stack stops what had started
+        session, view = built
+        with view:
+            session.start(stop.event)
             if on_started is not None:
                 on_started()
             file_mode = opts.input_file is not None
@@ -94,7 +112,7 @@ def run_talk(
                 if not file_mode:
                     stop.event.wait(_UI_PERIOD_S)
             session.stop()
-    return 0
+    return EXIT_OK
 
 
 def _raise_failure(session: Session) -> None:

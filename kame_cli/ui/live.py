@@ -31,7 +31,7 @@ class SessionView:
         self._bus = bus
         self._out = out
         self._piece = piece
-        self._title = title
+        self.title = title
         self._lines = None if live else LineView(out)
         self._live = None
         if live:
@@ -66,7 +66,7 @@ class SessionView:
         if self._live is not None:
             from kame_cli.ui.panel import render_panel
 
-            self._live.update(render_panel(self.state, self._piece, self._title), refresh=True)
+            self._live.update(render_panel(self.state, self._piece, self.title), refresh=True)
         elif self._lines is not None:
             self._out.flush()
 

@@ -1,0 +1,225 @@
+"""The back-end process: the streaming STT and the oracle producer (LiteLLM), at niceness 10.
+
+It hears the user's frames and the front-end's words from the supervisor, and sends back events
+(transcripts, oracle chunks, statuses) and oracle commands for the front-end. If it dies, the
+supervisor starts another one once; the front-end never waits for it.
+
+Run as `python -m kame_cli.session.backend_proc --fd N` by the supervisor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import queue
+import sys
+import threading
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+from kame_cli.clock import FRAME_SAMPLES, FRAME_SECONDS, SessionClock
+from kame_cli.errors import KameError
+from kame_cli.events import Event, FinalTranscript, FrontendText, PartialTranscript
+from kame_cli.priority import deprioritize_current_thread
+from kame_cli.session.link import Link
+from kame_cli.session.wire import (
+    BackendSetup,
+    Closed,
+    EndOfInput,
+    Failure,
+    Go,
+    Ready,
+    Running,
+    SttFlushed,
+    Stop,
+    UserFrame,
+)
+
+_POLL_S = 0.05
+_MAX_GAP_FRAMES = 250
+"""Frames lost upstream (20 s at most) that are filled with silence, so audio times stay true."""
+_FLUSH_TIMEOUT_S = 60.0
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+class _Events:
+    """The event sink of the STT and the producer: everything to the supervisor; transcripts to the
+    producer too. A restarted back-end hears the session from frame `first index` on, so the STT's
+    audio times are shifted by that much to stay on the session's audio clock."""
+
+    def __init__(self, link: Link) -> None:
+        self._link = link
+        self.offset_s = 0.0
+        self.oracle: Any = None
+
+    def publish(self, event: Event) -> None:
+        if self.offset_s and isinstance(event, PartialTranscript):
+            event = dataclasses.replace(event, audio_end=event.audio_end + self.offset_s)
+        elif self.offset_s and isinstance(event, FinalTranscript):
+            event = dataclasses.replace(
+                event, audio_start=event.audio_start + self.offset_s, audio_end=event.audio_end + self.offset_s
+            )
+        self._link.send(event)
+        if self.oracle is not None and isinstance(event, PartialTranscript | FinalTranscript):
+            self.oracle.on_event(event)
+
+
+class BackendProcess:
+    """Loads the STT model (and LiteLLM), then runs `SttWorker` and `OracleProducer` until `Stop`."""
+
+    def __init__(self, conn: Connection, setup: BackendSetup) -> None:
+        self.setup = setup
+        self._control: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._peer_gone = threading.Event()
+        self.link = Link(conn, "backend", self._on_message, self._peer_gone.set)
+        self._events = _Events(self.link)
+        self._clock = SessionClock(setup.clock_origin)
+        self.stt: Any = None
+        self.oracle: Any = None
+        self._expected: int | None = None
+
+    def _on_message(self, message: Any) -> None:
+        # On the link's reader thread: frames and words go straight on (both calls never block).
+        if isinstance(message, UserFrame):
+            self._on_frame(message)
+        elif isinstance(message, FrontendText):
+            if self.oracle is not None:
+                self.oracle.on_event(message)
+        else:
+            self._control.put(message)
+
+    def _on_frame(self, message: UserFrame) -> None:
+        stt = self.stt
+        if stt is None:
+            return
+        if self._expected is None:
+            self._events.offset_s = message.index * FRAME_SECONDS
+        elif message.index > self._expected:
+            silence = np.zeros(FRAME_SAMPLES, dtype=np.float32)
+            for _ in range(min(message.index - self._expected, _MAX_GAP_FRAMES)):
+                stt.submit_frame(silence)
+        self._expected = message.index + 1
+        stt.submit_frame(np.frombuffer(message.pcm, dtype=np.float32))
+
+    def run(self) -> int:
+        self.link.start()
+        try:
+            model = self._load()
+        except KameError as err:
+            self.link.send(Failure(str(err), err.exit_code))
+            return self._close()
+        # A broken install (CTranslate2, onnxruntime) must end in one line, not a traceback.
+        except Exception as err:
+            self.link.send(Failure(f"the speech recognizer failed to load ({type(err).__name__}: {_one_line(err)})", 1))
+            return self._close()
+        self.link.send(Ready("backend"))
+        while not self._peer_gone.is_set():
+            try:
+                message = self._control.get(timeout=_POLL_S)
+            except queue.Empty:
+                continue
+            if isinstance(message, Go):
+                self._start(model, message)
+            elif isinstance(message, EndOfInput):
+                self._end_input()
+            elif isinstance(message, Stop):
+                break
+        return self._close()
+
+    def _load(self) -> Any:
+        from kame_cli.backends.stt.model import load_stt_model
+
+        model = load_stt_model(self.setup.stt)
+        if self.setup.llm is not None:
+            from kame_cli.backends.oracle.llm import import_litellm
+
+            import_litellm()  # about 2 s: now, while the front-end loads, not when the first words come
+        return model
+
+    def _start(self, model: Any, go: Go) -> None:
+        from kame_cli.backends.stt.worker import SttWorker
+
+        s = self.setup
+        try:
+            self.stt = SttWorker(s.stt, self._events, self._clock, model=model, realtime=s.realtime)
+            if s.llm is not None and go.tokenizer_proto is not None:
+                self.oracle = self._oracle(go)
+                self.oracle.start()
+                self._events.oracle = self.oracle
+            self.stt.start()
+        except KameError as err:
+            self.link.send(Failure(str(err), err.exit_code))
+            return
+        self.link.send(Running())
+
+    def _oracle(self, go: Go) -> Any:
+        import sentencepiece
+
+        from kame_cli.backends.oracle.producer import OracleProducer
+
+        tokenizer = sentencepiece.SentencePieceProcessor(model_proto=go.tokenizer_proto)
+        s = self.setup
+        assert s.llm is not None
+        return OracleProducer(
+            s.llm,
+            s.policy,
+            s.prompt,
+            tokenize=lambda text: list(tokenizer.encode(text)),
+            send=self.link.send,
+            events=self._events,
+            clock=self._clock,
+            api_base=go.api_base,
+        )
+
+    def _end_input(self) -> None:
+        stt = self.stt
+        if stt is None:
+            self.link.send(SttFlushed())
+            return
+        stt.end_input()
+
+        def wait() -> None:
+            stt.wait_flushed(_FLUSH_TIMEOUT_S)
+            self.link.send(SttFlushed())
+
+        threading.Thread(target=wait, name="kame-stt-flush", daemon=True).start()
+
+    def _close(self) -> int:
+        # Nothing here writes files: the counts go out, then the threads end with the process
+        # (os._exit), and a request in flight closes with its socket.
+        stats = {}
+        if self.stt is not None:
+            stats = {
+                "stt_dropped_frames": self.stt.dropped_frames,
+                "stt_decodes_skipped": self.stt.skipped_decodes,
+            }
+        self.link.send(Closed((), stats))
+        self.link.close(timeout=0.2)
+        return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    # First, before any thread exists: every thread of this process inherits niceness 10.
+    deprioritize_current_thread()
+    args = sys.argv[1:] if argv is None else argv
+    fd = int(args[args.index("--fd") + 1])
+    conn = Connection(fd)
+    code = 1
+    try:
+        setup = conn.recv()
+        code = BackendProcess(conn, setup).run()
+    except (EOFError, OSError):
+        code = 1  # the supervisor went away before the setup arrived
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

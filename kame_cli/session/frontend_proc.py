@@ -1,0 +1,347 @@
+"""The front-end process: the model, the audio source and sinks, and the real-time loop, alone.
+
+Nothing else runs in this interpreter: no STT, no LiteLLM, no log, no panel. The GIL is shared by
+every thread of a process, and Python work beside the loop takes its step p99 from ~20 ms to
+hundreds (FACTS.md). The threads here only move data: the source's feeder (or PortAudio's
+callback), the WAV writers, and the link's sender and reader to the supervisor.
+
+Input path, per 80 ms frame, on the source's thread (`FrontendProcess._on_input_frame`):
+    source -> `InputPath.process` (the echo canceller's place) -> loop + STT frames -> recorders
+Output path, on the loop's thread: loop -> `InputPath.reference` (far-end reference) -> sinks.
+
+Run as `python -m kame_cli.session.frontend_proc --fd N` by the supervisor (a fresh interpreter:
+CUDA-safe, like multiprocessing's `spawn`); the socket on descriptor N carries everything.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+from kame_cli.errors import DeviceError, KameError
+from kame_cli.events import Event, OracleAppend, OracleClear, OracleReset
+from kame_cli.session.link import Link
+from kame_cli.session.wire import (
+    Closed,
+    EndOfInput,
+    Failure,
+    FrontendDone,
+    FrontendSetup,
+    Go,
+    Notice,
+    Ready,
+    Stop,
+    UserFrame,
+)
+
+_FAST_MODE_BACKLOG = 8  # frames queued in the front-end before a fast file source waits
+_POLL_S = 0.05
+_STOP_SHARE_S = 0.5
+
+
+class InputPath:
+    """What the user's frames go through before the front-end and the STT hear them.
+
+    Identity for now. An echo canceller goes here: `process` gets each microphone frame (24 kHz,
+    1920 float32 samples) and returns the cleaned one; `reference` gets each frame the assistant
+    says, in step order, as the far-end signal (the speaker plays it about one frame later).
+    """
+
+    def process(self, pcm: np.ndarray) -> np.ndarray:
+        return pcm
+
+    def reference(self, index: int, pcm: np.ndarray) -> None:
+        return None
+
+
+class _ToSupervisor:
+    """The event sink of every part in this process: events go to the supervisor, in order."""
+
+    def __init__(self, link: Link) -> None:
+        self._link = link
+
+    def publish(self, event: Event) -> None:
+        self._link.send(event)
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def compute_device(cfg: Any) -> str:
+    """`auto` means the GPU; without one, only small local models may fall back to the CPU."""
+    from kame_cli.engine.checkpoint import looks_like_path
+    from kame_cli.engine.loader import resolve_device
+
+    device = resolve_device(cfg.device).type
+    if (
+        cfg.device == "auto"
+        and device == "cpu"
+        and not (cfg.model == "random:tiny" or looks_like_path(cfg.model))
+    ):
+        raise DeviceError(
+            f"no CUDA GPU found for front-end {cfg.model!r}: use --device cpu to force the CPU (far slower "
+            "than real time for a 7B model), or --model random:tiny for an offline demo"
+        )
+    return device
+
+
+class FrontendProcess:
+    """Builds the front-end's parts from a `FrontendSetup`, runs them until `Stop`, closes the files."""
+
+    def __init__(self, conn: Connection, setup: FrontendSetup) -> None:
+        self.setup = setup
+        self.input_path = InputPath()
+        self._control: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._peer_gone = threading.Event()
+        self._stopping = threading.Event()
+        self.link = Link(
+            conn,
+            "frontend",
+            self._on_message,
+            self._peer_gone.set,
+            frame_limit=setup.frame_queue,
+        )
+        self._events = _ToSupervisor(self.link)
+        self.loop: Any = None
+        self.source: Any = None
+        self.output: Any = None
+        self.recorders: list[Any] = []
+        self._frames_in = 0
+
+    # --- messages from the supervisor (reader thread) --------------------------------------------
+
+    def _on_message(self, message: Any) -> None:
+        if isinstance(message, OracleReset | OracleAppend | OracleClear):
+            loop = self.loop
+            if loop is not None:
+                loop.send_oracle(message)
+        else:
+            self._control.put(message)
+
+    # --- life cycle (main thread) -----------------------------------------------------------------
+
+    def run(self) -> int:
+        self.link.start()
+        try:
+            self._build()
+        except KameError as err:
+            self.link.send(Failure(str(err), err.exit_code))
+            return self._close()
+        # Whatever else breaks while loading (a torch error, a broken install) ends in one line too.
+        except Exception as err:
+            self.link.send(Failure(f"the front-end failed to start ({type(err).__name__}: {_one_line(err)})", 1))
+            return self._close()
+        if not self._wait_go():
+            return self._close()
+        self._serve()
+        return self._close()
+
+    def _build(self) -> None:
+        from dataclasses import replace
+
+        from kame_cli.clock import SessionClock
+        from kame_cli.priority import request_realtime
+
+        s = self.setup
+        clock = SessionClock(s.clock_origin)
+        if s.realtime:
+            # Before any thread exists, so that the loop, the source and the sinks inherit it.
+            refused = request_realtime()
+            if refused is not None:
+                self.link.send(Notice(f"--realtime refused ({refused}); the front-end runs at normal priority"))
+        self._audio_parts(clock)
+        cfg = replace(s.frontend, device=compute_device(s.frontend))
+        from kame_cli.audio_io import TeeSink
+        from kame_cli.engine.loader import Sampling, load_frontend
+        from kame_cli.engine.loop import FrontendLoop
+
+        frontend = load_frontend(cfg)
+        self.output = TeeSink(*self._outputs)
+        self.loop = FrontendLoop(
+            frontend,
+            self._events,
+            clock,
+            on_output=self._on_output,
+            seed=cfg.seed,
+            sampling=Sampling.from_config(cfg),
+            max_lag_ms=s.max_lag_ms,
+            step_delay_ms=s.step_delay_ms,
+        )
+        self.loop.start()  # warm-up, before the clock of the conversation starts
+        pieces = [frontend.text_piece(i) or "" for i in range(frontend.text_tokenizer.vocab_size())]
+        self.link.send(
+            Ready(
+                "frontend",
+                {
+                    "name": frontend.name,
+                    "device": str(frontend.device),
+                    "model": cfg.model,
+                    "start_id": frontend.text_start_id,
+                    "pieces": pieces,
+                    "tokenizer_proto": frontend.text_tokenizer.serialized_model_proto(),
+                },
+            )
+        )
+
+    def _audio_parts(self, clock: Any) -> None:
+        """Source and sinks; opened before the model loads, so a bad file or device fails first."""
+        from kame_cli.audio_io import FileSource, MicrophoneSource, SpeakerSink, WavSink
+
+        s = self.setup
+        self._outputs: list[Any] = []
+        if s.input_wav_fd is not None:
+            self.recorders.append(WavSink("input.wav", private=True, fd=s.input_wav_fd))
+        if s.output_wav_fd is not None:
+            self._outputs.append(WavSink("output.wav", private=True, fd=s.output_wav_fd))
+        if s.input_file is not None:
+            self.source = FileSource(s.input_file, paced=not s.fast, clock=clock)
+        else:
+            self.source = MicrophoneSource(s.input_device, clock=clock, events=self._events)
+        if s.output_file is not None:
+            wav = WavSink(s.output_file, stereo=s.output_stereo)
+            self._outputs.append(wav)
+            if s.output_stereo:
+                self.recorders.append(_UserChannel(wav))
+        if s.speaker or s.output_device is not None:
+            self._outputs.append(SpeakerSink(s.output_device, clock=clock, events=self._events))
+
+    def _wait_go(self) -> bool:
+        while not self._peer_gone.is_set():
+            try:
+                message = self._control.get(timeout=_POLL_S)
+            except queue.Empty:
+                continue
+            if isinstance(message, Go):
+                return True
+            if isinstance(message, Stop):
+                return False
+        return False
+
+    def _serve(self) -> None:
+        assert self.loop is not None and self.output is not None
+        self.output.start()
+        for recorder in self.recorders:
+            recorder.start()
+        self.source.start(self._on_input_frame)
+        input_ended = stepping_rest = failure_sent = False
+        while not self._peer_gone.is_set():
+            try:
+                message = self._control.get(timeout=_POLL_S)
+            except queue.Empty:
+                message = None
+            if isinstance(message, Stop):
+                return
+            if not input_ended and self.source.wait(0):
+                input_ended = True
+                error = self.source.error
+                if error is not None:
+                    code = error.exit_code if isinstance(error, KameError) else 1
+                    self.link.send(Failure(f"audio input failed: {_one_line(error)}", code))
+                    failure_sent = True
+                else:
+                    self.loop.end_input()
+                    self.link.send(EndOfInput(self._frames_in))
+                    stepping_rest = True
+            if stepping_rest and self.loop.join(0):
+                stepping_rest = False
+                if self.loop.error is None:
+                    self.link.send(FrontendDone(self.loop.steps))
+            if self.loop.error is not None and not failure_sent:
+                failure_sent = True
+                self.link.send(Failure(f"the front-end stopped: {_one_line(self.loop.error)}", 1))
+
+    def _close(self) -> int:
+        """Stop every part (each bounded), close every file, tell the supervisor, and go."""
+        self._stopping.set()
+        failures: list[Failure] = []
+        if self.source is not None:
+            self.source.stop()
+        if self.loop is not None:
+            self.loop.stop(timeout=_STOP_SHARE_S)
+        sinks = [s for s in (self.output, *self.recorders) if s is not None]
+        if self.output is None:
+            sinks.extend(getattr(self, "_outputs", []))
+        for sink in sinks:
+            try:
+                sink.close()
+            except KameError as err:
+                failures.append(Failure(str(err), err.exit_code))
+            except OSError as err:
+                failures.append(Failure(f"an output file could not be closed ({err.strerror})", 1))
+        loop = self.loop
+        stats = {
+            "steps": loop.steps if loop else 0,
+            "deadline_misses": loop.deadline_misses if loop else 0,
+            "dropped_frames": loop.lag_dropped_frames if loop else 0,
+            "stt_frames_dropped": self.link.dropped_frames,
+        }
+        self.link.send(Closed(tuple(failures), stats))
+        self.link.close(timeout=1.0)
+        return 0
+
+    # --- data path --------------------------------------------------------------------------------
+
+    def _on_input_frame(self, pcm: np.ndarray) -> None:
+        # On the source's thread (a sound-card callback for the microphone): never blocks, except
+        # that a fast file source waits while the front-end holds a backlog.
+        loop = self.loop
+        if self.setup.fast:
+            while loop.backlog > _FAST_MODE_BACKLOG and not self._stopping.is_set():
+                time.sleep(0.002)
+        index = self._frames_in
+        self._frames_in += 1
+        heard = self.input_path.process(pcm)
+        loop.submit_frame(heard)
+        if self.setup.frames_to_backend:
+            self.link.send_frame(UserFrame(index, np.asarray(heard, dtype=np.float32).tobytes()))
+        for recorder in self.recorders:
+            recorder.write(index, pcm)
+
+    def _on_output(self, index: int, pcm: np.ndarray) -> None:
+        self.input_path.reference(index, pcm)
+        self.output.write(index, pcm)
+
+
+class _UserChannel:
+    """Records the user's frames in the left channel of a stereo `WavSink` (closed as an output)."""
+
+    def __init__(self, wav: Any) -> None:
+        self._wav = wav
+
+    def start(self) -> None:
+        return None
+
+    def write(self, step: int, pcm: Any) -> None:
+        self._wav.write_user(step, pcm)
+
+    def close(self) -> None:
+        return None
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    fd = int(args[args.index("--fd") + 1])
+    conn = Connection(fd)
+    code = 1
+    try:
+        setup = conn.recv()
+        code = FrontendProcess(conn, setup).run()
+    except (EOFError, OSError):
+        code = 1  # the supervisor went away before the setup arrived: nothing to do
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Every file is closed by now; tearing torch down at exit only costs time.
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

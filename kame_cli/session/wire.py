@@ -1,0 +1,129 @@
+"""What kame's processes say to each other: small typed messages, pickled over a socket.
+
+Besides these, the links carry the existing typed events (`kame_cli.events`) and oracle commands
+unchanged. The supervisor (the CLI's process) is the hub: the front-end and the back-end never
+talk to each other directly, so a back-end can die and be replaced without the front-end noticing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from kame_cli.backends.oracle.config import LlmConfig, PolicyConfig, PromptConfig
+from kame_cli.backends.stt.config import SttConfig
+from kame_cli.engine.config import FrontendConfig
+
+
+@dataclass(frozen=True, slots=True)
+class FrontendSetup:
+    """Everything the front-end process needs to build its part of the session."""
+
+    frontend: FrontendConfig
+    clock_origin: float
+    input_file: str | None
+    fast: bool
+    input_device: str | None
+    output_file: str | None
+    output_stereo: bool
+    output_device: str | None
+    speaker: bool
+    input_wav_fd: int | None
+    """The log's input.wav, created by the supervisor (`session.files`) and passed to the child."""
+    output_wav_fd: int | None
+    max_lag_ms: float | None
+    """None: lossless (`--fast`)."""
+    step_delay_ms: float
+    realtime: bool
+    frames_to_backend: bool
+    frame_queue: int
+    """Frames for the STT the link may hold before it drops (0: unbounded, lossless)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BackendSetup:
+    """Everything the back-end process needs: the STT, and the oracle unless `llm` is None."""
+
+    stt: SttConfig
+    llm: LlmConfig | None
+    policy: PolicyConfig
+    prompt: PromptConfig
+    clock_origin: float
+    realtime: bool
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """A child has loaded its models and warmed up; `info` describes what it runs."""
+
+    role: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Go:
+    """Start: the back-end gets the front-end's tokenizer and the LLM's api_base with it."""
+
+    tokenizer_proto: bytes | None = None
+    api_base: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """The back-end's STT and oracle are running."""
+
+
+@dataclass(frozen=True, slots=True)
+class UserFrame:
+    """One 80 ms frame of the user's (filtered) voice for the STT: float32 samples at 24 kHz."""
+
+    index: int
+    pcm: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfInput:
+    """The input ended after `frames` frames (end of file): the STT closes the user's last turn."""
+
+    frames: int
+
+
+@dataclass(frozen=True, slots=True)
+class FrontendDone:
+    """The front-end stepped every frame of a file that ended."""
+
+    steps: int
+
+
+@dataclass(frozen=True, slots=True)
+class SttFlushed:
+    """The STT transcribed everything before `EndOfInput` and published its last final."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """End now: stop the parts, close the files, answer `Closed`, exit."""
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A part failed: `message` is the one line for the user, `exit_code` 2 (bad input) or 1."""
+
+    message: str
+    exit_code: int
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One line for the user's terminal that is not an error (a refused `--realtime`)."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """A child stopped its parts and closed its files; what failed while closing, and its counts."""
+
+    failures: tuple[Failure, ...] = ()
+    stats: dict[str, int] = field(default_factory=dict)
