@@ -273,7 +273,9 @@ class FrontendLoop:
             item = self._frames.get_nowait()
         self.lag_dropped_frames += dropped
         self._steps_without_backlog = 0
-        self._events.publish(FramesDropped(self._clock.now(), self.steps, dropped, self.lag_dropped_frames, lag_ms))
+        self._events.publish(
+            FramesDropped(self._clock.now(), self.steps, dropped, self.lag_dropped_frames, lag_ms)
+        )
         if not self._lagging:
             self._lagging = True
             self._publish_status(

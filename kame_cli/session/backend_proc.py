@@ -32,8 +32,8 @@ from kame_cli.session.wire import (
     Go,
     Ready,
     Running,
-    SttFlushed,
     Stop,
+    SttFlushed,
     UserFrame,
 )
 
@@ -63,7 +63,9 @@ class _Events:
             event = dataclasses.replace(event, audio_end=event.audio_end + self.offset_s)
         elif self.offset_s and isinstance(event, FinalTranscript):
             event = dataclasses.replace(
-                event, audio_start=event.audio_start + self.offset_s, audio_end=event.audio_end + self.offset_s
+                event,
+                audio_start=event.audio_start + self.offset_s,
+                audio_end=event.audio_end + self.offset_s,
             )
         self._link.send(event)
         if self.oracle is not None and isinstance(event, PartialTranscript | FinalTranscript):
@@ -116,7 +118,9 @@ class BackendProcess:
             return self._close()
         # A broken install (CTranslate2, onnxruntime) must end in one line, not a traceback.
         except Exception as err:
-            self.link.send(Failure(f"the speech recognizer failed to load ({type(err).__name__}: {_one_line(err)})", 1))
+            self.link.send(
+                Failure(f"the speech recognizer failed to load ({type(err).__name__}: {_one_line(err)})", 1)
+            )
             return self._close()
         self.link.send(Ready("backend"))
         while not self._peer_gone.is_set():

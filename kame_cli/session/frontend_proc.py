@@ -138,7 +138,9 @@ class FrontendProcess:
             return self._close()
         # Whatever else breaks while loading (a torch error, a broken install) ends in one line too.
         except Exception as err:
-            self.link.send(Failure(f"the front-end failed to start ({type(err).__name__}: {_one_line(err)})", 1))
+            self.link.send(
+                Failure(f"the front-end failed to start ({type(err).__name__}: {_one_line(err)})", 1)
+            )
             return self._close()
         if not self._wait_go():
             return self._close()
@@ -157,7 +159,9 @@ class FrontendProcess:
             # Before any thread exists, so that the loop, the source and the sinks inherit it.
             refused = request_realtime()
             if refused is not None:
-                self.link.send(Notice(f"--realtime refused ({refused}); the front-end runs at normal priority"))
+                self.link.send(
+                    Notice(f"--realtime refused ({refused}); the front-end runs at normal priority")
+                )
         self._audio_parts(clock)
         cfg = replace(s.frontend, device=compute_device(s.frontend))
         from kame_cli.audio_io import TeeSink

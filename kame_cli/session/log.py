@@ -7,6 +7,7 @@ After a failed write the log stops writing (the session goes on) and `error` say
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -84,10 +85,8 @@ class SessionLog:
                 view = view[written:]
         except OSError as err:
             # Cut back to the last whole line: truncating frees blocks, so it works on a full disk.
-            try:
+            with contextlib.suppress(OSError):  # nothing more can be done; the error below says it
                 os.ftruncate(self._fd, self._offset)
-            except OSError:
-                pass  # nothing more can be done; the error below is what the user hears of
             self._fail(err)
             return
         self._offset += len(data)

@@ -64,8 +64,8 @@ from kame_cli.session.wire import (
     Notice,
     Ready,
     Running,
-    SttFlushed,
     Stop,
+    SttFlushed,
     UserFrame,
 )
 
@@ -137,7 +137,9 @@ class ChildProcess:
         self._gone_once = threading.Lock()
         self._on_gone = on_gone
         self.link = Link(Connection(ours.detach()), role, on_message, self._gone, frame_limit=frame_limit)
-        self._stderr_thread = threading.Thread(target=self._read_stderr, name=f"kame-{role}-stderr", daemon=True)
+        self._stderr_thread = threading.Thread(
+            target=self._read_stderr, name=f"kame-{role}-stderr", daemon=True
+        )
         self._stderr_thread.start()
         self.link.start()
         self.link.send(setup)
@@ -417,7 +419,9 @@ class Session:
             f"the front-end process died ({reason}{detail}): the session ended; the output WAV and the log "
             "hold everything up to then"
         )
-        self.bus.publish(BackendStatus(self.clock.now(), "frontend", "error", f"front-end process died ({reason})"))
+        self.bus.publish(
+            BackendStatus(self.clock.now(), "frontend", "error", f"front-end process died ({reason})")
+        )
         with self._cond:
             if self._started:
                 self._fatal = self._fatal or failure
@@ -448,13 +452,15 @@ class Session:
         if stopping:
             return
         if self._last_reset is not None and self._frontend is not None:
-            # Withdraw what the dead producer's answer still had pending: no oracle is better than half of one.
+            # Withdraw what the dead producer's answer still had pending (better no oracle than half).
             self._frontend.link.send(OracleClear(self._last_reset))
         restart = self.counts.restarts < _BACKEND_RESTARTS
         then = "restarting it" if restart else "going on without STT and LLM"
         for component in ("backend", "stt", "llm"):
             self.bus.publish(
-                BackendStatus(self.clock.now(), component, "error", f"back-end process died ({reason}): {then}")  # type: ignore[arg-type]
+                BackendStatus(
+                    self.clock.now(), component, "error", f"back-end process died ({reason}): {then}"
+                )  # type: ignore[arg-type]
             )
         if restart:
             self.counts.restarts += 1
@@ -470,13 +476,21 @@ class Session:
         deadline = time.monotonic() + _BACKEND_START_S
         with self._cond:
             self._cond.wait_for(
-                lambda: self._backend_ready or self._stopping or child.returncode is not None
-                or time.monotonic() > deadline,
+                lambda: (
+                    self._backend_ready
+                    or self._stopping
+                    or child.returncode is not None
+                    or time.monotonic() > deadline
+                ),
                 _BACKEND_START_S,
             )
             ready = self._backend_ready and not self._stopping
         if ready and self._go_backend(child, never):
-            self.bus.publish(BackendStatus(self.clock.now(), "backend", "ok", f"back-end process restarted (pid {child.pid})"))
+            self.bus.publish(
+                BackendStatus(
+                    self.clock.now(), "backend", "ok", f"back-end process restarted (pid {child.pid})"
+                )
+            )
 
     # --- the caller's questions ------------------------------------------------------------------
 

@@ -13,6 +13,8 @@ from kame_cli.events import (
     OracleChunk,
     OracleFinished,
     OracleRequestStarted,
+    ProcessEnded,
+    ProcessStarted,
 )
 
 
@@ -51,6 +53,10 @@ class LineView:
             return f"oracle #{event.generation} {event.outcome}: {event.text!r}"
         if isinstance(event, BackendStatus):
             return f"{event.component} {event.state}: {event.message}"
+        if isinstance(event, ProcessEnded) and not event.expected:
+            return f"{event.role} process died ({event.reason})"
+        if isinstance(event, ProcessStarted) and event.attempt > 1:
+            return f"{event.role} process restarted (pid {event.pid}, attempt {event.attempt})"
         if isinstance(event, DeadlineMiss):
             return f"deadline miss at step {event.step}: {event.total_ms:.1f} ms > {event.budget_ms:.0f} ms"
         return None

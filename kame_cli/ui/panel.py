@@ -71,6 +71,15 @@ def _meters(state: ViewState) -> Panel:
             style=step_style,
         ),
     )
+    lag_style = "bold red" if state.dropped_frames else ("yellow" if state.max_lag_ms > BUDGET_MS else "")
+    table.add_row(
+        "Lag",
+        Text(
+            f"now {state.lag_ms:.0f} ms · max {state.max_lag_ms:.0f} ms (last 20 s)"
+            f" · dropped {state.dropped_frames} frames",
+            style=lag_style,
+        ),
+    )
     xruns = ", ".join(f"{k} {v}" for k, v in sorted(state.xruns.items())) or "0"
     misses = f"deadline {state.deadline_misses} · xruns {xruns}"
     if state.dropped_events:
@@ -87,4 +96,10 @@ def _meters(state: ViewState) -> Panel:
             status.append(f" ({message})")
         status.append("  ")
     table.add_row("Status", status if status.plain else Text("starting", style="grey50"))
+    if state.process_deaths or state.backend_restarts:
+        deaths = "; ".join(state.process_deaths[-2:])
+        table.add_row(
+            "Processes",
+            Text(f"died: {deaths or '-'} · back-end restarts {state.backend_restarts}", style="bold red"),
+        )
     return Panel(table, title="Meters", title_align="left")

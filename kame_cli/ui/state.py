@@ -12,12 +12,15 @@ from kame_cli.events import (
     DeadlineMiss,
     Event,
     FinalTranscript,
+    FramesDropped,
     FrontendText,
     OracleChunk,
     OracleFed,
     OracleFinished,
     OracleRequestStarted,
     PartialTranscript,
+    ProcessEnded,
+    ProcessStarted,
     StepTiming,
 )
 from kame_cli.stats import percentile
@@ -64,10 +67,19 @@ class ViewState:
     status: dict[str, tuple[str, str]] = field(default_factory=dict)
     """component -> (state, message) as last reported."""
     request_started: dict[int, float] = field(default_factory=dict)
+    lag_window: deque[float] = field(default_factory=lambda: deque(maxlen=_TIMING_WINDOW))
     start_token_id: int | None = None
     """The front-end's text start token: fed first after every oracle reset."""
     dropped_events: int = 0
     """Events the view could not take in time (it fell behind); set by its owner."""
+    lag_ms: float = 0.0
+    """How far behind the user the front-end was at its last step."""
+    max_lag_ms: float = 0.0
+    """The largest lag seen in the last timing window."""
+    dropped_frames: int = 0
+    """Input frames the front-end's lag bound dropped."""
+    backend_restarts: int = 0
+    process_deaths: list[str] = field(default_factory=list)
 
     def apply(self, event: Event) -> None:
         """Fold one event into the view."""
@@ -155,6 +167,23 @@ def _on_text(state: ViewState, ev: FrontendText) -> None:
 def _on_timing(state: ViewState, ev: StepTiming) -> None:
     state.step_ms.append(ev.total_ms)
     state.steps = ev.step + 1
+    state.lag_ms = ev.lag_ms
+    state.lag_window.append(ev.lag_ms)
+    state.max_lag_ms = max(state.lag_window)
+
+
+def _on_dropped(state: ViewState, ev: FramesDropped) -> None:
+    state.dropped_frames = ev.total
+
+
+def _on_process_started(state: ViewState, ev: ProcessStarted) -> None:
+    if ev.attempt > 1:
+        state.backend_restarts += 1
+
+
+def _on_process_ended(state: ViewState, ev: ProcessEnded) -> None:
+    if not ev.expected:
+        state.process_deaths.append(f"{ev.role} {ev.reason}")
 
 
 def _on_miss(state: ViewState, ev: DeadlineMiss) -> None:
@@ -181,4 +210,7 @@ _HANDLERS: dict[type, Callable[[ViewState, object], None]] = {
     DeadlineMiss: _on_miss,  # type: ignore[dict-item]
     AudioXrun: _on_xrun,  # type: ignore[dict-item]
     BackendStatus: _on_status,  # type: ignore[dict-item]
+    FramesDropped: _on_dropped,  # type: ignore[dict-item]
+    ProcessStarted: _on_process_started,  # type: ignore[dict-item]
+    ProcessEnded: _on_process_ended,  # type: ignore[dict-item]
 }

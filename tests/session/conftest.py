@@ -106,3 +106,38 @@ def run_kame(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[st
     return subprocess.run(
         kame_command(*args), env=kame_env(), capture_output=True, text=True, timeout=timeout
     )
+
+
+def stderr_lines(stderr: str) -> list[str]:
+    """The lines a user sees on stderr (blank lines aside)."""
+    return [line for line in stderr.splitlines() if line.strip()]
+
+
+def pid_alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie, reaped or not, does not count)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def session_pids(events: list[dict]) -> dict[str, list[int]]:
+    """role -> pids of the session's processes, from the log's ProcessStarted events."""
+    pids: dict[str, list[int]] = {}
+    for event in events:
+        if event["type"] == "ProcessStarted":
+            pids.setdefault(event["role"], []).append(event["pid"])
+    return pids
+
+
+def assert_valid_session_files(log_dir: Path, *wavs: Path) -> list[dict]:
+    """Every log line parses, the last one is the final `stopped`, every WAV opens; the events."""
+    events = read_events(log_dir / "events.jsonl")
+    assert events[-1]["type"] == "BackendStatus" and events[-1]["message"].startswith("stopped"), events[-3:]
+    assert (log_dir / "events.jsonl").read_bytes().endswith(b"\n")
+    for wav in (log_dir / "input.wav", log_dir / "output.wav", *wavs):
+        info = sf.info(wav)
+        assert info.samplerate == 24_000, wav
+    return events

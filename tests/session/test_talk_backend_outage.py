@@ -82,5 +82,7 @@ def test_server_killed_mid_session_then_back(tmp_path: Path) -> None:
     input_frames = -(-len(audio) // FRAME)
     assert abs(sf.info(out_wav).frames - input_frames * FRAME) <= FRAME
     steps = [e["step"] for e in events if e["type"] == "StepTiming"]
-    assert steps == list(range(len(steps))) and len(steps) >= input_frames - 1
+    (summary,) = [e for e in events if e["type"] == "SessionSummary"]
+    # Every frame was stepped, or dropped by the lag bound if the CPU could not keep up.
+    assert steps == list(range(len(steps))) and len(steps) + summary["dropped_frames"] >= input_frames - 1
     assert "llm error" in stdout or "llm degraded" in stdout

@@ -1,0 +1,106 @@
+"""The process layout's faults: a back-end killed mid-session is replaced while the voice goes on;
+a front-end killed ends the session with one line, exit 1, valid files and no process left."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import soundfile as sf
+
+from tests.session.conftest import (
+    assert_valid_session_files,
+    pid_alive,
+    read_events,
+    session_pids,
+    session_started,
+    start_talk,
+    stderr_lines,
+    wait_for_event,
+    write_wav,
+)
+from tests.support.speech import concat, synthesize
+
+FRAME = 1920
+
+
+def test_backend_killed_mid_session_is_restarted_and_the_voice_goes_on(tmp_path: Path) -> None:
+    audio = concat(
+        [
+            0.4,
+            synthesize("What is the capital city of France?"),
+            7.0,
+            synthesize("How many legs does a spider have?"),
+            1.5,
+        ]
+    )
+    wav = write_wav(tmp_path / "two.wav", audio)
+    log_dir, out_wav = tmp_path / "log", tmp_path / "out.wav"
+    events_path = log_dir / "events.jsonl"
+    process = start_talk("offline", wav, out_wav, log_dir, "--no-llm")
+    try:
+        wait_for_event(events_path, session_started, timeout=150)
+        wait_for_event(events_path, lambda e: e["type"] == "FinalTranscript", timeout=30)
+        (backend,) = session_pids(read_events(events_path))["backend"]
+        os.kill(backend, signal.SIGKILL)
+        stdout, stderr = process.communicate(timeout=150)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr[-2000:]
+    assert "Traceback" not in stderr
+
+    events = assert_valid_session_files(log_dir, out_wav)
+    died = next(e for e in events if e["type"] == "ProcessEnded" and e["role"] == "backend")
+    assert died["pid"] == backend and died["exit_code"] == -signal.SIGKILL and not died["expected"]
+    restarted = [
+        e for e in events if e["type"] == "ProcessStarted" and e["role"] == "backend" and e["attempt"] == 2
+    ]
+    assert len(restarted) == 1 and restarted[0]["t"] > died["t"]
+    assert any(
+        e["type"] == "BackendStatus" and e["component"] == "backend" and e["state"] == "error" for e in events
+    )
+    assert any(
+        e["type"] == "BackendStatus" and e["component"] == "backend" and "restarted" in e["message"]
+        for e in events
+    )
+    # The restarted STT hears the second question, on the session's audio clock.
+    finals = [e for e in events if e["type"] == "FinalTranscript" and e["t"] > died["t"]]
+    assert any("spider" in e["text"].lower() for e in finals), finals
+    assert all(e["audio_start"] > 6.0 for e in finals if "spider" in e["text"].lower())
+    # The voice never stopped: one output frame per input frame, every step in order.
+    input_frames = -(-len(audio) // FRAME)
+    assert sf.info(out_wav).frames == input_frames * FRAME
+    steps = [e["step"] for e in events if e["type"] == "StepTiming"]
+    (summary,) = [e for e in events if e["type"] == "SessionSummary"]
+    assert steps == list(range(len(steps))) and summary["backend_restarts"] == 1
+    # A CPU too busy to keep up drops frames (the lag bound), never the back-end's death.
+    assert len(steps) + summary["dropped_frames"] == input_frames
+    assert "backend process died (killed by SIGKILL)" in stdout and "backend process restarted" in stdout
+    assert not any(pid_alive(pid) for pids in session_pids(events).values() for pid in pids)
+
+
+def test_frontend_killed_ends_with_one_line_and_exit_1(question_wav: Path, tmp_path: Path) -> None:
+    log_dir, out_wav = tmp_path / "log", tmp_path / "out.wav"
+    events_path = log_dir / "events.jsonl"
+    process = start_talk("offline", question_wav, out_wav, log_dir, "--no-llm")
+    try:
+        wait_for_event(events_path, session_started, timeout=150)
+        wait_for_event(events_path, lambda e: e["type"] == "StepTiming" and e["step"] >= 10, timeout=30)
+        (frontend,) = session_pids(read_events(events_path))["frontend"]
+        os.kill(frontend, signal.SIGKILL)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 1, stderr[-2000:]
+    lines = stderr_lines(stderr)
+    assert len(lines) == 1 and lines[0].startswith(
+        "kame: error: the front-end process died (killed by SIGKILL"
+    ), lines
+    events = assert_valid_session_files(log_dir, out_wav)
+    died = next(e for e in events if e["type"] == "ProcessEnded" and e["role"] == "frontend")
+    assert not died["expected"] and died["exit_code"] == -signal.SIGKILL
+    assert sf.info(out_wav).frames >= 10 * FRAME  # what was said before the kill is in the file
+    assert not any(pid_alive(pid) for pids in session_pids(events).values() for pid in pids)
