@@ -1,24 +1,29 @@
 """`kame bench soak`: a long real-time file session through the exact `kame talk` path.
 
-Prints deadline misses, xruns, step-time percentiles and the process's resident memory when the
-session starts and when it ends (targets: 0 misses, RSS growth <= 50 MB over 10 minutes).
+The full tandem (`offline` profile) with the live panel drawing into a pseudo-terminal. Prints
+deadline misses, frames dropped by the lag bound, skipped STT decodes, step-time percentiles and
+the resident memory of kame's processes (supervisor, front-end, back-end) when the session starts
+and when it ends (targets: 0 misses, 0 drops, RSS growth <= 20 MB over 10 minutes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import sys
 import tempfile
 import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TextIO
 
 import typer
 
 MISS_TARGET = 0
-RSS_GROWTH_TARGET_MB = 50.0
+DROP_TARGET = 0
+RSS_GROWTH_TARGET_MB = 20.0
 _QUESTIONS = (
     "What is the capital city of France?",
     "How many legs does a spider have?",
@@ -44,7 +49,8 @@ def soak_input(path: Path, minutes: float, pause_s: float = 4.0) -> Path:
 
 
 class RssSampler:
-    """Resident memory of this process (and its children, e.g. the llama.cpp server) over time."""
+    """Resident memory of kame's processes (this one, the front-end and the back-end) and, apart,
+    of the llama.cpp server, over time."""
 
     def __init__(self, period_s: float = 5.0) -> None:
         import psutil
@@ -54,7 +60,7 @@ class RssSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kame-rss", daemon=True)
         self.samples: list[tuple[float, float, float]] = []
-        """(monotonic time, own RSS MB, children's RSS MB)."""
+        """(monotonic time, kame's RSS MB, the LLM server's RSS MB)."""
 
     def sample(self) -> tuple[float, float, float]:
         import psutil
@@ -63,7 +69,11 @@ class RssSampler:
         children = 0.0
         for child in self._process.children(recursive=True):
             try:
-                children += child.memory_info().rss / 2**20
+                rss = child.memory_info().rss / 2**20
+                if "llama_child" in " ".join(child.cmdline()):
+                    children += rss
+                else:
+                    own += rss
             except psutil.NoSuchProcess:
                 continue
         row = (time.monotonic(), own, children)
@@ -85,8 +95,11 @@ class RssSampler:
             self.sample()
 
 
-def soak(minutes: float, profile: str, model: str, no_llm: bool, input_file: Path | None) -> dict[str, Any]:
-    """Run the session and return the figures (also printed)."""
+def soak(
+    minutes: float, profile: str, model: str, no_llm: bool, input_file: Path | None, panel: bool = True
+) -> dict[str, Any]:
+    """Run the session and return the figures."""
+    from kame_cli.bench.isolation import panel_terminal
     from kame_cli.session.talk import TalkOptions, run_talk
     from kame_cli.stats import percentile
 
@@ -95,10 +108,12 @@ def soak(minutes: float, profile: str, model: str, no_llm: bool, input_file: Pat
         log_dir = Path(tmp) / "log"
         sampler = RssSampler()
         opts = TalkOptions(
-            profile=profile, model=model, input_file=wav, log_dir=log_dir, no_ui=True, no_llm=no_llm
+            profile=profile, model=model, input_file=wav, log_dir=log_dir, no_ui=not panel, no_llm=no_llm
         )
         started = time.monotonic()
-        run_talk(opts, out=io.StringIO(), on_started=lambda: sampler.start())
+        with panel_terminal() if panel else contextlib.nullcontext(io.StringIO()) as out:
+            # The first sample once the session runs: the models are loaded and warmed up by then.
+            run_talk(opts, out=out, on_started=lambda: sampler.start())
         sampler.stop()
         wall = time.monotonic() - started
         events = [json.loads(line) for line in (log_dir / "events.jsonl").read_text().splitlines()]
@@ -106,11 +121,16 @@ def soak(minutes: float, profile: str, model: str, no_llm: bool, input_file: Pat
     steps = [e["total_ms"] for e in events if e["type"] == "StepTiming"]
     xruns = Counter(e["kind"] for e in events if e["type"] == "AudioXrun")
     first, last = sampler.samples[0], sampler.samples[-1]
+    summary: dict[str, Any] = next((e for e in events if e["type"] == "SessionSummary"), {})
     figures = {
         "audio_s": len(steps) * 0.08,
         "wall_s": wall,
         "steps": len(steps),
         "deadline_misses": kinds["DeadlineMiss"],
+        "dropped_frames": summary.get("dropped_frames", 0),
+        "stt_decodes_skipped": summary.get("stt_decodes_skipped", 0),
+        "stt_dropped_frames": summary.get("stt_dropped_frames", 0),
+        "backend_restarts": summary.get("backend_restarts", 0),
         "xruns": sum(xruns.values()),
         "step_p50_ms": percentile(steps, 50),
         "step_p99_ms": percentile(steps, 99),
@@ -122,28 +142,37 @@ def soak(minutes: float, profile: str, model: str, no_llm: bool, input_file: Pat
         "oracle_requests": kinds["OracleRequestStarted"],
         "finals": kinds["FinalTranscript"],
     }
-    _print(figures, profile, model)
     return figures
 
 
-def _print(f: dict[str, Any], profile: str, model: str) -> None:
+def _print(f: dict[str, Any], profile: str, model: str, out: TextIO) -> None:
     growth = f["rss_end_mb"] - f["rss_start_mb"]
-    ok = f["deadline_misses"] <= MISS_TARGET and growth <= RSS_GROWTH_TARGET_MB
-    print(f"soak: profile {profile}, front-end {model}, {f['audio_s']:.0f} s of audio in {f['wall_s']:.0f} s")
-    print(
+    ok = (
+        f["deadline_misses"] <= MISS_TARGET
+        and f["dropped_frames"] <= DROP_TARGET
+        and growth <= RSS_GROWTH_TARGET_MB
+    )
+
+    def say(line: str) -> None:
+        print(line, file=out, flush=True)
+
+    say(f"soak: profile {profile}, front-end {model}, {f['audio_s']:.0f} s of audio in {f['wall_s']:.0f} s")
+    say(
         f"  steps {f['steps']}  p50 {f['step_p50_ms']:.1f} ms  p99 {f['step_p99_ms']:.1f} ms  "
         f"max {f['step_max_ms']:.1f} ms (budget 80 ms)"
     )
-    print(
-        f"  deadline misses {f['deadline_misses']} (target {MISS_TARGET})  xruns {f['xruns']} "
-        "(a file session has no sound card: only a live session can underrun)"
+    say(
+        f"  deadline misses {f['deadline_misses']} (target {MISS_TARGET})  "
+        f"dropped frames {f['dropped_frames']} "
+        f"(target {DROP_TARGET})  STT decodes skipped {f['stt_decodes_skipped']}  xruns {f['xruns']} "
+        "(a file session has no sound card)"
     )
-    print(
+    say(
         f"  RSS kame {f['rss_start_mb']:.0f} -> {f['rss_end_mb']:.0f} MB (growth {growth:+.1f} MB, target <= "
-        f"{RSS_GROWTH_TARGET_MB:.0f})  children {f['child_rss_start_mb']:.0f} -> "
+        f"{RSS_GROWTH_TARGET_MB:.0f})  LLM server {f['child_rss_start_mb']:.0f} -> "
         f"{f['child_rss_end_mb']:.0f} MB"
     )
-    print(f"  user turns {f['finals']}  oracle requests {f['oracle_requests']}  {'PASS' if ok else 'MISS'}")
+    say(f"  user turns {f['finals']}  oracle requests {f['oracle_requests']}  {'PASS' if ok else 'MISS'}")
 
 
 def register(bench_app: typer.Typer) -> None:
@@ -156,6 +185,11 @@ def register(bench_app: typer.Typer) -> None:
         input_file: Annotated[
             Path | None, typer.Option("--input", help="A WAV to play instead of generated questions.")
         ] = None,
+        no_panel: Annotated[bool, typer.Option("--no-panel", help="Plain lines, no panel in a pty.")] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
     ) -> None:
-        """Long real-time file session: deadline misses, xruns, RSS at start and end."""
-        soak(minutes, profile, model, no_llm, input_file)
+        """Long real-time session with the panel: misses, drops, skipped decodes, RSS at start and end."""
+        figures = soak(minutes, profile, model, no_llm, input_file, panel=not no_panel)
+        _print(figures, profile, model, sys.stderr if as_json else sys.stdout)
+        if as_json:
+            print(json.dumps(figures))

@@ -72,8 +72,9 @@ class FrontendLoop:
         self._events = events
         self._clock = clock
         self._on_output = on_output
-        self._frames: queue.SimpleQueue[tuple[int, np.ndarray] | None] = queue.SimpleQueue()
-        self._submitted = 0
+        self._frames: queue.SimpleQueue[np.ndarray | None] = queue.SimpleQueue()
+        self._taken = 0
+        """Frames taken from the queue, stepped or dropped: the input index of the next one."""
         frame_ms = FRAME_SAMPLES / frontend.sample_rate * 1000.0
         self._frame_ms = frame_ms
         self._max_backlog = None if max_lag_ms is None else max(0, int(max_lag_ms // frame_ms))
@@ -144,12 +145,10 @@ class FrontendLoop:
         frame = np.array(pcm, dtype=np.float32, copy=True)
         if frame.size != FRAME_SAMPLES:
             raise ValueError(f"submit_frame expects {FRAME_SAMPLES} samples, got {frame.size}")
-        index = self._submitted
-        self._submitted += 1
         if self._ended.is_set():
             self.dropped_frames += 1
             return
-        self._frames.put((index, frame.reshape(FRAME_SAMPLES)))
+        self._frames.put(frame.reshape(FRAME_SAMPLES))
 
     def end_input(self) -> None:
         """No more frames: the loop steps those already queued, then ends."""
@@ -225,10 +224,10 @@ class FrontendLoop:
         device = self.frontend.device
         timer = _CudaStageTimer() if device.type == "cuda" else _WallStageTimer()
         while not self._stopping.is_set():
-            item = self._next_frame()
-            if item is None or self._stopping.is_set():
+            frame = self._next_frame()
+            if frame is None or self._stopping.is_set():
                 return
-            index, frame = item
+            index = self._taken - 1
             step = self.steps
             lag_ms = self._frames.qsize() * self._frame_ms
             started = time.perf_counter()
@@ -256,9 +255,10 @@ class FrontendLoop:
             self._on_output(index, out)
             self._publish_step(step, token, text_token, timer.stages_ms(), total_ms, lag_ms)
 
-    def _next_frame(self) -> tuple[int, np.ndarray] | None:
+    def _next_frame(self) -> np.ndarray | None:
         """The next frame to step; with a lag bound, the oldest frames beyond it are dropped first."""
         item = self._frames.get()
+        self._taken += 1
         limit = self._max_backlog
         if limit is None or item is None:
             return item
@@ -271,6 +271,7 @@ class FrontendLoop:
         while item is not None and self._frames.qsize() > limit:
             dropped += 1
             item = self._frames.get_nowait()
+            self._taken += 1
         self.lag_dropped_frames += dropped
         self._steps_without_backlog = 0
         self._events.publish(

@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -76,12 +76,12 @@ def _one_line(err: BaseException) -> str:
     return text[0] if text else type(err).__name__
 
 
-def compute_device(cfg: Any) -> str:
+def compute_device(cfg: Any) -> Literal["cuda", "cpu"]:
     """`auto` means the GPU; without one, only small local models may fall back to the CPU."""
     from kame_cli.engine.checkpoint import looks_like_path
     from kame_cli.engine.loader import resolve_device
 
-    device = resolve_device(cfg.device).type
+    device: Literal["cuda", "cpu"] = "cuda" if resolve_device(cfg.device).type == "cuda" else "cpu"
     if (
         cfg.device == "auto"
         and device == "cpu"
