@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from kame_cli.bus import EventBus
 from kame_cli.clock import SessionClock
 from kame_cli.errors import ConfigError
-from kame_cli.priority import LLM_SERVER_NICENESS, deprioritize_current_thread, deprioritize_process_tree
+from kame_cli.priority import LLM_SERVER_NICENESS, deprioritize_process_tree
 from kame_cli.session.runtime import Session, SessionPlan
 from kame_cli.session.wire import BackendSetup, FrontendSetup
 from kame_cli.ui.live import SessionView
@@ -128,9 +128,6 @@ def build_session(
                 deprioritize_process_tree(server_pid, LLM_SERVER_NICENESS)
         if not session.wait_ready(stop):
             return None
-    # The supervisor's own work (panel, log, routing) is background work too; the children exist
-    # already, so the front-end keeps its normal priority.
-    deprioritize_current_thread()
     info = session.frontend_info
     pieces.table = info.get("pieces", [])
     view.state.start_token_id = info.get("start_id")

@@ -22,6 +22,7 @@ from kame_cli.errors import EXIT_OK
 
 if TYPE_CHECKING:
     from kame_cli.session.runtime import Session
+    from kame_cli.ui.live import SessionView
 
 _UI_PERIOD_S = 0.1  # the panel refreshes ten times a second
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -100,19 +101,45 @@ def run_talk(
             session.start(stop.event)
             if on_started is not None:
                 on_started()
-            file_mode = opts.input_file is not None
-            while not stop.event.is_set():
-                view.refresh()
-                _raise_failure(session)
-                if file_mode and session.wait_input_end(_UI_PERIOD_S):
-                    _raise_failure(session)  # a file that broke off ends the input too
-                    session.finish(stop.event)
+            with _Painter(view):
+                file_mode = opts.input_file is not None
+                while not stop.event.is_set():
                     _raise_failure(session)
-                    break
-                if not file_mode:
-                    stop.event.wait(_UI_PERIOD_S)
+                    if file_mode and session.wait_input_end(_UI_PERIOD_S):
+                        _raise_failure(session)  # a file that broke off ends the input too
+                        session.finish(stop.event)
+                        _raise_failure(session)
+                        break
+                    if not file_mode:
+                        stop.event.wait(_UI_PERIOD_S)
             session.stop()
     return EXIT_OK
+
+
+class _Painter:
+    """Redraws the view ten times a second on its own thread, at niceness 10: drawing the panel is
+    the supervisor's heaviest work, and it must not take a core from the front-end. Its thread is
+    the view's only writer while it runs (the caller's thread draws the last frame after it)."""
+
+    def __init__(self, view: SessionView) -> None:
+        self._view = view
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="kame-view", daemon=True)
+
+    def __enter__(self) -> _Painter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(2.0)
+
+    def _run(self) -> None:
+        from kame_cli.priority import deprioritize_current_thread
+
+        deprioritize_current_thread()
+        while not self._stop.wait(_UI_PERIOD_S):
+            self._view.refresh()
 
 
 def _raise_failure(session: Session) -> None:
