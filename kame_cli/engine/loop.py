@@ -77,6 +77,7 @@ class FrontendLoop:
         """Frames taken from the queue, stepped or dropped: the input index of the next one."""
         frame_ms = FRAME_SAMPLES / frontend.sample_rate * 1000.0
         self._frame_ms = frame_ms
+        self._max_lag_ms = max_lag_ms
         self._max_backlog = None if max_lag_ms is None else max(0, int(max_lag_ms // frame_ms))
         self._step_delay_s = max(0.0, step_delay_ms) / 1000.0
         self._commands: queue.SimpleQueue[OracleCommand] = queue.SimpleQueue()
@@ -281,8 +282,8 @@ class FrontendLoop:
             self._lagging = True
             self._publish_status(
                 "degraded",
-                f"falling behind the user ({lag_ms:.0f} ms > max_lag_ms {limit * self._frame_ms:.0f}): "
-                "dropping the oldest input frames",
+                f"falling behind: dropping the oldest frames (lag {lag_ms:.0f} ms > max_lag_ms "
+                f"{self._max_lag_ms:.0f})",
             )
         return item
 

@@ -90,11 +90,13 @@ def _meters(state: ViewState) -> Panel:
     table.add_row("LLM", f"first token {ttft:.0f} ms · oracle lag {lag:.0f} ms (median of last 20)")
     status = Text()
     for component, (level, message) in sorted(state.status.items()):
+        # One line per part: a long message wraps within its own line, never into the next part's.
+        if status.plain:
+            status.append("\n")
         status.append(f"{component}: ", style="bold")
         status.append(f"{level}", style=_STATUS_STYLE.get(level, ""))
         if message:
             status.append(f" ({message})")
-        status.append("  ")
     table.add_row("Status", status if status.plain else Text("starting", style="grey50"))
     if state.process_deaths or state.backend_restarts:
         deaths = "; ".join(state.process_deaths[-2:])

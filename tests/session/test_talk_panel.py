@@ -29,7 +29,9 @@ def _live_sections(screen: str) -> dict[str, bool]:
         "step meter": bool(steps and int(steps.group(1)) > 0)
         and bool(re.search(r"p99 \d+\.\d ms / 80 ms", screen)),
         "llm meter": bool(re.search(r"first token \d+ ms", screen)),
-        "status": bool(re.search(r"frontend: ok", screen)) and "stt: ok" in screen,
+        # On a CPU too busy for real time the front-end says so (degraded) instead of ok.
+        "status": bool(re.search(r"frontend: (ok|degraded)", screen)) and "stt: ok" in screen,
+        "lag meter": bool(re.search(r"Lag +now \d+ ms · max \d+ ms .* dropped \d+ frames", screen)),
     }
 
 

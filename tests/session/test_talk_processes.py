@@ -38,11 +38,14 @@ def test_backend_killed_mid_session_is_restarted_and_the_voice_goes_on(tmp_path:
     wav = write_wav(tmp_path / "two.wav", audio)
     log_dir, out_wav = tmp_path / "log", tmp_path / "out.wav"
     events_path = log_dir / "events.jsonl"
-    process = start_talk("offline", wav, out_wav, log_dir, "--no-llm")
+    process = start_talk("offline", wav, out_wav, log_dir, "--no-llm", "--realtime")
     try:
         wait_for_event(events_path, session_started, timeout=150)
+        pids = session_pids(read_events(events_path))
+        frontend_policy = os.sched_getscheduler(pids["frontend"][0])
+        backend_nice = os.getpriority(os.PRIO_PROCESS, pids["backend"][0])
         wait_for_event(events_path, lambda e: e["type"] == "FinalTranscript", timeout=30)
-        (backend,) = session_pids(read_events(events_path))["backend"]
+        (backend,) = pids["backend"]
         os.kill(backend, signal.SIGKILL)
         stdout, stderr = process.communicate(timeout=150)
     finally:
@@ -50,6 +53,13 @@ def test_backend_killed_mid_session_is_restarted_and_the_voice_goes_on(tmp_path:
             process.kill()
     assert process.returncode == 0, stderr[-2000:]
     assert "Traceback" not in stderr
+    # --realtime: the front-end runs under a real-time policy, or says in one line why it cannot.
+    if frontend_policy in (os.SCHED_FIFO, os.SCHED_RR):
+        assert stderr_lines(stderr) == []
+    else:
+        (line,) = stderr_lines(stderr)
+        assert line.startswith("kame: --realtime refused (")
+    assert backend_nice >= 10
 
     events = assert_valid_session_files(log_dir, out_wav)
     died = next(e for e in events if e["type"] == "ProcessEnded" and e["role"] == "backend")
