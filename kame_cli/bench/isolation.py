@@ -110,6 +110,7 @@ def isolation(
         "p99_ratio": p99_tandem / p99_alone if p99_alone else 0.0,
         "deadline_misses": misses,
         "deadline_misses_alone": sum(1 for e in runs["alone"] if e["type"] == "DeadlineMiss"),
+        "dropped_frames_alone": sum(e["count"] for e in runs["alone"] if e["type"] == "FramesDropped"),
         "dropped_frames": sum(e["count"] for e in runs["tandem"] if e["type"] == "FramesDropped"),
         "oracle_requests": sum(1 for e in runs["tandem"] if e["type"] == "OracleRequestStarted"),
         "finals": sum(1 for e in runs["tandem"] if e["type"] == "FinalTranscript"),
@@ -126,7 +127,8 @@ def _print(f: dict[str, Any], out: TextIO) -> None:
     ok = f["p99_ratio"] <= P99_RATIO_TARGET
     print(
         f"  front-end alone : {f['steps_alone']} steps  p50 {f['p50_alone_ms']:.1f} ms  "
-        f"p99 {f['p99_alone_ms']:.1f} ms  misses {f['deadline_misses_alone']}",
+        f"p99 {f['p99_alone_ms']:.1f} ms  misses {f['deadline_misses_alone']}  "
+        f"dropped {f['dropped_frames_alone']}",
         file=out,
     )
     print(

@@ -123,7 +123,7 @@ def build_session(
             from kame_cli.profiles import prepare_llm_backend
 
             session.api_base = stack.enter_context(prepare_llm_backend(profile))
-            server_pid = _llm_server_pid(profile, session.api_base)
+            server_pid = _llm_server_pid()
             if server_pid is not None:
                 deprioritize_process_tree(server_pid, LLM_SERVER_NICENESS)
         if not session.wait_ready(stop):
@@ -145,7 +145,7 @@ class _Pieces:
         return self.table[token_id] if 0 <= token_id < len(self.table) else ""
 
 
-def _llm_server_pid(profile: Profile, api_base: str | None) -> int | None:
+def _llm_server_pid() -> int | None:
     """The local llama.cpp server's pid (a child of this process), to put it below everything else."""
     import psutil
 

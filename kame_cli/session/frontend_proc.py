@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from kame_cli.errors import DeviceError, KameError
+from kame_cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE, AudioFileError, DeviceError, KameError
 from kame_cli.events import Event, OracleAppend, OracleClear, OracleReset
 from kame_cli.session.link import Link
 from kame_cli.session.wire import (
@@ -248,7 +248,9 @@ class FrontendProcess:
                 input_ended = True
                 error = self.source.error
                 if error is not None:
-                    code = error.exit_code if isinstance(error, KameError) else 1
+                    # A file that cannot be decoded part-way is bad input; a device that stopped
+                    # delivering (unplugged) is a runtime failure.
+                    code = EXIT_BAD_INPUT if isinstance(error, AudioFileError) else EXIT_FAILURE
                     self.link.send(Failure(f"audio input failed: {_one_line(error)}", code))
                     failure_sent = True
                 else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import soundfile as sf
@@ -114,3 +115,26 @@ def test_frontend_killed_ends_with_one_line_and_exit_1(question_wav: Path, tmp_p
     assert not died["expected"] and died["exit_code"] == -signal.SIGKILL
     assert sf.info(out_wav).frames >= 10 * FRAME  # what was said before the kill is in the file
     assert not any(pid_alive(pid) for pids in session_pids(events).values() for pid in pids)
+
+
+def test_supervisor_killed_leaves_no_process_and_valid_files(question_wav: Path, tmp_path: Path) -> None:
+    log_dir, out_wav = tmp_path / "log", tmp_path / "out.wav"
+    events_path = log_dir / "events.jsonl"
+    process = start_talk("offline", question_wav, out_wav, log_dir, "--no-llm")
+    try:
+        wait_for_event(events_path, session_started, timeout=150)
+        wait_for_event(events_path, lambda e: e["type"] == "StepTiming" and e["step"] >= 5, timeout=30)
+        pids = [pid for role in session_pids(read_events(events_path)).values() for pid in role]
+        process.kill()  # the CLI's own process, as `kill -9` would
+        process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    # The children see their socket close: the front-end closes its files and both end.
+    deadline = time.monotonic() + 15
+    while any(pid_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(pid_alive(pid) for pid in pids)
+    for wav in (out_wav, log_dir / "input.wav", log_dir / "output.wav"):
+        assert sf.info(wav).frames >= 5 * FRAME
+    read_events(events_path)  # whole lines, even cut short
