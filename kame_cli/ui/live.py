@@ -32,6 +32,8 @@ class SessionView:
         self._out = out
         self._piece = piece
         self.title = title
+        self.terminal_gone = False
+        """A write to `out` failed (the terminal closed): nothing more is drawn."""
         self._lines = None if live else LineView(out)
         self._live = None
         if live:
@@ -43,7 +45,7 @@ class SessionView:
 
     def __enter__(self) -> SessionView:
         if self._live is not None:
-            self._live.start()
+            self._draw(self._live.start)
         return self
 
     def __exit__(
@@ -51,24 +53,36 @@ class SessionView:
     ) -> None:
         self.refresh()
         if self._live is not None:
-            self._live.stop()
+            self._draw(self._live.stop)
         if self._lines is not None:
-            self._lines.flush()
+            self._draw(self._lines.flush)
         self._bus.unsubscribe(self._subscription)
 
     def refresh(self) -> None:
         """Fold every queued event into the state, then redraw (or print the new lines)."""
         self.state.dropped_events = self._subscription.dropped
+        lines = self._lines if not self.terminal_gone else None
         for event in self._subscription.drain():
             self.state.apply(event)
-            if self._lines is not None:
-                self._lines.show(event)
+            if lines is not None:
+                self._draw(lambda e=event: lines.show(e))
         if self._live is not None:
             from kame_cli.ui.panel import render_panel
 
-            self._live.update(render_panel(self.state, self._piece, self.title), refresh=True)
+            live = self._live
+            self._draw(lambda: live.update(render_panel(self.state, self._piece, self.title), refresh=True))
         elif self._lines is not None:
-            self._out.flush()
+            self._draw(self._out.flush)
+
+    def _draw(self, write: Callable[[], object]) -> None:
+        # A terminal that went away (SIGHUP: the window closed) fails every write with EIO; the
+        # session then ends in order all the same, so stop drawing instead of raising.
+        if self.terminal_gone:
+            return
+        try:
+            write()
+        except OSError:
+            self.terminal_gone = True
 
     @property
     def dropped(self) -> int:

@@ -141,3 +141,14 @@ def assert_valid_session_files(log_dir: Path, *wavs: Path) -> list[dict]:
         info = sf.info(wav)
         assert info.samplerate == 24_000, wav
     return events
+
+
+def nothing_left(tmpdir: Path, events: list[dict]) -> None:
+    """No process of the session runs any more, and no llama.cpp folder is left in `tmpdir`."""
+    import psutil
+
+    assert not list(tmpdir.glob("kame-llama-*")), "the llama.cpp server's folder was removed"
+    assert not any(pid_alive(pid) for pids in session_pids(events).values() for pid in pids)
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        assert str(tmpdir) not in cmdline or not pid_alive(proc.pid), f"left running: {cmdline}"
