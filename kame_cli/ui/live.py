@@ -62,10 +62,16 @@ class SessionView:
         """Fold every queued event into the state, then redraw (or print the new lines)."""
         self.state.dropped_events = self._subscription.dropped
         lines = self._lines if not self.terminal_gone else None
-        for event in self._subscription.drain():
+        events = self._subscription.drain()
+        for event in events:
             self.state.apply(event)
-            if lines is not None:
-                self._draw(lambda e=event: lines.show(e))
+        if lines is not None:
+
+            def show_all() -> None:
+                for event in events:
+                    lines.show(event)
+
+            self._draw(show_all)
         if self._live is not None:
             from kame_cli.ui.panel import render_panel
 
