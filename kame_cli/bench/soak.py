@@ -61,21 +61,34 @@ class RssSampler:
         self._thread = threading.Thread(target=self._run, name="kame-rss", daemon=True)
         self.samples: list[tuple[float, float, float]] = []
         """(monotonic time, kame's RSS MB, the LLM server's RSS MB)."""
+        self.by_process: list[dict[str, float]] = []
+        """RSS MB of each kame process (supervisor, frontend, backend) at each sample."""
 
     def sample(self) -> tuple[float, float, float]:
         import psutil
 
         own = self._process.memory_info().rss / 2**20
+        split = {"supervisor": own}
         children = 0.0
         for child in self._process.children(recursive=True):
             try:
                 rss = child.memory_info().rss / 2**20
-                if "llama_child" in " ".join(child.cmdline()):
-                    children += rss
-                else:
-                    own += rss
+                cmdline = " ".join(child.cmdline())
             except psutil.NoSuchProcess:
                 continue
+            if "llama_child" in cmdline:
+                children += rss
+            else:
+                own += rss
+                role = (
+                    "frontend"
+                    if "frontend_proc" in cmdline
+                    else "backend"
+                    if "backend_proc" in cmdline
+                    else "other"
+                )
+                split[role] = split.get(role, 0.0) + rss
+        self.by_process.append(split)
         row = (time.monotonic(), own, children)
         self.samples.append(row)
         return row
@@ -121,6 +134,8 @@ def soak(
     steps = [e["total_ms"] for e in events if e["type"] == "StepTiming"]
     xruns = Counter(e["kind"] for e in events if e["type"] == "AudioXrun")
     first, last = sampler.samples[0], sampler.samples[-1]
+    # After one minute: the allocators of torch, CTranslate2 and Python have seen the first answers.
+    minute = next((i for i, row in enumerate(sampler.samples) if row[0] - first[0] >= 60.0), 0)
     summary: dict[str, Any] = next((e for e in events if e["type"] == "SessionSummary"), {})
     figures = {
         "audio_s": len(steps) * 0.08,
@@ -137,6 +152,9 @@ def soak(
         "step_max_ms": max(steps, default=0.0),
         "rss_start_mb": first[1],
         "rss_end_mb": last[1],
+        "rss_1min_mb": sampler.samples[minute][1],
+        "rss_start_by_process_mb": sampler.by_process[0],
+        "rss_end_by_process_mb": sampler.by_process[-1],
         "child_rss_start_mb": first[2],
         "child_rss_end_mb": last[2],
         "oracle_requests": kinds["OracleRequestStarted"],
@@ -171,6 +189,11 @@ def _print(f: dict[str, Any], profile: str, model: str, out: TextIO) -> None:
         f"  RSS kame {f['rss_start_mb']:.0f} -> {f['rss_end_mb']:.0f} MB (growth {growth:+.1f} MB, target <= "
         f"{RSS_GROWTH_TARGET_MB:.0f})  LLM server {f['child_rss_start_mb']:.0f} -> "
         f"{f['child_rss_end_mb']:.0f} MB"
+    )
+    start, end = f["rss_start_by_process_mb"], f["rss_end_by_process_mb"]
+    say(
+        f"  after the first minute {f['rss_1min_mb']:.0f} -> {f['rss_end_mb']:.0f} MB; by process: "
+        + ", ".join(f"{k} {start.get(k, 0):.0f} -> {end.get(k, 0):.0f}" for k in sorted(end))
     )
     say(f"  user turns {f['finals']}  oracle requests {f['oracle_requests']}  {'PASS' if ok else 'MISS'}")
 
