@@ -10,6 +10,7 @@ Prints the step-time p50/p99 of both and their ratio (target: p99 ratio <= 1.2).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -95,7 +96,7 @@ def isolation(
                 with panel_terminal() as terminal:
                     run_talk(opts, out=terminal)
             else:
-                run_talk(replace_no_ui(opts), out=io.StringIO())
+                run_talk(dataclasses.replace(opts, no_ui=True), out=io.StringIO())
             runs[name] = session_events(log_dir)
     alone, tandem = step_times(runs["alone"]), step_times(runs["tandem"])
     p99_alone, p99_tandem = percentile(alone, 99), percentile(tandem, 99)
@@ -115,12 +116,6 @@ def isolation(
         "oracle_requests": sum(1 for e in runs["tandem"] if e["type"] == "OracleRequestStarted"),
         "finals": sum(1 for e in runs["tandem"] if e["type"] == "FinalTranscript"),
     }
-
-
-def replace_no_ui(opts: Any) -> Any:
-    from dataclasses import replace
-
-    return replace(opts, no_ui=True)
 
 
 def _print(f: dict[str, Any], out: TextIO) -> None:
