@@ -9,6 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from kame_cli.errors import ConfigError
+
+QUANTIZE_CHOICES = ("none", "int8")
+
 
 @dataclass(frozen=True, slots=True)
 class FrontendConfig:
@@ -32,3 +36,13 @@ class FrontendConfig:
     """Hugging Face revision (branch, tag or commit) of a repo-id model; None: the default branch."""
     cpu_threads: int = field(default=1, metadata={"ge": 1, "le": 256})
     """torch intra-op threads on CPU: 1 measured best on 2 cores while the STT worker also runs."""
+    quantize: str = field(default="none", metadata={"choices": QUANTIZE_CHOICES})
+    """`int8`: the LM's linear layers in int8 (moshi's bitsandbytes path, CUDA only), for 12-16 GB GPUs;
+    `-q8` checkpoints are int8 already."""
+
+
+def quantize_flag(value: str | None) -> str | None:
+    """The `--quantize` value checked (None: keep the profile's); a bad one is a ConfigError."""
+    if value is None or value in QUANTIZE_CHOICES:
+        return value
+    raise ConfigError(f"--quantize {value}: expected {' or '.join(QUANTIZE_CHOICES)}")
