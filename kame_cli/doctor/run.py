@@ -109,7 +109,7 @@ def _vram_needed(frontend: Any) -> Check:
     try:
         as_loaded, with_int8 = frontend_memory(frontend, "cuda")
     except (TypeError, ValueError, AssertionError, KeyError) as err:
-        return Check("memory", "warn", f"no plan: the front-end's config does not build ({type(err).__name__})")
+        return _no_plan(err)
     stt = stt_memory(CUDA_DEFAULT_MODEL, None, "cuda")
     plain, int8 = as_loaded.total + stt, with_int8.total + stt
     return Check(
@@ -120,3 +120,7 @@ def _vram_needed(frontend: Any) -> Check:
         None,
         {"device": "none", "needed_bytes": plain, "int8_needed_bytes": int8},
     )
+
+
+def _no_plan(err: BaseException) -> Check:
+    return Check("memory", "warn", f"no plan: the front-end's config does not build ({type(err).__name__})")
