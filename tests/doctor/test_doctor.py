@@ -37,7 +37,6 @@ def test_cpu_path_with_no_gpu_on_the_virtual_sound_card_passes(tmp_path: Path) -
     card = VirtualSoundCard(tmp_path)
     card.add_microphone("kame_mic", 44100, sine(440, 44100, 1.0))
     card.add_speaker("kame_speaker", 48000)
-    config = tmp_path / "asound.conf"
     code = _DOCTOR_ON_CARD.replace(
         "import contextlib", f"import os; os.environ.update({_NO_GPU!r})\nimport contextlib"
     )
