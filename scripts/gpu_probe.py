@@ -11,6 +11,7 @@ Each subcommand prints ONE JSON object on stdout (notes on stderr):
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import sys
@@ -71,7 +72,7 @@ def overhead(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    from kame_cli.bench.frontend import _engine_round, _frames, _in_thread, FrontendBenchResult
+    from kame_cli.bench.frontend import FrontendBenchResult, _engine_round, _frames, _in_thread
     from kame_cli.bus import EventBus
     from kame_cli.engine.config import FrontendConfig
     from kame_cli.engine.loader import load_frontend
@@ -123,7 +124,7 @@ def overhead(args: argparse.Namespace) -> dict[str, Any]:
                     bus.publish(StepTiming(0.0, step, stages[0], stages[1], stages[2], 0.0))
         sink.drain()
         del out
-        return [(b - a) * 1000.0 for a, b in zip(stamps, stamps[1:])]
+        return [(b - a) * 1000.0 for a, b in itertools.pairwise(stamps)]
 
     variants = {
         "bare": (False, False, False),
@@ -190,7 +191,8 @@ def session(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("frontend")
     p.add_argument("--model", default="random:7b")
