@@ -140,8 +140,8 @@ def overhead(args: argparse.Namespace) -> dict[str, Any]:
                 result = FrontendBenchResult("engine")
                 times[name] += _engine_round(front, frames, 0, 4, result)
             else:
-                flags = variants[name]
-                times[name] += _in_thread(lambda f=flags: loop(*f))
+                fill, events, publish = variants[name]
+                times[name] += _in_thread(lambda: loop(fill, events, publish))  # noqa: B023 - run at once
     base = statistics.median(times["bare"])
     return {
         "gpu": torch.cuda.get_device_name(),
