@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from kame_cli.doctor.report import Check, DoctorReport
+from kame_cli.doctor.stt import SttPlan
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -54,13 +58,16 @@ def run_doctor(opts: DoctorOptions) -> DoctorReport:
         dtype += ", int8 linears"
     checks.append(check_gpu(gpu, needs_gpu, f"front-end {frontend.model}"))
     memory_at = len(checks)  # the plan needs the STT and LLM findings: inserted here afterwards
-    front_check, download = check_frontend(frontend)
+    front_check, download = _guarded("frontend", lambda: check_frontend(frontend), 0)
     checks.append(front_check)
-    int8_check = check_int8(frontend, device, frontend.quantize == "int8")
+    int8 = frontend.quantize == "int8"
+    int8_check, _ = _guarded("int8", lambda: (check_int8(frontend, device, int8), None), None)
     if int8_check is not None:
         checks.append(int8_check)
-    stt_cuda, stt_device = check_stt_cuda(profile.stt)
-    stt_model, stt_plan = check_stt_model(profile.stt, stt_device)
+    stt_cuda, stt_device = _guarded("stt-cuda", lambda: check_stt_cuda(profile.stt), "cpu")
+    stt_model, stt_plan = _guarded(
+        "stt-model", lambda: check_stt_model(profile.stt, stt_device), SttPlan("cpu", "tiny.en", None)
+    )
     checks += [stt_cuda, stt_model]
     checks.append(check_audio("input", opts.input_device))
     checks.append(check_audio("output", opts.output_device))
@@ -68,9 +75,13 @@ def run_doctor(opts: DoctorOptions) -> DoctorReport:
     checks += llm_checks
     checks.append(check_disk(download + stt_plan.download_bytes))
     if device == "cpu" and needs_gpu:
-        checks.insert(memory_at, _vram_needed(frontend))
+        memory, _ = _guarded("memory", lambda: (_vram_needed(frontend), None), None)
+        checks.insert(memory_at, memory)
     else:
-        checks.insert(memory_at, _memory(frontend, device, gpu, stt_plan, llm_memory))
+        memory, _ = _guarded(
+            "memory", lambda: (_memory(frontend, device, gpu, stt_plan, llm_memory), None), None
+        )
+        checks.insert(memory_at, memory)
     return DoctorReport(
         profile={"name": profile.name, "path": profile.shown_path},
         frontend={"model": frontend.model, "device": device, "dtype": dtype, "quantize": frontend.quantize},
@@ -124,3 +135,13 @@ def _vram_needed(frontend: Any) -> Check:
 
 def _no_plan(err: BaseException) -> Check:
     return Check("memory", "warn", f"no plan: the front-end's config does not build ({type(err).__name__})")
+
+
+def _guarded(name: str, check: Callable[[], tuple[Any, T]], fallback: T) -> tuple[Any, T]:
+    """Run `check`; a part of kame's install that is missing becomes that check's failure."""
+    try:
+        return check()
+    except ModuleNotFoundError as err:
+        return Check(
+            name, "fail", f"{err.name} is not installed", "reinstall kame: bash scripts/install.sh"
+        ), fallback

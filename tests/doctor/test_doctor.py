@@ -161,3 +161,15 @@ def test_int8_asked_for_on_the_cpu_path_fails_its_line(capsys: pytest.CaptureFix
     int8 = report.check("int8")
     assert int8.status == "fail" and int8.summary.startswith("--quantize int8 needs a CUDA GPU")
     assert report.frontend.quantize == "int8"
+
+
+def test_a_missing_part_of_the_install_fails_its_own_line_and_the_rest_still_runs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "ctranslate2", None)  # `import ctranslate2` now fails
+    assert run(["doctor", "--profile", "offline", "--json"]) == 1
+    report = DoctorJson.model_validate(json.loads(capsys.readouterr().out))
+    stt = report.check("stt-cuda")
+    assert (stt.status, stt.summary) == ("fail", "ctranslate2 is not installed")
+    assert stt.fix == "reinstall kame: bash scripts/install.sh"
+    assert report.check("llm").status == report.check("frontend").status == "ok"
