@@ -94,5 +94,30 @@ if [ "$PART" = all ] || [ "$PART" = stt ]; then
     run session-stats 60 "$PY" scripts/gpu_probe.py session "$WORK/log/events.jsonl"
 fi
 
+# The issue's targets, from the figures above.
+"$PY" - "$RESULTS" <<'EOF' | tee -a "$SUMMARY"
+import json, sys
+rows = {}
+for line in open(sys.argv[1], encoding="utf-8"):
+    row = json.loads(line)
+    rows[row["name"]] = row
+def result(name):
+    value = rows.get(name, {}).get("result")
+    return value if isinstance(value, dict) else None
+bf16, int8 = result("frontend-bf16"), result("frontend-int8")
+for label, r in (("bf16", bf16), ("int8", int8)):
+    if r:
+        verdict = "met" if r["engine_p99_ms"] <= 40 else "MISSED"
+        print(f"targets: random:7b {label} engine p99 {r['engine_p99_ms']} ms (<= 40 ms: {verdict}), "
+              f"peak reserved {r['peak_reserved_bytes'] / 2**30:.1f} GiB vs doctor plan {r['doctor_plan_bytes'] / 2**30:.1f} GiB, "
+              f"overhead vs bare {r['overhead_p50_pct']:+.1f} % (p50)")
+if bf16 and int8:
+    ratio = int8["peak_reserved_bytes"] / bf16["peak_reserved_bytes"]
+    print(f"targets: int8 peak VRAM {ratio:.0%} of bf16 (<= 60 %: {'met' if ratio <= 0.6 else 'MISSED'})")
+s = result("session-stats")
+if s:
+    print(f"targets: session step p99 {s['step_p99_ms']} ms, {s['deadline_misses']} deadline misses, "
+          f"commit lag p50 {s['commit_lag_p50_s']} s, STT: {s['stt_status']}")
+EOF
 say "== done: $SUMMARY, $RESULTS, $LOGS"
 rm -rf "$WORK"
