@@ -30,9 +30,11 @@ def _register_commands() -> None:
     _registered = True
     from kame_cli.bench.cli import register as register_bench
     from kame_cli.commands import register as register_session_commands
+    from kame_cli.doctor.cli import register as register_doctor
     from kame_cli.profiles.cli import register as register_profiles
 
     register_session_commands(app)
+    register_doctor(app)
     register_profiles(app)
     register_bench(app)
 

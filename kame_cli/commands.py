@@ -26,6 +26,12 @@ def talk(
         str | None, typer.Option(help="Compute device for the front-end: auto, cuda or cpu.")
     ] = None,
     half: Annotated[bool, typer.Option("--half", help="fp16 instead of bf16 (older GPUs).")] = False,
+    quantize: Annotated[
+        str | None,
+        typer.Option(
+            "--quantize", "-q", help="int8: the front-end's linear layers in int8 (12-16 GB GPUs), or none."
+        ),
+    ] = None,
     input_file: Annotated[
         Path | None, typer.Option("--input", "-i", help="Read the user's voice from a WAV file, not the mic.")
     ] = None,
@@ -72,6 +78,7 @@ def talk(
     ] = 0.0,
 ) -> None:
     """Talk with the assistant: microphone and speaker, or a WAV file in and out."""
+    from kame_cli.engine.config import quantize_flag
     from kame_cli.session.talk import TalkOptions, run_talk
 
     code = run_talk(
@@ -80,6 +87,7 @@ def talk(
             model=model,
             device=device,
             half=half,
+            quantize=quantize_flag(quantize),
             input_file=input_file,
             fast=fast,
             output_file=output_file,

@@ -150,7 +150,15 @@ def _in_thread(work: Callable[[], list[float]]) -> list[float]:
 
 
 def run_frontend_bench(
-    model: str, steps: int, device: str, rounds: int, half: bool, seed: int, cpu_threads: int, warmup: int
+    model: str,
+    steps: int,
+    device: str,
+    rounds: int,
+    half: bool,
+    seed: int,
+    cpu_threads: int,
+    warmup: int,
+    quantize: str = "none",
 ) -> FrontendBenchResult:
     """Load `model`, then alternate bare and engine rounds of `steps // rounds` steps each."""
     import torch
@@ -159,13 +167,14 @@ def run_frontend_bench(
     from kame_cli.engine.loader import load_frontend
 
     started = time.perf_counter()
-    cfg = FrontendConfig(model=model, device=device, half=half, cpu_threads=cpu_threads)  # type: ignore[arg-type]
+    cfg = FrontendConfig(model=model, device=device, half=half, cpu_threads=cpu_threads, quantize=quantize)  # type: ignore[arg-type]
     frontend = load_frontend(cfg)
     if frontend.device.type == "cpu":
         torch.set_num_threads(cpu_threads)
     load_s = time.perf_counter() - started
     label = (
-        f"{model} on {_device_name(frontend.device)} ({str(frontend.dtype).removeprefix('torch.')}), "
+        f"{model} on {_device_name(frontend.device)} ({str(frontend.dtype).removeprefix('torch.')}"
+        f"{', int8 linears' if frontend.quantized else ''}), "
         f"torch {torch.__version__}, loaded in {load_s:.1f} s"
     )
     result = FrontendBenchResult(label)
@@ -239,7 +248,11 @@ def register(bench_app: typer.Typer) -> None:
         seed: int = typer.Option(0, help="Sampling seed."),
         cpu_threads: int = typer.Option(1, min=1, help="torch threads on CPU."),
         warmup: int = typer.Option(4, min=2, help="Warm-up steps before each round."),
+        quantize: str = typer.Option("none", help="int8: the LM's linear layers in int8 (CUDA only)."),
     ) -> None:
         """Per-step p50/p95/p99 of the front-end loop and its overhead over a bare moshi loop."""
-        result = run_frontend_bench(model, steps, device, rounds, half, seed, cpu_threads, warmup)
+        from kame_cli.engine.config import quantize_flag
+
+        q = quantize_flag(quantize) or "none"
+        result = run_frontend_bench(model, steps, device, rounds, half, seed, cpu_threads, warmup, q)
         typer.echo(report(result, model))

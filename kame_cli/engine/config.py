@@ -9,6 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from kame_cli.errors import ConfigError
+
+QUANTIZE_CHOICES = ("none", "int8")
+
 
 @dataclass(frozen=True, slots=True)
 class FrontendConfig:
@@ -36,3 +40,13 @@ class FrontendConfig:
     """Live input only: when the loop falls further behind the user than this, it drops the oldest
     frames (counted, with a `degraded` status) instead of answering later and later. `--fast` file
     runs are lossless and ignore it."""
+    quantize: str = field(default="none", metadata={"choices": QUANTIZE_CHOICES})
+    """`int8`: the LM's linear layers in int8 (moshi's bitsandbytes path, CUDA only), for 12-16 GB GPUs;
+    `-q8` checkpoints are int8 already."""
+
+
+def quantize_flag(value: str | None) -> str | None:
+    """The `--quantize` value checked (None: keep the profile's); a bad one is a ConfigError."""
+    if value is None or value in QUANTIZE_CHOICES:
+        return value
+    raise ConfigError(f"--quantize {value}: expected {' or '.join(QUANTIZE_CHOICES)}")

@@ -61,6 +61,8 @@ class Frontend:
     cpu_threads: int = 1
     sample_rate: int = SAMPLE_RATE
     frame_size: int = FRAME_SAMPLES
+    quantized: bool = False
+    """The LM's linear layers are int8 (`--quantize int8`, or a `-q8` checkpoint)."""
 
     @property
     def text_start_id(self) -> int:
@@ -127,18 +129,35 @@ def load_frontend(cfg: FrontendConfig, *, cache_dir: Path | None = None) -> Fron
     """Load the front-end `cfg` names: a built-in, a local directory or a Hugging Face repo id."""
     device = resolve_device(cfg.device)
     dtype = run_dtype(device, cfg.half)
+    int8 = cfg.quantize == "int8"
+    if int8:
+        from kame_cli.engine.quantize import require_int8
+
+        require_int8(device)  # before anything loads: CPU, or a GPU bitsandbytes has no kernel for
     if cfg.model == builtin.TINY:
-        return _tiny_frontend(device, dtype, cfg.cpu_threads)
+        frontend = _tiny_frontend(device, dtype, cfg.cpu_threads)
+        if int8:
+            from kame_cli.engine.quantize import quantize_linears
+
+            quantize_linears(frontend.lm, device)
+            frontend.quantized = True
+        return frontend
     if cfg.model == builtin.FULL_7B:
         # fp32 would need ~29 GiB on a CPU: the hardware check runs in bf16 there too.
         full_dtype = torch.bfloat16 if device.type == "cpu" else dtype
-        return _full_random_frontend(device, full_dtype, cfg.cpu_threads)
+        return _full_random_frontend(device, full_dtype, cfg.cpu_threads, quantize=int8)
     files = resolve_checkpoint(cfg, cache_dir=cache_dir)
-    return _checkpoint_frontend(cfg.model, files, device, dtype, cfg.cpu_threads)
+    return _checkpoint_frontend(cfg.model, files, device, dtype, cfg.cpu_threads, quantize=int8)
 
 
 def _checkpoint_frontend(
-    name: str, files: CheckpointFiles, device: torch.device, dtype: torch.dtype, cpu_threads: int
+    name: str,
+    files: CheckpointFiles,
+    device: torch.device,
+    dtype: torch.dtype,
+    cpu_threads: int,
+    *,
+    quantize: bool = False,
 ) -> Frontend:
     from moshi.models.loaders import CheckpointInfo, get_lora_moshi
 
@@ -166,13 +185,29 @@ def _checkpoint_frontend(
             f"{config_name}: 8-bit (q8) checkpoints run on CUDA only: use a bf16 repo on CPU"
         )
 
+    q8_checkpoint = bool(lm_kwargs.get("quantize"))
+    int8 = quantize and not q8_checkpoint  # a -q8 checkpoint is int8 already: loaded as it is
+    if int8 and lora[0]:
+        raise CheckpointError(
+            f"{config_name}: a LoRA checkpoint cannot be quantized (moshi): drop --quantize"
+        )
+
     lm = _build_lm(lm_kwargs, torch.device("meta"), dtype, config_name)
-    _ensure_fits(loaded_bytes(files.lm_weights, dtype), device, f"{name} (LM weights)")
-    state = read_safetensors(files.lm_weights, device)
+    if int8:
+        from kame_cli.engine.quantize import int8_bytes, quantize_linears
+
+        needed = int8_bytes(lm, dtype)
+    else:
+        needed = loaded_bytes(files.lm_weights, dtype)
+    _ensure_fits(needed, device, f"{name} (LM weights)")
+    # int8: staged on the CPU, then quantized layer by layer on the GPU (the bf16 LM never is there whole).
+    state = read_safetensors(files.lm_weights, torch.device("cpu") if int8 else device)
     upgraded = upgrade_oracle_keys(state, lm, files.lm_weights)
     cast_floats(state, dtype)
     load_state(lm, state, files.lm_weights, assign=True)
     del state
+    if int8:
+        quantize_linears(lm, device)
     if lora[0]:
         if info.lora_weights is None:
             raise CheckpointError(f"{config_name}: lora is on but no lora_name names the LoRA weights")
@@ -197,6 +232,7 @@ def _checkpoint_frontend(
         oracle_from_text_emb=upgraded,
         lm_gen_config=dict(info.lm_gen_config),
         cpu_threads=cpu_threads,
+        quantized=int8 or q8_checkpoint,
     )
 
 
@@ -278,27 +314,30 @@ def _tiny_frontend(device: torch.device, dtype: torch.dtype, cpu_threads: int) -
     return Frontend(builtin.TINY, mimi, lm, tokenizer, device, dtype, cpu_threads=cpu_threads)
 
 
-def _full_random_frontend(device: torch.device, dtype: torch.dtype, cpu_threads: int) -> Frontend:
+def _full_random_frontend(
+    device: torch.device, dtype: torch.dtype, cpu_threads: int, *, quantize: bool = False
+) -> Frontend:
     import sentencepiece
     from moshi.models.loaders import get_mimi
 
     kwargs = builtin.full_lm_config()
+    if quantize:
+        kwargs["quantize"] = True  # moshi quantizes each layer as it builds it on the GPU
     _check_memory(kwargs, device, dtype)
     tokenizer = sentencepiece.SentencePieceProcessor(model_proto=builtin.train_tiny_tokenizer())
     lm = OracleLMModel(device=device, dtype=dtype, **kwargs)  # initialized in place on the device
     lm.eval()
     mimi = get_mimi(None, builtin.full_mimi_config(), device=device, num_codebooks=lm.dep_q)
     builtin.randomize_codebooks(mimi)
-    return Frontend(builtin.FULL_7B, mimi, lm, tokenizer, device, dtype, cpu_threads=cpu_threads)
-
-
-def _element_size(dtype: torch.dtype) -> int:
-    return torch.tensor([], dtype=dtype).element_size()
+    return Frontend(
+        builtin.FULL_7B, mimi, lm, tokenizer, device, dtype, cpu_threads=cpu_threads, quantized=quantize
+    )
 
 
 def _check_memory(kwargs: dict[str, Any], device: torch.device, dtype: torch.dtype) -> None:
     meta = OracleLMModel(device=torch.device("meta"), dtype=dtype, **kwargs)
-    needed = sum(p.numel() for p in meta.parameters()) * _element_size(dtype)
+    # Exact for int8 too: the meta model holds int8 weights and fp32 scales then.
+    needed = sum(p.numel() * p.element_size() for p in meta.parameters())
     _ensure_fits(needed, device, "random:7b")
 
 

@@ -183,6 +183,8 @@ def frontend_config(profile: Profile, opts: TalkOptions) -> FrontendConfig:
         overrides["device"] = opts.device
     if opts.half:
         overrides["half"] = True
+    if opts.quantize is not None:
+        overrides["quantize"] = opts.quantize
     if opts.seed is not None:
         overrides["seed"] = opts.seed
     return replace(profile.frontend, **overrides)

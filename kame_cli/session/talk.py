@@ -36,6 +36,8 @@ class TalkOptions:
     model: str | None = None
     device: str | None = None
     half: bool = False
+    quantize: str | None = None
+    """`int8` (or `none`) overrides the profile's `[frontend] quantize`."""
     input_file: Path | None = None
     fast: bool = False
     output_file: Path | None = None

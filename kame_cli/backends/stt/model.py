@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,9 +31,12 @@ class SttModel:
     path: str
     device: str
     compute_type: str
+    fallback: str | None = None
+    """Why CUDA STT could not start, when this is the CPU model run in its place."""
 
     def describe(self) -> str:
-        return f"{self.name} on {self.device} ({self.compute_type})"
+        shown = f"{self.name} on {self.device} ({self.compute_type})"
+        return shown if self.fallback is None else f"{shown}: CUDA STT unavailable, {self.fallback}"
 
 
 def resolve_device(device: str) -> str:
@@ -133,20 +136,58 @@ def resolve_model_path(cfg: SttConfig, device: str) -> tuple[str, Path]:
 
 
 def load_stt_model(cfg: SttConfig) -> SttModel:
-    """Load the Whisper model named by `cfg`; raises a KameError with the fix when it cannot."""
+    """Load the Whisper model named by `cfg`; raises a KameError with the fix when it cannot.
+
+    On CUDA, cuBLAS/cuDNN are first preloaded from the pip packages (see `cuda.py`). When CUDA STT
+    still cannot start (no library, out of memory, the `auto` model unavailable), the bundled
+    tiny.en runs on CPU instead and `fallback` says why: the session goes on.
+    """
+    device = resolve_device(cfg.device)
+    if device != "cuda":
+        return _load(cfg, device)
+    from kame_cli.backends.stt import cuda
+
+    try:
+        cuda.require_cuda_libraries()
+        return _load(cfg, device)
+    except cuda.CudaSttUnavailableError as err:
+        on_cpu = replace(cfg, model=CPU_DEFAULT_MODEL, device="cpu", compute_type="auto")
+        return replace(_load(on_cpu, "cpu"), fallback=f"{err}: running {CPU_DEFAULT_MODEL} on CPU")
+
+
+def _load(cfg: SttConfig, device: str) -> SttModel:
     import ctranslate2
     import tokenizers
     from faster_whisper.feature_extractor import FeatureExtractor
     from faster_whisper.tokenizer import Tokenizer
 
-    device = resolve_device(cfg.device)
-    compute_type = resolve_compute_type(cfg.compute_type, device)
-    name, path = resolve_model_path(cfg, device)
+    try:
+        compute_type = resolve_compute_type(cfg.compute_type, device)
+    except RuntimeError as err:  # CTranslate2 asks the CUDA driver which types the GPU has
+        from kame_cli.backends.stt.cuda import CudaSttUnavailableError
+
+        raise CudaSttUnavailableError(f"CUDA does not answer ({err})") from err
+    try:
+        name, path = resolve_model_path(cfg, device)
+    except ModelNotAvailableError as err:
+        if device == "cuda" and cfg.model == "auto":
+            from kame_cli.backends.stt.cuda import CudaSttUnavailableError
+
+            raise CudaSttUnavailableError(str(err)) from err  # the user asked for no particular model
+        raise
     try:
         whisper = ctranslate2.models.Whisper(
             str(path), device=device, compute_type=compute_type, intra_threads=cfg.cpu_threads
         )
+        if device == "cuda":
+            from kame_cli.backends.stt.cuda import warm_up
+
+            warm_up(whisper, FeatureExtractor(**_feature_kwargs(path)).mel_filters.shape[0])
     except (RuntimeError, ValueError) as err:
+        if device == "cuda":  # out of memory, a driver too old: the CPU can still listen
+            from kame_cli.backends.stt.cuda import CudaSttUnavailableError
+
+            raise CudaSttUnavailableError(f"{name!r} cannot be loaded on cuda ({err})") from err
         raise ModelNotAvailableError(
             f"[stt] model {name!r} at {path} cannot be loaded on {device} ({err}): "
             f"check the directory or [stt] compute_type"

@@ -1,0 +1,213 @@
+"""GPU measurements for issue 9 that `kame bench` does not print; run by scripts/gpu_check.sh.
+
+Each subcommand prints ONE JSON object on stdout (notes on stderr):
+  frontend --model M --quantize none|int8   step p50/p99 (engine, bare moshi), overhead, peak VRAM,
+                                            and the doctor's plan for the same setup
+  overhead                                  random:tiny on CUDA: the bare loop with the engine's
+                                            per-step extras added one at a time (the 16 % question)
+  session EVENTS.jsonl                      step p50/p99, deadline misses, STT commit lag of a session log
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's kame_cli
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    from kame_cli.stats import percentile
+
+    return round(percentile(values, q), 3) if values else None
+
+
+def frontend(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from kame_cli.bench.frontend import run_frontend_bench
+    from kame_cli.doctor.memory import frontend_memory, stt_memory
+    from kame_cli.engine.config import FrontendConfig
+
+    cfg = FrontendConfig(model=args.model, quantize=args.quantize)
+    as_loaded, with_int8 = frontend_memory(cfg, "cuda")
+    plan = (with_int8 if args.quantize == "int8" else as_loaded).total
+    torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    result = run_frontend_bench(args.model, args.steps, "cuda", args.rounds, False, 0, 1, 4, args.quantize)
+    return {
+        "model": args.model,
+        "quantize": args.quantize,
+        "gpu": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "wall_s": round(time.perf_counter() - started, 1),
+        "label": result.label,
+        "engine_p50_ms": _pct(result.engine_ms, 50),
+        "engine_p99_ms": _pct(result.engine_ms, 99),
+        "bare_p50_ms": _pct(result.bare_ms, 50),
+        "bare_p99_ms": _pct(result.bare_ms, 99),
+        "overhead_mean_pct": round(result.overhead_pct, 2),
+        "overhead_p50_pct": round(result.overhead_p50_pct, 2),
+        "encode_p50_ms": _pct(result.encode_ms, 50),
+        "lm_p50_ms": _pct(result.lm_ms, 50),
+        "decode_p50_ms": _pct(result.decode_ms, 50),
+        "deadline_misses": result.deadline_misses,
+        "peak_allocated_bytes": torch.cuda.max_memory_allocated(),
+        "peak_reserved_bytes": torch.cuda.max_memory_reserved(),
+        "doctor_plan_bytes": plan,
+        "doctor_stt_small_en_bytes": stt_memory("small.en", None, "cuda"),
+    }
+
+
+def overhead(args: argparse.Namespace) -> dict[str, Any]:
+    """Hypothesis: on a launch-bound tiny model the engine's extra CUDA calls per step (the oracle
+    token's fill_, four timing events, their synchronize and elapsed_time) and its Python between
+    steps cost a fixed ~1 ms that a 7B step hides. Each variant adds one extra to the bare loop."""
+    import numpy as np
+    import torch
+
+    from kame_cli.bench.frontend import FrontendBenchResult, _engine_round, _frames, _in_thread
+    from kame_cli.bus import EventBus
+    from kame_cli.engine.config import FrontendConfig
+    from kame_cli.engine.loader import load_frontend
+    from kame_cli.events import StepTiming
+
+    front = load_frontend(FrontendConfig(model="random:tiny", device="cuda"))
+    frames = _frames(args.steps, 0)
+
+    def loop(fill: bool, events: bool, publish: bool) -> list[float]:
+        lm_gen = front.make_lm_gen()
+        bus = EventBus()
+        sink = bus.subscribe("panel", maxsize=1 << 16)
+        stamps: list[float] = []
+        marks = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
+        with torch.no_grad(), front.mimi.streaming(1), lm_gen.streaming(1):
+            silence = torch.zeros(1, 1, 1920, device="cuda")
+            for _ in range(4):
+                front.lm.set_oracle_token(front.text_padding_id)
+                tokens = lm_gen.step(front.mimi.encode(silence))
+                if tokens is not None:
+                    front.mimi.decode(tokens[:, 1:]).cpu()
+            front.mimi.reset_streaming()
+            lm_gen.reset_streaming()
+            for step, frame in enumerate(frames):
+                if fill:
+                    front.lm.set_oracle_token(front.text_padding_id)
+                if events:
+                    marks[0].record()
+                codes = front.mimi.encode(torch.from_numpy(frame).to("cuda")[None, None])
+                if events:
+                    marks[1].record()
+                tokens = lm_gen.step(codes)
+                out = np.zeros(1920, dtype=np.float32)
+                if tokens is not None:
+                    int(tokens[0, 0, 0].item())
+                    if events:
+                        marks[2].record()
+                    out = front.mimi.decode(tokens[:, 1:])[0, 0].float().cpu().numpy()
+                elif events:
+                    marks[2].record()
+                if events:
+                    marks[3].record()
+                    marks[3].synchronize()
+                    stages = [marks[i].elapsed_time(marks[i + 1]) for i in range(3)]
+                else:
+                    stages = [0.0, 0.0, 0.0]
+                stamps.append(time.perf_counter())
+                if publish:
+                    bus.publish(StepTiming(0.0, step, stages[0], stages[1], stages[2], 0.0))
+        sink.drain()
+        del out
+        return [(b - a) * 1000.0 for a, b in itertools.pairwise(stamps)]
+
+    variants = {
+        "bare": (False, False, False),
+        "bare+fill": (True, False, False),
+        "bare+fill+events": (True, True, False),
+        "bare+fill+events+publish": (True, True, True),
+    }
+    times: dict[str, list[float]] = {name: [] for name in [*variants, "engine"]}
+    for round_index in range(args.rounds):
+        order = list(times) if round_index % 2 == 0 else list(reversed(times))
+        for name in order:
+            if name == "engine":
+                result = FrontendBenchResult("engine")
+                times[name] += _engine_round(front, frames, 0, 4, result)
+            else:
+                fill, events, publish = variants[name]
+                times[name] += _in_thread(lambda: loop(fill, events, publish))  # noqa: B023 - run at once
+    base = statistics.median(times["bare"])
+    return {
+        "gpu": torch.cuda.get_device_name(),
+        "steps_per_round": args.steps,
+        "rounds": args.rounds,
+        "p50_ms": {name: _pct(values, 50) for name, values in times.items()},
+        "p99_ms": {name: _pct(values, 99) for name, values in times.items()},
+        "delta_p50_pct_vs_bare": {
+            name: round((statistics.median(values) / base - 1) * 100, 1) for name, values in times.items()
+        },
+    }
+
+
+def session(args: argparse.Namespace) -> dict[str, Any]:
+    steps: list[float] = []
+    misses = 0
+    commit_lag: list[float] = []
+    final_lag: list[float] = []
+    committed = ""
+    statuses: list[str] = []
+    for line in Path(args.events).read_text(encoding="utf-8").splitlines():
+        event = json.loads(line)
+        kind = event.get("type") or event.get("event") or ""
+        if kind == "StepTiming":
+            steps.append(float(event["total_ms"]))
+        elif kind == "DeadlineMiss":
+            misses += 1
+        elif kind == "PartialTranscript":
+            if len(event["committed"]) > len(committed):
+                commit_lag.append(float(event["t"]) - float(event["audio_end"]))
+            committed = event["committed"]
+        elif kind == "FinalTranscript":
+            final_lag.append(float(event["t"]) - float(event["audio_end"]))
+            committed = ""
+        elif kind == "BackendStatus":
+            statuses.append(f"{event['component']}: {event['state']}: {event['message']}")
+    return {
+        "steps": len(steps),
+        "step_p50_ms": _pct(steps, 50),
+        "step_p99_ms": _pct(steps, 99),
+        "deadline_misses": misses,
+        "commit_lag_p50_s": _pct(commit_lag, 50),
+        "commit_lag_p95_s": _pct(commit_lag, 95),
+        "final_after_audio_end_p50_s": _pct(final_lag, 50),
+        "stt_status": [s for s in statuses if s.startswith("stt:")][:3],
+    }
+
+
+def main() -> None:
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("frontend")
+    p.add_argument("--model", default="random:7b")
+    p.add_argument("--quantize", default="none", choices=["none", "int8"])
+    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--rounds", type=int, default=6)
+    p = sub.add_parser("overhead")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--rounds", type=int, default=6)
+    p = sub.add_parser("session")
+    p.add_argument("events")
+    args = parser.parse_args()
+    result = {"frontend": frontend, "overhead": overhead, "session": session}[args.command](args)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
