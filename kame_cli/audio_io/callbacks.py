@@ -7,15 +7,20 @@ data path can be driven block by block with the arrays and CallbackFlags PortAud
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from kame_cli.audio_io.aec import input_latency_s, output_latency_s
 from kame_cli.audio_io.frames import FrameAssembler, FrameCallback, SampleFifo, downmix
 from kame_cli.audio_io.resampling import StreamResampler
 from kame_cli.bus import EventSink
 from kame_cli.clock import FRAME_SAMPLES, SAMPLE_RATE, SessionClock
 from kame_cli.events import AudioXrun
+
+FarEndTap = Callable[[np.ndarray, int, "float | None"], None]
+"""(block as played, device rate, seconds until its first sample reaches the DAC or None)."""
 
 
 class CaptureCallback:
@@ -35,6 +40,9 @@ class CaptureCallback:
         self._clock = clock or SessionClock()
         self._events = events
         self.overflows = 0
+        self.latency_s: float | None = None
+        """[aec] How long before this callback the latest block's last sample was captured (stream
+        timestamps; None when the host API gives none). Read by the echo canceller in `on_frame`."""
 
     @property
     def frames_delivered(self) -> int:
@@ -45,6 +53,7 @@ class CaptureCallback:
             self.overflows += 1
             if self._events is not None:
                 self._events.publish(AudioXrun(self._clock.now(), "input_overflow", self.overflows))
+        self.latency_s = input_latency_s(time, frames, self.device_rate)  # [aec]
         self._assembler.push(self._resampler.process(downmix(indata[:frames])))
 
 
@@ -80,6 +89,9 @@ class PlaybackCallback:
         """Frames thrown away (oldest first) because the queue was full: the consumer fell behind."""
         self.frames_taken = 0
         """Frames moved from the queue into the device stream."""
+        self.far_end: FarEndTap | None = None
+        """[aec] Gets every block exactly as handed to the device (mono, device rate, silence included)
+        and the time until it is played: the echo canceller's reference. Must only copy."""
 
     def enqueue(self, frame: np.ndarray) -> None:
         """Adds a frame (never blocks); a full queue drops its oldest frame."""
@@ -115,6 +127,8 @@ class PlaybackCallback:
         filled = self._fifo.pop_into(block)
         block[filled:] = 0.0
         outdata[:frames] = block[:, None]
+        if self.far_end is not None:  # [aec]
+            self.far_end(block, self.device_rate, output_latency_s(time))
         short = filled < frames and not self.draining
         if short or status.output_underflow:
             self.underruns += 1

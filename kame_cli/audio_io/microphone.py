@@ -50,6 +50,11 @@ class MicrophoneSource:
         return 0 if self._capture is None else self._capture.overflows
 
     @property
+    def input_latency_s(self) -> float | None:
+        """[aec] Age of the latest block's last sample at its callback (stream timestamps), or None."""
+        return None if self._capture is None else self._capture.latency_s
+
+    @property
     def duration_s(self) -> None:
         return None
 
