@@ -56,6 +56,22 @@ def talk(
         bool, typer.Option("--no-llm", help="Run the front-end alone, without the oracle.")
     ] = False,
     seed: Annotated[int | None, typer.Option(help="Sampling seed for the front-end.")] = None,
+    aec: Annotated[
+        str | None,
+        typer.Option(
+            "--aec", help="Echo cancellation: auto (on when playing through a speaker), on or off."
+        ),
+    ] = None,
+    headphones: Annotated[
+        bool, typer.Option("--headphones", help="The voice plays into headphones: same as --aec off.")
+    ] = False,
+    echo_reference: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --input: the assistant's output as played (a log's output.wav, or the same "
+            "--output-stereo file), replayed through the echo canceller."
+        ),
+    ] = None,
 ) -> None:
     """Talk with the assistant: microphone and speaker, or a WAV file in and out."""
     from kame_cli.session.talk import TalkOptions, run_talk
@@ -77,6 +93,9 @@ def talk(
             no_ui=no_ui,
             no_llm=no_llm,
             seed=seed,
+            aec=aec,
+            headphones=headphones,
+            echo_reference=echo_reference,
         )
     )
     raise typer.Exit(code)

@@ -41,6 +41,7 @@ _ERLE_ALPHA = 0.05  # per far-active frame: ERLE averages over the last ~1.6 s o
 _MAX_FAR_S = 2.0  # far-end audio kept beyond this is stale (no microphone read it): dropped
 _MAX_LATENCY_S = 2.0  # a stream timestamp claiming more than this is not believed
 _DELAY_WINDOW = 25  # latency readings (one per block) the delay estimate is the median of
+_SLIP_S = 0.005  # a timestamp this far from where the previous block ended is a latency change
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,14 +222,35 @@ class EchoCanceller:
             if resampler is None:
                 resampler = self._resamplers[rate] = StreamResampler(rate, SAMPLE_RATE)
             samples = resampler.process(block)
-            # The newest timestamp wins: the head follows a latency change at once.
-            self._far_head = play_time - len(self._far) / SAMPLE_RATE
-            self._far.push(samples)
+            self._place(play_time, samples)
         stale = len(self._far) - round(_MAX_FAR_S * SAMPLE_RATE)
         if self._far_head is not None and stale > 0:
             self._far.pop(stale)
             self._far_dropped += stale
             self._far_head += stale / SAMPLE_RATE
+
+    def _place(self, play_time: float, samples: np.ndarray) -> None:
+        """Appends a block where its timestamp puts it on the far end's time line.
+
+        Blocks normally follow each other sample for sample, and timestamps jitter by a millisecond
+        or two: within `_SLIP_S` the block is appended as is. A latency change shows as a jump: the
+        device played nothing for a while (silence is inserted) or the newest block overlaps audio
+        not yet fed (that audio is dropped), as it did in the air.
+        """
+        if self._far_head is None:
+            self._far_head = play_time
+        gap = play_time - (self._far_head + len(self._far) / SAMPLE_RATE)
+        if gap > _SLIP_S:
+            self._far.push(np.zeros(round(gap * SAMPLE_RATE), dtype=np.float32))
+        elif gap < -_SLIP_S:
+            overlap = min(len(self._far), round(-gap * SAMPLE_RATE))
+            kept = self._far.pop(len(self._far) - overlap)
+            self._far.pop(overlap)
+            self._far.push(kept)
+            self._far_dropped += overlap
+            if len(self._far) == 0:
+                self._far_head = play_time
+        self._far.push(samples)
 
     def _feed_far_until(self, limit: float) -> float:
         """Feeds AEC3 the far chunks played before `limit`; returns their summed squares."""

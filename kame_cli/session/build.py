@@ -32,13 +32,19 @@ def build_session(opts: TalkOptions, stack: contextlib.ExitStack, out: TextIO) -
         raise ConfigError("--fast needs --input FILE: a microphone can only be read in real time")
     if opts.output_stereo and opts.output_file is None:
         raise ConfigError("--output-stereo needs --output FILE: it sets that file's channel layout")
+    if opts.echo_reference is not None and opts.input_file is None:  # [aec]
+        raise ConfigError("--echo-reference replays a recording: it needs --input FILE (the recorded microphone)")
     profile = load_profile(opts.profile)
     frontend_cfg = frontend_config(profile, opts)
+    from kame_cli.audio_io.aec_wiring import aec_mode  # [aec] a contradictory --aec: before anything opens
+
+    aec = aec_mode(profile.audio, aec=opts.aec, headphones=opts.headphones)
     if not opts.no_llm:
         check_environment(profile)  # a missing API key variable: one line, before anything loads
     clock = SessionClock()
     bus = EventBus()
     source, output_sinks, recorders = _audio_parts(opts, bus, clock)
+    echo = _microphone_echo(opts, profile, aec, source, output_sinks, bus, clock)  # [aec]
     frontend_cfg = replace(frontend_cfg, device=compute_device(frontend_cfg))
 
     console = Console(file=sys.stderr)
@@ -100,6 +106,7 @@ def build_session(opts: TalkOptions, stack: contextlib.ExitStack, out: TextIO) -
         stt=stt,
         oracle=oracle,
         fast=opts.fast,
+        echo=echo,
     )
     session = Session(parts, bus, clock)
     stack.callback(session.stop)
@@ -155,7 +162,10 @@ def _audio_parts(opts: TalkOptions, bus: EventBus, clock: SessionClock) -> tuple
     output_sinks: list[Any] = []
     recorders: list[Any] = []
     if opts.input_file is not None:
-        source: Any = FileSource(opts.input_file, paced=not opts.fast, clock=clock)
+        from kame_cli.audio_io.aec_wiring import input_channel  # [aec] a stereo recording: user left
+
+        channel = input_channel(opts.input_file, opts.echo_reference)
+        source: Any = FileSource(opts.input_file, paced=not opts.fast, clock=clock, channel=channel)
     else:
         source = MicrophoneSource(opts.input_device, clock=clock, events=bus)
     if opts.output_file is not None:
@@ -166,6 +176,31 @@ def _audio_parts(opts: TalkOptions, bus: EventBus, clock: SessionClock) -> tuple
     if (opts.input_file is None and not opts.no_speaker) or opts.output_device is not None:
         output_sinks.append(SpeakerSink(opts.output_device, clock=clock, events=bus))
     return source, output_sinks, recorders
+
+
+def _microphone_echo(
+    opts: TalkOptions,
+    profile: Profile,
+    mode: str,
+    source: Any,
+    sinks: list[Any],
+    bus: EventBus,
+    clock: SessionClock,
+) -> Any:
+    """[aec] The echo canceller for the microphone path (None when it does not run)."""
+    from kame_cli.audio_io import SpeakerSink
+    from kame_cli.audio_io.aec_wiring import build_microphone_echo
+
+    speaker = next((s for s in sinks if isinstance(s, SpeakerSink)), None)
+    return build_microphone_echo(
+        profile.audio,
+        mode,
+        source=source,
+        speaker=speaker,
+        echo_reference=opts.echo_reference,
+        events=bus,
+        clock=clock,
+    )
 
 
 class _UserChannel:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +50,8 @@ class SessionParts:
     """`kame_cli.backends.oracle.producer.OracleProducer`, or None."""
     fast: bool = False
     """The source is a file read as fast as possible: it may wait for the front-end."""
+    echo: Callable[[np.ndarray], np.ndarray] | None = None
+    """[aec] The echo canceller on the microphone path (`audio_io.aec_wiring.MicrophoneEcho`), or None."""
 
 
 class Session:
@@ -151,9 +153,12 @@ class Session:
                 time.sleep(0.002)
         index = self.frames_in
         self.frames_in += 1
-        p.frontend_loop.submit_frame(pcm)
+        # [aec] Front-end and STT hear the frame with the echo removed; the recorders keep the raw
+        # microphone, so a logged session can be replayed through the canceller (--echo-reference).
+        heard = pcm if p.echo is None else p.echo(pcm)
+        p.frontend_loop.submit_frame(heard)
         if p.stt is not None:
-            p.stt.submit_frame(pcm)
+            p.stt.submit_frame(heard)
         for recorder in p.recorders:
             recorder.write(index, pcm)
 

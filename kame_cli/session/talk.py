@@ -37,6 +37,12 @@ class TalkOptions:
     no_ui: bool = False
     no_llm: bool = False
     seed: int | None = None
+    aec: str | None = None
+    """[aec] `auto`, `on` or `off`; None keeps the profile's `[audio] aec`."""
+    headphones: bool = False
+    """[aec] The assistant plays into headphones: no echo to cancel (same as `--aec off`)."""
+    echo_reference: Path | None = None
+    """[aec] Replay a recorded session: the assistant's output as played while `input_file` was recorded."""
 
 
 class StopRequest:

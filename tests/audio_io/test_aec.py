@@ -1,0 +1,201 @@
+"""The echo canceller (WebRTC AEC3 via livekit) on the real stream callbacks, in a simulated room."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kame_cli.audio_io.aec import EchoCanceller, resolve_aec
+from kame_cli.audio_io.aec_wiring import aec_mode, build_microphone_echo
+from kame_cli.audio_io.callbacks import CaptureCallback, PlaybackCallback
+from kame_cli.audio_io.config import AudioConfig
+from kame_cli.audio_io.files import FileSource
+from kame_cli.audio_io.room import ManualClock, RoomSetup, SimulatedDuplex, shoebox_rir
+from kame_cli.clock import FRAME_SAMPLES, SAMPLE_RATE
+from kame_cli.errors import ConfigError
+from tests.support.speech import concat, synthesize
+
+ASSISTANT = (
+    "Good morning. I am the assistant, speaking through the loudspeaker on your desk. "
+    "Today will be sunny with a light breeze, and tomorrow brings rain in the afternoon."
+)
+
+
+@pytest.fixture(scope="module")
+def far_speech() -> np.ndarray:
+    """About ten seconds of the assistant's voice (espeak-ng), at 24 kHz."""
+    return concat([0.3, synthesize(ASSISTANT), 0.3]).astype(np.float32) * 0.5
+
+
+@pytest.fixture(scope="module")
+def rir() -> np.ndarray:
+    """A shoebox room (RT60 0.4 s), speaker 1 m from the microphone, at 24 kHz."""
+    setup = RoomSetup(distance_m=1.0, rt60_s=0.4, device_delay_s=0.1, level_db=0.0, dims_m=(5.0, 4.0, 2.8))
+    return shoebox_rir(setup, SAMPLE_RATE, np.random.default_rng(7))
+
+
+class _Rig:
+    """The speaker's and the microphone's real callbacks around a canceller, in a simulated room."""
+
+    def __init__(self, rir: np.ndarray, out_latency_s: float, in_latency_s: float) -> None:
+        self.clock = ManualClock()
+        self.canceller = EchoCanceller(clock=self.clock)
+        self.playback = PlaybackCallback(SAMPLE_RATE, clock=self.clock, max_queued_frames=1000)
+        self.playback.far_end = self.canceller.add_far_end
+        self.raw: list[np.ndarray] = []
+        self.clean: list[np.ndarray] = []
+        self.capture = CaptureCallback(SAMPLE_RATE, self._on_frame, clock=self.clock)
+        self.room = SimulatedDuplex(
+            rate=SAMPLE_RATE,
+            block=FRAME_SAMPLES,
+            rir=rir,
+            out_latency_s=out_latency_s,
+            in_latency_s=in_latency_s,
+            clock=self.clock,
+        )
+
+    def _on_frame(self, frame: np.ndarray) -> None:
+        self.raw.append(frame)
+        self.clean.append(self.canceller.process(frame, self.capture.latency_s))
+
+    def play(self, audio: np.ndarray, extra_blocks: int = 0) -> None:
+        frames = audio[: len(audio) // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
+        for frame in frames:
+            self.playback.enqueue(frame)
+        for _ in range(len(frames) + extra_blocks):
+            self.room.tick(self.playback, self.capture)
+
+
+def _erle_db(raw: list[np.ndarray], clean: list[np.ndarray], first: int, last: int) -> float:
+    r, c = np.concatenate(raw[first:last]), np.concatenate(clean[first:last])
+    return float(10 * np.log10(np.mean(r**2) / np.mean(c**2)))
+
+
+def test_the_canceller_removes_a_delayed_room_filtered_copy_of_the_far_end(
+    far_speech: np.ndarray, rir: np.ndarray
+) -> None:
+    rig = _Rig(rir, out_latency_s=0.090, in_latency_s=0.030)
+    rig.play(far_speech, extra_blocks=5)
+
+    n = len(rig.clean)
+    # After the first two seconds (AEC3 converging), the echo is down by at least 20 dB.
+    assert _erle_db(rig.raw, rig.clean, 25, n) >= 20.0
+    stats = rig.canceller.stats()
+    assert stats.frames == n
+    assert stats.erle_db is not None and stats.erle_db >= 20.0
+    assert stats.delay_ms == pytest.approx(120.0, abs=1.0)  # output 90 ms + input 30 ms
+    # Without the reference the same microphone signal keeps its echo: the removal is the canceller's.
+    assert _erle_db(rig.raw, rig.raw, 25, n) == 0.0
+
+
+def test_the_delay_estimate_follows_a_change_of_the_device_delay(far_speech: np.ndarray, rir: np.ndarray) -> None:
+    rig = _Rig(rir, out_latency_s=0.040, in_latency_s=0.020)
+    half = len(far_speech) // 2
+    rig.play(far_speech[:half])
+    before = rig.canceller.stats().delay_ms
+    changed_at = len(rig.clean)
+    # The output's buffering grows by 110 ms mid-session (a device that re-negotiated its buffers).
+    rig.room.out_latency_s = 0.150
+    rig.play(far_speech[half:], extra_blocks=5)
+    after = rig.canceller.stats().delay_ms
+
+    assert before == pytest.approx(60.0, abs=1.0)
+    assert after == pytest.approx(170.0, abs=1.0)
+    # The far end is re-aligned from the timestamps at once: the echo stays cancelled after the change.
+    assert _erle_db(rig.raw, rig.clean, changed_at + 5, len(rig.clean)) >= 20.0
+
+
+def test_auto_runs_the_canceller_only_when_a_speaker_plays_while_a_microphone_listens(tmp_path: Path) -> None:
+    assert resolve_aec("auto", speaker_and_microphone=True) is True
+    assert resolve_aec("auto", speaker_and_microphone=False) is False  # file input or --no-speaker
+    assert resolve_aec("auto", speaker_and_microphone=False, echo_reference=True) is True
+    assert resolve_aec("on", speaker_and_microphone=False) is True
+    assert resolve_aec("off", speaker_and_microphone=True) is False
+
+    cfg = AudioConfig()
+    assert aec_mode(cfg, aec=None, headphones=False) == "auto"
+    assert aec_mode(AudioConfig(aec="on"), aec=None, headphones=False) == "on"
+    assert aec_mode(AudioConfig(aec="on"), aec=None, headphones=True) == "off"  # --headphones
+    assert aec_mode(cfg, aec="off", headphones=False) == "off"
+    with pytest.raises(ConfigError, match="--headphones turns echo cancellation off"):
+        aec_mode(cfg, aec="on", headphones=True)
+    with pytest.raises(ConfigError, match="--aec must be one of auto, on, off"):
+        aec_mode(cfg, aec="maybe", headphones=False)
+
+    wav = tmp_path / "in.wav"
+    import soundfile as sf
+
+    sf.write(wav, np.zeros(SAMPLE_RATE, dtype=np.float32), SAMPLE_RATE)
+    clock = ManualClock()
+    file_source = FileSource(wav, paced=False)
+    # A file source with no speaker: auto leaves the microphone path alone; on builds the canceller.
+    assert build_microphone_echo(cfg, "auto", source=file_source, speaker=None, echo_reference=None,
+                                 events=None, clock=clock) is None
+    hook = build_microphone_echo(cfg, "on", source=file_source, speaker=None, echo_reference=None,
+                                 events=None, clock=clock)
+    assert hook is not None
+
+
+def test_aec_off_leaves_the_microphone_path_bit_exact(tmp_path: Path) -> None:
+    from kame_cli.bus import EventBus
+    from kame_cli.session.runtime import Session, SessionParts
+
+    import soundfile as sf
+
+    rng = np.random.default_rng(3)
+    wav = tmp_path / "in.wav"
+    sf.write(wav, rng.uniform(-0.5, 0.5, 5 * FRAME_SAMPLES).astype(np.float32), SAMPLE_RATE, subtype="FLOAT")
+    expected = list(FileSource(wav, paced=False).frames())
+
+    def heard(mode: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        clock = ManualClock()
+        source = FileSource(wav, paced=False)
+        hook = build_microphone_echo(AudioConfig(), mode, source=source, speaker=None, echo_reference=None,
+                                     events=None, clock=clock)
+        frontend, stt = _Consumer(), _Consumer()
+        session = Session(SessionParts(frontend_loop=frontend, source=source, output=_NoSink(), stt=stt,
+                                       echo=hook), EventBus(), clock)
+        session.start()
+        assert source.wait(10)
+        session.stop()
+        return frontend.frames, stt.frames
+
+    for frames in heard("off"):
+        assert len(frames) == len(expected)
+        for got, want in zip(frames, expected, strict=True):
+            np.testing.assert_array_equal(got, want)
+    # The same path with the canceller on changes the samples (int16 round trip, high-pass):
+    # the equality above is not a property of the test rig.
+    frontend_on, _ = heard("on")
+    assert not np.array_equal(np.concatenate(frontend_on), np.concatenate(expected))
+
+
+class _Consumer:
+    """Stands in for the front-end loop and the STT worker: keeps the frames handed to it."""
+
+    def __init__(self) -> None:
+        self.frames: list[np.ndarray] = []
+        self.backlog = 0
+        self.error = None
+
+    def submit_frame(self, pcm: np.ndarray) -> None:
+        self.frames.append(np.array(pcm, copy=True))
+
+    def start(self) -> None:
+        return None
+
+    def stop(self, timeout: float | None = None) -> bool:
+        return True
+
+
+class _NoSink:
+    def start(self) -> None:
+        return None
+
+    def write(self, step: int, pcm: np.ndarray) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
