@@ -58,6 +58,8 @@ class AecStats:
     cpu_ms_per_frame: float
     """Mean thread CPU time of `process` per 80 ms frame (AEC3 and the bookkeeping)."""
     cpu_ms_max: float
+    far_fed_s: float
+    """Far-end audio fed to AEC3 so far (seconds at 24 kHz)."""
     far_dropped_s: float
     """Far-end audio dropped as stale (no microphone frame came to pair it with)."""
 
@@ -142,6 +144,7 @@ class EchoCanceller:
         self._out_power: float | None = None
         self._residual_last: float | None = None
         self._far_dropped = 0
+        self._far_fed = 0
 
     # --- far end (speaker's callback thread) ------------------------------------------------------
 
@@ -210,6 +213,7 @@ class EchoCanceller:
             residual_ms=None if self._residual_last is None else 1000.0 * self._residual_last,
             cpu_ms_per_frame=1000.0 * self._cpu_total / max(1, self._frames),
             cpu_ms_max=1000.0 * self._cpu_max,
+            far_fed_s=self._far_fed / SAMPLE_RATE,
             far_dropped_s=self._far_dropped / SAMPLE_RATE,
         )
 
@@ -263,6 +267,7 @@ class EchoCanceller:
         return power
 
     def _far_chunk(self, chunk: np.ndarray) -> None:
+        self._far_fed += chunk.shape[0]
         self._far_pcm[:] = _to_pcm16(chunk)
         self._apm.process_reverse_stream(self._far_frame)
 

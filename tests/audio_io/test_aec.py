@@ -199,3 +199,60 @@ class _NoSink:
 
     def close(self) -> None:
         return None
+
+
+DUPLEX = """
+import json, threading
+import numpy as np
+from kame_cli.audio_io import MicrophoneSource, SpeakerSink
+from kame_cli.audio_io.aec_wiring import build_microphone_echo
+from kame_cli.audio_io.config import AudioConfig
+from kame_cli.bus import EventBus
+from kame_cli.clock import SessionClock
+
+bus, clock = EventBus(), SessionClock()
+events = bus.subscribe("events")
+speaker = SpeakerSink("kame_speaker", clock=clock, max_queued_frames=100)
+mic = MicrophoneSource("kame_mic", clock=clock)
+hook = build_microphone_echo(AudioConfig(), "on", source=mic, speaker=speaker, echo_reference=None,
+                             events=bus, clock=clock)
+tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(1920 * 60) / 24000)).astype(np.float32)
+for step, frame in enumerate(tone.reshape(60, 1920)):
+    speaker.write(step, frame)
+out, enough = [], threading.Event()
+
+def on_frame(frame):
+    if len(out) < 40:
+        out.append(hook(frame))
+    else:
+        enough.set()
+
+speaker.start()
+mic.start(on_frame)
+got = enough.wait(30)
+mic.stop()
+speaker.close()
+stats = hook.canceller.stats()
+clean = np.stack(out)
+print(json.dumps(dict(
+    got=got, error=repr(mic.error), frames=stats.frames, far_fed_s=stats.far_fed_s, delay_ms=stats.delay_ms,
+    shape=list(clean.shape), finite=bool(np.isfinite(clean).all()), cpu=stats.cpu_ms_per_frame,
+    status=sum(type(e).__name__ == "AecStatus" for e in events.drain()),
+)))
+"""
+
+
+def test_a_real_duplex_stream_on_the_virtual_card_runs_with_the_canceller(tmp_path: Path) -> None:
+    from tests.audio_io.signals import sine
+    from tests.audio_io.virtual_alsa import VirtualSoundCard
+
+    card = VirtualSoundCard(tmp_path)
+    card.add_microphone("kame_mic", 24000, sine(300, 24000, 8.0))
+    card.add_speaker("kame_speaker", 48000)  # the reference arrives at 48 kHz and is resampled
+    result = card.run(DUPLEX)
+
+    assert result["got"] and result["error"] == "None"
+    assert result["frames"] == 40 and result["shape"] == [40, FRAME_SAMPLES] and result["finite"]
+    assert result["far_fed_s"] > 0  # the speaker's callback fed the reference while the mic ran
+    assert result["status"] >= 3  # AecStatus about every 12 frames, for the panel
+    assert result["delay_ms"] is None or result["delay_ms"] >= 0
