@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from kame_cli.audio_io.frames import SampleFifo, as_frame
+from kame_cli.audio_io.frames import as_frame
 from kame_cli.audio_io.resampling import StreamResampler
 from kame_cli.bus import EventSink
-from kame_cli.clock import FRAME_SAMPLES, SAMPLE_RATE, SessionClock
+from kame_cli.clock import FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE, SessionClock
 from kame_cli.events import AecStatus
 
 CHUNK_SAMPLES = SAMPLE_RATE // 100
@@ -41,6 +41,7 @@ _ERLE_ALPHA = 0.05  # per far-active frame: ERLE averages over the last ~1.6 s o
 _MAX_FAR_S = 2.0  # far-end audio kept beyond this is stale (no microphone read it): dropped
 _MAX_LATENCY_S = 2.0  # a stream timestamp claiming more than this is not believed
 _DELAY_WINDOW = 25  # latency readings (one per block) the delay estimate is the median of
+_AVAILABLE_MARGIN_S = 0.005
 _SLIP_S = 0.005  # a timestamp this far from where the previous block ended is a latency change
 
 
@@ -60,8 +61,6 @@ class AecStats:
     cpu_ms_max: float
     far_fed_s: float
     """Far-end audio fed to AEC3 so far (seconds at 24 kHz)."""
-    far_dropped_s: float
-    """Far-end audio dropped as stale (no microphone frame came to pair it with)."""
 
 
 def output_latency_s(time_info: Any) -> float | None:
@@ -130,10 +129,7 @@ class EchoCanceller:
         self._status_every = max(1, status_every_frames)
         # Filled on the speaker's thread, drained on the microphone's (deque append/popleft are atomic).
         self._inbox: deque[tuple[float, int, np.ndarray]] = deque()
-        self._resamplers: dict[int, StreamResampler] = {}
-        self._far = SampleFifo(4 * FRAME_SAMPLES)
-        self._far_head: float | None = None
-        """Session time at which the far FIFO's first sample was played."""
+        self._far = FarTimeline()
         self._out_latency: deque[float] = deque(maxlen=_DELAY_WINDOW)
         self._in_latency: deque[float] = deque(maxlen=_DELAY_WINDOW)
         self._lock = threading.Lock()  # guards the latency windows, read by `stats` from any thread
@@ -143,7 +139,6 @@ class EchoCanceller:
         self._near_power: float | None = None
         self._out_power: float | None = None
         self._residual_last: float | None = None
-        self._far_dropped = 0
         self._far_fed = 0
 
     # --- far end (speaker's callback thread) ------------------------------------------------------
@@ -169,16 +164,14 @@ class EchoCanceller:
             with self._lock:
                 self._in_latency.append(latency_s)
         capture_end = self._clock.now() - latency
-        self._drain_inbox(capture_end)
-        out = np.empty(FRAME_SAMPLES, dtype=np.float32)
-        far_power = 0.0
-        for k in range(_CHUNKS_PER_FRAME):
-            chunk_end = capture_end - (_CHUNKS_PER_FRAME - 1 - k) * _CHUNK_S
-            far_power += self._feed_far_until(chunk_end + self._residual_s)
-            residual = 0.0 if self._far_head is None else max(0.0, self._far_head - chunk_end)
-            self._residual_last = residual
-            self._apm.set_stream_delay_ms(round(residual * 1000))
-            out[k * CHUNK_SAMPLES : (k + 1) * CHUNK_SAMPLES] = self._near_chunk(near, k)
+        while self._inbox:
+            self._far.place(*self._inbox.popleft())
+        lead = self._lead_s()
+        far = self._far.read(capture_end - FRAME_SECONDS + lead, FRAME_SAMPLES)
+        self._far.forget_before(capture_end - _MAX_FAR_S)
+        self._residual_last = lead
+        out = self._cancel(near, far, round(lead * 1000))
+        far_power = float(np.dot(far, far))
         self._account(near, out, far_power / FRAME_SAMPLES, started)
         return out
 
@@ -186,23 +179,46 @@ class EchoCanceller:
         """A recorded frame pair: `far` is what was played while `near` was captured (same index)."""
         started = time.thread_time()
         near, far = as_frame(near), as_frame(far)
-        out = np.empty(FRAME_SAMPLES, dtype=np.float32)
-        for k in range(_CHUNKS_PER_FRAME):
-            self._far_chunk(far[k * CHUNK_SAMPLES : (k + 1) * CHUNK_SAMPLES])
-            self._apm.set_stream_delay_ms(0)  # unknown: AEC3's own estimator finds it
-            out[k * CHUNK_SAMPLES : (k + 1) * CHUNK_SAMPLES] = self._near_chunk(near, k)
+        out = self._cancel(near, far, 0)  # the delay is unknown: AEC3's own estimator finds it
         self._account(near, out, float(np.mean(far * far)), started)
         return out
+
+    def _cancel(self, near: np.ndarray, far: np.ndarray, delay_ms: int) -> np.ndarray:
+        """AEC3 on one frame, 10 ms at a time: the far chunk first, then the near chunk it leads."""
+        out = np.empty(FRAME_SAMPLES, dtype=np.float32)
+        for k in range(_CHUNKS_PER_FRAME):
+            part = slice(k * CHUNK_SAMPLES, (k + 1) * CHUNK_SAMPLES)
+            self._far_pcm[:] = _to_pcm16(far[part])
+            self._apm.process_reverse_stream(self._far_frame)
+            self._apm.set_stream_delay_ms(delay_ms)
+            self._near_pcm[:] = _to_pcm16(near[part])
+            self._apm.process_stream(self._near_frame)
+            out[part] = self._near_pcm.astype(np.float32) / 32768.0
+        self._far_fed += FRAME_SAMPLES
+        return out
+
+    def _lead_s(self) -> float:
+        """How far the far end fed to AEC3 leads the microphone: `residual_ms` at most (AEC3 needs the
+        echo after its reference: a margin for timestamp error), and never past the far-end audio the
+        speaker has already handed over (the device delay bounds what exists)."""
+        delay = self._delay_s()
+        if delay is None:
+            return 0.0
+        return min(self._residual_s, max(0.0, delay - _AVAILABLE_MARGIN_S))
+
+    def _delay_s(self) -> float | None:
+        with self._lock:
+            out_lat = sorted(self._out_latency)
+            in_lat = sorted(self._in_latency)
+        if not out_lat and not in_lat:
+            return None
+        return _median(out_lat) + _median(in_lat)
 
     # --- statistics (any thread) ------------------------------------------------------------------
 
     def stats(self) -> AecStats:
-        with self._lock:
-            out_lat = sorted(self._out_latency)
-            in_lat = sorted(self._in_latency)
-        delay = None
-        if out_lat or in_lat:
-            delay = 1000.0 * (_median(out_lat) + _median(in_lat))
+        delay_s = self._delay_s()
+        delay = None if delay_s is None else 1000.0 * delay_s
         erle = None
         if self._near_power is not None and self._out_power is not None:
             erle = 10.0 * math.log10(max(self._near_power, 1e-20) / max(self._out_power, 1e-20))
@@ -214,67 +230,9 @@ class EchoCanceller:
             cpu_ms_per_frame=1000.0 * self._cpu_total / max(1, self._frames),
             cpu_ms_max=1000.0 * self._cpu_max,
             far_fed_s=self._far_fed / SAMPLE_RATE,
-            far_dropped_s=self._far_dropped / SAMPLE_RATE,
         )
 
     # --- internals --------------------------------------------------------------------------------
-
-    def _drain_inbox(self, capture_end: float) -> None:
-        while self._inbox:
-            play_time, rate, block = self._inbox.popleft()
-            resampler = self._resamplers.get(rate)
-            if resampler is None:
-                resampler = self._resamplers[rate] = StreamResampler(rate, SAMPLE_RATE)
-            samples = resampler.process(block)
-            self._place(play_time, samples)
-        stale = len(self._far) - round(_MAX_FAR_S * SAMPLE_RATE)
-        if self._far_head is not None and stale > 0:
-            self._far.pop(stale)
-            self._far_dropped += stale
-            self._far_head += stale / SAMPLE_RATE
-
-    def _place(self, play_time: float, samples: np.ndarray) -> None:
-        """Appends a block where its timestamp puts it on the far end's time line.
-
-        Blocks normally follow each other sample for sample, and timestamps jitter by a millisecond
-        or two: within `_SLIP_S` the block is appended as is. A latency change shows as a jump: the
-        device played nothing for a while (silence is inserted) or the newest block overlaps audio
-        not yet fed (that audio is dropped), as it did in the air.
-        """
-        if self._far_head is None:
-            self._far_head = play_time
-        gap = play_time - (self._far_head + len(self._far) / SAMPLE_RATE)
-        if gap > _SLIP_S:
-            self._far.push(np.zeros(round(gap * SAMPLE_RATE), dtype=np.float32))
-        elif gap < -_SLIP_S:
-            overlap = min(len(self._far), round(-gap * SAMPLE_RATE))
-            kept = self._far.pop(len(self._far) - overlap)
-            self._far.pop(overlap)
-            self._far.push(kept)
-            self._far_dropped += overlap
-            if len(self._far) == 0:
-                self._far_head = play_time
-        self._far.push(samples)
-
-    def _feed_far_until(self, limit: float) -> float:
-        """Feeds AEC3 the far chunks played before `limit`; returns their summed squares."""
-        power = 0.0
-        while self._far_head is not None and len(self._far) >= CHUNK_SAMPLES and self._far_head + _CHUNK_S <= limit:
-            chunk = self._far.pop(CHUNK_SAMPLES)
-            self._far_head += _CHUNK_S
-            power += float(np.dot(chunk, chunk))
-            self._far_chunk(chunk)
-        return power
-
-    def _far_chunk(self, chunk: np.ndarray) -> None:
-        self._far_fed += chunk.shape[0]
-        self._far_pcm[:] = _to_pcm16(chunk)
-        self._apm.process_reverse_stream(self._far_frame)
-
-    def _near_chunk(self, near: np.ndarray, k: int) -> np.ndarray:
-        self._near_pcm[:] = _to_pcm16(near[k * CHUNK_SAMPLES : (k + 1) * CHUNK_SAMPLES])
-        self._apm.process_stream(self._near_frame)
-        return self._near_pcm.astype(np.float32) / 32768.0
 
     def _account(self, near: np.ndarray, out: np.ndarray, far_power: float, started: float) -> None:
         if far_power > _FAR_ACTIVE:
@@ -302,3 +260,63 @@ def _to_pcm16(samples: np.ndarray) -> np.ndarray:
 def _median(values: list[float]) -> float:
     return values[len(values) // 2] if values else 0.0
 
+
+
+class FarTimeline:
+    """The far end at 24 kHz on the session's time line, read back by time window.
+
+    `place` puts each played block where its timestamp says: blocks that follow each other within
+    `_SLIP_S` (timestamps jitter by a millisecond or two) are kept contiguous, judged at the
+    device's rate since the resampler hands its output out in uneven pieces; a jump is a latency
+    change: the device played nothing for a while (silence is inserted), or the new block replaces
+    the end of the last one, as in the air. `read` returns silence where nothing was played.
+    """
+
+    def __init__(self) -> None:
+        self._buf = np.zeros(0, dtype=np.float32)
+        self._start: float | None = None
+        """Session time at which `_buf[0]` was played."""
+        self._next_play: float | None = None
+        """Where the next block starts if it follows the last one without a gap."""
+        self._resamplers: dict[int, StreamResampler] = {}
+
+    def place(self, play_time: float, rate: int, block: np.ndarray) -> None:
+        resampler = self._resamplers.get(rate)
+        if resampler is None:
+            resampler = self._resamplers[rate] = StreamResampler(rate, SAMPLE_RATE)
+        if self._start is None or self._next_play is None:
+            self._start = play_time
+        else:
+            gap = play_time - self._next_play
+            if gap > _SLIP_S:
+                self._append(resampler.process(np.zeros(round(gap * rate), dtype=np.float32)))
+            elif gap < -_SLIP_S:
+                keep = max(0, self._buf.shape[0] - round(-gap * SAMPLE_RATE))
+                self._buf = self._buf[:keep]
+            else:
+                play_time = self._next_play  # jitter: keep the stream contiguous
+        self._next_play = play_time + block.shape[0] / rate
+        self._append(resampler.process(block))
+
+    def read(self, t0: float, n: int) -> np.ndarray:
+        """The `n` samples played from session time `t0` on (silence where nothing was)."""
+        out = np.zeros(n, dtype=np.float32)
+        if self._start is None:
+            return out
+        i0 = round((t0 - self._start) * SAMPLE_RATE)
+        lo, hi = max(i0, 0), min(i0 + n, self._buf.shape[0])
+        if hi > lo:
+            out[lo - i0 : hi - i0] = self._buf[lo:hi]
+        return out
+
+    def forget_before(self, t: float) -> None:
+        """Drops what was played before `t` (it can no longer be asked for)."""
+        if self._start is None:
+            return
+        drop = min(round((t - self._start) * SAMPLE_RATE), self._buf.shape[0])
+        if drop > SAMPLE_RATE // 2:  # in steps, not every frame
+            self._buf = self._buf[drop:].copy()
+            self._start += drop / SAMPLE_RATE
+
+    def _append(self, samples: np.ndarray) -> None:
+        self._buf = np.concatenate((self._buf, samples)) if self._buf.size else samples.copy()
