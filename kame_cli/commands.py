@@ -58,9 +58,7 @@ def talk(
     seed: Annotated[int | None, typer.Option(help="Sampling seed for the front-end.")] = None,
     aec: Annotated[
         str | None,
-        typer.Option(
-            "--aec", help="Echo cancellation: auto (on when playing through a speaker), on or off."
-        ),
+        typer.Option("--aec", help="Echo cancellation: auto (on when playing through a speaker), on or off."),
     ] = None,
     headphones: Annotated[
         bool, typer.Option("--headphones", help="The voice plays into headphones: same as --aec off.")

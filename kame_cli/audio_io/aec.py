@@ -261,7 +261,6 @@ def _median(values: list[float]) -> float:
     return values[len(values) // 2] if values else 0.0
 
 
-
 class FarTimeline:
     """The far end at 24 kHz on the session's time line, read back by time window.
 
@@ -273,7 +272,7 @@ class FarTimeline:
     """
 
     def __init__(self) -> None:
-        self._buf = np.zeros(0, dtype=np.float32)
+        self._buf: np.ndarray = np.zeros(0, dtype=np.float32)
         self._start: float | None = None
         """Session time at which `_buf[0]` was played."""
         self._next_play: float | None = None

@@ -22,6 +22,6 @@ class AudioConfig:
     """`auto`: on when the assistant plays through a speaker while the microphone listens (or a
     recorded `--echo-reference` is replayed); off for file input, `--no-speaker` and headphones."""
     noise_suppression: bool = False
-    """WebRTC's noise suppressor on the microphone, with the canceller (off: it can blur speech for the STT)."""
+    """WebRTC's noise suppressor on the microphone, with the canceller (off: it can blur speech for STT)."""
     high_pass: bool = True
     """WebRTC's high-pass filter (removes DC and rumble below ~80 Hz), with the canceller."""

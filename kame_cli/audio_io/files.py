@@ -63,8 +63,8 @@ class FileSource:
         if channel is not None and not 0 <= channel < self.source_channels:
             self._sound.close()
             raise AudioFileError(
-                f"input audio file '{self.path}' has {self.source_channels} channel(s), no channel {channel + 1}: "
-                "give a two-channel recording (user left, assistant right)"
+                f"input audio file '{self.path}' has {self.source_channels} channel(s), "
+                f"no channel {channel + 1}: give a two-channel recording (user left, assistant right)"
             )
         self._source_frames = int(self._sound.frames)
         # Trimming/padding the resampled stream to this count makes the frame count exact.

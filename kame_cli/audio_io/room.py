@@ -57,7 +57,7 @@ class RoomSetup:
 
 def shoebox_rir(setup: RoomSetup, rate: int, rng: np.random.Generator) -> np.ndarray:
     """The speaker-to-microphone impulse response of a shoebox room (pyroomacoustics' image method)."""
-    import pyroomacoustics as pra
+    import pyroomacoustics as pra  # type: ignore[import-untyped]
 
     dims = np.array(setup.dims_m)
     absorption, max_order = pra.inverse_sabine(setup.rt60_s, dims)
@@ -78,9 +78,9 @@ def shoebox_rir(setup: RoomSetup, rate: int, rng: np.random.Generator) -> np.nda
 
 @dataclass(slots=True)
 class _TimeInfo:
-    currentTime: float  # noqa: N815 (PortAudio's names)
-    inputBufferAdcTime: float = 0.0  # noqa: N815
-    outputBufferDacTime: float = 0.0  # noqa: N815
+    currentTime: float
+    inputBufferAdcTime: float = 0.0
+    outputBufferDacTime: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +152,7 @@ class SimulatedDuplex:
         self._air[start:end] = samples
 
     def _echo(self, lo: int, hi: int) -> np.ndarray:
-        from scipy.signal import fftconvolve
+        from scipy.signal import fftconvolve  # type: ignore[import-untyped]
 
         taps = self.rir.shape[0]
         first = lo - taps + 1

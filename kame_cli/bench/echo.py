@@ -118,7 +118,9 @@ def _user_clips(audio_dir: Path | None, voice: str) -> list[tuple[str, str, np.n
     from kame_cli.bench.stt import directory_clips, espeak
 
     if audio_dir is None:
-        return [(f"espeak:{voice}:{i + 1}", line, espeak(line, voice, 150)) for i, line in enumerate(USER_LINES)]
+        return [
+            (f"espeak:{voice}:{i + 1}", line, espeak(line, voice, 150)) for i, line in enumerate(USER_LINES)
+        ]
     import contextlib
     import io
 
@@ -137,7 +139,9 @@ def _user_clips(audio_dir: Path | None, voice: str) -> list[tuple[str, str, np.n
     return chosen
 
 
-def _scene(rng: np.random.Generator, users: list[tuple[str, str, np.ndarray]], assistant_voice: str) -> _Scene:
+def _scene(
+    rng: np.random.Generator, users: list[tuple[str, str, np.ndarray]], assistant_voice: str
+) -> _Scene:
     import numpy as np
 
     from kame_cli.bench.stt import espeak
@@ -167,7 +171,9 @@ def _scene(rng: np.random.Generator, users: list[tuple[str, str, np.ndarray]], a
     return _Scene(far, near, spans, (tu, tu + user.shape[0] / sr), reference, name)
 
 
-def _simulate(scene: _Scene, rir: np.ndarray, delay_s: float, with_assistant: bool, seed: int) -> dict[str, Any]:
+def _simulate(
+    scene: _Scene, rir: np.ndarray, delay_s: float, with_assistant: bool, seed: int
+) -> dict[str, Any]:
     """Runs the scene through the speaker callback, the room, the mic callback and the session hook."""
     import numpy as np
 
@@ -239,16 +245,19 @@ def _split(finals: list[tuple[float, float, str]], user: tuple[float, float]) ->
     """(words of turns that overlap the user's speech, words of turns that do not: echo words)."""
     from kame_cli.backends.stt.text import normalize_words
 
-    mine, echo = [], []
+    mine: list[str] = []
+    echo: list[str] = []
     for start, end, text in finals:
         overlaps = start < user[1] and end > user[0]
         (mine if overlaps else echo).extend(normalize_words(text))
     return mine, echo
 
 
-def run_seed(seed: int, model: SttModel, users: list[tuple[str, str, np.ndarray]], assistant_voice: str) -> SeedResult:
+def run_seed(
+    seed: int, model: SttModel, users: list[tuple[str, str, np.ndarray]], assistant_voice: str
+) -> SeedResult:
     import numpy as np
-    from scipy.signal import fftconvolve
+    from scipy.signal import fftconvolve  # type: ignore[import-untyped]
 
     from kame_cli.audio_io.room import RoomSetup, shoebox_rir
     from kame_cli.backends.stt.text import normalize_words, word_errors
@@ -306,7 +315,9 @@ def run_seed(seed: int, model: SttModel, users: list[tuple[str, str, np.ndarray]
     )
 
 
-def bench(seeds: int, first_seed: int, audio_dir: Path | None, voice: str, user_voice: str, as_json: bool) -> None:
+def bench(
+    seeds: int, first_seed: int, audio_dir: Path | None, voice: str, user_voice: str, as_json: bool
+) -> None:
     from kame_cli.backends.stt.config import SttConfig
     from kame_cli.backends.stt.model import load_stt_model
 
@@ -357,8 +368,10 @@ def bench(seeds: int, first_seed: int, audio_dir: Path | None, voice: str, user_
          f"{summary['echo_words_aec_on']}  target 0: {_mark(summary['echo_words_aec_on'] == 0)}")  # fmt: skip
     _log(f"user WER: double talk {dt_wer:.1%} (AEC off {dt_wer_off:.1%}), alone {clean_wer:.1%} over {words} "
          f"words  target <= {TARGET_WER_RATIO} x alone: {_mark(ratio_ok)}")  # fmt: skip
-    _log(f"delay estimate error: max {summary['delay_error_ms']:.1f} ms (the simulated card reports its "
-         "latencies truthfully: this checks the bookkeeping, not a real card's timestamps)")
+    _log(
+        f"delay estimate error: max {summary['delay_error_ms']:.1f} ms (the simulated card reports its "
+        "latencies truthfully: this checks the bookkeeping, not a real card's timestamps)"
+    )
     _log(f"AEC cost: {cpu:.2f} ms CPU per 80 ms frame (max {summary['aec_cpu_ms_max']:.2f})  target <= "
          f"{TARGET_CPU_MS:.0f} ms: {_mark(cpu <= TARGET_CPU_MS)}")  # fmt: skip
     if as_json:
@@ -376,10 +389,15 @@ def register(bench_app: typer.Typer) -> None:
         first_seed: Annotated[int, typer.Option("--seed", min=0, help="The first room's seed.")] = 0,
         audio_dir: Annotated[
             Path | None,
-            typer.Option("--audio-dir", help="The user's speech: clips with .txt transcripts (e.g. ../shared/audio/real)."),
+            typer.Option(
+                "--audio-dir",
+                help="The user's speech: clips with .txt transcripts (e.g. ../shared/audio/real).",
+            ),
         ] = None,
         voice: Annotated[str, typer.Option(help="espeak-ng voice of the assistant.")] = "en-us+f3",
-        user_voice: Annotated[str, typer.Option(help="espeak-ng voice of the user (without --audio-dir).")] = "en-gb",
+        user_voice: Annotated[
+            str, typer.Option(help="espeak-ng voice of the user (without --audio-dir).")
+        ] = "en-gb",
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     ) -> None:
         """Echo cancellation in simulated rooms: ERLE, echo words, double-talk WER, delay, CPU."""

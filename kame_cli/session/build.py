@@ -33,7 +33,9 @@ def build_session(opts: TalkOptions, stack: contextlib.ExitStack, out: TextIO) -
     if opts.output_stereo and opts.output_file is None:
         raise ConfigError("--output-stereo needs --output FILE: it sets that file's channel layout")
     if opts.echo_reference is not None and opts.input_file is None:  # [aec]
-        raise ConfigError("--echo-reference replays a recording: it needs --input FILE (the recorded microphone)")
+        raise ConfigError(
+            "--echo-reference replays a recording: it needs --input FILE (the recorded microphone)"
+        )
     profile = load_profile(opts.profile)
     frontend_cfg = frontend_config(profile, opts)
     from kame_cli.audio_io.aec_wiring import aec_mode  # [aec] a contradictory --aec: before anything opens

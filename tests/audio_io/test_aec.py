@@ -90,7 +90,9 @@ def test_the_canceller_removes_a_delayed_room_filtered_copy_of_the_far_end(
     assert _erle_db(rig.raw, rig.raw, 25, n) == 0.0
 
 
-def test_the_delay_estimate_follows_a_change_of_the_device_delay(far_speech: np.ndarray, rir: np.ndarray) -> None:
+def test_the_delay_estimate_follows_a_change_of_the_device_delay(
+    far_speech: np.ndarray, rir: np.ndarray
+) -> None:
     rig = _Rig(rir, out_latency_s=0.040, in_latency_s=0.020)
     half = len(far_speech) // 2
     rig.play(far_speech[:half])
@@ -131,18 +133,23 @@ def test_auto_runs_the_canceller_only_when_a_speaker_plays_while_a_microphone_li
     clock = ManualClock()
     file_source = FileSource(wav, paced=False)
     # A file source with no speaker: auto leaves the microphone path alone; on builds the canceller.
-    assert build_microphone_echo(cfg, "auto", source=file_source, speaker=None, echo_reference=None,
-                                 events=None, clock=clock) is None
-    hook = build_microphone_echo(cfg, "on", source=file_source, speaker=None, echo_reference=None,
-                                 events=None, clock=clock)
+    assert (
+        build_microphone_echo(
+            cfg, "auto", source=file_source, speaker=None, echo_reference=None, events=None, clock=clock
+        )
+        is None
+    )
+    hook = build_microphone_echo(
+        cfg, "on", source=file_source, speaker=None, echo_reference=None, events=None, clock=clock
+    )
     assert hook is not None
 
 
 def test_aec_off_leaves_the_microphone_path_bit_exact(tmp_path: Path) -> None:
+    import soundfile as sf
+
     from kame_cli.bus import EventBus
     from kame_cli.session.runtime import Session, SessionParts
-
-    import soundfile as sf
 
     rng = np.random.default_rng(3)
     wav = tmp_path / "in.wav"
@@ -152,11 +159,15 @@ def test_aec_off_leaves_the_microphone_path_bit_exact(tmp_path: Path) -> None:
     def heard(mode: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
         clock = ManualClock()
         source = FileSource(wav, paced=False)
-        hook = build_microphone_echo(AudioConfig(), mode, source=source, speaker=None, echo_reference=None,
-                                     events=None, clock=clock)
+        hook = build_microphone_echo(
+            AudioConfig(), mode, source=source, speaker=None, echo_reference=None, events=None, clock=clock
+        )
         frontend, stt = _Consumer(), _Consumer()
-        session = Session(SessionParts(frontend_loop=frontend, source=source, output=_NoSink(), stt=stt,
-                                       echo=hook), EventBus(), clock)
+        session = Session(
+            SessionParts(frontend_loop=frontend, source=source, output=_NoSink(), stt=stt, echo=hook),
+            EventBus(),
+            clock,
+        )
         session.start()
         assert source.wait(10)
         session.stop()
