@@ -39,12 +39,16 @@ class RoomSetup:
     device_delay_s: float
     """Output latency + input latency of the simulated card."""
     level_db: float
-    """Echo level at the microphone relative to the user's voice there (RMS, dB)."""
+    """The loudspeaker's acoustic level against the user's voice (the same source level at 0 dB):
+    what reaches the microphone then also depends on the two distances and the room."""
     dims_m: tuple[float, float, float]
+    user_distance_m: float = 0.6
+    """The user's mouth to the microphone."""
 
     @staticmethod
     def draw(rng: np.random.Generator) -> RoomSetup:
-        """Speaker-to-mic 0.3-1.5 m, RT60 0.2-0.6 s, device delay 20-200 ms, level -6..+6 dB."""
+        """Speaker-to-mic 0.3-1.5 m, RT60 0.2-0.6 s, device delay 20-200 ms, level -6..+6 dB; the
+        user 0.4-0.8 m from the microphone."""
         dims = (float(rng.uniform(4.0, 7.0)), float(rng.uniform(3.0, 5.0)), float(rng.uniform(2.5, 3.2)))
         return RoomSetup(
             distance_m=float(rng.uniform(0.3, 1.5)),
@@ -52,28 +56,39 @@ class RoomSetup:
             device_delay_s=float(rng.uniform(0.020, 0.200)),
             level_db=float(rng.uniform(-6.0, 6.0)),
             dims_m=dims,
+            user_distance_m=float(rng.uniform(0.4, 0.8)),
         )
 
 
 def shoebox_rir(setup: RoomSetup, rate: int, rng: np.random.Generator) -> np.ndarray:
     """The speaker-to-microphone impulse response of a shoebox room (pyroomacoustics' image method)."""
+    return shoebox_rirs(setup, rate, rng)[0]
+
+
+def shoebox_rirs(setup: RoomSetup, rate: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(speaker to microphone, user to microphone) impulse responses of one shoebox room.
+
+    Both include the spreading loss (1 / distance), so equal sources at the two distances reach the
+    microphone at the levels their distances give.
+    """
     import pyroomacoustics as pra  # type: ignore[import-untyped]
 
     dims = np.array(setup.dims_m)
     absorption, max_order = pra.inverse_sabine(setup.rt60_s, dims)
     room = pra.ShoeBox(dims, fs=rate, materials=pra.Material(absorption), max_order=max_order)
-    margin = 0.5
-    for _ in range(1000):
-        speaker = np.array([rng.uniform(margin, d - margin) for d in dims])
-        direction = rng.normal(size=3)
-        direction[2] *= 0.2  # a desk: mostly horizontal
-        mic = speaker + setup.distance_m * direction / np.linalg.norm(direction)
-        if np.all(mic > margin) and np.all(mic < dims - margin):
-            break
-    room.add_source(speaker)
+    margin = 0.4
+    mic = np.array([rng.uniform(1.0, d - 1.0) for d in dims[:2]] + [rng.uniform(0.9, 1.3)])
+    for distance in (setup.distance_m, setup.user_distance_m):
+        for _ in range(1000):
+            direction = rng.normal(size=3)
+            direction[2] *= 0.2  # a desk: mostly horizontal
+            source = mic + distance * direction / np.linalg.norm(direction)
+            if np.all(source > margin) and np.all(source < dims - margin):
+                break
+        room.add_source(source)
     room.add_microphone(mic)
     room.compute_rir()
-    return np.asarray(room.rir[0][0], dtype=np.float64)
+    return np.asarray(room.rir[0][0], dtype=np.float64), np.asarray(room.rir[0][1], dtype=np.float64)
 
 
 @dataclass(slots=True)

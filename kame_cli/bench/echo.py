@@ -53,10 +53,10 @@ TARGET_WER_RATIO = 1.2
 TARGET_CPU_MS = 5.0
 DEVICE_RATE = 48_000
 _USER_RMS_DBFS = -26.0
-"""The user's voice at the microphone (active speech RMS)."""
-_ASSISTANT_RMS_DBFS = -18.0
-"""The assistant's voice as handed to the speaker (a TTS-like output level); the echo path then has a
-loss (ERL) of 8 dB minus the drawn level, 2-14 dB, as from a laptop's or a desk speaker."""
+"""The user's voice at the microphone (active speech RMS): it sets the microphone's gain."""
+_SOURCE_RMS_DBFS = -18.0
+"""The assistant's voice as handed to the speaker (a TTS-like output level), and the user's dry voice
+(the same source level: the loudspeaker then plays `level_db` louder than the user speaks)."""
 _GAP_S = 2.0
 _USER_LEAD_S = 0.8  # the user starts this long after the assistant's second turn starts
 _USER_CLIP_S = (2.0, 7.0)
@@ -69,6 +69,9 @@ class SeedResult:
     rt60_s: float
     device_delay_ms: float
     level_db: float
+    user_distance_m: float
+    echo_to_user_db: float
+    """The echo's level at the microphone against the user's voice there (active RMS)."""
     user_clip: str
     erle_db: float
     """Power ratio over every assistant-only frame (what leaks through, onsets included)."""
@@ -93,7 +96,7 @@ class SeedResult:
 @dataclass(frozen=True, slots=True)
 class _Scene:
     far: np.ndarray  # 24 kHz, the assistant's frames as the front-end would hand them out
-    near: np.ndarray  # 24 kHz, the user's voice at the microphone
+    near: np.ndarray  # 24 kHz, the user's dry voice (before the room)
     assistant: list[tuple[float, float]]
     user: tuple[float, float]
     reference: str
@@ -166,13 +169,13 @@ def _scene(
         far[i : i + clip.shape[0]] = clip
         spans.append((start, start + clip.shape[0] / sr))
     i = round(tu * sr)
-    near[i : i + user.shape[0]] = user * (10 ** (_USER_RMS_DBFS / 20) / max(_active_rms(user), 1e-9))
-    far *= 10 ** (_ASSISTANT_RMS_DBFS / 20) / max(_active_rms(far), 1e-9)
+    near[i : i + user.shape[0]] = user * (10 ** (_SOURCE_RMS_DBFS / 20) / max(_active_rms(user), 1e-9))
+    far *= 10 ** (_SOURCE_RMS_DBFS / 20) / max(_active_rms(far), 1e-9)
     return _Scene(far, near, spans, (tu, tu + user.shape[0] / sr), reference, name)
 
 
 def _simulate(
-    scene: _Scene, rir: np.ndarray, delay_s: float, with_assistant: bool, seed: int
+    scene: _Scene, rir: np.ndarray, near: np.ndarray, delay_s: float, with_assistant: bool, seed: int
 ) -> dict[str, Any]:
     """Runs the scene through the speaker callback, the room, the mic callback and the session hook."""
     import numpy as np
@@ -182,8 +185,6 @@ def _simulate(
     from kame_cli.audio_io.callbacks import CaptureCallback, PlaybackCallback
     from kame_cli.audio_io.frames import frame_blocksize
     from kame_cli.audio_io.room import ManualClock, SimulatedDuplex
-    from kame_cli.bench.stt import resampled
-
     clock = ManualClock()
     canceller = EchoCanceller(clock=clock)
     playback = PlaybackCallback(DEVICE_RATE, clock=clock)
@@ -204,7 +205,7 @@ def _simulate(
         rir=rir,
         out_latency_s=0.7 * delay_s,
         in_latency_s=0.3 * delay_s,
-        near=resampled(scene.near, 24_000, DEVICE_RATE),
+        near=near,
         seed=seed,
         clock=clock,
     )
@@ -220,12 +221,14 @@ def _simulate(
     return {"raw": raw[:count], "clean": clean[:count], "stats": canceller.stats()}
 
 
-def _assistant_only_frames(scene: _Scene, count: int) -> list[int]:
+def _assistant_only_frames(scene: _Scene, count: int, echo_delay_s: float) -> list[int]:
+    """Microphone frames that hold the assistant's echo and not the user (the echo arrives
+    `echo_delay_s` after the assistant's frames: device delay plus the direct path)."""
     u0, u1 = scene.user
     keep = []
     for k in range(count):
         t0, t1 = k * 0.08, (k + 1) * 0.08
-        speaking = any(a0 <= t0 and t1 <= a1 for a0, a1 in scene.assistant)
+        speaking = any(a0 + echo_delay_s <= t0 and t1 <= a1 + echo_delay_s for a0, a1 in scene.assistant)
         if speaking and (t1 <= u0 or t0 >= u1):
             keep.append(k)
     return keep
@@ -259,22 +262,27 @@ def run_seed(
     import numpy as np
     from scipy.signal import fftconvolve  # type: ignore[import-untyped]
 
-    from kame_cli.audio_io.room import RoomSetup, shoebox_rir
+    from kame_cli.audio_io.room import SPEED_OF_SOUND, RoomSetup, shoebox_rirs
     from kame_cli.backends.stt.text import normalize_words, word_errors
     from kame_cli.bench.stt import resampled
 
     rng = np.random.default_rng(seed)
     setup = RoomSetup.draw(rng)
-    rir = shoebox_rir(setup, DEVICE_RATE, rng)
+    speaker_rir, user_rir = shoebox_rirs(setup, DEVICE_RATE, rng)
     scene = _scene(rng, users, assistant_voice)
-    # Echo level against the user's voice at the microphone: the speaker's gain that gives it.
-    echo = fftconvolve(resampled(scene.far, 24_000, DEVICE_RATE), rir)
-    gain = 10 ** (_USER_RMS_DBFS / 20) * 10 ** (setup.level_db / 20) / max(_active_rms(echo), 1e-12)
-    rir = rir * gain
+    # The microphone's gain puts the user's voice (through the room) at _USER_RMS_DBFS; the speaker
+    # plays the assistant's voice `level_db` louder than the user speaks, through the same gain.
+    near = fftconvolve(resampled(scene.near, 24_000, DEVICE_RATE), user_rir)
+    mic_gain = 10 ** (_USER_RMS_DBFS / 20) / max(_active_rms(near), 1e-12)
+    near *= mic_gain
+    rir = speaker_rir * mic_gain * 10 ** (setup.level_db / 20)
 
-    talk = _simulate(scene, rir, setup.device_delay_s, with_assistant=True, seed=seed)
-    alone = _simulate(scene, rir, setup.device_delay_s, with_assistant=False, seed=seed)
-    only = _assistant_only_frames(scene, len(talk["raw"]))
+    talk = _simulate(scene, rir, near, setup.device_delay_s, with_assistant=True, seed=seed)
+    alone = _simulate(scene, rir, near, setup.device_delay_s, with_assistant=False, seed=seed)
+    echo_delay = setup.device_delay_s + setup.distance_m / SPEED_OF_SOUND
+    only = _assistant_only_frames(scene, len(talk["raw"]), echo_delay)
+    echo_at_mic = fftconvolve(resampled(scene.far, 24_000, DEVICE_RATE), rir)
+    echo_to_user_db = 20 * math.log10(max(_active_rms(echo_at_mic), 1e-12) / 10 ** (_USER_RMS_DBFS / 20))
     raw_p = sum(float(np.sum(talk["raw"][k] ** 2)) for k in only)
     clean_p = sum(float(np.sum(talk["clean"][k] ** 2)) for k in only)
     erle = 10 * math.log10(raw_p / max(clean_p, 1e-20))
@@ -295,6 +303,8 @@ def run_seed(
         rt60_s=round(setup.rt60_s, 2),
         device_delay_ms=round(1000 * setup.device_delay_s, 1),
         level_db=round(setup.level_db, 1),
+        user_distance_m=round(setup.user_distance_m, 2),
+        echo_to_user_db=round(echo_to_user_db, 1),
         user_clip=scene.clip,
         erle_db=round(erle, 1),
         erle_frame_median_db=round(statistics.median(per_frame), 1),
@@ -331,8 +341,9 @@ def bench(
         r = run_seed(seed, model, users, voice)
         results.append(r)
         _log(
-            f"  seed {seed}: {r.distance_m} m, RT60 {r.rt60_s} s, delay {r.device_delay_ms:.0f} ms, "
-            f"level {r.level_db:+.1f} dB, user {r.user_clip}: ERLE {r.erle_db:.1f} dB (frame median "
+            f"  seed {seed}: speaker {r.distance_m} m, user {r.user_distance_m} m, RT60 {r.rt60_s} s, "
+            f"delay {r.device_delay_ms:.0f} ms, level {r.level_db:+.1f} dB (echo {r.echo_to_user_db:+.1f} dB "
+            f"against the user at the mic), user {r.user_clip}: ERLE {r.erle_db:.1f} dB (frame median "
             f"{r.erle_frame_median_db:.1f}), echo words "
             f"off {r.echo_words_aec_off} / on {r.echo_words_aec_on}, double-talk errors {r.doubletalk_errors}"
             f"/{r.reference_words} (clean {r.clean_errors}, AEC off {r.doubletalk_errors_aec_off}), "
