@@ -36,13 +36,17 @@ class CaptureCallback:
     ) -> None:
         self.device_rate = device_rate
         self._resampler = StreamResampler(device_rate, SAMPLE_RATE)
-        self._assembler = FrameAssembler(on_frame)
+        self._on_frame = on_frame
+        self._assembler = FrameAssembler(self._emit)
         self._clock = clock or SessionClock()
         self._events = events
         self.overflows = 0
         self.latency_s: float | None = None
-        """[aec] How long before this callback the latest block's last sample was captured (stream
-        timestamps; None when the host API gives none). Read by the echo canceller in `on_frame`."""
+        """[aec] How long before this callback the last sample of the frame being handed to
+        `on_frame` was captured (stream timestamps; None when the host API gives none)."""
+        self._block_latency_s: float | None = None
+        self._samples_in = 0
+        self._samples_out = 0
 
     @property
     def frames_delivered(self) -> int:
@@ -53,8 +57,20 @@ class CaptureCallback:
             self.overflows += 1
             if self._events is not None:
                 self._events.publish(AudioXrun(self._clock.now(), "input_overflow", self.overflows))
-        self.latency_s = input_latency_s(time, frames, self.device_rate)  # [aec]
-        self._assembler.push(self._resampler.process(downmix(indata[:frames])))
+        self._block_latency_s = input_latency_s(time, frames, self.device_rate)  # [aec]
+        samples = self._resampler.process(downmix(indata[:frames]))
+        self._samples_in += frames
+        self._samples_out += samples.shape[0]
+        self._assembler.push(samples)
+
+    def _emit(self, frame: np.ndarray) -> None:
+        if self._block_latency_s is not None:  # [aec]
+            # The frame ends before the block does: by what the assembler still holds after it, and
+            # what the resampler has not handed out yet (soxr gives its output in uneven pieces).
+            held = self._samples_in * SAMPLE_RATE / self.device_rate - self._samples_out
+            later = self._assembler.pending_samples + max(0.0, held)
+            self.latency_s = self._block_latency_s + later / SAMPLE_RATE
+        self._on_frame(frame)
 
 
 class PlaybackCallback:

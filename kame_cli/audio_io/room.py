@@ -107,7 +107,7 @@ class _Flags:
 class SimulatedDuplex:
     """A duplex card in a room: each `tick` runs the output callback, then the input callback, once.
 
-    `near` is the user's voice at the microphone (device rate), indexed by capture sample; the echo
+    `near` is the user's voice at the microphone (device rate), from the first tick's time on; the echo
     is the played signal convolved with `rir` times `echo_gain`. The latencies may be changed
     between ticks (a device whose buffering changes): later blocks are then played or delivered
     earlier or later, as on real hardware.
@@ -136,6 +136,8 @@ class SimulatedDuplex:
         self._noise_rms = 10 ** (noise_dbfs / 20)
         self._rng = np.random.default_rng(seed)
         self.clock = clock or ManualClock()
+        self._origin = round(self.clock.now() * rate)
+        """Capture position of `near[0]`: the user's voice starts with the simulation."""
         self._air = np.zeros(0)
         """Played samples by play position (sample index of session time x rate)."""
         self.echo_only: list[np.ndarray] = []
@@ -150,7 +152,7 @@ class SimulatedDuplex:
         self._play(start, out[:, 0].astype(np.float64))
         end = round((t - self.in_latency_s) * self.rate)
         echo = self._echo(end - self.block, end)
-        mic = echo + self._near(end - self.block, end)
+        mic = echo + self._near(end - self.block - self._origin, end - self._origin)
         mic += self._rng.normal(scale=self._noise_rms, size=self.block)
         self.echo_only.append(echo.astype(np.float32))
         adc = t - self.in_latency_s - self.block / self.rate

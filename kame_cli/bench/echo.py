@@ -185,6 +185,7 @@ def _simulate(
     from kame_cli.audio_io.callbacks import CaptureCallback, PlaybackCallback
     from kame_cli.audio_io.frames import frame_blocksize
     from kame_cli.audio_io.room import ManualClock, SimulatedDuplex
+
     clock = ManualClock()
     canceller = EchoCanceller(clock=clock)
     playback = PlaybackCallback(DEVICE_RATE, clock=clock)
@@ -204,7 +205,7 @@ def _simulate(
         block=frame_blocksize(DEVICE_RATE),
         rir=rir,
         out_latency_s=0.7 * delay_s,
-        in_latency_s=0.3 * delay_s,
+        in_latency_s=0.3 * delay_s,  # run_seed's frame-time bookkeeping assumes this split
         near=near,
         seed=seed,
         clock=clock,
@@ -221,10 +222,12 @@ def _simulate(
     return {"raw": raw[:count], "clean": clean[:count], "stats": canceller.stats()}
 
 
-def _assistant_only_frames(scene: _Scene, count: int, echo_delay_s: float) -> list[int]:
-    """Microphone frames that hold the assistant's echo and not the user (the echo arrives
-    `echo_delay_s` after the assistant's frames: device delay plus the direct path)."""
-    u0, u1 = scene.user
+def _assistant_only_frames(
+    scene: _Scene, count: int, echo_delay_s: float, user: tuple[float, float]
+) -> list[int]:
+    """Microphone frames that hold the assistant's echo and not the user (the echo reaches the
+    microphone's frames `echo_delay_s` after the assistant's; `user`: the user's voice there)."""
+    u0, u1 = user
     keep = []
     for k in range(count):
         t0, t1 = k * 0.08, (k + 1) * 0.08
@@ -279,8 +282,12 @@ def run_seed(
 
     talk = _simulate(scene, rir, near, setup.device_delay_s, with_assistant=True, seed=seed)
     alone = _simulate(scene, rir, near, setup.device_delay_s, with_assistant=False, seed=seed)
-    echo_delay = setup.device_delay_s + setup.distance_m / SPEED_OF_SOUND
-    only = _assistant_only_frames(scene, len(talk["raw"]), echo_delay)
+    # Where things land in the microphone's frames (frame k holds frame time k x 80 ms on): the
+    # first block delivered was captured one block plus the input latency before the clock started.
+    in_latency = 0.3 * setup.device_delay_s
+    user = (scene.user[0] + 0.08 + in_latency, scene.user[1] + 0.08 + in_latency)
+    echo_delay = setup.device_delay_s + 0.08 + setup.distance_m / SPEED_OF_SOUND
+    only = _assistant_only_frames(scene, len(talk["raw"]), echo_delay, user)
     echo_at_mic = fftconvolve(resampled(scene.far, 24_000, DEVICE_RATE), rir)
     echo_to_user_db = 20 * math.log10(max(_active_rms(echo_at_mic), 1e-12) / 10 ** (_USER_RMS_DBFS / 20))
     raw_p = sum(float(np.sum(talk["raw"][k] ** 2)) for k in only)
@@ -292,9 +299,9 @@ def run_seed(
     ]
 
     reference = normalize_words(scene.reference)
-    heard_off, echo_off = _split(_transcribe(model, talk["raw"]), scene.user)
-    heard_on, echo_on = _split(_transcribe(model, talk["clean"]), scene.user)
-    heard_alone, _ = _split(_transcribe(model, alone["clean"]), scene.user)
+    heard_off, echo_off = _split(_transcribe(model, talk["raw"]), user)
+    heard_on, echo_on = _split(_transcribe(model, talk["clean"]), user)
+    heard_alone, _ = _split(_transcribe(model, alone["clean"]), user)
     stats = talk["stats"]
     delay_ms = stats.delay_ms if stats.delay_ms is not None else float("nan")
     return SeedResult(
