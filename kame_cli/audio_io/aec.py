@@ -154,15 +154,19 @@ class EchoCanceller:
 
     # --- near end (microphone's thread) -----------------------------------------------------------
 
-    def process(self, frame: np.ndarray, latency_s: float | None = None) -> np.ndarray:
+    def process(
+        self, frame: np.ndarray, latency_s: float | None = None, device_latency_s: float | None = None
+    ) -> np.ndarray:
         """The microphone frame with the echo removed; `latency_s`: how long ago its last sample was
-        captured (None: unknown, taken as 0)."""
+        captured (None: unknown, taken as 0); `device_latency_s`: the input latency the stream's
+        timestamps give (without kame's own re-blocking), for the delay estimate (default: `latency_s`)."""
         started = time.thread_time()
         near = as_frame(frame)
         latency = 0.0 if latency_s is None else latency_s
-        if latency_s is not None:
+        reported = latency_s if device_latency_s is None else device_latency_s
+        if reported is not None:
             with self._lock:
-                self._in_latency.append(latency_s)
+                self._in_latency.append(reported)
         capture_end = self._clock.now() - latency
         while self._inbox:
             self._far.place(*self._inbox.popleft())
@@ -201,7 +205,7 @@ class EchoCanceller:
         """How far the far end fed to AEC3 leads the microphone: `residual_ms` at most (AEC3 needs the
         echo after its reference: a margin for timestamp error), and never past the far-end audio the
         speaker has already handed over (the device delay bounds what exists)."""
-        delay = self._delay_s()
+        delay = self._delay_s()  # without re-blocking: a lower bound of what has been handed over
         if delay is None:
             return 0.0
         return min(self._residual_s, max(0.0, delay - _AVAILABLE_MARGIN_S))

@@ -31,7 +31,7 @@ class MicrophoneEcho:
         self,
         canceller: EchoCanceller,
         *,
-        input_latency: Callable[[], float | None] | None = None,
+        input_latency: Callable[[], tuple[float | None, float | None]] | None = None,
         reference: Iterator[np.ndarray] | None = None,
     ) -> None:
         self.canceller = canceller
@@ -43,8 +43,10 @@ class MicrophoneEcho:
         if self._reference is not None:
             far = next(self._reference, None)  # a reference shorter than the input: silence after it
             return self.canceller.process_pair(pcm, self._silence if far is None else far)
-        latency = self._input_latency() if self._input_latency is not None else None
-        return self.canceller.process(pcm, latency)
+        if self._input_latency is None:
+            return self.canceller.process(pcm)
+        frame_latency, device_latency = self._input_latency()
+        return self.canceller.process(pcm, frame_latency, device_latency)
 
 
 def aec_mode(cfg: AudioConfig, *, aec: str | None, headphones: bool) -> str:
@@ -110,5 +112,5 @@ def build_microphone_echo(
         return MicrophoneEcho(canceller, reference=reference)
     if speaker is not None:
         speaker.tap_far_end(canceller.add_far_end)
-    latency = (lambda: source.input_latency_s) if microphone else None
+    latency = (lambda: source.input_latency_s) if microphone else None  # (frame, device) latencies
     return MicrophoneEcho(canceller, input_latency=latency)

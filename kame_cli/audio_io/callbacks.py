@@ -44,7 +44,8 @@ class CaptureCallback:
         self.latency_s: float | None = None
         """[aec] How long before this callback the last sample of the frame being handed to
         `on_frame` was captured (stream timestamps; None when the host API gives none)."""
-        self._block_latency_s: float | None = None
+        self.device_latency_s: float | None = None
+        """[aec] The input latency from the timestamps alone: the latest block's last sample's age."""
         self._samples_in = 0
         self._samples_out = 0
 
@@ -57,19 +58,19 @@ class CaptureCallback:
             self.overflows += 1
             if self._events is not None:
                 self._events.publish(AudioXrun(self._clock.now(), "input_overflow", self.overflows))
-        self._block_latency_s = input_latency_s(time, frames, self.device_rate)  # [aec]
+        self.device_latency_s = input_latency_s(time, frames, self.device_rate)  # [aec]
         samples = self._resampler.process(downmix(indata[:frames]))
         self._samples_in += frames
         self._samples_out += samples.shape[0]
         self._assembler.push(samples)
 
     def _emit(self, frame: np.ndarray) -> None:
-        if self._block_latency_s is not None:  # [aec]
+        if self.device_latency_s is not None:  # [aec]
             # The frame ends before the block does: by what the assembler still holds after it, and
             # what the resampler has not handed out yet (soxr gives its output in uneven pieces).
             held = self._samples_in * SAMPLE_RATE / self.device_rate - self._samples_out
             later = self._assembler.pending_samples + max(0.0, held)
-            self.latency_s = self._block_latency_s + later / SAMPLE_RATE
+            self.latency_s = self.device_latency_s + later / SAMPLE_RATE
         self._on_frame(frame)
 
 

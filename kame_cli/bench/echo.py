@@ -199,7 +199,7 @@ def _simulate(
         clean.append(hook(frame))
 
     capture = CaptureCallback(DEVICE_RATE, on_frame, clock=clock)
-    hook = MicrophoneEcho(canceller, input_latency=lambda: capture.latency_s)
+    hook = MicrophoneEcho(canceller, input_latency=lambda: (capture.latency_s, capture.device_latency_s))
     room = SimulatedDuplex(
         rate=DEVICE_RATE,
         block=frame_blocksize(DEVICE_RATE),

@@ -58,7 +58,9 @@ class _Rig:
 
     def _on_frame(self, frame: np.ndarray) -> None:
         self.raw.append(frame)
-        self.clean.append(self.canceller.process(frame, self.capture.latency_s))
+        self.clean.append(
+            self.canceller.process(frame, self.capture.latency_s, self.capture.device_latency_s)
+        )
 
     def play(self, audio: np.ndarray, extra_blocks: int = 0) -> None:
         frames = audio[: len(audio) // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
