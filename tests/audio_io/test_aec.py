@@ -269,3 +269,18 @@ def test_a_real_duplex_stream_on_the_virtual_card_runs_with_the_canceller(tmp_pa
     assert result["far_fed_s"] > 0  # the speaker's callback fed the reference while the mic ran
     assert result["status"] >= 3  # AecStatus about every 12 frames, for the panel
     assert result["delay_ms"] is None or result["delay_ms"] >= 0
+
+
+def test_the_profile_audio_table_is_read_and_checked(tmp_path: Path) -> None:
+    from kame_cli.errors import ProfileError
+    from kame_cli.profiles.profile import load_profile
+
+    good = tmp_path / "good.toml"
+    llm = '[llm]\nprovider = "ollama_chat"\nmodel = "llama3.2"\n'
+    good.write_text(llm + '[audio]\naec = "off"\nnoise_suppression = true\n', encoding="utf-8")
+    audio = load_profile(str(good)).audio
+    assert (audio.aec, audio.noise_suppression, audio.high_pass) == ("off", True, True)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(llm + '[audio]\naec = "sometimes"\n', encoding="utf-8")
+    with pytest.raises(ProfileError, match=r"\[audio\] aec: must be one of"):
+        load_profile(str(bad))
