@@ -284,3 +284,24 @@ def test_the_profile_audio_table_is_read_and_checked(tmp_path: Path) -> None:
     bad.write_text(llm + '[audio]\naec = "sometimes"\n', encoding="utf-8")
     with pytest.raises(ProfileError, match=r"\[audio\] aec: must be one of"):
         load_profile(str(bad))
+
+
+def test_contradictory_echo_options_end_with_one_line_and_exit_2(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from kame_cli.errors import AudioFileError
+    from tests.session.conftest import run_kame
+
+    result = run_kame("talk", "--echo-reference", str(tmp_path / "out.wav"), "--no-ui", timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "kame: error: --echo-reference replays a recording: it needs --input FILE (the recorded microphone)"
+    ]
+    result = run_kame("talk", "--headphones", "--aec", "on", "--no-ui", timeout=60)
+    assert result.returncode == 2 and "--headphones turns echo cancellation off" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+    mono = tmp_path / "mono.wav"
+    sf.write(mono, np.zeros(SAMPLE_RATE, dtype=np.float32), SAMPLE_RATE)
+    with pytest.raises(AudioFileError, match="no channel 2: give a two-channel recording"):
+        FileSource(mono, channel=1)
