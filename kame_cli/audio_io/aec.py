@@ -3,11 +3,13 @@
 The far end (the assistant's voice exactly as the speaker's callback handed it to the device, at the
 device's rate, silence and underruns included) and the near end (the microphone's 24 kHz frames) are
 put on one time line by the streams' timestamps: each far-end block carries the time its first
-sample reaches the DAC, each microphone frame the time its last sample left the ADC. Before each
-10 ms near-end chunk the canceller feeds AEC3 the far-end audio that was played up to `residual_ms`
-after that chunk was captured, so AEC3's own delay estimator only has to find a short, steady
-residual (the acoustic path and the timestamps' error) whatever the devices' latency is; a latency
-change moves the feed at once, with no restart and no re-convergence.
+sample reaches the DAC, each microphone frame the time its last sample left the ADC. For each
+microphone frame the canceller reads back the far end played over the same 80 ms, shifted at most
+`residual_ms` earlier (a margin for timestamp error: AEC3 needs the echo after its reference), and
+feeds AEC3 the two 10 ms chunk by chunk, one far chunk before each near chunk. AEC3's own delay
+estimator then only has to find a short, steady residual (the acoustic path and the timestamps'
+error) whatever the devices' latency is; a latency change moves the read-back at once, with no
+restart and no re-convergence.
 
 Threads: `add_far_end` (called on the speaker's callback thread) only copies into a deque; the
 resampling, AEC3 and the statistics all run in `process`, on the microphone's thread, before the
@@ -41,7 +43,7 @@ _ERLE_ALPHA = 0.05  # per far-active frame: ERLE averages over the last ~1.6 s o
 _MAX_FAR_S = 2.0  # far-end audio kept beyond this is stale (no microphone read it): dropped
 _MAX_LATENCY_S = 2.0  # a stream timestamp claiming more than this is not believed
 _DELAY_WINDOW = 25  # latency readings (one per block) the delay estimate is the median of
-_AVAILABLE_MARGIN_S = 0.005
+_AVAILABLE_MARGIN_S = 0.005  # the read-back stays this far inside what the speaker has handed over
 _SLIP_S = 0.005  # a timestamp this far from where the previous block ended is a latency change
 
 
