@@ -76,6 +76,20 @@ def talk(
             help="Debug: slow every front-end step by this many ms, as a too slow device would.",
         ),
     ] = 0.0,
+    aec: Annotated[
+        str | None,
+        typer.Option("--aec", help="Echo cancellation: auto (on when playing through a speaker), on or off."),
+    ] = None,
+    headphones: Annotated[
+        bool, typer.Option("--headphones", help="The voice plays into headphones: same as --aec off.")
+    ] = False,
+    echo_reference: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --input: the assistant's output as played (a log's output.wav, or the same "
+            "--output-stereo file), replayed through the echo canceller."
+        ),
+    ] = None,
 ) -> None:
     """Talk with the assistant: microphone and speaker, or a WAV file in and out."""
     from kame_cli.engine.config import quantize_flag
@@ -101,6 +115,9 @@ def talk(
             seed=seed,
             realtime=realtime,
             debug_step_delay_ms=debug_step_delay_ms,
+            aec=aec,
+            headphones=headphones,
+            echo_reference=echo_reference,
         )
     )
     raise typer.Exit(code)

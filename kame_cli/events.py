@@ -229,6 +229,23 @@ class SessionSummary:
     backend_restarts: int
 
 
+# --- echo cancellation (the microphone path) -----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AecStatus:
+    """The echo canceller's figures, about once a second while it runs (`kame_cli.audio_io.aec`)."""
+
+    t: float
+    erle_db: float | None
+    """Echo return loss enhancement while the assistant speaks; None before it has spoken."""
+    delay_ms: float | None
+    """The devices' echo delay from the stream timestamps (output + input latency); None if unknown."""
+    residual_ms: float | None
+    """How far the far end fed to AEC3 leads the microphone after timestamp alignment."""
+    cpu_ms_per_frame: float
+
+
 Event = (
     FrontendText
     | StepTiming
@@ -245,4 +262,5 @@ Event = (
     | ProcessStarted
     | ProcessEnded
     | SessionSummary
+    | AecStatus
 )

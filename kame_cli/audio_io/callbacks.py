@@ -7,15 +7,20 @@ data path can be driven block by block with the arrays and CallbackFlags PortAud
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from kame_cli.audio_io.aec import input_latency_s, output_latency_s
 from kame_cli.audio_io.frames import FrameAssembler, FrameCallback, SampleFifo, downmix
 from kame_cli.audio_io.resampling import StreamResampler
 from kame_cli.bus import EventSink
 from kame_cli.clock import FRAME_SAMPLES, SAMPLE_RATE, SessionClock
 from kame_cli.events import AudioXrun
+
+FarEndTap = Callable[[np.ndarray, int, "float | None"], None]
+"""(block as played, device rate, seconds until its first sample reaches the DAC or None)."""
 
 
 class CaptureCallback:
@@ -31,10 +36,18 @@ class CaptureCallback:
     ) -> None:
         self.device_rate = device_rate
         self._resampler = StreamResampler(device_rate, SAMPLE_RATE)
-        self._assembler = FrameAssembler(on_frame)
+        self._on_frame = on_frame
+        self._assembler = FrameAssembler(self._emit)
         self._clock = clock or SessionClock()
         self._events = events
         self.overflows = 0
+        self.latency_s: float | None = None
+        """[aec] How long before this callback the last sample of the frame being handed to
+        `on_frame` was captured (stream timestamps; None when the host API gives none)."""
+        self.device_latency_s: float | None = None
+        """[aec] The input latency from the timestamps alone: the latest block's last sample's age."""
+        self._samples_in = 0
+        self._samples_out = 0
 
     @property
     def frames_delivered(self) -> int:
@@ -45,7 +58,20 @@ class CaptureCallback:
             self.overflows += 1
             if self._events is not None:
                 self._events.publish(AudioXrun(self._clock.now(), "input_overflow", self.overflows))
-        self._assembler.push(self._resampler.process(downmix(indata[:frames])))
+        self.device_latency_s = input_latency_s(time, frames, self.device_rate)  # [aec]
+        samples = self._resampler.process(downmix(indata[:frames]))
+        self._samples_in += frames
+        self._samples_out += samples.shape[0]
+        self._assembler.push(samples)
+
+    def _emit(self, frame: np.ndarray) -> None:
+        if self.device_latency_s is not None:  # [aec]
+            # The frame ends before the block does: by what the assembler still holds after it, and
+            # what the resampler has not handed out yet (soxr gives its output in uneven pieces).
+            held = self._samples_in * SAMPLE_RATE / self.device_rate - self._samples_out
+            later = self._assembler.pending_samples + max(0.0, held)
+            self.latency_s = self.device_latency_s + later / SAMPLE_RATE
+        self._on_frame(frame)
 
 
 class PlaybackCallback:
@@ -80,6 +106,9 @@ class PlaybackCallback:
         """Frames thrown away (oldest first) because the queue was full: the consumer fell behind."""
         self.frames_taken = 0
         """Frames moved from the queue into the device stream."""
+        self.far_end: FarEndTap | None = None
+        """[aec] Gets every block exactly as handed to the device (mono, device rate, silence included)
+        and the time until it is played: the echo canceller's reference. Must only copy."""
 
     def enqueue(self, frame: np.ndarray) -> None:
         """Adds a frame (never blocks); a full queue drops its oldest frame."""
@@ -115,6 +144,8 @@ class PlaybackCallback:
         filled = self._fifo.pop_into(block)
         block[filled:] = 0.0
         outdata[:frames] = block[:, None]
+        if self.far_end is not None:  # [aec]
+            self.far_end(block, self.device_rate, output_latency_s(time))
         short = filled < frames and not self.draining
         if short or status.output_underflow:
             self.underruns += 1

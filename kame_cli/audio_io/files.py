@@ -48,6 +48,7 @@ class FileSource:
         paced: bool = True,
         clock: SessionClock | None = None,
         join_timeout_s: float = 1.0,
+        channel: int | None = None,
     ) -> None:
         self.path = Path(path)
         self.paced = paced
@@ -57,6 +58,14 @@ class FileSource:
         self._sound = open_audio_file(self.path)
         self.source_rate = int(self._sound.samplerate)
         self.source_channels = int(self._sound.channels)
+        self.channel = channel
+        """[aec] Read this channel alone (a recorded session: 0 the user, 1 the assistant); None: downmix."""
+        if channel is not None and not 0 <= channel < self.source_channels:
+            self._sound.close()
+            raise AudioFileError(
+                f"input audio file '{self.path}' has {self.source_channels} channel(s), "
+                f"no channel {channel + 1}: give a two-channel recording (user left, assistant right)"
+            )
         self._source_frames = int(self._sound.frames)
         # Trimming/padding the resampled stream to this count makes the frame count exact.
         self.total_samples = round(self._source_frames * SAMPLE_RATE / self.source_rate)
@@ -118,7 +127,8 @@ class FileSource:
         while produced < self.total_samples:
             raw = self._read(block, produced)
             at_end = raw.shape[0] == 0
-            tail = resampler.flush() if at_end else resampler.process(downmix(raw))
+            mono = downmix(raw) if self.channel is None else raw[:, self.channel]
+            tail = resampler.flush() if at_end else resampler.process(mono)
             pending = np.concatenate((pending, tail)) if pending.size else tail
             if at_end:
                 # The resampler may come up a few samples short of the exact length: pad with silence.

@@ -50,6 +50,14 @@ class MicrophoneSource:
         return 0 if self._capture is None else self._capture.overflows
 
     @property
+    def input_latency_s(self) -> tuple[float | None, float | None]:
+        """[aec] (age of the frame being delivered's last sample, the device's input latency) from the
+        stream timestamps; None where the host API gives none."""
+        if self._capture is None:
+            return None, None
+        return self._capture.latency_s, self._capture.device_latency_s
+
+    @property
     def duration_s(self) -> None:
         return None
 

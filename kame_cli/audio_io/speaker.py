@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from kame_cli.audio_io.callbacks import PlaybackCallback
+from kame_cli.audio_io.callbacks import FarEndTap, PlaybackCallback
 from kame_cli.audio_io.devices import negotiate_stream_format, portaudio, resolve_device
 from kame_cli.audio_io.frames import as_frame, frame_blocksize
 from kame_cli.bus import EventSink
@@ -59,6 +59,10 @@ class SpeakerSink:
     def frames_played(self) -> int:
         """Frames handed to the device so far."""
         return self._playback.frames_taken
+
+    def tap_far_end(self, tap: FarEndTap) -> None:
+        """[aec] Hands every block as played to `tap` (the echo canceller's reference); before start()."""
+        self._playback.far_end = tap
 
     def start(self) -> None:
         """Opens and starts the output stream; DeviceError if the device refuses it."""

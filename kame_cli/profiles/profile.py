@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import kame_cli
+from kame_cli.audio_io.config import AudioConfig
 from kame_cli.backends.oracle.config import (
     BUNDLED_GGUF,
     LlmConfig,
@@ -55,6 +56,7 @@ class Profile:
     policy: PolicyConfig
     stt: SttConfig
     frontend: FrontendConfig
+    audio: AudioConfig  # [aec] `[audio]`: echo cancellation, noise suppression, high-pass
 
     @property
     def shown_path(self) -> str:

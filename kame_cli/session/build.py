@@ -48,8 +48,15 @@ def build_session(
         raise ConfigError("--debug-step-delay-ms must be >= 0")
     if opts.profile is not None and not opts.profile.strip():
         raise ConfigError("--profile is empty: give a profile name or a TOML path (see kame profiles list)")
+    if opts.echo_reference is not None and opts.input_file is None:
+        raise ConfigError(
+            "--echo-reference replays a recording: it needs --input FILE (the recorded microphone)"
+        )
     profile = load_profile(opts.profile)
     frontend_cfg = frontend_config(profile, opts)
+    from kame_cli.audio_io.aec_wiring import aec_mode  # a contradictory --aec: before anything opens
+
+    aec = aec_mode(profile.audio, aec=opts.aec, headphones=opts.headphones)
     use_llm = not opts.no_llm and opts.backends
     if use_llm:
         check_environment(profile)  # a missing API key variable: one line, before anything loads
@@ -89,6 +96,9 @@ def build_session(
             realtime=opts.realtime,
             frames_to_backend=opts.backends,
             frame_queue=25 if realtime_pace else 0,
+            audio=profile.audio,
+            aec=aec,
+            echo_reference=None if opts.echo_reference is None else str(opts.echo_reference),
         ),
         backend=BackendSetup(
             stt=profile.stt,

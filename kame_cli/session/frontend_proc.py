@@ -20,7 +20,9 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -49,13 +51,18 @@ _STOP_SHARE_S = 0.5
 class InputPath:
     """What the user's frames go through before the front-end and the STT hear them.
 
-    Identity for now. An echo canceller goes here: `process` gets each microphone frame (24 kHz,
-    1920 float32 samples) and returns the cleaned one; `reference` gets each frame the assistant
-    says, in step order, as the far-end signal (the speaker plays it about one frame later).
+    `process` gets each microphone frame (24 kHz, 1920 float32 samples) and returns the one the
+    front-end and the STT hear: the echo canceller's output when it runs, else the frame itself
+    (bit-exact). The canceller's far-end reference is tapped in the speaker's callback, as played
+    (`SpeakerSink.tap_far_end`), or read from a recording (`--echo-reference`); `reference` gets
+    each frame the assistant says, in step order, for any other use.
     """
 
+    def __init__(self, echo: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+        self.echo = echo
+
     def process(self, pcm: np.ndarray) -> np.ndarray:
-        return pcm
+        return pcm if self.echo is None else self.echo(pcm)
 
     def reference(self, index: int, pcm: np.ndarray) -> None:
         return None
@@ -207,7 +214,11 @@ class FrontendProcess:
         if s.output_wav_fd is not None:
             self._outputs.append(WavSink("output.wav", private=True, fd=s.output_wav_fd))
         if s.input_file is not None:
-            self.source = FileSource(s.input_file, paced=not s.fast, clock=clock)
+            from kame_cli.audio_io.aec_wiring import input_channel  # a stereo recording: user left
+
+            reference = None if s.echo_reference is None else Path(s.echo_reference)
+            channel = input_channel(Path(s.input_file), reference)
+            self.source = FileSource(s.input_file, paced=not s.fast, clock=clock, channel=channel)
         else:
             self.source = MicrophoneSource(s.input_device, clock=clock, events=self._events)
         if s.output_file is not None:
@@ -215,8 +226,21 @@ class FrontendProcess:
             self._outputs.append(wav)
             if s.output_stereo:
                 self.recorders.append(_UserChannel(wav))
+        speaker = None
         if s.speaker or s.output_device is not None:
-            self._outputs.append(SpeakerSink(s.output_device, clock=clock, events=self._events))
+            speaker = SpeakerSink(s.output_device, clock=clock, events=self._events)
+            self._outputs.append(speaker)
+        from kame_cli.audio_io.aec_wiring import build_microphone_echo
+
+        self.input_path.echo = build_microphone_echo(
+            s.audio,
+            s.aec,
+            source=self.source,
+            speaker=speaker,
+            echo_reference=None if s.echo_reference is None else Path(s.echo_reference),
+            events=self._events,
+            clock=clock,
+        )
 
     def _wait_go(self) -> bool:
         while not self._peer_gone.is_set():

@@ -55,6 +55,12 @@ class TalkOptions:
     """Debug: sleep this long in every front-end step, as a too slow device would (lag bound tests)."""
     backends: bool = True
     """False: the front-end alone, no STT and no oracle (`kame bench isolation`'s baseline)."""
+    aec: str | None = None
+    """[aec] `auto`, `on` or `off`; None keeps the profile's `[audio] aec`."""
+    headphones: bool = False
+    """[aec] The assistant plays into headphones: no echo to cancel (same as `--aec off`)."""
+    echo_reference: Path | None = None
+    """[aec] Replay a recorded session: the assistant's output as played while `input_file` was recorded."""
 
 
 class StopRequest:

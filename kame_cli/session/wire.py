@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from kame_cli.audio_io.config import AudioConfig
 from kame_cli.backends.oracle.config import LlmConfig, PolicyConfig, PromptConfig
 from kame_cli.backends.stt.config import SttConfig
 from kame_cli.engine.config import FrontendConfig
@@ -38,6 +39,12 @@ class FrontendSetup:
     frames_to_backend: bool
     frame_queue: int
     """Frames for the STT the link may hold before it drops (0: unbounded, lossless)."""
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    """The profile's `[audio]` table (echo cancellation settings)."""
+    aec: str = "off"
+    """`auto`, `on` or `off`, the command line's over the profile's (`audio_io.aec_wiring.aec_mode`)."""
+    echo_reference: str | None = None
+    """A recorded assistant output replayed through the canceller (`--echo-reference`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kame_cli.events import (
+    AecStatus,
     AudioXrun,
     BackendStatus,
     DeadlineMiss,
@@ -198,6 +199,13 @@ def _on_status(state: ViewState, ev: BackendStatus) -> None:
     state.status[ev.component] = (ev.state, ev.message)
 
 
+def _on_aec(state: ViewState, ev: AecStatus) -> None:
+    # [aec] Shown in the Status row: the canceller runs, how much echo it removes, the devices' delay.
+    erle = "ERLE —" if ev.erle_db is None else f"ERLE {ev.erle_db:.0f} dB"
+    delay = "" if ev.delay_ms is None else f", delay {ev.delay_ms:.0f} ms"
+    state.status["aec"] = ("ok", f"on, {erle}{delay}")
+
+
 _HANDLERS: dict[type, Callable[[ViewState, object], None]] = {
     PartialTranscript: _on_partial,  # type: ignore[dict-item]
     FinalTranscript: _on_final,  # type: ignore[dict-item]
@@ -213,4 +221,5 @@ _HANDLERS: dict[type, Callable[[ViewState, object], None]] = {
     FramesDropped: _on_dropped,  # type: ignore[dict-item]
     ProcessStarted: _on_process_started,  # type: ignore[dict-item]
     ProcessEnded: _on_process_ended,  # type: ignore[dict-item]
+    AecStatus: _on_aec,  # type: ignore[dict-item]
 }

@@ -1,0 +1,327 @@
+"""Echo cancellation on the microphone path: WebRTC's AEC3, through livekit's `AudioProcessingModule`.
+
+The far end (the assistant's voice exactly as the speaker's callback handed it to the device, at the
+device's rate, silence and underruns included) and the near end (the microphone's 24 kHz frames) are
+put on one time line by the streams' timestamps: each far-end block carries the time its first
+sample reaches the DAC, each microphone frame the time its last sample left the ADC. For each
+microphone frame the canceller reads back the far end played over the same 80 ms, shifted at most
+`residual_ms` earlier (a margin for timestamp error: AEC3 needs the echo after its reference), and
+feeds AEC3 the two 10 ms chunk by chunk, one far chunk before each near chunk. AEC3's own delay
+estimator then only has to find a short, steady residual (the acoustic path and the timestamps'
+error) whatever the devices' latency is; a latency change moves the read-back at once, with no
+restart and no re-convergence.
+
+Threads: `add_far_end` (called on the speaker's callback thread) only copies into a deque; the
+resampling, AEC3 and the statistics all run in `process`, on the microphone's thread, before the
+frame reaches the front-end and the STT. livekit is imported when a canceller is built.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from kame_cli.audio_io.frames import as_frame
+from kame_cli.audio_io.resampling import StreamResampler
+from kame_cli.bus import EventSink
+from kame_cli.clock import FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE, SessionClock
+from kame_cli.events import AecStatus
+
+CHUNK_SAMPLES = SAMPLE_RATE // 100
+"""AEC3 takes 10 ms chunks: 240 samples at 24 kHz, eight to a frame."""
+_CHUNK_S = CHUNK_SAMPLES / SAMPLE_RATE
+_CHUNKS_PER_FRAME = FRAME_SAMPLES // CHUNK_SAMPLES
+_FAR_ACTIVE = 10 ** (-50 / 10)
+"""Mean square (-50 dBFS) above which a frame's far end counts as the assistant speaking (for ERLE)."""
+_ERLE_ALPHA = 0.05  # per far-active frame: ERLE averages over the last ~1.6 s of the assistant's voice
+_MAX_FAR_S = 2.0  # far-end audio kept beyond this is stale (no microphone read it): dropped
+_MAX_LATENCY_S = 2.0  # a stream timestamp claiming more than this is not believed
+_DELAY_WINDOW = 25  # latency readings (one per block) the delay estimate is the median of
+_AVAILABLE_MARGIN_S = 0.005  # the read-back stays this far inside what the speaker has handed over
+_SLIP_S = 0.005  # a timestamp this far from where the previous block ended is a latency change
+
+
+@dataclass(frozen=True, slots=True)
+class AecStats:
+    """What the canceller measured so far."""
+
+    frames: int
+    erle_db: float | None
+    """Echo return loss enhancement while the assistant speaks (microphone power / output power), dB."""
+    delay_ms: float | None
+    """The devices' echo delay from the stream timestamps: output latency + input latency."""
+    residual_ms: float | None
+    """How far the far end fed to AEC3 leads the near end (what `set_stream_delay_ms` is told)."""
+    cpu_ms_per_frame: float
+    """Mean thread CPU time of `process` per 80 ms frame (AEC3 and the bookkeeping)."""
+    cpu_ms_max: float
+    far_fed_s: float
+    """Far-end audio fed to AEC3 so far (seconds at 24 kHz)."""
+
+
+def output_latency_s(time_info: Any) -> float | None:
+    """Seconds until the first sample of an output callback's block reaches the DAC; None if unknown."""
+    dac = getattr(time_info, "outputBufferDacTime", 0.0)
+    now = getattr(time_info, "currentTime", 0.0)
+    return _believable(dac - now) if dac and now else None
+
+
+def input_latency_s(time_info: Any, frames: int, rate: int) -> float | None:
+    """Seconds since the last sample of an input callback's block left the ADC; None if unknown."""
+    adc = getattr(time_info, "inputBufferAdcTime", 0.0)
+    now = getattr(time_info, "currentTime", 0.0)
+    return _believable(now - (adc + frames / rate)) if adc and now else None
+
+
+def _believable(latency: float) -> float | None:
+    # Some host APIs report zeros or garbage (PortAudio documents both): then the caller falls back.
+    return max(0.0, latency) if -0.05 < latency < _MAX_LATENCY_S else None
+
+
+def resolve_aec(mode: str, *, speaker_and_microphone: bool, echo_reference: bool = False) -> bool:
+    """Whether the canceller runs: `on`/`off` as said; `auto` when the assistant plays through a
+    speaker while a microphone listens, or when a recorded far end is replayed."""
+    if mode == "on":
+        return True
+    if mode == "off":
+        return False
+    if mode != "auto":
+        raise ValueError(f"aec mode must be auto, on or off, not {mode!r}")
+    return speaker_and_microphone or echo_reference
+
+
+class EchoCanceller:
+    """WebRTC AEC3 (plus optional noise suppression and high-pass) on 24 kHz microphone frames.
+
+    Live: `add_far_end(block, rate, latency_s)` from the speaker's callback, `process(frame,
+    latency_s)` from the microphone's. Replay of a recording: `process_pair(near, far)`.
+    """
+
+    def __init__(
+        self,
+        *,
+        noise_suppression: bool = False,
+        high_pass: bool = True,
+        residual_ms: float = 60.0,
+        clock: SessionClock | None = None,
+        events: EventSink | None = None,
+        status_every_frames: int = 12,
+    ) -> None:
+        from livekit import rtc
+
+        self._apm = rtc.AudioProcessingModule(
+            echo_cancellation=True, noise_suppression=noise_suppression, high_pass_filter=high_pass
+        )
+        # One buffer each way, reused: AudioFrame keeps a bytearray without copying it.
+        self._near_bytes = bytearray(CHUNK_SAMPLES * 2)
+        self._far_bytes = bytearray(CHUNK_SAMPLES * 2)
+        self._near_frame = rtc.AudioFrame(self._near_bytes, SAMPLE_RATE, 1, CHUNK_SAMPLES)
+        self._far_frame = rtc.AudioFrame(self._far_bytes, SAMPLE_RATE, 1, CHUNK_SAMPLES)
+        self._near_pcm = np.frombuffer(self._near_bytes, dtype=np.int16)
+        self._far_pcm = np.frombuffer(self._far_bytes, dtype=np.int16)
+        self._residual_s = residual_ms / 1000.0
+        self._clock = clock or SessionClock()
+        self._events = events
+        self._status_every = max(1, status_every_frames)
+        # Filled on the speaker's thread, drained on the microphone's (deque append/popleft are atomic).
+        self._inbox: deque[tuple[float, int, np.ndarray]] = deque()
+        self._far = FarTimeline()
+        self._out_latency: deque[float] = deque(maxlen=_DELAY_WINDOW)
+        self._in_latency: deque[float] = deque(maxlen=_DELAY_WINDOW)
+        self._lock = threading.Lock()  # guards the latency windows, read by `stats` from any thread
+        self._frames = 0
+        self._cpu_total = 0.0
+        self._cpu_max = 0.0
+        self._near_power: float | None = None
+        self._out_power: float | None = None
+        self._residual_last: float | None = None
+        self._far_fed = 0
+
+    # --- far end (speaker's callback thread) ------------------------------------------------------
+
+    def add_far_end(self, block: np.ndarray, rate: int, latency_s: float | None) -> None:
+        """The block the output callback just handed to the device (mono, at `rate`), with the time
+        until its first sample is played (None: unknown, taken as 0). Never blocks."""
+        latency = 0.0 if latency_s is None else latency_s
+        self._inbox.append((self._clock.now() + latency, rate, np.array(block, dtype=np.float32)))
+        if latency_s is not None:
+            with self._lock:
+                self._out_latency.append(latency_s)
+
+    # --- near end (microphone's thread) -----------------------------------------------------------
+
+    def process(
+        self, frame: np.ndarray, latency_s: float | None = None, device_latency_s: float | None = None
+    ) -> np.ndarray:
+        """The microphone frame with the echo removed; `latency_s`: how long ago its last sample was
+        captured (None: unknown, taken as 0); `device_latency_s`: the input latency the stream's
+        timestamps give (without kame's own re-blocking), for the delay estimate (default: `latency_s`)."""
+        started = time.thread_time()
+        near = as_frame(frame)
+        latency = 0.0 if latency_s is None else latency_s
+        reported = latency_s if device_latency_s is None else device_latency_s
+        if reported is not None:
+            with self._lock:
+                self._in_latency.append(reported)
+        capture_end = self._clock.now() - latency
+        while self._inbox:
+            self._far.place(*self._inbox.popleft())
+        lead = self._lead_s()
+        far = self._far.read(capture_end - FRAME_SECONDS + lead, FRAME_SAMPLES)
+        self._far.forget_before(capture_end - _MAX_FAR_S)
+        self._residual_last = lead
+        out = self._cancel(near, far, round(lead * 1000))
+        far_power = float(np.dot(far, far))
+        self._account(near, out, far_power / FRAME_SAMPLES, started)
+        return out
+
+    def process_pair(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
+        """A recorded frame pair: `far` is what was played while `near` was captured (same index)."""
+        started = time.thread_time()
+        near, far = as_frame(near), as_frame(far)
+        out = self._cancel(near, far, 0)  # the delay is unknown: AEC3's own estimator finds it
+        self._account(near, out, float(np.mean(far * far)), started)
+        return out
+
+    def _cancel(self, near: np.ndarray, far: np.ndarray, delay_ms: int) -> np.ndarray:
+        """AEC3 on one frame, 10 ms at a time: the far chunk first, then the near chunk it leads."""
+        out = np.empty(FRAME_SAMPLES, dtype=np.float32)
+        for k in range(_CHUNKS_PER_FRAME):
+            part = slice(k * CHUNK_SAMPLES, (k + 1) * CHUNK_SAMPLES)
+            self._far_pcm[:] = _to_pcm16(far[part])
+            self._apm.process_reverse_stream(self._far_frame)
+            self._apm.set_stream_delay_ms(delay_ms)
+            self._near_pcm[:] = _to_pcm16(near[part])
+            self._apm.process_stream(self._near_frame)
+            out[part] = self._near_pcm.astype(np.float32) / 32768.0
+        self._far_fed += FRAME_SAMPLES
+        return out
+
+    def _lead_s(self) -> float:
+        """How far the far end fed to AEC3 leads the microphone: `residual_ms` at most (AEC3 needs the
+        echo after its reference: a margin for timestamp error), and never past the far-end audio the
+        speaker has already handed over (the device delay bounds what exists)."""
+        delay = self._delay_s()  # without re-blocking: a lower bound of what has been handed over
+        if delay is None:
+            return 0.0
+        return min(self._residual_s, max(0.0, delay - _AVAILABLE_MARGIN_S))
+
+    def _delay_s(self) -> float | None:
+        with self._lock:
+            out_lat = sorted(self._out_latency)
+            in_lat = sorted(self._in_latency)
+        if not out_lat and not in_lat:
+            return None
+        return _median(out_lat) + _median(in_lat)
+
+    # --- statistics (any thread) ------------------------------------------------------------------
+
+    def stats(self) -> AecStats:
+        delay_s = self._delay_s()
+        delay = None if delay_s is None else 1000.0 * delay_s
+        erle = None
+        if self._near_power is not None and self._out_power is not None:
+            erle = 10.0 * math.log10(max(self._near_power, 1e-20) / max(self._out_power, 1e-20))
+        return AecStats(
+            frames=self._frames,
+            erle_db=erle,
+            delay_ms=delay,
+            residual_ms=None if self._residual_last is None else 1000.0 * self._residual_last,
+            cpu_ms_per_frame=1000.0 * self._cpu_total / max(1, self._frames),
+            cpu_ms_max=1000.0 * self._cpu_max,
+            far_fed_s=self._far_fed / SAMPLE_RATE,
+        )
+
+    # --- internals --------------------------------------------------------------------------------
+
+    def _account(self, near: np.ndarray, out: np.ndarray, far_power: float, started: float) -> None:
+        if far_power > _FAR_ACTIVE:
+            near_p, out_p = float(np.mean(near * near)), float(np.mean(out * out))
+            if self._near_power is None or self._out_power is None:
+                self._near_power, self._out_power = near_p, out_p
+            else:
+                self._near_power += _ERLE_ALPHA * (near_p - self._near_power)
+                self._out_power += _ERLE_ALPHA * (out_p - self._out_power)
+        self._frames += 1
+        cpu = time.thread_time() - started
+        self._cpu_total += cpu
+        self._cpu_max = max(self._cpu_max, cpu)
+        if self._events is not None and self._frames % self._status_every == 0:
+            s = self.stats()
+            self._events.publish(
+                AecStatus(self._clock.now(), s.erle_db, s.delay_ms, s.residual_ms, s.cpu_ms_per_frame)
+            )
+
+
+def _to_pcm16(samples: np.ndarray) -> np.ndarray:
+    return (np.clip(samples, -1.0, 32767 / 32768) * 32768.0).round().astype(np.int16)
+
+
+def _median(values: list[float]) -> float:
+    return values[len(values) // 2] if values else 0.0
+
+
+class FarTimeline:
+    """The far end at 24 kHz on the session's time line, read back by time window.
+
+    `place` puts each played block where its timestamp says: blocks that follow each other within
+    `_SLIP_S` (timestamps jitter by a millisecond or two) are kept contiguous, judged at the
+    device's rate since the resampler hands its output out in uneven pieces; a jump is a latency
+    change: the device played nothing for a while (silence is inserted), or the new block replaces
+    the end of the last one, as in the air. `read` returns silence where nothing was played.
+    """
+
+    def __init__(self) -> None:
+        self._buf: np.ndarray = np.zeros(0, dtype=np.float32)
+        self._start: float | None = None
+        """Session time at which `_buf[0]` was played."""
+        self._next_play: float | None = None
+        """Where the next block starts if it follows the last one without a gap."""
+        self._resamplers: dict[int, StreamResampler] = {}
+
+    def place(self, play_time: float, rate: int, block: np.ndarray) -> None:
+        resampler = self._resamplers.get(rate)
+        if resampler is None:
+            resampler = self._resamplers[rate] = StreamResampler(rate, SAMPLE_RATE)
+        if self._start is None or self._next_play is None:
+            self._start = play_time
+        else:
+            gap = play_time - self._next_play
+            if gap > _SLIP_S:
+                self._append(resampler.process(np.zeros(round(gap * rate), dtype=np.float32)))
+            elif gap < -_SLIP_S:
+                keep = max(0, self._buf.shape[0] - round(-gap * SAMPLE_RATE))
+                self._buf = self._buf[:keep]
+            else:
+                play_time = self._next_play  # jitter: keep the stream contiguous
+        self._next_play = play_time + block.shape[0] / rate
+        self._append(resampler.process(block))
+
+    def read(self, t0: float, n: int) -> np.ndarray:
+        """The `n` samples played from session time `t0` on (silence where nothing was)."""
+        out = np.zeros(n, dtype=np.float32)
+        if self._start is None:
+            return out
+        i0 = round((t0 - self._start) * SAMPLE_RATE)
+        lo, hi = max(i0, 0), min(i0 + n, self._buf.shape[0])
+        if hi > lo:
+            out[lo - i0 : hi - i0] = self._buf[lo:hi]
+        return out
+
+    def forget_before(self, t: float) -> None:
+        """Drops what was played before `t` (it can no longer be asked for)."""
+        if self._start is None:
+            return
+        drop = min(round((t - self._start) * SAMPLE_RATE), self._buf.shape[0])
+        if drop > SAMPLE_RATE // 2:  # in steps, not every frame
+            self._buf = self._buf[drop:].copy()
+            self._start += drop / SAMPLE_RATE
+
+    def _append(self, samples: np.ndarray) -> None:
+        self._buf = np.concatenate((self._buf, samples)) if self._buf.size else samples.copy()

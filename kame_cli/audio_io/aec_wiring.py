@@ -1,0 +1,116 @@
+"""The echo canceller on a session's microphone path: whether it runs, its reference, and the one hook.
+
+The hook is a callable, frame in and frame out, that the session calls on every microphone frame
+before any consumer (front-end, STT) sees it. Live, its reference is the speaker's output as played
+(tapped in the speaker's callback); when a recorded session is replayed (`--echo-reference`), it is
+the recording's assistant channel, frame for frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from kame_cli.audio_io.aec import EchoCanceller, resolve_aec
+from kame_cli.audio_io.config import AEC_MODES, AudioConfig
+from kame_cli.bus import EventSink
+from kame_cli.clock import FRAME_SAMPLES, SessionClock
+from kame_cli.errors import ConfigError
+
+if TYPE_CHECKING:
+    from kame_cli.audio_io.speaker import SpeakerSink
+
+
+class MicrophoneEcho:
+    """The session's microphone-path hook: `hook(pcm)` returns the frame with the echo removed."""
+
+    def __init__(
+        self,
+        canceller: EchoCanceller,
+        *,
+        input_latency: Callable[[], tuple[float | None, float | None]] | None = None,
+        reference: Iterator[np.ndarray] | None = None,
+    ) -> None:
+        self.canceller = canceller
+        self._input_latency = input_latency
+        self._reference = reference
+        self._silence = np.zeros(FRAME_SAMPLES, dtype=np.float32)
+
+    def __call__(self, pcm: np.ndarray) -> np.ndarray:
+        if self._reference is not None:
+            far = next(self._reference, None)  # a reference shorter than the input: silence after it
+            return self.canceller.process_pair(pcm, self._silence if far is None else far)
+        if self._input_latency is None:
+            return self.canceller.process(pcm)
+        frame_latency, device_latency = self._input_latency()
+        return self.canceller.process(pcm, frame_latency, device_latency)
+
+
+def aec_mode(cfg: AudioConfig, *, aec: str | None, headphones: bool) -> str:
+    """The profile's `[audio] aec` with the command line's `--aec` / `--headphones` over it."""
+    if aec is not None and aec not in AEC_MODES:
+        raise ConfigError(f"--aec must be one of {', '.join(AEC_MODES)} (got {aec!r})")
+    if headphones and aec == "on":
+        raise ConfigError("--headphones turns echo cancellation off: drop --aec on, or drop --headphones")
+    if headphones:
+        return "off"
+    return aec if aec is not None else cfg.aec
+
+
+def input_channel(input_file: Path | None, echo_reference: Path | None) -> int | None:
+    """0 (the user's channel) when the input is the same two-channel recording as the reference."""
+    if input_file is None or echo_reference is None:
+        return None
+    if input_file.resolve() != echo_reference.resolve():
+        return None
+    import soundfile  # type: ignore[import-untyped]
+
+    try:
+        channels = soundfile.info(str(input_file)).channels
+    except (soundfile.LibsndfileError, OSError):
+        return None  # FileSource reports the unreadable file in its own words
+    return 0 if channels == 2 else None
+
+
+def build_microphone_echo(
+    cfg: AudioConfig,
+    mode: str,
+    *,
+    source: Any,
+    speaker: SpeakerSink | None,
+    echo_reference: Path | None,
+    events: EventSink | None,
+    clock: SessionClock,
+) -> MicrophoneEcho | None:
+    """The hook for this session, or None when the canceller does not run (`--aec off` leaves the
+    microphone path untouched, bit for bit). Taps the speaker's output when it runs live."""
+    from kame_cli.audio_io.files import FileSource
+    from kame_cli.audio_io.microphone import MicrophoneSource
+
+    microphone = isinstance(source, MicrophoneSource)
+    playing = microphone and speaker is not None
+    if not resolve_aec(mode, speaker_and_microphone=playing, echo_reference=echo_reference is not None):
+        return None
+    reference: Iterator[np.ndarray] | None = None
+    if echo_reference is not None:
+        probe = FileSource(echo_reference, paced=False)
+        channel = 1 if probe.source_channels == 2 else None
+        probe.stop()
+        reference = FileSource(echo_reference, paced=False, channel=channel).frames()
+    try:
+        canceller = EchoCanceller(
+            noise_suppression=cfg.noise_suppression, high_pass=cfg.high_pass, clock=clock, events=events
+        )
+    except ImportError as err:
+        raise ConfigError(
+            f"echo cancellation needs the livekit package ({err}): pip install livekit, or use --aec off"
+        ) from None
+    if reference is not None:
+        return MicrophoneEcho(canceller, reference=reference)
+    if speaker is not None:
+        speaker.tap_far_end(canceller.add_far_end)
+    latency = (lambda: source.input_latency_s) if microphone else None  # (frame, device) latencies
+    return MicrophoneEcho(canceller, input_latency=latency)

@@ -1,0 +1,27 @@
+"""Audio settings, as read from a profile's `[audio]` table (CLI flags override them).
+
+Range checks live in each field's metadata (`choices`), so the profile loader reports the file and
+key at fault without knowing this class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+AEC_MODES = ("auto", "on", "off")
+
+AecMode = Literal["auto", "on", "off"]
+
+
+@dataclass(frozen=True, slots=True)
+class AudioConfig:
+    """Echo cancellation and the microphone's clean-up (WebRTC audio processing)."""
+
+    aec: AecMode = field(default="auto", metadata={"choices": AEC_MODES})
+    """`auto`: on when the assistant plays through a speaker while the microphone listens (or a
+    recorded `--echo-reference` is replayed); off for file input, `--no-speaker` and headphones."""
+    noise_suppression: bool = False
+    """WebRTC's noise suppressor on the microphone, with the canceller (off: it can blur speech for STT)."""
+    high_pass: bool = True
+    """WebRTC's high-pass filter (removes DC and rumble below ~80 Hz), with the canceller."""

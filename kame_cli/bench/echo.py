@@ -1,0 +1,422 @@
+"""`kame bench echo`: the echo canceller in simulated rooms, with the STT listening.
+
+Per seed: a shoebox room (pyroomacoustics; speaker-to-mic 0.3-1.5 m, RT60 0.2-0.6 s), a duplex
+card with a device delay of 20-200 ms (70 % output, 30 % input latency) at 48 kHz, and an echo
+level of -6..+6 dB against the user's voice at the microphone. The assistant speaks three times;
+the user speaks once, during the second (double talk). The assistant's frames go through the
+speaker's real callback (resampled to the card's rate, tapped as played), the room, and the
+microphone's real callback (resampled back) into the session's microphone-path hook, and from there
+to the real streaming STT (`SttWorker`, tiny.en). One simulation gives the AEC-off path (the raw
+microphone, which is what `--aec off` hands on, bit for bit) and the AEC-on path; a second, with the
+assistant silent, gives the user's speech alone for the clean WER.
+
+The assistant's voice is speech (espeak-ng), not the `random:tiny` front-end's output: that model
+babbles noise-like audio, which no recognizer turns into words, so it would make "echo words"
+trivially zero with or without the canceller.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from kame_cli.backends.stt.model import SttModel
+
+ASSISTANT_LINES = (
+    "Sure, I can help with that. The train leaves the central station at a quarter past eight.",
+    "Good question. Most spiders have eight legs and many of them have eight eyes as well.",
+    "The weather tomorrow looks dry in the morning with some rain arriving in the late afternoon.",
+    "Let me think about it for a moment. A loaf of bread needs flour, water, salt and some yeast.",
+    "Rainbows form when sunlight is bent and reflected inside tiny drops of water in the air.",
+    "I would suggest leaving a little earlier, because the roads are usually busy around noon.",
+    "Mount Everest is the tallest mountain above sea level, at almost nine thousand meters.",
+    "Cats sleep for most of the day to save energy for hunting, even when they live indoors.",
+)
+USER_LINES = (
+    "Wait, what time does the last bus go back home tonight?",
+    "Can you tell me how far it is to the nearest pharmacy?",
+    "Hold on, I asked about the price of the tickets, not the time.",
+    "Please remind me to call my sister after lunch tomorrow.",
+)
+TARGET_ERLE_DB = 25.0
+TARGET_WER_RATIO = 1.2
+TARGET_CPU_MS = 5.0
+DEVICE_RATE = 48_000
+_USER_RMS_DBFS = -26.0
+"""The user's voice at the microphone (active speech RMS): it sets the microphone's gain."""
+_SOURCE_RMS_DBFS = -18.0
+"""The assistant's voice as handed to the speaker (a TTS-like output level), and the user's dry voice
+(the same source level: the loudspeaker then plays `level_db` louder than the user speaks)."""
+_GAP_S = 2.0
+_USER_LEAD_S = 0.8  # the user starts this long after the assistant's second turn starts
+_USER_CLIP_S = (2.0, 7.0)
+
+
+@dataclass(frozen=True, slots=True)
+class SeedResult:
+    seed: int
+    distance_m: float
+    rt60_s: float
+    device_delay_ms: float
+    level_db: float
+    user_distance_m: float
+    echo_to_user_db: float
+    """The echo's level at the microphone against the user's voice there (active RMS)."""
+    user_clip: str
+    erle_db: float
+    """Power ratio over every assistant-only frame (what leaks through, onsets included)."""
+    erle_frame_median_db: float
+    """The median frame's ERLE (the steady state)."""
+    echo_words_aec_off: int
+    echo_words_aec_on: int
+    echo_text_aec_off: str
+    echo_text_aec_on: str
+    doubletalk_errors: int
+    doubletalk_errors_aec_off: int
+    clean_errors: int
+    reference_words: int
+    doubletalk_text: str
+    clean_text: str
+    delay_estimate_ms: float
+    delay_error_ms: float
+    cpu_ms_per_frame: float
+    cpu_ms_max: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Scene:
+    far: np.ndarray  # 24 kHz, the assistant's frames as the front-end would hand them out
+    near: np.ndarray  # 24 kHz, the user's dry voice (before the room)
+    assistant: list[tuple[float, float]]
+    user: tuple[float, float]
+    reference: str
+    clip: str
+
+
+def _log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _active_rms(x: np.ndarray) -> float:
+    import numpy as np
+
+    frames = x[: x.shape[0] // 480 * 480].reshape(-1, 480)
+    power = np.mean(frames**2, axis=1)
+    active = power[power > 10 ** (-50 / 10)]
+    return float(np.sqrt(np.mean(active))) if active.size else 0.0
+
+
+def _user_clips(audio_dir: Path | None, voice: str) -> list[tuple[str, str, np.ndarray]]:
+    """(name, reference, 24 kHz audio) for the user's lines: espeak-ng, or real speech from a folder."""
+    from kame_cli.bench.stt import directory_clips, espeak
+
+    if audio_dir is None:
+        return [
+            (f"espeak:{voice}:{i + 1}", line, espeak(line, voice, 150)) for i, line in enumerate(USER_LINES)
+        ]
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):  # its "skipped" lines would break --json
+        clips = directory_clips(audio_dir)
+    lo, hi = _USER_CLIP_S
+    chosen = []
+    for clip in clips:
+        speech = clip.audio[12_000:-36_000]  # directory_clips pads 0.5 s before and 1.5 s after
+        if lo <= speech.shape[0] / 24_000 <= hi:
+            chosen.append((clip.name, clip.reference, speech))
+    if not chosen:
+        from kame_cli.errors import AudioFileError
+
+        raise AudioFileError(f"--audio-dir {audio_dir}: no clip with a transcript lasts {lo:.0f}-{hi:.0f} s")
+    return chosen
+
+
+def _scene(
+    rng: np.random.Generator, users: list[tuple[str, str, np.ndarray]], assistant_voice: str
+) -> _Scene:
+    import numpy as np
+
+    from kame_cli.bench.stt import espeak
+
+    lines = rng.choice(len(ASSISTANT_LINES), size=4, replace=False)
+    a1 = espeak(ASSISTANT_LINES[lines[0]], assistant_voice, 165)
+    a2 = np.concatenate([espeak(ASSISTANT_LINES[lines[1]], assistant_voice, 165),
+                         espeak(ASSISTANT_LINES[lines[2]], assistant_voice, 165)])  # fmt: skip
+    a3 = espeak(ASSISTANT_LINES[lines[3]], assistant_voice, 165)
+    name, reference, user = users[int(rng.integers(len(users)))]
+    sr = 24_000
+    t1 = 0.5
+    t2 = t1 + a1.shape[0] / sr + _GAP_S
+    tu = t2 + _USER_LEAD_S
+    t3 = max(t2 + a2.shape[0] / sr, tu + user.shape[0] / sr) + _GAP_S
+    end = t3 + a3.shape[0] / sr + _GAP_S
+    n = math.ceil(end * sr / 1920) * 1920
+    far, near = np.zeros(n, np.float32), np.zeros(n, np.float32)
+    spans = []
+    for start, clip in ((t1, a1), (t2, a2), (t3, a3)):
+        i = round(start * sr)
+        far[i : i + clip.shape[0]] = clip
+        spans.append((start, start + clip.shape[0] / sr))
+    i = round(tu * sr)
+    near[i : i + user.shape[0]] = user * (10 ** (_SOURCE_RMS_DBFS / 20) / max(_active_rms(user), 1e-9))
+    far *= 10 ** (_SOURCE_RMS_DBFS / 20) / max(_active_rms(far), 1e-9)
+    return _Scene(far, near, spans, (tu, tu + user.shape[0] / sr), reference, name)
+
+
+def _simulate(
+    scene: _Scene, rir: np.ndarray, near: np.ndarray, delay_s: float, with_assistant: bool, seed: int
+) -> dict[str, Any]:
+    """Runs the scene through the speaker callback, the room, the mic callback and the session hook."""
+    import numpy as np
+
+    from kame_cli.audio_io.aec import EchoCanceller
+    from kame_cli.audio_io.aec_wiring import MicrophoneEcho
+    from kame_cli.audio_io.callbacks import CaptureCallback, PlaybackCallback
+    from kame_cli.audio_io.frames import frame_blocksize
+    from kame_cli.audio_io.room import ManualClock, SimulatedDuplex
+
+    clock = ManualClock()
+    canceller = EchoCanceller(clock=clock)
+    playback = PlaybackCallback(DEVICE_RATE, clock=clock)
+    playback.far_end = canceller.add_far_end
+    raw: list[np.ndarray] = []
+    clean: list[np.ndarray] = []
+    capture: CaptureCallback
+
+    def on_frame(frame: np.ndarray) -> None:
+        raw.append(frame)
+        clean.append(hook(frame))
+
+    capture = CaptureCallback(DEVICE_RATE, on_frame, clock=clock)
+    hook = MicrophoneEcho(canceller, input_latency=lambda: (capture.latency_s, capture.device_latency_s))
+    room = SimulatedDuplex(
+        rate=DEVICE_RATE,
+        block=frame_blocksize(DEVICE_RATE),
+        rir=rir,
+        out_latency_s=0.7 * delay_s,
+        in_latency_s=0.3 * delay_s,  # run_seed's frame-time bookkeeping assumes this split
+        near=near,
+        seed=seed,
+        clock=clock,
+    )
+    far = scene.far if with_assistant else np.zeros_like(scene.far)
+    frames = far.reshape(-1, 1920)
+    extra = math.ceil((delay_s + 0.2) / 0.08)
+    for k in range(frames.shape[0] + extra):
+        if k < frames.shape[0]:
+            playback.enqueue(frames[k])
+        room.tick(playback, capture)
+    # Frame k of the microphone holds what was captured then: trim to the scene's length.
+    count = frames.shape[0]
+    return {"raw": raw[:count], "clean": clean[:count], "stats": canceller.stats()}
+
+
+def _assistant_only_frames(
+    scene: _Scene, count: int, echo_delay_s: float, user: tuple[float, float]
+) -> list[int]:
+    """Microphone frames that hold the assistant's echo and not the user (the echo reaches the
+    microphone's frames `echo_delay_s` after the assistant's; `user`: the user's voice there)."""
+    u0, u1 = user
+    keep = []
+    for k in range(count):
+        t0, t1 = k * 0.08, (k + 1) * 0.08
+        speaking = any(a0 + echo_delay_s <= t0 and t1 <= a1 + echo_delay_s for a0, a1 in scene.assistant)
+        if speaking and (t1 <= u0 or t0 >= u1):
+            keep.append(k)
+    return keep
+
+
+def _transcribe(model: SttModel, frames: list[np.ndarray]) -> list[tuple[float, float, str]]:
+    from kame_cli.backends.stt.config import SttConfig
+    from kame_cli.backends.stt.worker import run_stream, transcripts
+    from kame_cli.clock import SessionClock
+
+    cfg = SttConfig(model="auto", device="cpu", cpu_threads=1)
+    run = run_stream(frames, cfg, model=model, clock=SessionClock(), paced=False)
+    return [(f.audio_start, f.audio_end, f.text) for f in transcripts(run.events)]
+
+
+def _split(finals: list[tuple[float, float, str]], user: tuple[float, float]) -> tuple[list[str], list[str]]:
+    """(words of turns that overlap the user's speech, words of turns that do not: echo words)."""
+    from kame_cli.backends.stt.text import normalize_words
+
+    mine: list[str] = []
+    echo: list[str] = []
+    for start, end, text in finals:
+        overlaps = start < user[1] and end > user[0]
+        (mine if overlaps else echo).extend(normalize_words(text))
+    return mine, echo
+
+
+def run_seed(
+    seed: int, model: SttModel, users: list[tuple[str, str, np.ndarray]], assistant_voice: str
+) -> SeedResult:
+    import numpy as np
+    from scipy.signal import fftconvolve  # type: ignore[import-untyped]
+
+    from kame_cli.audio_io.room import SPEED_OF_SOUND, RoomSetup, shoebox_rirs
+    from kame_cli.backends.stt.text import normalize_words, word_errors
+    from kame_cli.bench.stt import resampled
+
+    rng = np.random.default_rng(seed)
+    setup = RoomSetup.draw(rng)
+    speaker_rir, user_rir = shoebox_rirs(setup, DEVICE_RATE, rng)
+    scene = _scene(rng, users, assistant_voice)
+    # The microphone's gain puts the user's voice (through the room) at _USER_RMS_DBFS; the speaker
+    # plays the assistant's voice `level_db` louder than the user speaks, through the same gain.
+    near = fftconvolve(resampled(scene.near, 24_000, DEVICE_RATE), user_rir)
+    mic_gain = 10 ** (_USER_RMS_DBFS / 20) / max(_active_rms(near), 1e-12)
+    near *= mic_gain
+    rir = speaker_rir * mic_gain * 10 ** (setup.level_db / 20)
+
+    talk = _simulate(scene, rir, near, setup.device_delay_s, with_assistant=True, seed=seed)
+    alone = _simulate(scene, rir, near, setup.device_delay_s, with_assistant=False, seed=seed)
+    # Where things land in the microphone's frames (frame k holds frame time k x 80 ms on): the
+    # first block delivered was captured one block plus the input latency before the clock started.
+    in_latency = 0.3 * setup.device_delay_s
+    user = (scene.user[0] + 0.08 + in_latency, scene.user[1] + 0.08 + in_latency)
+    echo_delay = setup.device_delay_s + 0.08 + setup.distance_m / SPEED_OF_SOUND
+    only = _assistant_only_frames(scene, len(talk["raw"]), echo_delay, user)
+    echo_at_mic = fftconvolve(resampled(scene.far, 24_000, DEVICE_RATE), rir)
+    echo_to_user_db = 20 * math.log10(max(_active_rms(echo_at_mic), 1e-12) / 10 ** (_USER_RMS_DBFS / 20))
+    raw_p = sum(float(np.sum(talk["raw"][k] ** 2)) for k in only)
+    clean_p = sum(float(np.sum(talk["clean"][k] ** 2)) for k in only)
+    erle = 10 * math.log10(raw_p / max(clean_p, 1e-20))
+    per_frame = [
+        10 * math.log10(float(np.sum(talk["raw"][k] ** 2)) / max(float(np.sum(talk["clean"][k] ** 2)), 1e-20))
+        for k in only
+    ]
+
+    reference = normalize_words(scene.reference)
+    heard_off, echo_off = _split(_transcribe(model, talk["raw"]), user)
+    heard_on, echo_on = _split(_transcribe(model, talk["clean"]), user)
+    heard_alone, _ = _split(_transcribe(model, alone["clean"]), user)
+    stats = talk["stats"]
+    delay_ms = stats.delay_ms if stats.delay_ms is not None else float("nan")
+    return SeedResult(
+        seed=seed,
+        distance_m=round(setup.distance_m, 2),
+        rt60_s=round(setup.rt60_s, 2),
+        device_delay_ms=round(1000 * setup.device_delay_s, 1),
+        level_db=round(setup.level_db, 1),
+        user_distance_m=round(setup.user_distance_m, 2),
+        echo_to_user_db=round(echo_to_user_db, 1),
+        user_clip=scene.clip,
+        erle_db=round(erle, 1),
+        erle_frame_median_db=round(statistics.median(per_frame), 1),
+        echo_words_aec_off=len(echo_off),
+        echo_words_aec_on=len(echo_on),
+        echo_text_aec_off=" ".join(echo_off),
+        echo_text_aec_on=" ".join(echo_on),
+        doubletalk_errors=word_errors(reference, heard_on),
+        doubletalk_errors_aec_off=word_errors(reference, heard_off),
+        clean_errors=word_errors(reference, heard_alone),
+        reference_words=len(reference),
+        doubletalk_text=" ".join(heard_on),
+        clean_text=" ".join(heard_alone),
+        delay_estimate_ms=round(delay_ms, 1),
+        delay_error_ms=round(abs(delay_ms - 1000 * setup.device_delay_s), 1),
+        cpu_ms_per_frame=round(stats.cpu_ms_per_frame, 2),
+        cpu_ms_max=round(stats.cpu_ms_max, 2),
+    )
+
+
+def bench(
+    seeds: int, first_seed: int, audio_dir: Path | None, voice: str, user_voice: str, as_json: bool
+) -> None:
+    from kame_cli.backends.stt.config import SttConfig
+    from kame_cli.backends.stt.model import load_stt_model
+
+    model = load_stt_model(SttConfig(model="auto", device="cpu", cpu_threads=1))
+    users = _user_clips(audio_dir, user_voice)
+    source = str(audio_dir) if audio_dir is not None else f"espeak-ng {user_voice}"
+    _log(f"echo bench: {seeds} simulated rooms (seeds {first_seed}..{first_seed + seeds - 1}), card at "
+         f"{DEVICE_RATE} Hz; assistant espeak-ng {voice}; user {source}; STT {model.describe()}")  # fmt: skip
+    results = []
+    for seed in range(first_seed, first_seed + seeds):
+        r = run_seed(seed, model, users, voice)
+        results.append(r)
+        _log(
+            f"  seed {seed}: speaker {r.distance_m} m, user {r.user_distance_m} m, RT60 {r.rt60_s} s, "
+            f"delay {r.device_delay_ms:.0f} ms, level {r.level_db:+.1f} dB (echo {r.echo_to_user_db:+.1f} dB "
+            f"against the user at the mic), user {r.user_clip}: ERLE {r.erle_db:.1f} dB (frame median "
+            f"{r.erle_frame_median_db:.1f}), echo words "
+            f"off {r.echo_words_aec_off} / on {r.echo_words_aec_on}, double-talk errors {r.doubletalk_errors}"
+            f"/{r.reference_words} (clean {r.clean_errors}, AEC off {r.doubletalk_errors_aec_off}), "
+            f"delay est. {r.delay_estimate_ms:.0f} ms, AEC {r.cpu_ms_per_frame:.2f} ms/frame"
+        )
+        if r.echo_words_aec_on:
+            _log(f"    echo heard with AEC on: {r.echo_text_aec_on!r}")
+    words = sum(r.reference_words for r in results)
+    erle = statistics.median(r.erle_db for r in results)
+    dt_wer = sum(r.doubletalk_errors for r in results) / max(words, 1)
+    dt_wer_off = sum(r.doubletalk_errors_aec_off for r in results) / max(words, 1)
+    clean_wer = sum(r.clean_errors for r in results) / max(words, 1)
+    cpu = statistics.fmean(r.cpu_ms_per_frame for r in results)
+    summary = {
+        "erle_db": round(erle, 1),
+        "erle_db_min": min(r.erle_db for r in results),
+        "erle_frame_median_db": round(statistics.median(r.erle_frame_median_db for r in results), 1),
+        "echo_words_aec_off": sum(r.echo_words_aec_off for r in results),
+        "echo_words_aec_on": sum(r.echo_words_aec_on for r in results),
+        "doubletalk_wer": round(dt_wer, 4),
+        "doubletalk_wer_aec_off": round(dt_wer_off, 4),
+        "clean_wer": round(clean_wer, 4),
+        "delay_error_ms": max(r.delay_error_ms for r in results),
+        "aec_cpu_ms_per_frame": round(cpu, 2),
+        "aec_cpu_ms_max": max(r.cpu_ms_max for r in results),
+        "seeds": [asdict(r) for r in results],
+    }
+    ratio_ok = dt_wer <= TARGET_WER_RATIO * clean_wer or dt_wer == 0
+    _log(f"ERLE (assistant alone): median {erle:.1f} dB, min {summary['erle_db_min']:.1f} dB  target >= "
+         f"{TARGET_ERLE_DB:.0f} dB: {_mark(erle >= TARGET_ERLE_DB)}; median frame "
+         f"{summary['erle_frame_median_db']:.1f} dB")  # fmt: skip
+    _log(f"echo words (assistant alone): AEC off {summary['echo_words_aec_off']}, AEC on "
+         f"{summary['echo_words_aec_on']}  target 0: {_mark(summary['echo_words_aec_on'] == 0)}")  # fmt: skip
+    _log(f"user WER: double talk {dt_wer:.1%} (AEC off {dt_wer_off:.1%}), alone {clean_wer:.1%} over {words} "
+         f"words  target <= {TARGET_WER_RATIO} x alone: {_mark(ratio_ok)}")  # fmt: skip
+    _log(
+        f"delay estimate error: max {summary['delay_error_ms']:.1f} ms (the simulated card reports its "
+        "latencies truthfully: this checks the bookkeeping, not a real card's timestamps)"
+    )
+    _log(f"AEC cost: {cpu:.2f} ms CPU per 80 ms frame (max {summary['aec_cpu_ms_max']:.2f})  target <= "
+         f"{TARGET_CPU_MS:.0f} ms: {_mark(cpu <= TARGET_CPU_MS)}")  # fmt: skip
+    if as_json:
+        print(json.dumps(summary))
+
+
+def _mark(ok: bool) -> str:
+    return "ok" if ok else "MISSED"
+
+
+def register(bench_app: typer.Typer) -> None:
+    @bench_app.command("echo")
+    def echo_command(
+        seeds: Annotated[int, typer.Option(min=1, help="Simulated rooms to run.")] = 5,
+        first_seed: Annotated[int, typer.Option("--seed", min=0, help="The first room's seed.")] = 0,
+        audio_dir: Annotated[
+            Path | None,
+            typer.Option(
+                "--audio-dir",
+                help="The user's speech: clips with .txt transcripts (e.g. ../shared/audio/real).",
+            ),
+        ] = None,
+        voice: Annotated[str, typer.Option(help="espeak-ng voice of the assistant.")] = "en-us+f3",
+        user_voice: Annotated[
+            str, typer.Option(help="espeak-ng voice of the user (without --audio-dir).")
+        ] = "en-gb",
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    ) -> None:
+        """Echo cancellation in simulated rooms: ERLE, echo words, double-talk WER, delay, CPU."""
+        bench(seeds, first_seed, audio_dir, voice, user_voice, as_json)

@@ -1,0 +1,275 @@
+"""The echo canceller (WebRTC AEC3 via livekit) on the real stream callbacks, in a simulated room."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kame_cli.audio_io.aec import EchoCanceller, resolve_aec
+from kame_cli.audio_io.aec_wiring import aec_mode, build_microphone_echo
+from kame_cli.audio_io.callbacks import CaptureCallback, PlaybackCallback
+from kame_cli.audio_io.config import AudioConfig
+from kame_cli.audio_io.files import FileSource
+from kame_cli.audio_io.room import ManualClock, RoomSetup, SimulatedDuplex, shoebox_rir
+from kame_cli.clock import FRAME_SAMPLES, SAMPLE_RATE
+from kame_cli.errors import ConfigError
+from tests.support.speech import concat, synthesize
+
+ASSISTANT = (
+    "Good morning. I am the assistant, speaking through the loudspeaker on your desk. "
+    "Today will be sunny with a light breeze, and tomorrow brings rain in the afternoon."
+)
+
+
+@pytest.fixture(scope="module")
+def far_speech() -> np.ndarray:
+    """About ten seconds of the assistant's voice (espeak-ng), at 24 kHz."""
+    return concat([0.3, synthesize(ASSISTANT), 0.3]).astype(np.float32) * 0.5
+
+
+@pytest.fixture(scope="module")
+def rir() -> np.ndarray:
+    """A shoebox room (RT60 0.4 s), speaker 1 m from the microphone, at 24 kHz."""
+    setup = RoomSetup(distance_m=1.0, rt60_s=0.4, device_delay_s=0.1, level_db=0.0, dims_m=(5.0, 4.0, 2.8))
+    return shoebox_rir(setup, SAMPLE_RATE, np.random.default_rng(7))
+
+
+class _Rig:
+    """The speaker's and the microphone's real callbacks around a canceller, in a simulated room."""
+
+    def __init__(self, rir: np.ndarray, out_latency_s: float, in_latency_s: float) -> None:
+        self.clock = ManualClock()
+        self.canceller = EchoCanceller(clock=self.clock)
+        self.playback = PlaybackCallback(SAMPLE_RATE, clock=self.clock, max_queued_frames=1000)
+        self.playback.far_end = self.canceller.add_far_end
+        self.raw: list[np.ndarray] = []
+        self.clean: list[np.ndarray] = []
+        self.capture = CaptureCallback(SAMPLE_RATE, self._on_frame, clock=self.clock)
+        self.room = SimulatedDuplex(
+            rate=SAMPLE_RATE,
+            block=FRAME_SAMPLES,
+            rir=rir,
+            out_latency_s=out_latency_s,
+            in_latency_s=in_latency_s,
+            clock=self.clock,
+        )
+
+    def _on_frame(self, frame: np.ndarray) -> None:
+        self.raw.append(frame)
+        self.clean.append(
+            self.canceller.process(frame, self.capture.latency_s, self.capture.device_latency_s)
+        )
+
+    def play(self, audio: np.ndarray, extra_blocks: int = 0) -> None:
+        frames = audio[: len(audio) // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
+        for frame in frames:
+            self.playback.enqueue(frame)
+        for _ in range(len(frames) + extra_blocks):
+            self.room.tick(self.playback, self.capture)
+
+
+def _erle_db(raw: list[np.ndarray], clean: list[np.ndarray], first: int, last: int) -> float:
+    r, c = np.concatenate(raw[first:last]), np.concatenate(clean[first:last])
+    return float(10 * np.log10(np.mean(r**2) / np.mean(c**2)))
+
+
+def test_the_canceller_removes_a_delayed_room_filtered_copy_of_the_far_end(
+    far_speech: np.ndarray, rir: np.ndarray
+) -> None:
+    rig = _Rig(rir, out_latency_s=0.090, in_latency_s=0.030)
+    rig.play(far_speech, extra_blocks=5)
+
+    n = len(rig.clean)
+    # After the first two seconds (AEC3 converging), the echo is down by at least 20 dB.
+    assert _erle_db(rig.raw, rig.clean, 25, n) >= 20.0
+    stats = rig.canceller.stats()
+    assert stats.frames == n
+    assert stats.erle_db is not None and stats.erle_db >= 20.0
+    assert stats.delay_ms == pytest.approx(120.0, abs=1.0)  # output 90 ms + input 30 ms
+    # Without the reference the same microphone signal keeps its echo: the removal is the canceller's.
+    assert _erle_db(rig.raw, rig.raw, 25, n) == 0.0
+
+
+def test_the_delay_estimate_follows_a_change_of_the_device_delay(
+    far_speech: np.ndarray, rir: np.ndarray
+) -> None:
+    rig = _Rig(rir, out_latency_s=0.040, in_latency_s=0.020)
+    half = len(far_speech) // 2
+    rig.play(far_speech[:half])
+    before = rig.canceller.stats().delay_ms
+    changed_at = len(rig.clean)
+    # The output's buffering grows by 110 ms mid-session (a device that re-negotiated its buffers).
+    rig.room.out_latency_s = 0.150
+    rig.play(far_speech[half:], extra_blocks=5)
+    after = rig.canceller.stats().delay_ms
+
+    assert before == pytest.approx(60.0, abs=1.0)
+    assert after == pytest.approx(170.0, abs=1.0)
+    # The far end is re-aligned from the timestamps at once: the echo stays cancelled after the change.
+    assert _erle_db(rig.raw, rig.clean, changed_at + 5, len(rig.clean)) >= 20.0
+
+
+def test_auto_runs_the_canceller_only_when_a_speaker_plays_while_a_microphone_listens(tmp_path: Path) -> None:
+    assert resolve_aec("auto", speaker_and_microphone=True) is True
+    assert resolve_aec("auto", speaker_and_microphone=False) is False  # file input or --no-speaker
+    assert resolve_aec("auto", speaker_and_microphone=False, echo_reference=True) is True
+    assert resolve_aec("on", speaker_and_microphone=False) is True
+    assert resolve_aec("off", speaker_and_microphone=True) is False
+
+    cfg = AudioConfig()
+    assert aec_mode(cfg, aec=None, headphones=False) == "auto"
+    assert aec_mode(AudioConfig(aec="on"), aec=None, headphones=False) == "on"
+    assert aec_mode(AudioConfig(aec="on"), aec=None, headphones=True) == "off"  # --headphones
+    assert aec_mode(cfg, aec="off", headphones=False) == "off"
+    with pytest.raises(ConfigError, match="--headphones turns echo cancellation off"):
+        aec_mode(cfg, aec="on", headphones=True)
+    with pytest.raises(ConfigError, match="--aec must be one of auto, on, off"):
+        aec_mode(cfg, aec="maybe", headphones=False)
+
+    wav = tmp_path / "in.wav"
+    import soundfile as sf
+
+    sf.write(wav, np.zeros(SAMPLE_RATE, dtype=np.float32), SAMPLE_RATE)
+    clock = ManualClock()
+    file_source = FileSource(wav, paced=False)
+    # A file source with no speaker: auto leaves the microphone path alone; on builds the canceller.
+    assert (
+        build_microphone_echo(
+            cfg, "auto", source=file_source, speaker=None, echo_reference=None, events=None, clock=clock
+        )
+        is None
+    )
+    hook = build_microphone_echo(
+        cfg, "on", source=file_source, speaker=None, echo_reference=None, events=None, clock=clock
+    )
+    assert hook is not None
+
+
+def test_aec_off_leaves_the_microphone_path_bit_exact(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from kame_cli.session.frontend_proc import InputPath
+
+    rng = np.random.default_rng(3)
+    wav = tmp_path / "in.wav"
+    sf.write(wav, rng.uniform(-0.5, 0.5, 5 * FRAME_SAMPLES).astype(np.float32), SAMPLE_RATE, subtype="FLOAT")
+    expected = list(FileSource(wav, paced=False).frames())
+
+    def heard(mode: str) -> list[np.ndarray]:
+        # The front-end process hands every input frame to `InputPath.process` and gives what it
+        # returns to both the loop and the STT: that call is the whole microphone path.
+        source = FileSource(wav, paced=False)
+        hook = build_microphone_echo(
+            AudioConfig(),
+            mode,
+            source=source,
+            speaker=None,
+            echo_reference=None,
+            events=None,
+            clock=ManualClock(),
+        )
+        path = InputPath(hook)
+        return [np.array(path.process(frame), copy=True) for frame in source.frames()]
+
+    frames = heard("off")
+    assert len(frames) == len(expected)
+    for got, want in zip(frames, expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+    # The same path with the canceller on changes the samples (int16 round trip, high-pass):
+    # the equality above is not a property of the test rig.
+    assert not np.array_equal(np.concatenate(heard("on")), np.concatenate(expected))
+
+
+DUPLEX = """
+import json, threading
+import numpy as np
+from kame_cli.audio_io import MicrophoneSource, SpeakerSink
+from kame_cli.audio_io.aec_wiring import build_microphone_echo
+from kame_cli.audio_io.config import AudioConfig
+from kame_cli.bus import EventBus
+from kame_cli.clock import SessionClock
+
+bus, clock = EventBus(), SessionClock()
+events = bus.subscribe("events")
+speaker = SpeakerSink("kame_speaker", clock=clock, max_queued_frames=100)
+mic = MicrophoneSource("kame_mic", clock=clock)
+hook = build_microphone_echo(AudioConfig(), "on", source=mic, speaker=speaker, echo_reference=None,
+                             events=bus, clock=clock)
+tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(1920 * 60) / 24000)).astype(np.float32)
+for step, frame in enumerate(tone.reshape(60, 1920)):
+    speaker.write(step, frame)
+out, enough = [], threading.Event()
+
+def on_frame(frame):
+    if len(out) < 40:
+        out.append(hook(frame))
+    else:
+        enough.set()
+
+speaker.start()
+mic.start(on_frame)
+got = enough.wait(30)
+mic.stop()
+speaker.close()
+stats = hook.canceller.stats()
+clean = np.stack(out)
+print(json.dumps(dict(
+    got=got, error=repr(mic.error), frames=stats.frames, far_fed_s=stats.far_fed_s, delay_ms=stats.delay_ms,
+    shape=list(clean.shape), finite=bool(np.isfinite(clean).all()), cpu=stats.cpu_ms_per_frame,
+    status=sum(type(e).__name__ == "AecStatus" for e in events.drain()),
+)))
+"""
+
+
+def test_a_real_duplex_stream_on_the_virtual_card_runs_with_the_canceller(tmp_path: Path) -> None:
+    from tests.audio_io.signals import sine
+    from tests.audio_io.virtual_alsa import VirtualSoundCard
+
+    card = VirtualSoundCard(tmp_path)
+    card.add_microphone("kame_mic", 24000, sine(300, 24000, 8.0))
+    card.add_speaker("kame_speaker", 48000)  # the reference arrives at 48 kHz and is resampled
+    result = card.run(DUPLEX)
+
+    assert result["got"] and result["error"] == "None"
+    assert result["frames"] == 40 and result["shape"] == [40, FRAME_SAMPLES] and result["finite"]
+    assert result["far_fed_s"] > 0  # the speaker's callback fed the reference while the mic ran
+    assert result["status"] >= 3  # AecStatus about every 12 frames, for the panel
+    assert result["delay_ms"] is None or result["delay_ms"] >= 0
+
+
+def test_the_profile_audio_table_is_read_and_checked(tmp_path: Path) -> None:
+    from kame_cli.errors import ProfileError
+    from kame_cli.profiles.profile import load_profile
+
+    good = tmp_path / "good.toml"
+    llm = '[llm]\nprovider = "ollama_chat"\nmodel = "llama3.2"\n'
+    good.write_text(llm + '[audio]\naec = "off"\nnoise_suppression = true\n', encoding="utf-8")
+    audio = load_profile(str(good)).audio
+    assert (audio.aec, audio.noise_suppression, audio.high_pass) == ("off", True, True)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(llm + '[audio]\naec = "sometimes"\n', encoding="utf-8")
+    with pytest.raises(ProfileError, match=r"\[audio\] aec: must be one of"):
+        load_profile(str(bad))
+
+
+def test_contradictory_echo_options_end_with_one_line_and_exit_2(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from kame_cli.errors import AudioFileError
+    from tests.session.conftest import run_kame
+
+    result = run_kame("talk", "--echo-reference", str(tmp_path / "out.wav"), "--no-ui", timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "kame: error: --echo-reference replays a recording: it needs --input FILE (the recorded microphone)"
+    ]
+    result = run_kame("talk", "--headphones", "--aec", "on", "--no-ui", timeout=60)
+    assert result.returncode == 2 and "--headphones turns echo cancellation off" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+    mono = tmp_path / "mono.wav"
+    sf.write(mono, np.zeros(SAMPLE_RATE, dtype=np.float32), SAMPLE_RATE)
+    with pytest.raises(AudioFileError, match="no channel 2: give a two-channel recording"):
+        FileSource(mono, channel=1)
