@@ -5,6 +5,22 @@ The library raises these; the CLI turns any of them into that one line on stderr
 
 from __future__ import annotations
 
+import json
+
+
+def printable(text: str) -> str:
+    """`text` with control characters (newlines, ANSI escapes, ...) written as escapes: one safe line."""
+    if text.isprintable():
+        return text
+    out = []
+    for char in text:
+        if char.isprintable():
+            out.append(char)
+        else:
+            escaped = json.dumps(char)[1:-1]  # \n, \t, \u001b
+            out.append(escaped if escaped != char else f"\\x{ord(char):02x}")
+    return "".join(out)
+
 
 class KameError(Exception):
     """Base of every error meant for the user: `str(err)` is a single line with the fix."""

@@ -27,7 +27,8 @@ class FrontendConfig:
     temperature_text: float = field(default=0.7, metadata={"ge": 0})
     top_k: int = field(default=250, metadata={"ge": 1})
     top_k_text: int = field(default=25, metadata={"ge": 1})
-    seed: int | None = field(default=None, metadata={"ge": 0})
+    seed: int | None = field(default=None, metadata={"ge": 0, "le": 2**32 - 1})
+    """The same range as `--seed` (numpy's and the reference's seeding take 32 bits)."""
     revision: str | None = field(default=None, metadata={"nonempty": True})
     """Hugging Face revision (branch, tag or commit) of a repo-id model; None: the default branch."""
     cpu_threads: int = field(default=1, metadata={"ge": 1, "le": 256})

@@ -166,7 +166,9 @@ def find_profile(name_or_path: str | None, user_dir: Path | None = None) -> tupl
         path = Path(spec).expanduser()
         if not path.is_file():
             raise ProfileError(
-                printable(f"profile file {spec} does not exist: give an existing .toml file or a profile name")
+                printable(
+                    f"profile file {spec} does not exist: give an existing .toml file or a profile name"
+                )
             )
         return path.stem, path, "file"
     if not _NAME.match(spec):

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from kame_cli.errors import ProfileError
+from kame_cli.errors import ProfileError, printable
 
 if typing.TYPE_CHECKING:
     import pydantic
@@ -62,20 +62,6 @@ class SchemaError(Exception):
         super().__init__(f"{key}: {message}")
         self.key = key
         self.message = message
-
-
-def printable(text: str) -> str:
-    """`text` with control characters (newlines, ANSI escapes, ...) written as escapes: one safe line."""
-    if text.isprintable():
-        return text
-    out = []
-    for char in text:
-        if char.isprintable():
-            out.append(char)
-        else:
-            escaped = json.dumps(char)[1:-1]  # \n, \t, \u001b
-            out.append(escaped if escaped != char else f"\\x{ord(char):02x}")
-    return "".join(out)
 
 
 def show_key(name: object) -> str:
