@@ -21,7 +21,15 @@ from kame_cli.clock import FRAME_SAMPLES, SessionClock
 from kame_cli.engine.loader import Frontend, Sampling
 from kame_cli.engine.oracle import OracleStream
 from kame_cli.errors import DeviceError, KameError
-from kame_cli.events import BackendStatus, DeadlineMiss, FrontendText, OracleCommand, OracleFed, StepTiming
+from kame_cli.events import (
+    BackendStatus,
+    DeadlineMiss,
+    FrontendText,
+    OracleAppend,
+    OracleCommand,
+    OracleFed,
+    StepTiming,
+)
 
 if TYPE_CHECKING:
     import sentencepiece
@@ -29,6 +37,9 @@ if TYPE_CHECKING:
 
 WARMUP_STEPS = 4
 """Enough for moshi's CUDA graphs (one plain call, then capture) and torch.compile to settle."""
+ORACLE_QUEUE_APPENDS = 64
+"""Oracle appends that may wait for the loop (the reference's bound); more are dropped and counted.
+Resets and clears are never dropped: the producer sends at most a few per second."""
 
 
 class FrontendLoop:
@@ -66,6 +77,8 @@ class FrontendLoop:
         self.text_tokens: list[int | None] = []
         """The inner-monologue token sampled at each step; None while moshi's delays fill up."""
         self.deadline_misses = 0
+        self.dropped_oracle_appends = 0
+        """Oracle appends dropped because `ORACLE_QUEUE_APPENDS` were already waiting."""
         self.dropped_frames = 0
         """Frames submitted after the thread had ended (failed, stopped or out of input): not queued."""
         self.error: BaseException | None = None
@@ -118,7 +131,14 @@ class FrontendLoop:
         self._frames.put(None)
 
     def send_oracle(self, command: OracleCommand) -> None:
-        """Queue an oracle reset/append; the loop applies it before its next step."""
+        """Queue an oracle reset/append/clear; the loop applies it before its next step.
+
+        Bounded like the reference server's queue: with `ORACLE_QUEUE_APPENDS` commands waiting (a
+        stalled loop, or an LLM far faster than the voice), a further append is dropped and counted.
+        """
+        if isinstance(command, OracleAppend) and self._commands.qsize() >= ORACLE_QUEUE_APPENDS:
+            self.dropped_oracle_appends += 1
+            return
         self._commands.put(command)
 
     def stop(self, timeout: float = 1.0) -> bool:
@@ -195,6 +215,10 @@ class FrontendLoop:
             token = self._next_oracle_token()
             timer.begin()
             codes = self.frontend.mimi.encode(torch.from_numpy(frame).to(device)[None, None])
+            if step == 0:
+                # As both reference servers do: the first frame's code carries the encoder's left
+                # padding; resetting Mimi's streaming state makes the next frame reapply it.
+                self.frontend.mimi.reset_streaming()
             timer.mark()
             tokens = lm_gen.step(codes)
             text_token: int | None = None

@@ -180,7 +180,9 @@ def find_profile(name_or_path: str | None, user_dir: Path | None = None) -> tupl
             return spec, candidate, typing.cast(Source, source)
     known = ", ".join(e.name for e in list_profiles(user_dir)) or "none"
     raise ProfileError(
-        f"no profile named {spec!r} (known: {printable(known)}): see `kame profiles list`, or pass a .toml path"
+        printable(
+            f"no profile named {spec!r} (known: {known}): see `kame profiles list`, or pass a .toml path"
+        )
     )
 
 

@@ -373,14 +373,13 @@ def build(cls: type, table: Mapping[str, Any], prefix: str = "") -> Any:
         if name not in fields:
             if looks_secret(str(name)) or str(name).lower().endswith(("_key", "_token")):
                 raise SchemaError(key, _SECRET_FIX)
-        elif typing.get_origin(_hints(cls)[name]) in (dict, Mapping):
+            continue
+        hint = _hints(cls)[name]
+        if typing.get_origin(hint) in (dict, Mapping):
             _refuse_secrets(value, key)
-        elif _is_dataclass_type(inner := _hints(cls)[name]) or any(
-            _is_dataclass_type(a) for a in _scalar_arms(inner)
-        ):
-            if isinstance(value, Mapping):
-                arms = [a for a in _scalar_arms(inner) if _is_dataclass_type(a)]
-                _precheck(arms[0], value, key)
+        tables = [a for a in _scalar_arms(hint) if _is_dataclass_type(a)]
+        if tables and isinstance(value, Mapping):
+            _precheck(tables[0], value, key)
     try:
         validated = model_for(cls).model_validate(dict(table))
     except ValidationError as err:

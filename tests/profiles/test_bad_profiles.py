@@ -28,7 +28,7 @@ CASES = {
     ),
     "negative_poll": (
         GOOD_LLM + "[policy]\npoll_interval_s = -0.5\n",
-        "[policy] poll_interval_s: must be > 0 (got -0.5)",
+        "[policy] poll_interval_s: must be >= 0.01 (got -0.5)",
     ),
     "missing_env_var": (
         GOOD_LLM + 'api_key_env = "KAME_TEST_NEVER_SET_VARIABLE"\n',
@@ -148,15 +148,25 @@ def test_extra_settings_that_only_look_like_secrets_load_and_show(tmp_path, caps
     # Word-wise matching: these are LLM settings, not credentials.
     path = tmp_path / "extra.toml"
     path.write_text(
-        GOOD_LLM + 'api_base = "https://user:hunter2-pass@llm.example/v1"\n'
-        '[llm.extra]\nstop_token_ids = [2]\nprompt_cache_key = "kame"\nkeep_alive = "5m"\n'
+        GOOD_LLM + '[llm.extra]\nstop_token_ids = [2]\nprompt_cache_key = "kame"\nkeep_alive = "5m"\n'
     )
     assert run(["profiles", "show", str(path)]) == 0
     out = capsys.readouterr().out
     extra = tomllib.loads(out)["llm"]["extra"]
     assert extra["stop_token_ids"] == [2] and extra["prompt_cache_key"] == "kame"
-    # A password inside the URL is never printed either.
-    assert "hunter2-pass" not in out and 'api_base = "https://***@llm.example/v1"' in out
+
+
+def test_credentials_in_api_base_are_refused_without_echo(tmp_path, capsys) -> None:
+    # httpx and LiteLLM never send `user:pass@` from a URL: kame refuses it at load, in one line,
+    # rather than a session whose every request fails as "unreachable".
+    path = tmp_path / "userinfo.toml"
+    path.write_text(GOOD_LLM + 'api_base = "https://user:hunter2-pass@llm.example/v1"\n')
+    for command in (["profiles", "check", str(path)], ["profiles", "show", str(path)]):
+        assert run(command) == 2
+        captured = capsys.readouterr()
+        assert "hunter2" not in captured.out + captured.err
+        assert captured.err.count("\n") == 1, captured.err
+        assert f"{path}: [llm] api_base: holds credentials (user:password@)" in captured.err
 
 
 def test_missing_profile_name_and_file(tmp_path, capsys) -> None:

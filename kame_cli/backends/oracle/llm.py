@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from kame_cli.backends.oracle.config import LlmConfig, redact_userinfo, resolve_api_key
-from kame_cli.backends.oracle.faults import StreamTimeout
+from kame_cli.backends.oracle.faults import StreamCutOff, StreamTimeout
 
 
 def import_litellm() -> Any:
@@ -42,7 +42,11 @@ class LlmClient:
     async def stream(self, messages: list[dict[str, str]]) -> AsyncIterator[str]:
         """Text chunks of one answer; raises on any failure (`StreamTimeout` when bounds are hit).
 
-        Closing the generator (or cancelling the task iterating it) closes the HTTP request.
+        The stream-end rule: an answer is complete only when the server said so, with a finish
+        reason (OpenAI's `finish_reason`, Ollama's `done`, Anthropic's stop event, as LiteLLM
+        records them). A body that just ends (a close-delimited response cut after two chunks)
+        raises `StreamCutOff`. Closing the generator (or cancelling the task iterating it) closes
+        the HTTP request.
         """
         llm = self.llm
         deadline = time.monotonic() + llm.timeout_s
@@ -65,15 +69,21 @@ class LlmClient:
         )
         response = await self._bounded(call, deadline, first_chunk_seen=False)
         seen = False
+        finish_seen = False
         try:
             iterator = response.__aiter__()
             while True:
                 try:
                     chunk = await self._bounded(iterator.__anext__(), deadline, first_chunk_seen=seen)
                 except StopAsyncIteration:
+                    if not _finished_by_server(response, finish_seen):
+                        raise StreamCutOff(
+                            "stream ended without a finish reason (cut off)", first_chunk_seen=seen
+                        ) from None
                     return
                 if not chunk.choices:
                     continue
+                finish_seen = finish_seen or bool(getattr(chunk.choices[0], "finish_reason", None))
                 text = chunk.choices[0].delta.content
                 if text:
                     seen = True
@@ -92,7 +102,12 @@ class LlmClient:
         remaining = deadline - time.monotonic()
         wait = min(self.llm.read_timeout_s, remaining)
         try:
-            return await asyncio.wait_for(awaitable, timeout=max(wait, 0.0))
+            if wait <= 0:
+                # Past the deadline: never start the call (a coroutine left unstarted warns).
+                if asyncio.iscoroutine(awaitable):
+                    awaitable.close()
+                raise TimeoutError
+            return await asyncio.wait_for(awaitable, timeout=wait)
         except TimeoutError:
             if remaining <= self.llm.read_timeout_s:
                 message = f"answer not finished within timeout_s={self.llm.timeout_s:g} s"
@@ -101,6 +116,18 @@ class LlmClient:
             else:
                 message = f"no answer within read_timeout_s={self.llm.read_timeout_s:g} s"
             raise StreamTimeout(message, first_chunk_seen=first_chunk_seen) from None
+
+
+def _finished_by_server(response: Any, finish_seen: bool) -> bool:
+    """Whether the provider sent its own end-of-answer signal before the body ended.
+
+    LiteLLM adds a last chunk with `finish_reason="stop"` to every stream that ends, cut or not;
+    what the server really sent is in the wrapper's `received_finish_reason`. Without that
+    attribute (another LiteLLM), the chunks' finish reasons are all there is to go on.
+    """
+    if hasattr(response, "received_finish_reason"):
+        return bool(response.received_finish_reason)
+    return finish_seen
 
 
 async def _close(response: Any) -> None:
