@@ -87,10 +87,3 @@ class EventBus:
         # Reading the tuple needs no lock: subscribe/unsubscribe replace it whole.
         for sub in self._subscriptions:
             sub.offer(event)
-
-
-class NullSink:
-    """Discards events (benchmarks that measure the bare path)."""
-
-    def publish(self, event: Event) -> None:
-        return None
