@@ -235,7 +235,7 @@ class FileSource:
         """
         resampler = StreamResampler(self.source_rate, SAMPLE_RATE)
         block = max(1, math.ceil(FRAME_SAMPLES * self.source_rate / SAMPLE_RATE))
-        pending = np.zeros(0, dtype=np.float32)
+        pending: np.ndarray = np.zeros(0, dtype=np.float32)
         produced = 0
         self._read_position = 0
         if self._decoded is None:

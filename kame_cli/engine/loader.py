@@ -192,7 +192,7 @@ def _checkpoint_frontend(
     else:
         # Every path is explicit, so moshi reads config.json and downloads nothing.
         info = CheckpointInfo.from_hf_repo(
-            None,  # type: ignore[arg-type]
+            None,
             moshi_weights=files.lm_weights,
             mimi_weights=files.mimi_weights,
             tokenizer=files.tokenizer,

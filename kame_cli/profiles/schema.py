@@ -279,9 +279,7 @@ def model_for(cls: type) -> type[pydantic.BaseModel]:
             annotation = Annotated[annotation, AfterValidator(validator)]
         definitions[name] = (annotation, _field_info(field, hint))
     config = ConfigDict(extra="forbid", strict=True, arbitrary_types_allowed=False)
-    model: type[pydantic.BaseModel] = create_model(  # type: ignore[call-overload]
-        f"{cls.__name__}Table", __config__=config, **definitions
-    )
+    model: type[pydantic.BaseModel] = create_model(f"{cls.__name__}Table", __config__=config, **definitions)
     return model
 
 
@@ -342,7 +340,7 @@ def _message(cls: type, error: Mapping[str, Any]) -> str:
     if kind == "finite_number":
         return f"must be a finite number (got {shown})"
     if kind == "string_too_long":
-        return f"{len(got)} characters: at most {ctx.get('max_length')}"
+        return f"{len(str(got))} characters: at most {ctx.get('max_length')}"
     if kind == "value_error":
         return str(ctx.get("error", error["msg"]))
     hint = _hints(at[0])[at[1]] if at is not None else None
@@ -418,8 +416,8 @@ def _convert(value: Any, hint: Any, prefix: str) -> Any:
     if value is None:
         return None
     if isinstance(value, BaseModel):
-        arms = [a for a in _scalar_arms(hint) if _is_dataclass_type(a)]
-        return _to_dataclass(arms[0], value, prefix)
+        tables = [a for a in _scalar_arms(hint) if _is_dataclass_type(a)]
+        return _to_dataclass(tables[0], value, prefix)
     arms = _scalar_arms(hint)
     if Path in arms and isinstance(value, str):
         return Path(value)

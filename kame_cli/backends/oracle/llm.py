@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from kame_cli.backends.oracle.config import LlmConfig, redact_userinfo, resolve_api_key
@@ -39,7 +39,7 @@ class LlmClient:
             return self.llm.litellm_model
         return f"{self.llm.litellm_model} at {redact_userinfo(self.api_base)}"
 
-    async def stream(self, messages: list[dict[str, str]]) -> AsyncIterator[str]:
+    async def stream(self, messages: list[dict[str, str]]) -> AsyncGenerator[str, None]:
         """Text chunks of one answer; raises on any failure (`StreamTimeout` when bounds are hit).
 
         The stream-end rule: an answer is complete only when the server said so, with a finish
