@@ -217,10 +217,11 @@ def load_profile(name_or_path: str | None = None, *, user_dir: Path | None = Non
 def parse_profile(data: dict[str, Any], *, name: str, path: Path, source: Source) -> Profile:
     """A Profile from TOML data already read from `path` (errors name that file)."""
     shown = display_path(path)
-    try:
-        check_limits(data)
-    except SchemaError as err:
-        raise profile_error(shown, None, err) from None
+    for key, value in data.items():
+        try:
+            check_limits(value if isinstance(value, dict) else {key: value})
+        except SchemaError as err:
+            raise profile_error(shown, key if isinstance(value, dict) else None, err) from None
     sections = section_types()
     description = data.get("description", "")
     if not isinstance(description, str):

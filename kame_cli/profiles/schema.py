@@ -406,7 +406,13 @@ def _to_dataclass(cls: type, model: Any, prefix: str) -> Any:
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as err:
-        raise SchemaError(prefix or cls.__name__, printable(str(err))) from None
+        # A check across fields names the field it is about first ("backoff_max_s (1) must be...").
+        text = printable(str(err))
+        name = re.split(r"[\s:(]", text, maxsplit=1)[0]
+        if name in _init_fields(cls):
+            key = f"{prefix}.{name}" if prefix else name
+            raise SchemaError(key, text[len(name) :].lstrip(": ")) from None
+        raise SchemaError(prefix or cls.__name__, text) from None
 
 
 def _convert(value: Any, hint: Any, prefix: str) -> Any:

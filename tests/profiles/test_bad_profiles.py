@@ -82,6 +82,77 @@ CASES = {
         GOOD_LLM + "[frontend]\ntop_k = -1\n",
         "[frontend] top_k: must be >= 1 (got -1)",
     ),
+    # Issue 8's cases: each one line naming file and key, no traceback.
+    "deep_array": (GOOD_LLM + "[llm.extra]\nx = " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+    "deep_inline_table": (
+        GOOD_LLM + "[llm.extra]\nx = " + "{a = " * 3000 + "1" + "}" * 3000 + "\n",
+        "nested too deeply",
+    ),
+    "nested_past_the_limit": (
+        GOOD_LLM + "[llm.extra]\nx = " + "[" * 20 + "]" * 20 + "\n",
+        "[llm] extra.x[0][0]",
+    ),
+    "huge_model_name": (
+        '[llm]\nprovider = "openai"\nmodel = "' + "m" * 200_000 + '"\n',
+        "model: 200000 characters: at most 65536",
+    ),
+    "long_model_name": (
+        '[llm]\nprovider = "openai"\nmodel = "' + "m" * 300 + '"\n',
+        "[llm] model: 300 characters: at most 256",
+    ),
+    "stt_inf_step": (GOOD_LLM + "[stt]\nstep_s = inf\n", "[stt] step_s: must be a finite number (got inf)"),
+    "stt_nan_threshold": (
+        GOOD_LLM + "[stt]\nvad_threshold = nan\n",
+        "[stt] vad_threshold: must be a finite number (got nan)",
+    ),
+    "llm_negative_inf_timeout": (
+        GOOD_LLM + "timeout_s = -inf\n",
+        "[llm] timeout_s: must be a finite number (got -inf)",
+    ),
+    "huge_integer": (
+        GOOD_LLM + "max_tokens = 99999999999999999999\n",
+        "[llm] max_tokens: must be <= 100000",
+    ),
+    "zero_backoff": (
+        GOOD_LLM + "[policy]\nbackoff_initial_s = 0\n",
+        "[policy] backoff_initial_s: must be >= 0.1 (got 0)",
+    ),
+    "backoff_max_below_initial": (
+        GOOD_LLM + "[policy]\nbackoff_initial_s = 4.0\nbackoff_max_s = 1.0\n",
+        "[policy] backoff_max_s: must be >= backoff_initial_s (got 1 < 4)",
+    ),
+    "tiny_read_timeout": (
+        GOOD_LLM + "read_timeout_s = 0.000001\n",
+        "[llm] read_timeout_s: must be >= 0.5 (got 1e-06)",
+    ),
+    "newline_in_key": (
+        GOOD_LLM + '"evil\\nkey" = 1\n',
+        '[llm] "evil\\nkey": unknown key (known: provider,',
+    ),
+    "ansi_in_key": (
+        GOOD_LLM + '"\\u001b[31mred" = 1\n',
+        '[llm] "\\u001b[31mred": unknown key (known: provider,',
+    ),
+    "ansi_in_table_name": (
+        GOOD_LLM + '["\\u001b[2Jwipe"]\nx = 1\n',
+        '"\\u001b[2Jwipe": unknown key or table (known: description,',
+    ),
+    "newline_in_value": (
+        GOOD_LLM + '[stt]\ndevice = "cpu\\n\\u001b[31m"\n',
+        '[stt] device: unknown value "cpu\\n\\u001b[31m" (known: auto, cuda, cpu)',
+    ),
+    "policy_unknown_variant": (
+        GOOD_LLM + '[policy]\nafter_finish = "sometimes"\n',
+        '[policy] after_finish: must be one of "new_words", "any_change" (got "sometimes")',
+    ),
+    "api_base_not_a_url": (
+        GOOD_LLM + 'api_base = "127.0.0.1:8080"\n',
+        "[llm] api_base: must be an http:// or https:// URL",
+    ),
+    "frontend_seed_out_of_range": (
+        GOOD_LLM + "[frontend]\nseed = 100000000000000000000000000\n",
+        "[frontend] seed: must be <= 4294967295",
+    ),
     "frontend_negative_temperature": (
         GOOD_LLM + "[frontend]\ntemperature_text = -0.1\n",
         "[frontend] temperature_text: must be >= 0 (got -0.1)",
@@ -123,6 +194,14 @@ LEAKS = {
     "extra_nested_inline": (
         GOOD_LLM + f'[llm.extra]\nextra_body = {{ options = {{ x-api-key = "{SECRET}" }} }}\n',
         "[llm] extra.extra_body.options.x-api-key: secrets never go in profiles",
+    ),
+    "key_in_model": (
+        '[llm]\nprovider = "openai"\n' + f'model = "{SECRET}"\n',
+        "[llm] model: looks like an API key (not shown): keys never go in profiles",
+    ),
+    "key_in_provider": (
+        f'[llm]\nprovider = "{SECRET}"\nmodel = "m"\n',
+        "[llm] provider: looks like an API key (not shown): keys never go in profiles",
     ),
     "extra_password_in_list": (
         GOOD_LLM + f'[llm.extra]\nhosts = [{{ url = "h", Password = "{SECRET}" }}]\n',

@@ -153,7 +153,7 @@ def test_build_converts_and_validates_from_type_hints() -> None:
         ({"tags": "a"}, 'tags: must be a list (got "a")'),
         ({"inner": {"rate": 0}}, "inner.rate: must be > 0 (got 0)"),
         ({"inner": {"speed": 1}}, "inner.speed: unknown key (known: rate)"),
-        ({"mode": "slow", "count": 7}, "_Settings: count: at most 5 in slow mode"),
+        ({"mode": "slow", "count": 7}, "count: at most 5 in slow mode"),
         ({"token": "abc"}, "token: secrets never go in profiles"),
     ]
     for table, message in bad:

@@ -219,8 +219,8 @@ class PolicyConfig:
     def __post_init__(self) -> None:
         if self.backoff_max_s < self.backoff_initial_s:
             raise ValueError(
-                f"backoff_max_s ({self.backoff_max_s:g}) must be >= backoff_initial_s "
-                f"({self.backoff_initial_s:g})"
+                f"backoff_max_s: must be >= backoff_initial_s (got {self.backoff_max_s:g} < "
+                f"{self.backoff_initial_s:g})"
             )
 
 
