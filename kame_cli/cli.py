@@ -61,7 +61,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         err.show()  # `kame` or `kame bench` alone: the help text, as Click would print it
         return 2
     except click_errors.ClickException as err:
-        print(usage_error_line(err), file=sys.stderr)
+        print(usage_error_line(err, argv, command), file=sys.stderr)
         return 2
     except aborts:
         print("kame: interrupted", file=sys.stderr)
@@ -84,14 +84,29 @@ def _click_exceptions() -> Any:
     return exceptions
 
 
-def usage_error_line(err: Exception) -> str:
+def usage_error_line(err: Exception, argv: Sequence[str] | None = None, root: Any = None) -> str:
     """A Click usage error as one line: what is wrong, and the help to read."""
     format_message = getattr(err, "format_message", None)
     text = format_message() if callable(format_message) else str(err)
     message = " ".join(printable(str(text)).split())
     ctx = getattr(err, "ctx", None)
     path = getattr(ctx, "command_path", None) or "kame"
+    if path == "kame" and root is not None:
+        # Some errors (a flag missing its value) come without the subcommand's context.
+        path = _command_path(root, list(argv) if argv is not None else sys.argv[1:])
     return f"kame: error: {message} (see {path} --help)"
+
+
+def _command_path(root: Any, argv: list[str]) -> str:
+    """`kame talk` for `talk --profile`: the commands named at the start of `argv`."""
+    names, command = ["kame"], root
+    for arg in argv:
+        commands = getattr(command, "commands", None)
+        if not isinstance(commands, dict) or arg not in commands:
+            break
+        names.append(arg)
+        command = commands[arg]
+    return " ".join(names)
 
 
 def main() -> None:
