@@ -43,12 +43,23 @@ def _register_commands() -> None:
     register_bench(app)
 
 
+_command: Any = None
+
+
+def _click_command() -> Any:
+    # Built once per process: Typer re-reads every command's signature to build it (~50 ms).
+    global _command
+    if _command is None:
+        _register_commands()
+        _command = typer.main.get_command(app)
+    return _command
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the CLI on `argv` and return its exit code (0 ok, 1 failure, 2 bad input)."""
     click_errors = _click_exceptions()
     aborts = tuple(a for a in (typer.Abort, getattr(click_errors, "Abort", None)) if a is not None)
-    _register_commands()
-    command = typer.main.get_command(app)
+    command = _click_command()
     try:
         # Not standalone: Click's usage errors come here instead of printing their own box.
         result = command.main(
