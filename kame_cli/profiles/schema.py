@@ -72,9 +72,13 @@ def show_key(name: object) -> str:
 
 def show_value(value: object) -> str:
     """A short, escaped rendering of a TOML value for an error message."""
+    from kame_cli.backends.oracle.config import looks_like_key
+
     if isinstance(value, float):
         text = repr(value)
     elif isinstance(value, str):
+        if looks_like_key(value):
+            return "a value shaped like an API key (not shown)"
         text = json.dumps(value[:60])
     else:
         try:
