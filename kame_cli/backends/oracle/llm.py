@@ -20,7 +20,30 @@ def import_litellm() -> Any:
 
     litellm.suppress_debug_info = True
     litellm.telemetry = False
+    _preload_lazy_modules()
     return litellm
+
+
+def _preload_lazy_modules() -> None:
+    """Import now what LiteLLM's first call would import on the event loop (the OpenAI SDK: about
+    450 modules, 1-3 s, 20 s at low priority on a busy machine), during which no poll can run."""
+    import importlib
+
+    for name in (
+        "openai",
+        "openai.types.chat",
+        "openai.resources.chat.completions",
+        "litellm.llms.openai.openai",
+        "litellm.litellm_core_utils.streaming_handler",
+        "litellm.litellm_core_utils.llm_request_utils",
+        "litellm._service_logger",
+        "litellm.llms.openai_like.dynamic_config",
+        "litellm.llms.litellm_proxy.chat.transformation",
+    ):
+        try:
+            importlib.import_module(name)
+        except ImportError:  # another LiteLLM/OpenAI layout: the first call imports what it needs
+            continue
 
 
 class LlmClient:

@@ -245,3 +245,38 @@ def test_a_tiny_read_timeout_is_no_answer_without_a_never_awaited_warning(tokeni
     fault = next(s for s in rec.of(BackendStatus) if s.state != "ok")
     assert "no answer within read_timeout_s=0.5 s" in fault.message
     assert not [w for w in caught if "never awaited" in str(w.message)], [str(w.message) for w in caught]
+
+
+_FIRST_CALL = """
+import asyncio, contextlib, sys
+from kame_cli.backends.oracle.llm import import_litellm
+from tests.support.llm_server import SilentServer
+
+litellm = import_litellm()
+before = set(sys.modules)
+
+async def first_call(url):
+    with contextlib.suppress(Exception):
+        await litellm.acompletion(model="openai/x", api_base=url, api_key="x", stream=True,
+                                  messages=[{"role": "user", "content": "hi"}], max_retries=0, timeout=0.3)
+
+with SilentServer() as silent:
+    asyncio.run(first_call(silent.url + "/v1"))
+print(sorted(m for m in set(sys.modules) - before if m.split(".")[0] == "openai")[:10])
+"""
+
+
+def test_the_first_request_imports_nothing_more_on_the_event_loop() -> None:
+    # LiteLLM imported the OpenAI SDK (about 450 modules) inside the first call, blocking the
+    # producer's loop (no poll, no restart) for 1-3 s, 20 s at low priority on a busy machine.
+    # A fresh interpreter: in this one, earlier tests have imported it already.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    result = subprocess.run(
+        [sys.executable, "-c", _FIRST_CALL], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]", result.stdout
