@@ -1,14 +1,21 @@
-"""The `kame` command: thin Typer layer. Errors become one line on stderr and their exit code here alone."""
+"""The `kame` command: thin Typer layer. Errors become one line on stderr and an exit code here alone.
+
+Exit codes: 0 ok, 1 runtime failure (a part died), 2 bad input (a usage error, or a `KameError` of
+bad input: a bad file, key, device, flag). A usage error from Click/Typer (an unknown flag,
+`--seed abc`, a value out of range) becomes `kame: error: <what> (see kame <command> --help)`
+instead of Click's multi-line box.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import typer
 
-from kame_cli.errors import KameError
+from kame_cli.errors import KameError, printable
 
 app = typer.Typer(
     name="kame",
@@ -39,22 +46,81 @@ def _register_commands() -> None:
     register_bench(app)
 
 
+_command: Any = None
+
+
+def _click_command() -> Any:
+    # Built once per process: Typer re-reads every command's signature to build it (~50 ms).
+    global _command
+    if _command is None:
+        _register_commands()
+        _command = typer.main.get_command(app)
+    return _command
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the CLI on `argv` and return its exit code (0 ok, 1 failure, 2 bad input)."""
-    _register_commands()
-    command = typer.main.get_command(app)
+    click_errors = _click_exceptions()
+    aborts = tuple(a for a in (typer.Abort, getattr(click_errors, "Abort", None)) if a is not None)
+    command = _click_command()
     try:
-        command.main(args=list(argv) if argv is not None else None, prog_name="kame")
+        # Not standalone: Click's usage errors come here instead of printing their own box.
+        result = command.main(
+            args=list(argv) if argv is not None else None, prog_name="kame", standalone_mode=False
+        )
     except SystemExit as exit_:
         code = exit_.code
         return code if isinstance(code, int) else (0 if code is None else 1)
+    except click_errors.NoArgsIsHelpError as err:
+        err.show()  # `kame` or `kame bench` alone: the help text, as Click would print it
+        return 2
+    except click_errors.ClickException as err:
+        print(usage_error_line(err, argv, command), file=sys.stderr)
+        return 2
+    except aborts:
+        print("kame: interrupted", file=sys.stderr)
+        return 130
     except KameError as err:
-        print(f"kame: error: {err}", file=sys.stderr)
+        print(f"kame: error: {printable(str(err))}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("kame: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return result if isinstance(result, int) else 0
+
+
+def _click_exceptions() -> Any:
+    """Click's exception module as Typer uses it (Typer 0.29 vendors Click as `typer._click`)."""
+    try:
+        from typer._click import exceptions
+    except ImportError:  # older Typer runs on the Click package itself
+        from click import exceptions  # type: ignore[no-redef]
+    return exceptions
+
+
+def usage_error_line(err: Exception, argv: Sequence[str] | None = None, root: Any = None) -> str:
+    """A Click usage error as one line: what is wrong, and the help to read."""
+    format_message = getattr(err, "format_message", None)
+    text = format_message() if callable(format_message) else str(err)
+    message = " ".join(printable(str(text)).split())
+    ctx = getattr(err, "ctx", None)
+    path = getattr(ctx, "command_path", None) or "kame"
+    if path == "kame" and root is not None:
+        # Some errors (a flag missing its value) come without the subcommand's context.
+        path = _command_path(root, list(argv) if argv is not None else sys.argv[1:])
+    return f"kame: error: {message} (see {path} --help)"
+
+
+def _command_path(root: Any, argv: list[str]) -> str:
+    """`kame talk` for `talk --profile`: the commands named at the start of `argv`."""
+    names, command = ["kame"], root
+    for arg in argv:
+        commands = getattr(command, "commands", None)
+        if not isinstance(commands, dict) or arg not in commands:
+            break
+        names.append(arg)
+        command = commands[arg]
+    return " ".join(names)
 
 
 def main() -> None:

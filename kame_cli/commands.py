@@ -61,7 +61,9 @@ def talk(
     no_llm: Annotated[
         bool, typer.Option("--no-llm", help="Run the front-end alone, without the oracle.")
     ] = False,
-    seed: Annotated[int | None, typer.Option(help="Sampling seed for the front-end.")] = None,
+    seed: Annotated[
+        int | None, typer.Option(min=0, max=2**32 - 1, help="Sampling seed for the front-end (0 to 2^32-1).")
+    ] = None,
     realtime: Annotated[
         bool,
         typer.Option(

@@ -7,6 +7,23 @@ The library raises these; the CLI turns any of them into that one line on stderr
 
 from __future__ import annotations
 
+import json
+
+
+def printable(text: str) -> str:
+    """`text` with control characters (newlines, ANSI escapes, ...) written as escapes: one safe line."""
+    if text.isprintable():
+        return text
+    out = []
+    for char in text:
+        if char.isprintable():
+            out.append(char)
+        else:
+            escaped = json.dumps(char)[1:-1]  # \n, \t, \u001b
+            out.append(escaped if escaped != char else f"\\x{ord(char):02x}")
+    return "".join(out)
+
+
 EXIT_OK = 0
 """A session that ran to its end, or that the user stopped (Ctrl-C, SIGTERM, SIGHUP)."""
 EXIT_FAILURE = 1

@@ -1,4 +1,4 @@
-"""The code stays ruff-clean (lint and format), as configured in pyproject.toml."""
+"""The code stays ruff-clean (lint and format) and mypy-clean, as configured in pyproject.toml."""
 
 from __future__ import annotations
 
@@ -21,3 +21,11 @@ def test_ruff_lint_is_clean() -> None:
 def test_ruff_format_is_clean() -> None:
     result = _ruff("format", "--check", "--no-cache", ".")
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_mypy_is_clean() -> None:
+    # Configured in pyproject's [tool.mypy]; the incremental cache keeps reruns to seconds.
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-error-summary"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-1000:]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +20,14 @@ from kame_cli.clock import FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE, SessionClo
 from kame_cli.errors import AudioFileError
 
 _FIX = "give a WAV file (any sample rate, channel count or bit depth)"
+MIN_RATE, MAX_RATE = 4_000, 768_000
+"""Sample rates a real recording has; outside them the header is broken (1 Hz made 7 h of audio)."""
+_FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
+"""The only subtypes that can hold NaN or infinite samples: scanned when the file opens."""
+_MPEG_SUBTYPES = ("MPEG_LAYER_I", "MPEG_LAYER_II", "MPEG_LAYER_III")
+MAX_DECODED_S = 30 * 60
+"""MP3 input is decoded whole when it opens (its decoder prints to stderr): at most this long."""
+_SCAN_BLOCK = 1 << 16
 
 
 def open_audio_file(path: str | os.PathLike[str]) -> soundfile.SoundFile:
@@ -35,7 +45,108 @@ def open_audio_file(path: str | os.PathLike[str]) -> soundfile.SoundFile:
     if sound.frames <= 0:
         sound.close()
         raise AudioFileError(f"input audio file '{p}' holds no audio samples: {_FIX}")
+    if (short := _wav_shortfall(p)) is not None:
+        sound.close()
+        raise AudioFileError(
+            f"input audio file '{p}' is cut short: its header promises {short[0]} bytes of audio, "
+            f"{max(short[1], 0)} are there (an interrupted copy or recording?): give the whole file"
+        )
+    if not MIN_RATE <= sound.samplerate <= MAX_RATE:
+        sound.close()
+        raise AudioFileError(
+            f"input audio file '{p}' claims a sample rate of {sound.samplerate} Hz (a broken header?): "
+            f"rates from {MIN_RATE} to {MAX_RATE} Hz are read; re-encode it as WAV"
+        )
     return sound
+
+
+def _wav_shortfall(path: Path) -> tuple[int, int] | None:
+    """(bytes the WAV header promises, bytes there) when a RIFF/WAVE file is cut short, else None.
+
+    libsndfile quietly reads what is there; a cut file would lose its end without a word. A data
+    size of 0 or 0xFFFFFFFF is a streaming writer's placeholder, not a promise.
+    """
+    import struct
+
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as file:
+            head = file.read(1 << 16)
+    except OSError:
+        return None
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    offset = 12
+    while offset + 8 <= len(head):
+        chunk_id, chunk_size = (
+            head[offset : offset + 4],
+            struct.unpack("<I", head[offset + 4 : offset + 8])[0],
+        )
+        if chunk_id == b"data":
+            if chunk_size in (0, 0xFFFFFFFF):
+                return None
+            there = size - (offset + 8)
+            return (chunk_size, there) if there < chunk_size else None
+        offset += 8 + chunk_size + (chunk_size & 1)
+    return None
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """File descriptor 2 sent to a scratch file meanwhile: libmpg123 prints a line per odd frame
+    straight to it (94 lines for one real mp3), under any Python-level redirection. Used only while
+    the file opens, before the session's threads start."""
+    with tempfile.TemporaryFile() as scratch:
+        saved = os.dup(2)
+        try:
+            os.dup2(scratch.fileno(), 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _refuse_non_finite(path: Path, samples: np.ndarray, offset: int, rate: int) -> None:
+    finite = np.isfinite(samples)
+    if not finite.all():
+        first = offset + int(np.argmin(finite.all(axis=1) if finite.ndim == 2 else finite))
+        raise AudioFileError(
+            f"input audio file '{path}' holds NaN or infinite samples (first at {first / rate:.3f} s): "
+            "the recognizer would hear nothing; fix or re-export the file"
+        )
+
+
+def _scan_finite(path: Path, sound: soundfile.SoundFile) -> None:
+    """Refuse a float file with NaN or infinite samples, before anything starts."""
+    offset = 0
+    try:
+        for block in sound.blocks(blocksize=_SCAN_BLOCK, dtype="float32", always_2d=True):
+            _refuse_non_finite(path, block, offset, int(sound.samplerate))
+            offset += block.shape[0]
+    except (soundfile.LibsndfileError, OSError) as exc:
+        reason = " ".join(str(exc).split())
+        raise AudioFileError(f"input audio file '{path}' cannot be read as audio ({reason}): {_FIX}") from exc
+    finally:
+        sound.seek(0)
+
+
+def _decode_whole(path: Path, sound: soundfile.SoundFile) -> np.ndarray:
+    """All of a compressed file's samples, decoded now with the decoder's stderr chatter swallowed."""
+    if sound.frames / sound.samplerate > MAX_DECODED_S:
+        raise AudioFileError(
+            f"input audio file '{path}' is an MP3 longer than {MAX_DECODED_S // 60} minutes: "
+            "convert it to WAV first (e.g. sox in.mp3 out.wav)"
+        )
+    try:
+        with _quiet_native_stderr():
+            samples = sound.read(dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, OSError) as exc:
+        reason = " ".join(str(exc).split())
+        raise AudioFileError(f"input audio file '{path}' cannot be decoded ({reason}): {_FIX}") from exc
+    if samples.shape[0] == 0:
+        raise AudioFileError(f"input audio file '{path}' holds no audio samples: {_FIX}")
+    _refuse_non_finite(path, samples, 0, int(sound.samplerate))
+    return samples
 
 
 class FileSource:
@@ -67,6 +178,18 @@ class FileSource:
                 f"no channel {channel + 1}: give a two-channel recording (user left, assistant right)"
             )
         self._source_frames = int(self._sound.frames)
+        self._read_position = 0
+        self._decoded: np.ndarray | None = None
+        """The whole file, for formats decoded at open (MP3); None: read block by block."""
+        try:
+            if self._sound.subtype in _MPEG_SUBTYPES:
+                self._decoded = _decode_whole(self.path, self._sound)
+                self._source_frames = int(self._decoded.shape[0])
+            elif self._sound.subtype in _FLOAT_SUBTYPES:
+                _scan_finite(self.path, self._sound)
+        except AudioFileError:
+            self._sound.close()
+            raise
         # Trimming/padding the resampled stream to this count makes the frame count exact.
         self.total_samples = round(self._source_frames * SAMPLE_RATE / self.source_rate)
         self.frame_count = math.ceil(self.total_samples / FRAME_SAMPLES)
@@ -121,9 +244,11 @@ class FileSource:
         """
         resampler = StreamResampler(self.source_rate, SAMPLE_RATE)
         block = max(1, math.ceil(FRAME_SAMPLES * self.source_rate / SAMPLE_RATE))
-        pending = np.zeros(0, dtype=np.float32)
+        pending: np.ndarray = np.zeros(0, dtype=np.float32)
         produced = 0
-        self._sound.seek(0)
+        self._read_position = 0
+        if self._decoded is None:
+            self._sound.seek(0)
         while produced < self.total_samples:
             raw = self._read(block, produced)
             at_end = raw.shape[0] == 0
@@ -146,6 +271,10 @@ class FileSource:
                     return
 
     def _read(self, block: int, produced: int) -> np.ndarray:
+        if self._decoded is not None:
+            start = self._read_position
+            self._read_position = min(start + block, self._decoded.shape[0])
+            return self._decoded[start : self._read_position]
         try:
             return self._sound.read(block, dtype="float32", always_2d=True)
         except (soundfile.LibsndfileError, OSError) as exc:

@@ -21,20 +21,13 @@ class TeeSink:
         for sink in self.sinks:
             sink.write(step, pcm)
 
-    def write_user(self, frame_index: int, pcm: np.ndarray) -> None:
-        """Passes the user's input frame to the sinks that record it (a stereo WavSink)."""
-        for sink in self.sinks:
-            write_user = getattr(sink, "write_user", None)
-            if write_user is not None:
-                write_user(frame_index, pcm)
-
     def close(self) -> None:
         first: BaseException | None = None
         for sink in self.sinks:
             # Every sink must get its close() (a valid WAV) even if another one fails.
             try:
                 sink.close()
-            except Exception as exc:
+            except Exception as exc:  # any sink's failure; the first one is raised after the rest close
                 first = first or exc
         if first is not None:
             raise first

@@ -27,11 +27,16 @@ class FrontendConfig:
     mimi_weights: str | None = field(default=None, metadata={"nonempty": True})
     tokenizer: str | None = field(default=None, metadata={"nonempty": True})
     config: str | None = field(default=None, metadata={"nonempty": True})
-    temperature: float = field(default=0.8, metadata={"ge": 0})
-    temperature_text: float = field(default=0.7, metadata={"ge": 0})
-    top_k: int = field(default=250, metadata={"ge": 1})
-    top_k_text: int = field(default=25, metadata={"ge": 1})
-    seed: int | None = field(default=None, metadata={"ge": 0})
+    temperature: float | None = field(default=None, metadata={"ge": 0, "le": 100})
+    """Audio sampling temperature; None: the checkpoint's `lm_gen_config`, else moshi's 0.8."""
+    temperature_text: float | None = field(default=None, metadata={"ge": 0, "le": 100})
+    """Text sampling temperature; None: the checkpoint's, else 0.7."""
+    top_k: int | None = field(default=None, metadata={"ge": 1, "le": 1 << 20})
+    """None: the checkpoint's, else 250."""
+    top_k_text: int | None = field(default=None, metadata={"ge": 1, "le": 1 << 20})
+    """None: the checkpoint's, else 25."""
+    seed: int | None = field(default=None, metadata={"ge": 0, "le": 2**32 - 1})
+    """The same range as `--seed` (numpy's and the reference's seeding take 32 bits)."""
     revision: str | None = field(default=None, metadata={"nonempty": True})
     """Hugging Face revision (branch, tag or commit) of a repo-id model; None: the default branch."""
     cpu_threads: int = field(default=1, metadata={"ge": 1, "le": 256})

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,18 +31,62 @@ if TYPE_CHECKING:
     from moshi.models.lm import LMGen
 
 
+_MOSHI_SAMPLING = {"temp": 0.8, "temp_text": 0.7, "top_k": 250, "top_k_text": 25}
+"""moshi's `LMGen` defaults, used when neither the profile nor the checkpoint sets a value."""
+
+
 @dataclass(frozen=True, slots=True)
 class Sampling:
-    """How the front-end samples its text and audio tokens."""
+    """How the front-end samples its text and audio tokens; None: the checkpoint's own setting.
 
-    temperature: float = 0.8
-    temperature_text: float = 0.7
-    top_k: int = 250
-    top_k_text: int = 25
+    A checkpoint's `config.json` may carry `lm_gen_config` (temperatures, top-k), as both reference
+    servers pass to `LMGen`: it applies unless the profile or a flag sets the value.
+    """
+
+    temperature: float | None = None
+    temperature_text: float | None = None
+    top_k: int | None = None
+    top_k_text: int | None = None
 
     @classmethod
     def from_config(cls, cfg: FrontendConfig) -> Sampling:
         return cls(cfg.temperature, cfg.temperature_text, cfg.top_k, cfg.top_k_text)
+
+    def lm_gen_kwargs(self, checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+        """`LMGen`'s sampling arguments: these settings, else the checkpoint's, else moshi's."""
+        mine = {
+            "temp": self.temperature,
+            "temp_text": self.temperature_text,
+            "top_k": self.top_k,
+            "top_k_text": self.top_k_text,
+        }
+        return {
+            name: mine[name] if mine[name] is not None else checkpoint.get(name, default)
+            for name, default in _MOSHI_SAMPLING.items()
+        }
+
+
+def checkpoint_sampling(raw: object, source: Path) -> dict[str, Any]:
+    """The sampling part of a checkpoint's `lm_gen_config`, checked (CheckpointError if malformed).
+
+    Other keys there (e.g. `cfg_coef`, which needs conditioning kame does not build) are ignored.
+    """
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise CheckpointError(f"{source}: lm_gen_config must be an object (got {type(raw).__name__})")
+    out: dict[str, Any] = {}
+    for name in _MOSHI_SAMPLING:
+        if name not in raw:
+            continue
+        value = raw[name]
+        integer = name.startswith("top_k")
+        ok = isinstance(value, int) if integer else isinstance(value, int | float)
+        if isinstance(value, bool) or not ok or not math.isfinite(value) or value < (1 if integer else 0):
+            kind = "an integer >= 1" if integer else "a finite number >= 0"
+            raise CheckpointError(f"{source}: lm_gen_config.{name} must be {kind} (got {value!r:.40})")
+        out[name] = int(value) if integer else float(value)
+    return out
 
 
 @dataclass
@@ -58,6 +104,7 @@ class Frontend:
     oracle_from_text_emb: bool = False
     """True when the checkpoint was plain Moshi and `oracle_emb` started as a copy of `text_emb`."""
     lm_gen_config: dict[str, Any] = field(default_factory=dict)
+    """The checkpoint's sampling settings (`temp`, `temp_text`, `top_k`, `top_k_text`) for `LMGen`."""
     cpu_threads: int = 1
     sample_rate: int = SAMPLE_RATE
     frame_size: int = FRAME_SAMPLES
@@ -86,10 +133,8 @@ class Frontend:
         """A fresh moshi `LMGen` over this LM (enter its `streaming(1)` before stepping)."""
         from moshi.models.lm import LMGen
 
-        s = sampling or Sampling()
-        return LMGen(
-            self.lm, temp=s.temperature, temp_text=s.temperature_text, top_k=s.top_k, top_k_text=s.top_k_text
-        )
+        kwargs = (sampling or Sampling()).lm_gen_kwargs(self.lm_gen_config)
+        return LMGen(self.lm, **kwargs)
 
     def text_piece(self, token_id: int) -> str | None:
         """The text an inner-monologue token stands for, or None for padding and special tokens."""
@@ -166,7 +211,7 @@ def _checkpoint_frontend(
     else:
         # Every path is explicit, so moshi reads config.json and downloads nothing.
         info = CheckpointInfo.from_hf_repo(
-            None,  # type: ignore[arg-type]
+            None,
             moshi_weights=files.lm_weights,
             mimi_weights=files.mimi_weights,
             tokenizer=files.tokenizer,
@@ -230,7 +275,7 @@ def _checkpoint_frontend(
         dtype=dtype,
         files=files,
         oracle_from_text_emb=upgraded,
-        lm_gen_config=dict(info.lm_gen_config),
+        lm_gen_config=checkpoint_sampling(info.lm_gen_config, config_name),
         cpu_threads=cpu_threads,
         quantized=int8 or q8_checkpoint,
     )

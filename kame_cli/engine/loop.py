@@ -27,6 +27,7 @@ from kame_cli.events import (
     DeadlineMiss,
     FramesDropped,
     FrontendText,
+    OracleAppend,
     OracleCommand,
     OracleFed,
     StepTiming,
@@ -42,6 +43,9 @@ DIAGNOSTIC_STEPS = 3000
 """Per-step records kept in memory (4 minutes): a ring, so a long session's memory stays flat."""
 _CAUGHT_UP_STEPS = 25
 """Steps with no backlog (2 s) after which a lagging loop reports itself `ok` again."""
+ORACLE_QUEUE_APPENDS = 64
+"""Oracle appends that may wait for the loop (the reference's bound); more are dropped and counted.
+Resets and clears are never dropped: the producer sends at most a few per second."""
 
 
 class FrontendLoop:
@@ -93,6 +97,8 @@ class FrontendLoop:
         """Live input frames dropped by the lag bound (the oldest first)."""
         self._lagging = False
         self._steps_without_backlog = 0
+        self.dropped_oracle_appends = 0
+        """Oracle appends dropped because `ORACLE_QUEUE_APPENDS` were already waiting."""
         self.dropped_frames = 0
         """Frames submitted after the thread had ended (failed, stopped or out of input): not queued."""
         self.error: BaseException | None = None
@@ -156,7 +162,14 @@ class FrontendLoop:
         self._frames.put(None)
 
     def send_oracle(self, command: OracleCommand) -> None:
-        """Queue an oracle reset/append; the loop applies it before its next step."""
+        """Queue an oracle reset/append/clear; the loop applies it before its next step.
+
+        Bounded like the reference server's queue: with `ORACLE_QUEUE_APPENDS` commands waiting (a
+        stalled loop, or an LLM far faster than the voice), a further append is dropped and counted.
+        """
+        if isinstance(command, OracleAppend) and self._commands.qsize() >= ORACLE_QUEUE_APPENDS:
+            self.dropped_oracle_appends += 1
+            return
         self._commands.put(command)
 
     def stop(self, timeout: float = 1.0) -> bool:
@@ -235,6 +248,10 @@ class FrontendLoop:
             token = self._next_oracle_token()
             timer.begin()
             codes = self.frontend.mimi.encode(torch.from_numpy(frame).to(device)[None, None])
+            if step == 0:
+                # As both reference servers do: the first frame's code carries the encoder's left
+                # padding; resetting Mimi's streaming state makes the next frame reapply it.
+                self.frontend.mimi.reset_streaming()
             timer.mark()
             tokens = lm_gen.step(codes)
             text_token: int | None = None

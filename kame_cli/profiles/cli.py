@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
         from rich.markup import escape
         from rich.table import Table
 
-        from kame_cli.errors import KameError
+        from kame_cli.errors import KameError, printable
         from kame_cli.profiles import DEFAULT_PROFILE, list_profiles, load_profile, user_profiles_dir
 
         table = Table(box=None, header_style="bold")
@@ -38,8 +38,14 @@ def register(app: typer.Typer) -> None:
             except KameError as err:
                 llm, description = "[red]invalid[/red]", str(err)
             marker = " *" if entry.name == DEFAULT_PROFILE else ""
-            # Error texts hold "[section]": escaped, or Rich would read them as markup and drop them.
-            table.add_row(escape(entry.name + marker), source, llm, escape(description))
+            # Error texts hold "[section]": escaped, or Rich would read them as markup and drop them;
+            # control characters in a file's text never reach the terminal raw.
+            table.add_row(
+                escape(printable(entry.name + marker)),
+                source,
+                escape(printable(llm)),
+                escape(printable(description)),
+            )
         console = Console()
         console.print(table)
         console.print(f"* default.  User profiles: {user_profiles_dir()}", style="dim")
@@ -47,11 +53,12 @@ def register(app: typer.Typer) -> None:
     @profiles_app.command("show")
     def show_command(name: Annotated[str | None, _NAME] = None) -> None:
         """Print a profile with every default filled in (keys only by variable name)."""
+        from kame_cli.errors import printable
         from kame_cli.profiles import load_profile
         from kame_cli.profiles.schema import to_toml
 
         profile = load_profile(name)
-        typer.echo(f"# {profile.name} ({profile.source}): {profile.path}")
+        typer.echo(printable(f"# {profile.name} ({profile.source}): {profile.path}"))
         typer.echo(to_toml(profile.to_tables()), nl=False)
 
     @profiles_app.command("check")
@@ -64,11 +71,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Validate a profile and check what it needs: key variables, GGUF file, Ollama model, server."""
         from kame_cli.backends.oracle.config import OLLAMA_PROVIDERS
-        from kame_cli.errors import ModelNotAvailableError
+        from kame_cli.errors import ModelNotAvailableError, printable
         from kame_cli.profiles import check_profile, load_profile
 
         profile = load_profile(name)
-        typer.echo(f"{profile.name}: {profile.shown_path} is valid ({profile.llm.litellm_model})")
+        typer.echo(printable(f"{profile.name}: {profile.shown_path} is valid ({profile.llm.litellm_model})"))
         try:
             passed = check_profile(profile, online=online)
         except ModelNotAvailableError:
@@ -79,6 +86,6 @@ def register(app: typer.Typer) -> None:
             pull_ollama_model(profile.llm.api_base, profile.llm.model)
             passed = check_profile(profile, online=online)
         for line in passed:
-            typer.echo(f"ok: {line}")
+            typer.echo(printable(f"ok: {line}"))
 
     app.add_typer(profiles_app, name="profiles")

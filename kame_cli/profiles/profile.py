@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import tomllib
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +28,17 @@ from kame_cli.backends.oracle.config import (
 from kame_cli.backends.stt.config import SttConfig
 from kame_cli.engine.config import FrontendConfig
 from kame_cli.errors import ProfileError
-from kame_cli.profiles.schema import SchemaError, build, dump, profile_error, show_value
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10: the same parser, from PyPI
-    import tomli as tomllib  # type: ignore[no-redef]
+from kame_cli.profiles.schema import (
+    MAX_FILE_BYTES,
+    SchemaError,
+    build,
+    check_limits,
+    dump,
+    printable,
+    profile_error,
+    show_key,
+    show_value,
+)
 
 DEFAULT_PROFILE = "ollama"
 _DISTRIBUTION = "kame-cli"
@@ -154,12 +160,17 @@ def list_profiles(user_dir: Path | None = None) -> list[ProfileEntry]:
 
 def find_profile(name_or_path: str | None, user_dir: Path | None = None) -> tuple[str, Path, Source]:
     """Where the profile `name_or_path` lives: a file path, or a name (user dir first, then shipped)."""
-    spec = name_or_path or DEFAULT_PROFILE
+    # Only None means the default: an empty `--profile ""` is a mistake, not a wish for the default.
+    spec = DEFAULT_PROFILE if name_or_path is None else name_or_path
+    if not spec.strip():
+        raise ProfileError('--profile "": give a profile name (see `kame profiles list`) or a .toml path')
     if spec.endswith(".toml") or os.sep in spec or "/" in spec:
         path = Path(spec).expanduser()
         if not path.is_file():
             raise ProfileError(
-                f"profile file {spec} does not exist: give an existing .toml file or a profile name"
+                printable(
+                    f"profile file {spec} does not exist: give an existing .toml file or a profile name"
+                )
             )
         return path.stem, path, "file"
     if not _NAME.match(spec):
@@ -171,40 +182,66 @@ def find_profile(name_or_path: str | None, user_dir: Path | None = None) -> tupl
             return spec, candidate, typing.cast(Source, source)
     known = ", ".join(e.name for e in list_profiles(user_dir)) or "none"
     raise ProfileError(
-        f"no profile named {spec!r} (known: {known}): see `kame profiles list`, or pass a .toml path"
+        printable(
+            f"no profile named {spec!r} (known: {known}): see `kame profiles list`, or pass a .toml path"
+        )
     )
 
 
 def load_profile(name_or_path: str | None = None, *, user_dir: Path | None = None) -> Profile:
     """Read and validate a profile by name or path (None: the default, `ollama`); ProfileError if bad."""
     name, path, source = find_profile(name_or_path, user_dir)
-    shown = display_path(path)
+    shown = printable(display_path(path))
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            raw = file.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise ProfileError(
+                f"{shown}: larger than {MAX_FILE_BYTES // 1024} kB: a profile holds a few settings, "
+                "is this the right file?"
+            )
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        raise ProfileError(f"{shown}: cannot read the file ({err})") from None
+        reason = printable(" ".join(str(err).split()))
+        raise ProfileError(f"{shown}: cannot read the file ({reason})") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise ProfileError(f"{shown}: invalid TOML: {err}") from None
+        raise ProfileError(f"{shown}: invalid TOML: {printable(str(err))}") from None
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively.
+        raise ProfileError(
+            f"{shown}: invalid TOML: arrays or inline tables nested too deeply: flatten them"
+        ) from None
     return parse_profile(data, name=name, path=path, source=source)
 
 
 def parse_profile(data: dict[str, Any], *, name: str, path: Path, source: Source) -> Profile:
     """A Profile from TOML data already read from `path` (errors name that file)."""
     shown = display_path(path)
+    for key, value in data.items():
+        try:
+            check_limits(value if isinstance(value, dict) else {key: value})
+        except SchemaError as err:
+            raise profile_error(shown, key if isinstance(value, dict) else None, err) from None
     sections = section_types()
     description = data.get("description", "")
     if not isinstance(description, str):
-        raise ProfileError(f"{shown}: description: must be a string (got {show_value(description)})")
+        raise profile_error(
+            shown, None, SchemaError("description", f"must be a string (got {show_value(description)})")
+        )
+    if len(description) > 1000:
+        raise profile_error(shown, None, SchemaError("description", "at most 1000 characters"))
     for key, value in data.items():
         if key == "description":
             continue
         if key not in sections:
             known = ", ".join(["description", *(f"[{s}]" for s in sections)])
-            raise ProfileError(f"{shown}: unknown key or table {key!r} (known: {known})")
+            raise profile_error(
+                shown, None, SchemaError(show_key(key), f"unknown key or table (known: {known})")
+            )
         if not isinstance(value, dict):
-            raise ProfileError(f"{shown}: {key}: must be a table ([{key}])")
+            raise profile_error(shown, None, SchemaError(key, f"must be a table ([{key}])"))
     built: dict[str, Any] = {}
     for section, cls in sections.items():
         try:

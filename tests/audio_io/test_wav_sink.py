@@ -243,7 +243,7 @@ def test_tee_writes_to_every_sink_and_closes_all_even_when_one_fails(tmp_path: P
     tee.start()
     user, assistant = _frames(300, 4), _frames(1000, 4)
     for k in range(4):
-        tee.write_user(k, user[k])
+        stereo.write_user(k, user[k])  # the user's channel is written by its recorder, not the tee
         tee.write(k, assistant[k])
     with pytest.raises(AudioFileError, match="disk full"):
         tee.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tomllib
+
 import pytest
 
 from kame_cli.cli import run
@@ -17,7 +19,7 @@ CASES = {
     ),
     "unknown_table": (
         GOOD_LLM + "[polcy]\nmax_restarts = 2\n",
-        "unknown key or table 'polcy' (known: description,",
+        "polcy: unknown key or table (known: description,",
     ),
     "wrong_type": (GOOD_LLM + 'max_tokens = "60"\n', '[llm] max_tokens: must be an integer (got "60")'),
     "out_of_range": (
@@ -26,7 +28,7 @@ CASES = {
     ),
     "negative_poll": (
         GOOD_LLM + "[policy]\npoll_interval_s = -0.5\n",
-        "[policy] poll_interval_s: must be > 0 (got -0.5)",
+        "[policy] poll_interval_s: must be >= 0.01 (got -0.5)",
     ),
     "missing_env_var": (
         GOOD_LLM + 'api_key_env = "KAME_TEST_NEVER_SET_VARIABLE"\n',
@@ -59,7 +61,7 @@ CASES = {
         GOOD_LLM + "[llm.server]\nthreads = 0\n",
         "[llm] server.threads: must be >= 1 (got 0)",
     ),
-    "stt_zero_step": (GOOD_LLM + "[stt]\nstep_s = 0\n", "[stt] step_s: must be > 0 (got 0.0)"),
+    "stt_zero_step": (GOOD_LLM + "[stt]\nstep_s = 0\n", "[stt] step_s: must be > 0 (got 0)"),
     "stt_negative_threads": (
         GOOD_LLM + "[stt]\ncpu_threads = -3\n",
         "[stt] cpu_threads: must be >= 1 (got -3)",
@@ -79,6 +81,77 @@ CASES = {
     "frontend_negative_top_k": (
         GOOD_LLM + "[frontend]\ntop_k = -1\n",
         "[frontend] top_k: must be >= 1 (got -1)",
+    ),
+    # Issue 8's cases: each one line naming file and key, no traceback.
+    "deep_array": (GOOD_LLM + "[llm.extra]\nx = " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+    "deep_inline_table": (
+        GOOD_LLM + "[llm.extra]\nx = " + "{a = " * 3000 + "1" + "}" * 3000 + "\n",
+        "nested too deeply",
+    ),
+    "nested_past_the_limit": (
+        GOOD_LLM + "[llm.extra]\nx = " + "[" * 20 + "]" * 20 + "\n",
+        "[llm] extra.x[0][0]",
+    ),
+    "huge_model_name": (
+        '[llm]\nprovider = "openai"\nmodel = "' + "m" * 200_000 + '"\n',
+        "model: 200000 characters: at most 65536",
+    ),
+    "long_model_name": (
+        '[llm]\nprovider = "openai"\nmodel = "' + "m" * 300 + '"\n',
+        "[llm] model: 300 characters: at most 256",
+    ),
+    "stt_inf_step": (GOOD_LLM + "[stt]\nstep_s = inf\n", "[stt] step_s: must be a finite number (got inf)"),
+    "stt_nan_threshold": (
+        GOOD_LLM + "[stt]\nvad_threshold = nan\n",
+        "[stt] vad_threshold: must be a finite number (got nan)",
+    ),
+    "llm_negative_inf_timeout": (
+        GOOD_LLM + "timeout_s = -inf\n",
+        "[llm] timeout_s: must be a finite number (got -inf)",
+    ),
+    "huge_integer": (
+        GOOD_LLM + "max_tokens = 99999999999999999999\n",
+        "[llm] max_tokens: must be <= 100000",
+    ),
+    "zero_backoff": (
+        GOOD_LLM + "[policy]\nbackoff_initial_s = 0\n",
+        "[policy] backoff_initial_s: must be >= 0.1 (got 0)",
+    ),
+    "backoff_max_below_initial": (
+        GOOD_LLM + "[policy]\nbackoff_initial_s = 4.0\nbackoff_max_s = 1.0\n",
+        "[policy] backoff_max_s: must be >= backoff_initial_s (got 1 < 4)",
+    ),
+    "tiny_read_timeout": (
+        GOOD_LLM + "read_timeout_s = 0.000001\n",
+        "[llm] read_timeout_s: must be >= 0.5 (got 1e-06)",
+    ),
+    "newline_in_key": (
+        GOOD_LLM + '"evil\\nkey" = 1\n',
+        '[llm] "evil\\nkey": unknown key (known: provider,',
+    ),
+    "ansi_in_key": (
+        GOOD_LLM + '"\\u001b[31mred" = 1\n',
+        '[llm] "\\u001b[31mred": unknown key (known: provider,',
+    ),
+    "ansi_in_table_name": (
+        GOOD_LLM + '["\\u001b[2Jwipe"]\nx = 1\n',
+        '"\\u001b[2Jwipe": unknown key or table (known: description,',
+    ),
+    "newline_in_value": (
+        GOOD_LLM + '[stt]\ndevice = "cpu\\n\\u001b[31m"\n',
+        '[stt] device: unknown value "cpu\\n\\u001b[31m" (known: auto, cuda, cpu)',
+    ),
+    "policy_unknown_variant": (
+        GOOD_LLM + '[policy]\nafter_finish = "sometimes"\n',
+        '[policy] after_finish: must be one of "new_words", "any_change" (got "sometimes")',
+    ),
+    "api_base_not_a_url": (
+        GOOD_LLM + 'api_base = "127.0.0.1:8080"\n',
+        "[llm] api_base: must be an http:// or https:// URL",
+    ),
+    "frontend_seed_out_of_range": (
+        GOOD_LLM + "[frontend]\nseed = 100000000000000000000000000\n",
+        "[frontend] seed: must be <= 4294967295",
     ),
     "frontend_negative_temperature": (
         GOOD_LLM + "[frontend]\ntemperature_text = -0.1\n",
@@ -122,6 +195,14 @@ LEAKS = {
         GOOD_LLM + f'[llm.extra]\nextra_body = {{ options = {{ x-api-key = "{SECRET}" }} }}\n',
         "[llm] extra.extra_body.options.x-api-key: secrets never go in profiles",
     ),
+    "key_in_model": (
+        '[llm]\nprovider = "openai"\n' + f'model = "{SECRET}"\n',
+        "[llm] model: looks like an API key (not shown): keys never go in profiles",
+    ),
+    "key_in_provider": (
+        f'[llm]\nprovider = "{SECRET}"\nmodel = "m"\n',
+        "[llm] provider: looks like an API key (not shown): keys never go in profiles",
+    ),
     "extra_password_in_list": (
         GOOD_LLM + f'[llm.extra]\nhosts = [{{ url = "h", Password = "{SECRET}" }}]\n',
         "[llm] extra.hosts[0].Password: secrets never go in profiles",
@@ -146,14 +227,25 @@ def test_extra_settings_that_only_look_like_secrets_load_and_show(tmp_path, caps
     # Word-wise matching: these are LLM settings, not credentials.
     path = tmp_path / "extra.toml"
     path.write_text(
-        GOOD_LLM + 'api_base = "https://user:hunter2-pass@llm.example/v1"\n'
-        '[llm.extra]\nstop_token_ids = [2]\nprompt_cache_key = "kame"\nkeep_alive = "5m"\n'
+        GOOD_LLM + '[llm.extra]\nstop_token_ids = [2]\nprompt_cache_key = "kame"\nkeep_alive = "5m"\n'
     )
     assert run(["profiles", "show", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "stop_token_ids = [2]" in out and 'prompt_cache_key = "kame"' in out
-    # A password inside the URL is never printed either.
-    assert "hunter2-pass" not in out and 'api_base = "https://***@llm.example/v1"' in out
+    extra = tomllib.loads(out)["llm"]["extra"]
+    assert extra["stop_token_ids"] == [2] and extra["prompt_cache_key"] == "kame"
+
+
+def test_credentials_in_api_base_are_refused_without_echo(tmp_path, capsys) -> None:
+    # httpx and LiteLLM never send `user:pass@` from a URL: kame refuses it at load, in one line,
+    # rather than a session whose every request fails as "unreachable".
+    path = tmp_path / "userinfo.toml"
+    path.write_text(GOOD_LLM + 'api_base = "https://user:hunter2-pass@llm.example/v1"\n')
+    for command in (["profiles", "check", str(path)], ["profiles", "show", str(path)]):
+        assert run(command) == 2
+        captured = capsys.readouterr()
+        assert "hunter2" not in captured.out + captured.err
+        assert captured.err.count("\n") == 1, captured.err
+        assert f"{path}: [llm] api_base: holds credentials (user:password@)" in captured.err
 
 
 def test_missing_profile_name_and_file(tmp_path, capsys) -> None:

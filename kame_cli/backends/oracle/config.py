@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from kame_cli.backends.oracle.errors import ApiKeyMissingError
 
@@ -53,6 +53,63 @@ def redact_userinfo(url: str) -> str:
     return _USERINFO.sub("://***@", url)
 
 
+_KEY_PREFIXED = re.compile(
+    r"^(sk|pk|rk|gsk|xai|hf|r8|key|api|AIza|ghp|glpat)[-_]?[A-Za-z0-9_\-]{16,}$", re.IGNORECASE
+)
+_OPAQUE = re.compile(r"^[A-Za-z0-9_\-]{40,}$")
+
+
+def looks_like_key(text: str) -> bool:
+    """Whether `text` is shaped like an API key (`sk-...`, `AIza...`, a long opaque token).
+
+    Such a value in a setting that is not a key (a model name, a provider) is never echoed, logged
+    or sent: someone pasted the key into the wrong line.
+    """
+    value = text.strip()
+    if _KEY_PREFIXED.match(value):
+        return True
+    return bool(_OPAQUE.match(value)) and any(c.isdigit() for c in value) and any(c.isalpha() for c in value)
+
+
+def _check_not_a_key(value: object) -> str | None:
+    if isinstance(value, str) and looks_like_key(value):
+        return (
+            "looks like an API key (not shown): keys never go in profiles; put it in an environment "
+            "variable and name that variable in api_key_env"
+        )
+    return None
+
+
+def _check_provider(value: object) -> str | None:
+    if not isinstance(value, str) or value in KNOWN_PROVIDERS:
+        return None
+    if looks_like_key(value):
+        return _check_not_a_key(value)
+    shown = (
+        value if value.isprintable() and len(value) <= 40 else value[:40].encode("unicode_escape").decode()
+    )
+    return f'unknown value "{shown}" (known: {", ".join(KNOWN_PROVIDERS)})'
+
+
+def _check_api_base(value: object) -> str | None:
+    """An http(s) URL without credentials in it; the URL itself is never echoed (it may hold them)."""
+    if not isinstance(value, str):
+        return None
+    if _USERINFO.search(value):
+        # httpx and LiteLLM do not send `user:pass@` as a header: no request would ever leave.
+        return (
+            "holds credentials (user:password@): kame does not send those; remove them and put the "
+            "key in an environment variable named by api_key_env (sent as a bearer key)"
+        )
+    if (
+        not re.match(r"^https?://[^\s/]+", value)
+        or not value.isprintable()
+        or any(c.isspace() for c in value)
+    ):
+        return "must be an http:// or https:// URL, e.g. http://127.0.0.1:8080/v1"
+    return None
+
+
 def _check_env_name(value: object) -> str | None:
     if isinstance(value, str) and (value == "" or _ENV_NAME.match(value)):
         return None
@@ -67,27 +124,29 @@ class LocalServerConfig:
     gguf: str = field(default=BUNDLED_GGUF, metadata={"nonempty": True})
     """Path to a GGUF file (relative to the profile file), or `smollm2` for the bundled one."""
     threads: int = field(default=1, metadata={"ge": 1, "le": 256})
-    n_ctx: int = field(default=2048, metadata={"ge": 128})
+    n_ctx: int = field(default=2048, metadata={"ge": 128, "le": 1 << 20})
     port: int = field(default=0, metadata={"ge": 0, "le": 65535})
     """0 picks a free port."""
-    startup_timeout_s: float = field(default=60.0, metadata={"gt": 0})
+    startup_timeout_s: float = field(default=60.0, metadata={"gt": 0, "le": 3600})
 
 
 @dataclass(frozen=True, slots=True)
 class LlmConfig:
     """Which LLM answers as the oracle (any LiteLLM provider) and how long a call may take."""
 
-    provider: str = field(metadata={"choices": KNOWN_PROVIDERS})
-    model: str = field(metadata={"nonempty": True})
-    api_base: str | None = None
-    api_key_env: str | None = field(default=None, metadata={"check": _check_env_name})
+    provider: str = field(metadata={"check": _check_provider, "max_length": 64})
+    """A LiteLLM provider prefix (one of `KNOWN_PROVIDERS`)."""
+    model: str = field(metadata={"nonempty": True, "check": _check_not_a_key, "max_length": 256})
+    api_base: str | None = field(default=None, metadata={"check": _check_api_base, "max_length": 2048})
+    api_key_env: str | None = field(default=None, metadata={"check": _check_env_name, "max_length": 128})
     """Name of the environment variable holding the key; keys never go in profile files."""
-    max_tokens: int = field(default=60, metadata={"ge": 1})
+    max_tokens: int = field(default=60, metadata={"ge": 1, "le": 100_000})
     temperature: float = field(default=0.7, metadata={"ge": 0.0, "le": 2.0})
-    timeout_s: float = field(default=10.0, metadata={"gt": 0})
+    timeout_s: float = field(default=10.0, metadata={"ge": 0.5, "le": 3600})
     """Bound on a whole call, first byte to last chunk (LiteLLM's own timeout is per read)."""
-    read_timeout_s: float = field(default=4.0, metadata={"gt": 0})
-    """Longest wait for the first chunk or between two chunks before the stream counts as stalled."""
+    read_timeout_s: float = field(default=4.0, metadata={"ge": 0.5, "le": 600})
+    """Longest wait for the first chunk or between two chunks before the stream counts as stalled.
+    At least 0.5 s: no server answers sooner, and a near-zero bound cancels LiteLLM mid-setup."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Passed to `litellm.acompletion` as is (e.g. `num_ctx`, `keep_alive`, `top_p`)."""
     server: LocalServerConfig | None = None
@@ -124,10 +183,12 @@ def _check_template(value: object) -> str | None:
 class PromptConfig:
     """The prompt text: a system message, and a template that receives the conversation."""
 
-    system: str = field(default=DEFAULT_SYSTEM_PROMPT, metadata={"nonempty": True})
-    user_template: str = field(default=DEFAULT_USER_TEMPLATE, metadata={"check": _check_template})
+    system: str = field(default=DEFAULT_SYSTEM_PROMPT, metadata={"nonempty": True, "max_length": 32_768})
+    user_template: str = field(
+        default=DEFAULT_USER_TEMPLATE, metadata={"check": _check_template, "max_length": 32_768}
+    )
     """Must contain `{conversation}`; use `{{` and `}}` for literal braces."""
-    max_turns: int = field(default=12, metadata={"ge": 1})
+    max_turns: int = field(default=12, metadata={"ge": 1, "le": 1000})
     """Most recent turns (lines) of the conversation sent with each request."""
 
 
@@ -135,17 +196,32 @@ class PromptConfig:
 class PolicyConfig:
     """KAME's restart policy (the reference defaults) and the back-off after a failed call."""
 
-    poll_interval_s: float = field(default=0.5, metadata={"gt": 0})
-    min_new_words: int = field(default=2, metadata={"ge": 1})
+    poll_interval_s: float = field(default=0.5, metadata={"ge": 0.01, "le": 60})
+    min_new_words: int = field(default=2, metadata={"ge": 1, "le": 1000})
     """Restart when the user said at least this many words more than at the last start."""
-    max_restarts: int = field(default=5, metadata={"ge": 1})
-    restart_window_s: float = field(default=2.0, metadata={"gt": 0})
+    max_restarts: int = field(default=5, metadata={"ge": 1, "le": 1000})
+    restart_window_s: float = field(default=2.0, metadata={"gt": 0, "le": 3600})
     """At most `max_restarts` stream starts within any window this long."""
     restart_on_final: bool = True
+    after_finish: Literal["new_words", "any_change"] = "new_words"
+    """`new_words` (the reference): a finished answer stays current, so the next request needs
+    `min_new_words` more words or a final. `any_change`: any new user text after an answer finished
+    starts a request at once (kame's earlier behaviour; more requests, no measured gain)."""
+    restart_on_same_final: bool = False
+    """Also restart when a final's words equal those of the request already answering it (kame's
+    earlier behaviour). False: that answer is kept, and the final only closes the user's turn."""
     start_at_once: bool = True
     """Start a stream as soon as user text arrives while none runs, instead of at the next poll."""
-    backoff_initial_s: float = field(default=0.5, metadata={"gt": 0})
-    backoff_max_s: float = field(default=8.0, metadata={"gt": 0})
+    backoff_initial_s: float = field(default=0.5, metadata={"ge": 0.1, "le": 3600})
+    """At least 0.1 s: a zero back-off retried a failing server dozens of times a second."""
+    backoff_max_s: float = field(default=8.0, metadata={"ge": 0.1, "le": 3600})
+
+    def __post_init__(self) -> None:
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError(
+                f"backoff_max_s: must be >= backoff_initial_s (got {self.backoff_max_s:g} < "
+                f"{self.backoff_initial_s:g})"
+            )
 
 
 def api_key_from_env(llm: LlmConfig, where: str = "") -> str | None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 FaultKind = Literal[
     "auth",
@@ -39,6 +40,14 @@ class StreamTimeout(Exception):
         self.first_chunk_seen = first_chunk_seen
 
 
+class StreamCutOff(Exception):
+    """The body ended before the server's finish reason: the answer is incomplete."""
+
+    def __init__(self, message: str, *, first_chunk_seen: bool) -> None:
+        super().__init__(message)
+        self.first_chunk_seen = first_chunk_seen
+
+
 @dataclass(frozen=True, slots=True)
 class LlmFault:
     """A classified failure: `degraded` faults are expected to pass, `error` ones need the user."""
@@ -66,6 +75,53 @@ def _chain(err: BaseException) -> list[BaseException]:
     return seen
 
 
+def _litellm_types() -> dict[str, type[BaseException]]:
+    """LiteLLM's exception classes by name, if LiteLLM is loaded (an error from it implies it is)."""
+    module: Any = sys.modules.get("litellm")
+    if module is None:
+        return {}
+    names = (
+        "AuthenticationError",
+        "PermissionDeniedError",
+        "NotFoundError",
+        "RateLimitError",
+        "BadRequestError",
+        "ContextWindowExceededError",
+        "Timeout",
+        "APIConnectionError",
+        "InternalServerError",
+        "ServiceUnavailableError",
+        "BadGatewayError",
+        "MidStreamFallbackError",
+    )
+    found = {name: getattr(module, name, None) for name in names}
+    return {name: cls for name, cls in found.items() if isinstance(cls, type)}
+
+
+def _connect_failed(chain: list[BaseException]) -> bool:
+    """Whether the connection itself could not be made (refused, no route, DNS)."""
+    import socket
+
+    for e in chain:
+        if isinstance(e, ConnectionRefusedError | socket.gaierror):
+            return True
+        if type(e).__name__ in ("ConnectError", "ClientConnectorError", "ClientConnectorDNSError"):
+            return True
+    return False
+
+
+def _status_of(chain: list[BaseException]) -> int | None:
+    for e in chain:
+        code = getattr(e, "status_code", None)
+        if isinstance(code, int) and 100 <= code <= 599:
+            return code
+        response = getattr(e, "response", None)
+        code = getattr(response, "status_code", None)
+        if isinstance(code, int) and 100 <= code <= 599:
+            return code
+    return None
+
+
 def classify(
     err: BaseException,
     *,
@@ -74,38 +130,66 @@ def classify(
     secret: str | None,
     first_chunk_seen: bool,
 ) -> LlmFault:
-    """Turn any exception from a LiteLLM stream into a fault; `where` names model and server."""
+    """Turn any exception from a LiteLLM stream into a fault; `where` names model and server.
+
+    In order: kame's own stream faults; the HTTP status the server answered; LiteLLM's exception
+    type; the exceptions under it (a refused connection); the message text only as a last resort
+    (LiteLLM wraps some faults of some providers in a generic error whose text is all there is).
+    """
     chain = _chain(err)
+    status = _status_of(chain)
+    types = _litellm_types()
+
+    def of(*names: str) -> bool:
+        classes = tuple(types[n] for n in names if n in types)
+        return bool(classes) and any(isinstance(e, classes) for e in chain)
+
     text = " ".join(f"{type(e).__name__}: {e}" for e in chain).lower()
-    status = next(
-        (code for e in chain if isinstance(code := getattr(e, "status_code", None), int)),
-        None,
-    )
     detail = scrub(str(err).splitlines()[0] if str(err) else type(err).__name__, secret)[:160]
 
     if isinstance(err, StreamTimeout):
         kind: FaultKind = "stalled" if err.first_chunk_seen else "no_answer"
         return LlmFault(kind, "degraded", f"{where}: {err}")
-    if status in (401, 403) or "missing credentials" in text:
+    if isinstance(err, StreamCutOff):
+        return LlmFault("disconnected", "degraded", f"{where}: stream cut off ({err})")
+    if status in (401, 403) or of("AuthenticationError", "PermissionDeniedError"):
         fix = (
             f"check the key in {key_env}"
             if key_env
             else "set [llm] api_key_env to the variable holding the key"
         )
         return LlmFault("auth", "error", f"{where} refused the request ({status}): {fix}", status)
-    if status == 429 or "ratelimit" in text:
+    if status == 429 or of("RateLimitError"):
         return LlmFault("rate_limited", "degraded", f"{where} is rate limiting (429); backing off", 429)
-    if status == 404 or "not found" in text:
+    if status == 404 or of("NotFoundError"):
         return LlmFault("not_found", "error", f"{where}: model not found ({detail})", status)
-    refused = any(isinstance(e, ConnectionRefusedError) for e in chain) or any(s in text for s in _REFUSED)
-    if refused and not first_chunk_seen:
+    if _connect_failed(chain) and not first_chunk_seen:
         return LlmFault("unreachable", "error", f"{where} is unreachable (is the server running?)")
-    if first_chunk_seen or any(s in text for s in _CUT_OFF) or "midstreamfallback" in text:
+    if of("MidStreamFallbackError") or (first_chunk_seen and not of("Timeout")):
+        return LlmFault("disconnected", "degraded", f"{where}: stream cut off ({detail})", status)
+    if of("Timeout") or any(isinstance(e, TimeoutError) for e in chain):
+        return LlmFault("no_answer", "degraded", f"{where}: no answer ({detail})", status)
+    if (status is not None and status >= 500) or of(
+        "InternalServerError", "ServiceUnavailableError", "BadGatewayError"
+    ):
+        if status is None and any(s in text for s in _REFUSED):
+            # LiteLLM reports some providers' refused connections as a 500 with this text only.
+            return LlmFault("unreachable", "error", f"{where} is unreachable (is the server running?)")
+        if status is None and any(s in text for s in _CUT_OFF):
+            return LlmFault("disconnected", "degraded", f"{where}: stream cut off ({detail})")
+        shown = status if status is not None else "5xx"
+        return LlmFault("server_error", "degraded", f"{where}: server error {shown} ({detail})", status)
+    if status == 400 or of("BadRequestError", "ContextWindowExceededError"):
+        return LlmFault("bad_request", "error", f"{where} rejected the request (400): {detail}", status)
+    # The fallback: errors that carry no type or status kame knows, by their text.
+    if of("APIConnectionError") or any(s in text for s in _REFUSED):
+        if any(s in text for s in _REFUSED):
+            return LlmFault("unreachable", "error", f"{where} is unreachable (is the server running?)")
+        if any(s in text for s in _CUT_OFF):
+            return LlmFault("disconnected", "degraded", f"{where}: stream cut off ({detail})", status)
+        return LlmFault("unreachable", "error", f"{where} is unreachable ({detail})")
+    if any(s in text for s in _CUT_OFF):
         return LlmFault("disconnected", "degraded", f"{where}: stream cut off ({detail})", status)
     if "timeout" in text or "timed out" in text:
         return LlmFault("no_answer", "degraded", f"{where}: no answer ({detail})", status)
-    if status is not None and status >= 500:
-        return LlmFault("server_error", "degraded", f"{where}: server error {status} ({detail})", status)
-    if status == 400:
-        return LlmFault("bad_request", "error", f"{where} rejected the request (400): {detail}", status)
     return LlmFault("unexpected", "error", f"{where}: {type(err).__name__}: {detail}", status)

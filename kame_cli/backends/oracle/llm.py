@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from kame_cli.backends.oracle.config import LlmConfig, redact_userinfo, resolve_api_key
-from kame_cli.backends.oracle.faults import StreamTimeout
+from kame_cli.backends.oracle.faults import StreamCutOff, StreamTimeout
 
 
 def import_litellm() -> Any:
@@ -20,7 +20,30 @@ def import_litellm() -> Any:
 
     litellm.suppress_debug_info = True
     litellm.telemetry = False
+    _preload_lazy_modules()
     return litellm
+
+
+def _preload_lazy_modules() -> None:
+    """Import now what LiteLLM's first call would import on the event loop (the OpenAI SDK: about
+    450 modules, 1-3 s, 20 s at low priority on a busy machine), during which no poll can run."""
+    import importlib
+
+    for name in (
+        "openai",
+        "openai.types.chat",
+        "openai.resources.chat.completions",
+        "litellm.llms.openai.openai",
+        "litellm.litellm_core_utils.streaming_handler",
+        "litellm.litellm_core_utils.llm_request_utils",
+        "litellm._service_logger",
+        "litellm.llms.openai_like.dynamic_config",
+        "litellm.llms.litellm_proxy.chat.transformation",
+    ):
+        try:
+            importlib.import_module(name)
+        except ImportError:  # another LiteLLM/OpenAI layout: the first call imports what it needs
+            continue
 
 
 class LlmClient:
@@ -39,10 +62,14 @@ class LlmClient:
             return self.llm.litellm_model
         return f"{self.llm.litellm_model} at {redact_userinfo(self.api_base)}"
 
-    async def stream(self, messages: list[dict[str, str]]) -> AsyncIterator[str]:
+    async def stream(self, messages: list[dict[str, str]]) -> AsyncGenerator[str, None]:
         """Text chunks of one answer; raises on any failure (`StreamTimeout` when bounds are hit).
 
-        Closing the generator (or cancelling the task iterating it) closes the HTTP request.
+        The stream-end rule: an answer is complete only when the server said so, with a finish
+        reason (OpenAI's `finish_reason`, Ollama's `done`, Anthropic's stop event, as LiteLLM
+        records them). A body that just ends (a close-delimited response cut after two chunks)
+        raises `StreamCutOff`. Closing the generator (or cancelling the task iterating it) closes
+        the HTTP request.
         """
         llm = self.llm
         deadline = time.monotonic() + llm.timeout_s
@@ -65,15 +92,21 @@ class LlmClient:
         )
         response = await self._bounded(call, deadline, first_chunk_seen=False)
         seen = False
+        finish_seen = False
         try:
             iterator = response.__aiter__()
             while True:
                 try:
                     chunk = await self._bounded(iterator.__anext__(), deadline, first_chunk_seen=seen)
                 except StopAsyncIteration:
+                    if not _finished_by_server(response, finish_seen):
+                        raise StreamCutOff(
+                            "stream ended without a finish reason (cut off)", first_chunk_seen=seen
+                        ) from None
                     return
                 if not chunk.choices:
                     continue
+                finish_seen = finish_seen or bool(getattr(chunk.choices[0], "finish_reason", None))
                 text = chunk.choices[0].delta.content
                 if text:
                     seen = True
@@ -92,7 +125,12 @@ class LlmClient:
         remaining = deadline - time.monotonic()
         wait = min(self.llm.read_timeout_s, remaining)
         try:
-            return await asyncio.wait_for(awaitable, timeout=max(wait, 0.0))
+            if wait <= 0:
+                # Past the deadline: never start the call (a coroutine left unstarted warns).
+                if asyncio.iscoroutine(awaitable):
+                    awaitable.close()
+                raise TimeoutError
+            return await asyncio.wait_for(awaitable, timeout=wait)
         except TimeoutError:
             if remaining <= self.llm.read_timeout_s:
                 message = f"answer not finished within timeout_s={self.llm.timeout_s:g} s"
@@ -101,6 +139,18 @@ class LlmClient:
             else:
                 message = f"no answer within read_timeout_s={self.llm.read_timeout_s:g} s"
             raise StreamTimeout(message, first_chunk_seen=first_chunk_seen) from None
+
+
+def _finished_by_server(response: Any, finish_seen: bool) -> bool:
+    """Whether the provider sent its own end-of-answer signal before the body ended.
+
+    LiteLLM adds a last chunk with `finish_reason="stop"` to every stream that ends, cut or not;
+    what the server really sent is in the wrapper's `received_finish_reason`. Without that
+    attribute (another LiteLLM), the chunks' finish reasons are all there is to go on.
+    """
+    if hasattr(response, "received_finish_reason"):
+        return bool(response.received_finish_reason)
+    return finish_seen
 
 
 async def _close(response: Any) -> None:

@@ -63,7 +63,14 @@ def pull_ollama_model(
     """Pull `model` into the Ollama server at `host`, showing Rich progress bars per layer."""
     import httpx
     import ollama
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TransferSpeedColumn,
+    )
 
     where = host or DEFAULT_OLLAMA_HOST
     columns = (
@@ -74,7 +81,7 @@ def pull_ollama_model(
     )
     try:
         with _client(host, timeout_s) as client, Progress(*columns, console=console) as progress:
-            tasks: dict[str, int] = {}
+            tasks: dict[str, TaskID] = {}
             status_task = progress.add_task(f"pulling {model}", total=None)
             for update in client.pull(model, stream=True):
                 if update.digest and update.total:

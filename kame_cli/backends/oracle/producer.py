@@ -92,6 +92,9 @@ class OracleProducer:
         self._pending = False
         self._final_pending = False
         self._words_at_start = 0
+        self._text_at_start: tuple[str, ...] = ()
+        # The last stream completed and, under the reference policy, is still the current answer.
+        self._answered = False
         self._starts: deque[float] = deque()
         self._retry_at = 0.0
         self._backoff = policy.backoff_initial_s
@@ -188,6 +191,14 @@ class OracleProducer:
         elif isinstance(event, FinalTranscript):
             conversation.close_user_turn(event.text)
             if event.text.strip():
+                answering = self._running is not None or self._answered
+                if (
+                    answering
+                    and not self.policy.restart_on_same_final
+                    and _words(event.text) == self._text_at_start
+                ):
+                    # The request already answering is for exactly these words: keep its answer.
+                    return False
                 self._pending = True
                 self._final_pending = True
                 return True
@@ -200,7 +211,10 @@ class OracleProducer:
         if not self._pending or self._closed or now < self._retry_at:
             return
         policy = self.policy
-        if self._running is not None:
+        # The reference keeps a finished answer as the current stream: after it, as while a stream
+        # runs, a new request needs enough new words or a final.
+        current = self._running is not None or (self._answered and policy.after_finish == "new_words")
+        if current:
             grown = self.conversation.user_words - self._words_at_start >= policy.min_new_words
             final = self._final_pending and policy.restart_on_final
             if not (grown or final):
@@ -224,6 +238,8 @@ class OracleProducer:
         conversation = self.conversation
         messages = build_messages(self.prompt, conversation.turns, conversation.partial)
         self._words_at_start = conversation.user_words
+        self._text_at_start = _words(conversation.current_user_text)
+        self._answered = False
         self._pending = False
         self._final_pending = False
         self._starts.append(now)
@@ -291,6 +307,8 @@ class OracleProducer:
                         self._send(generation, OracleAppend(generation, token_ids))
                     parts.append(raw)
             outcome = "completed"
+            if self._is_live(generation):
+                self._answered = True
             self._mark_ok()
         except asyncio.CancelledError:
             outcome = "cancelled"
@@ -359,3 +377,8 @@ class OracleProducer:
 
     def _publish(self, event: Event) -> None:
         self._events.publish(event)
+
+
+def _words(text: str) -> tuple[str, ...]:
+    """A transcript's words for comparison: case and punctuation aside ("Paris." is "paris")."""
+    return tuple(w for w in (word.strip(".,!?;:\"'").lower() for word in text.split()) if w)

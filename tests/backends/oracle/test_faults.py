@@ -76,22 +76,27 @@ def test_server_killed_mid_stream_then_back(tokenizer) -> None:
         with running_producer(llm, FAST_BACKOFF, tokenizer=tokenizer, api_base=api_base) as (producer, rec):
             producer.on_event(partial("tell me a long story"))
             rec.wait(lambda r: len(r.of(OracleChunk)) >= 3, timeout=30, what="the stream's first chunks")
+            # On a loaded machine a first request may time out before any chunk: the stream under
+            # test is the one whose chunks arrived, and only what follows the kill is checked.
+            live = rec.of(OracleChunk)[-1].generation
+            statuses_before = len(_statuses(rec))
+            starts_before = len(rec.of(OracleRequestStarted))
             servers[0].kill()
             killed = time.monotonic()
-            rec.wait(lambda r: 1 in _failed_generations(r), timeout=5, what="the stream's failure")
+            rec.wait(lambda r: live in _failed_generations(r), timeout=5, what="the stream's failure")
             rec.wait(
                 lambda r: any(s.state == "error" and "unreachable" in s.message for s in _statuses(r)),
                 timeout=5,
                 what="the retry finding the server down",
             )
-            first_fault = next(s for s in _statuses(rec) if s.state != "ok")
+            first_fault = next(s for s in _statuses(rec)[statuses_before:] if s.state != "ok")
             assert first_fault.state == "degraded" and "cut off" in first_fault.message
             assert time.monotonic() - killed < 5
             # The half answer was withdrawn by a clear, not by a new reset.
-            _assert_withdrawn(rec.commands, 1)
+            _assert_withdrawn(rec.commands, live)
             assert oracle_content(rec.commands) == (None, [])
             # Back-off: retries are spaced, not a busy loop.
-            assert 2 <= len(rec.of(OracleRequestStarted)) <= 6
+            assert 1 <= len(rec.of(OracleRequestStarted)) - starts_before <= 5
 
             servers.append(_smollm2(port))  # the server comes back on the same port
             rec.wait(

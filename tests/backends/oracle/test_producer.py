@@ -58,7 +58,8 @@ def test_partial_yields_reset_then_appends_of_the_tokenized_chunks(smollm2, toke
 
 
 def test_growing_partials_restart_on_new_words_and_on_final(smollm2, tokenizer) -> None:
-    policy = PolicyConfig(poll_interval_s=0.1, min_new_words=2)
+    # kame's earlier variant: a final restarts even when its words are the running request's.
+    policy = PolicyConfig(poll_interval_s=0.1, min_new_words=2, restart_on_same_final=True)
     llm = _llm(max_tokens=400, extra=LONG_ANSWER)
     with running_producer(llm, policy, tokenizer=tokenizer, api_base=smollm2.api_base) as (producer, rec):
         producer.on_event(partial("tell me"))

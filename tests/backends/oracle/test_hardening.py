@@ -1,0 +1,282 @@
+"""The oracle back-end under hostile conditions, and the reference restart policy.
+
+- the stream-end rule: a body that just ends (close-delimited, cut after two chunks) is not an
+  answer; the same body with the server's finish reason is;
+- faults are classified by LiteLLM's exception type and HTTP status before any message text;
+- the reference policy: a finished answer stays current (a one-word change starts nothing), a final
+  with the running request's words restarts nothing; kame's earlier variants remain as options;
+- a near-zero read timeout ends as "no answer" without a "never awaited" warning.
+
+The servers here are wire-level fakes: no real server cuts a body on cue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+
+import pytest
+
+from kame_cli.backends.oracle.config import LlmConfig, PolicyConfig
+from kame_cli.backends.oracle.faults import classify
+from kame_cli.backends.oracle.llm import import_litellm
+from kame_cli.events import (
+    BackendStatus,
+    FinalTranscript,
+    OracleClear,
+    OracleFinished,
+    OracleRequestStarted,
+    OracleReset,
+)
+from tests.backends.oracle.harness import Recorder, partial, running_producer
+from tests.support.llm_server import FaultyOpenAI, SilentServer
+
+
+def _llm(**overrides: object) -> LlmConfig:
+    settings: dict[str, object] = {"provider": "openai", "model": "fake", "max_tokens": 24}
+    settings.update(overrides)
+    return LlmConfig(**settings)  # type: ignore[arg-type]
+
+
+def _chunk(delta: dict[str, str], finish: str | None = None) -> bytes:
+    body = {
+        "id": "x",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "fake",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+
+@contextlib.contextmanager
+def close_delimited_server(*, finished: bool) -> Iterator[str]:
+    """An OpenAI-style SSE body with no length and no chunking: it ends when the socket closes.
+
+    Two chunks, then (if `finished`) the finish reason and `[DONE]`, then the connection closes.
+    """
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    stopping = threading.Event()
+
+    def serve() -> None:
+        while not stopping.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                )
+                while len(body) < length:
+                    body += conn.recv(65536)
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+                )
+                conn.sendall(_chunk({"role": "assistant", "content": "One"}) + _chunk({"content": " two"}))
+                if finished:
+                    conn.sendall(_chunk({}, "stop") + b"data: [DONE]\n\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+    finally:
+        stopping.set()
+        thread.join(timeout=5)
+        listener.close()
+
+
+def _finished(rec: Recorder) -> list[OracleFinished]:
+    return rec.of(OracleFinished)
+
+
+@pytest.mark.parametrize("finished", [False, True])
+def test_a_stream_is_complete_only_with_the_servers_finish_reason(tokenizer, finished: bool) -> None:
+    policy = PolicyConfig(poll_interval_s=0.05, backoff_initial_s=5.0, backoff_max_s=5.0)
+    with (
+        close_delimited_server(finished=finished) as api_base,
+        running_producer(_llm(), policy, tokenizer=tokenizer, api_base=api_base) as (producer, rec),
+    ):
+        producer.on_event(partial("count to two"))
+        rec.wait(lambda r: _finished(r), timeout=15, what="the stream's end")
+    [end] = _finished(rec)
+    if finished:
+        assert end.outcome == "completed" and end.text == "One two"
+        assert [s.state for s in rec.of(BackendStatus)] == ["ok"]
+        assert OracleClear(1) not in rec.commands
+    else:
+        assert end.outcome == "failed"
+        fault = next(s for s in rec.of(BackendStatus) if s.state != "ok")
+        assert fault.state == "degraded" and "cut off" in fault.message and "finish reason" in fault.message
+        # What the front-end had not consumed of the half answer is withdrawn.
+        assert rec.commands[0] == OracleReset(1) and rec.commands[-1] == OracleClear(1)
+
+
+def _litellm_error(name: str, status: int | None = None) -> BaseException:
+    import httpx
+
+    litellm = import_litellm()
+    cls = getattr(litellm, name)
+    # Misleading text on purpose: the type and status decide, never these words.
+    text = "connection refused, timed out, not found"
+    if name in ("Timeout", "APIConnectionError"):
+        return cls(message=text, llm_provider="openai", model="m")
+    response = httpx.Response(status or 500, request=httpx.Request("POST", "http://x"))
+    return cls(message=text, llm_provider="openai", model="m", response=response)
+
+
+@pytest.mark.parametrize(
+    ("name", "status", "kind"),
+    [
+        ("AuthenticationError", 401, "auth"),
+        ("PermissionDeniedError", 403, "auth"),
+        ("NotFoundError", 404, "not_found"),
+        ("RateLimitError", 429, "rate_limited"),
+        ("BadRequestError", 400, "bad_request"),
+        ("InternalServerError", 500, "server_error"),
+        ("ServiceUnavailableError", 503, "server_error"),
+        ("Timeout", None, "no_answer"),
+    ],
+)
+def test_faults_are_classified_by_type_and_status_not_text(name: str, status: int | None, kind: str) -> None:
+    fault = classify(
+        _litellm_error(name, status), where="m at h", key_env="K", secret=None, first_chunk_seen=False
+    )
+    assert fault.kind == kind, fault
+
+
+def test_a_refused_connection_is_unreachable_by_its_cause_not_its_words() -> None:
+    litellm = import_litellm()
+    err = litellm.APIConnectionError(message="something broke", llm_provider="openai", model="m")
+    err.__cause__ = ConnectionRefusedError(111, "nope")
+    fault = classify(err, where="m at h", key_env=None, secret=None, first_chunk_seen=False)
+    assert fault.kind == "unreachable" and "is the server running?" in fault.message
+
+
+def _starts(rec: Recorder) -> list[OracleRequestStarted]:
+    return rec.of(OracleRequestStarted)
+
+
+def _final(text: str) -> FinalTranscript:
+    return FinalTranscript(t=0.0, text=text, audio_start=0.0, audio_end=1.0)
+
+
+@contextlib.contextmanager
+def _answering(tokenizer, policy: PolicyConfig) -> Iterator[tuple[object, Recorder]]:
+    with (
+        FaultyOpenAI(["Paris", " is the capital."]) as fake,
+        running_producer(_llm(), policy, tokenizer=tokenizer, api_base=fake.api_base) as (producer, rec),
+    ):
+        producer.on_event(partial("what is the capital of france"))
+        rec.wait(lambda r: _finished(r), timeout=15, what="the first answer")
+        assert _finished(rec)[0].outcome == "completed"
+        yield producer, rec
+
+
+def _quiet_for(rec: Recorder, seconds: float, count: int) -> None:
+    # Several polls pass (poll_interval_s = 0.05): a request would have started by then.
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert len(_starts(rec)) == count, _starts(rec)
+        time.sleep(0.02)
+
+
+POLL = {"poll_interval_s": 0.05}
+
+
+def test_reference_policy_a_finished_answer_stays_current(tokenizer) -> None:
+    with _answering(tokenizer, PolicyConfig(**POLL)) as (producer, rec):
+        producer.on_event(partial("what is the capital of france please"))  # one new word
+        _quiet_for(rec, 0.4, 1)
+        producer.on_event(partial("what is the capital of france please tell me"))  # two more
+        rec.wait(lambda r: len(_starts(r)) == 2, timeout=5, what="a request on two new words")
+    assert _starts(rec)[1].reason == "first"
+
+
+def test_reference_policy_a_final_with_the_same_words_restarts_nothing(tokenizer) -> None:
+    with _answering(tokenizer, PolicyConfig(**POLL)) as (producer, rec):
+        producer.on_event(_final("What is the capital of France?"))
+        _quiet_for(rec, 0.4, 1)
+        assert producer.conversation.turns[-1].text == "What is the capital of France?"
+        producer.on_event(_final("and of spain"))  # a final with other words: a new request
+        rec.wait(lambda r: len(_starts(r)) == 2, timeout=5, what="a request on a new final")
+    assert _starts(rec)[1].reason == "final"
+
+
+def test_kames_earlier_variants_stay_available_as_options(tokenizer) -> None:
+    policy = PolicyConfig(**POLL, after_finish="any_change", restart_on_same_final=True)
+    with _answering(tokenizer, policy) as (producer, rec):
+        producer.on_event(partial("what is the capital of france please"))
+        rec.wait(lambda r: len(_starts(r)) == 2, timeout=5, what="a request on one new word")
+        rec.wait(lambda r: len(_finished(r)) == 2, timeout=15, what="its answer")
+        producer.on_event(_final("what is the capital of france please"))
+        rec.wait(lambda r: len(_starts(r)) == 3, timeout=5, what="a request on the same final")
+
+
+def test_a_tiny_read_timeout_is_no_answer_without_a_never_awaited_warning(tokenizer) -> None:
+    llm = _llm(read_timeout_s=0.5, timeout_s=2.0)
+    policy = PolicyConfig(**POLL, backoff_initial_s=5.0, backoff_max_s=5.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with (
+            SilentServer() as silent,
+            running_producer(llm, policy, tokenizer=tokenizer, api_base=silent.url + "/v1") as (
+                producer,
+                rec,
+            ),
+        ):
+            producer.on_event(partial("hello"))
+            rec.wait(lambda r: _finished(r), timeout=10, what="the timeout")
+        gc.collect()
+    fault = next(s for s in rec.of(BackendStatus) if s.state != "ok")
+    assert "no answer within read_timeout_s=0.5 s" in fault.message
+    assert not [w for w in caught if "never awaited" in str(w.message)], [str(w.message) for w in caught]
+
+
+_FIRST_CALL = """
+import asyncio, contextlib, sys
+from kame_cli.backends.oracle.llm import import_litellm
+from tests.support.llm_server import SilentServer
+
+litellm = import_litellm()
+before = set(sys.modules)
+
+async def first_call(url):
+    with contextlib.suppress(Exception):
+        await litellm.acompletion(model="openai/x", api_base=url, api_key="x", stream=True,
+                                  messages=[{"role": "user", "content": "hi"}], max_retries=0, timeout=0.3)
+
+with SilentServer() as silent:
+    asyncio.run(first_call(silent.url + "/v1"))
+print(sorted(m for m in set(sys.modules) - before if m.split(".")[0] == "openai")[:10])
+"""
+
+
+def test_the_first_request_imports_nothing_more_on_the_event_loop() -> None:
+    # LiteLLM imported the OpenAI SDK (about 450 modules) inside the first call, blocking the
+    # producer's loop (no poll, no restart) for 1-3 s, 20 s at low priority on a busy machine.
+    # A fresh interpreter: in this one, earlier tests have imported it already.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    result = subprocess.run(
+        [sys.executable, "-c", _FIRST_CALL], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]", result.stdout

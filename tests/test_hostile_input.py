@@ -1,0 +1,317 @@
+"""Hostile input ends cleanly: one line on stderr, exit code 2, no traceback, nothing left behind.
+
+A fuzz of broken profiles (generated from the config dataclasses themselves, so new fields are
+covered) and broken WAV files runs in-process through the CLI's one error path (`kame_cli.cli.run`),
+so hundreds of cases take seconds; a few real subprocesses check the same from the outside.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import struct
+import subprocess
+import sys
+import threading
+import tomllib
+import types
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pytest
+import soundfile
+import tomli_w
+
+from kame_cli.audio_io.files import FileSource
+from kame_cli.cli import run
+from kame_cli.errors import AudioFileError
+from kame_cli.profiles.profile import section_types
+
+ROOT = Path(__file__).resolve().parent.parent
+GOOD = {"llm": {"provider": "openai", "model": "gpt-4.1-nano"}}
+
+
+def _one_line_error(code: int, err: str) -> str:
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert err.endswith("\n") and err.count("\n") == 1, err
+    line = err[:-1]
+    assert line.startswith("kame: error: ") and line.isprintable(), repr(line)
+    return line
+
+
+# --- broken profiles, generated from the dataclasses' fields and metadata -----------------------
+
+
+def _arms(hint: Any) -> list[Any]:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return [a for a in typing.get_args(hint) if a is not type(None)]
+    return [hint]
+
+
+def _bad_values(field: dataclasses.Field[Any], hint: Any) -> Iterator[tuple[str, Any]]:
+    """Values no setting of this type and metadata accepts, each with a name."""
+    meta = field.metadata
+    arms = _arms(hint)
+    kinds = {typing.get_origin(a) or a for a in arms}
+    numeric = kinds & {int, float}
+    if numeric:
+        yield "string", "12"
+        yield "list", [1]
+        yield "table", {"a": 1}
+        yield "bool", True
+        for bound in ("ge", "gt"):
+            if bound in meta:
+                yield f"below_{bound}", meta[bound] - 1
+        for bound in ("le", "lt"):
+            if bound in meta:
+                yield f"above_{bound}", meta[bound] + 1
+        if float in kinds:
+            yield "inf", math.inf
+            yield "minus_inf", -math.inf
+            yield "nan", math.nan
+        else:
+            yield "float_for_int", 2.5
+            yield "beyond_int64", 2**70
+    if kinds & {str, Path}:
+        yield "int", 5
+        yield "list_for_string", ["a"]
+        yield "huge", "x" * 70_000
+        if meta.get("nonempty"):
+            yield "blank", "   "
+        if "choices" in meta:
+            yield "unknown_choice", "no-such-choice\n\x1b[31m"
+    if bool in kinds:
+        yield "string_for_bool", "yes"
+        yield "int_for_bool", 1
+    if Literal in kinds:
+        yield "unknown_literal", "no-such-mode"
+        yield "int_for_literal", 3
+    if kinds & {dict, typing.Mapping}:
+        yield "int_for_table", 5
+        yield "secret_inside", {"api_key": "sk-abcdefghijklmnop1234"}
+    if any(dataclasses.is_dataclass(a) for a in arms):
+        yield "int_for_table", 5
+        yield "unknown_inner_key", {"no_such_key": 1}
+
+
+def _profile_cases() -> Iterator[tuple[str, str]]:
+    for section, cls in section_types().items():
+        hints = typing.get_type_hints(cls)
+        for field in dataclasses.fields(cls):
+            for name, value in _bad_values(field, hints[field.name]):
+                tables = {k: dict(v) for k, v in GOOD.items()}
+                tables.setdefault(section, {})[field.name] = value
+                yield f"{section}.{field.name}.{name}", tomli_w.dumps(tables)
+            yield (
+                f"{section}.{field.name}.unknown_neighbour",
+                tomli_w.dumps({**GOOD, section: {**GOOD.get(section, {}), f"{field.name}_x": 1}}),
+            )
+    good = tomli_w.dumps(GOOD)
+    yield "description_int", "description = 5\n" + good
+    yield "section_not_a_table", good + "stt = 5\n"
+    yield "unknown_table", good + "[sst]\nstep_s = 1.0\n"
+    yield "no_llm", 'description = "x"\n'
+    yield "duplicate_key", good + 'model = "again"\n'
+    yield "invalid_utf8", 'description = "\xff\xfe"\n' + good
+    yield "nul_byte", good + 'x = "\x00"\n'
+    yield "deep_arrays", good + "[llm.extra]\nx = " + "[" * 3000 + "]" * 3000 + "\n"
+    yield "deep_tables", good + "[llm.extra]\nx = " + "{a = " * 2000 + "1" + "}" * 2000 + "\n"
+    yield "ansi_table", good + '["\\u001b[2J"]\nx = 1\n'
+    # Every prefix of a valid profile that no longer parses as TOML.
+    text = tomli_w.dumps({**GOOD, "stt": {"step_s": 0.25, "device": "cpu"}, "policy": {"max_restarts": 3}})
+    for cut in range(1, len(text)):
+        try:
+            tomllib.loads(text[:cut])
+        except tomllib.TOMLDecodeError:
+            yield f"truncated_at_{cut}", text[:cut]
+
+
+PROFILE_CASES = dict(_profile_cases())
+
+
+def test_the_profile_fuzz_is_large_and_covers_every_table() -> None:
+    assert len(PROFILE_CASES) >= 300, len(PROFILE_CASES)
+    assert {name.split(".")[0] for name in PROFILE_CASES} >= set(section_types())
+
+
+@pytest.mark.timeout(240)
+def test_every_broken_profile_is_one_line_naming_the_file(tmp_path: Path, capsys) -> None:
+    threads_before = threading.active_count()
+    failures = []
+    for name, text in PROFILE_CASES.items():
+        path = tmp_path / f"{name.replace('/', '_')}.toml"
+        if isinstance(text, str) and "\xff" in text:
+            path.write_bytes(text.encode("latin-1"))
+        else:
+            path.write_text(text, encoding="utf-8")
+        code = run(["profiles", "check", str(path), "--no-online"])
+        captured = capsys.readouterr()
+        try:
+            line = _one_line_error(code, captured.err)
+            assert line.startswith(f"kame: error: {path}: "), line
+            assert "sk-abcdefghijklmnop1234" not in captured.err + captured.out
+        except AssertionError as err:
+            failures.append(f"{name}: {err}")
+    assert not failures, "\n".join(failures[:20])
+    assert threading.active_count() == threads_before
+
+
+# --- broken WAV files -----------------------------------------------------------------------------
+
+
+def _wav_bytes(samples: np.ndarray, rate: int = 24_000, subtype: str = "PCM_16") -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, samples, rate, format="WAV", subtype=subtype)
+    return buffer.getvalue()
+
+
+def _with_header(raw: bytes, offset: int, fmt: str, value: int) -> bytes:
+    out = bytearray(raw)
+    out[offset : offset + struct.calcsize(fmt)] = struct.pack(fmt, value)
+    return bytes(out)
+
+
+def _wav_cases() -> Iterator[tuple[str, bytes]]:
+    tone = (0.3 * np.sin(np.arange(12_000) * 2 * np.pi * 220 / 24_000)).astype(np.float32)
+    good = _wav_bytes(tone)
+    # Cut inside the header, and inside the audio (the header then promises more than is there).
+    for cut in (0, 3, 4, 11, 12, 20, 35, 40, 43, 44, 46, 100, 1000, 10_000, len(good) - 2):
+        yield f"truncated_{cut}", good[:cut]
+    yield "wrong_magic", b"RIFX" + good[4:]
+    yield "not_wave", good[:8] + b"AVI " + good[12:]
+    yield "text", b"this is not audio at all\n" * 10
+    yield "random_bytes", np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes()
+    yield "zeros", bytes(4000)
+    # fmt chunk fields: format tag, channels, rate, bits.
+    for tag in (0, 0x9999):
+        yield f"format_tag_{tag}", _with_header(good, 20, "<H", tag)
+    yield "zero_channels", _with_header(good, 22, "<H", 0)
+    for bits in (0, 64):
+        yield f"bits_{bits}", _with_header(good, 34, "<H", bits)
+    yield "fmt_chunk_size_huge", _with_header(good, 16, "<I", 0xFFFFFF)
+    for rate in (0, 1, 100, 3_999, 768_001, 2**31 - 1, 2**32 - 1):
+        yield f"rate_{rate}", _with_header(_with_header(good, 24, "<I", rate), 28, "<I", (rate * 2) % 2**32)
+    yield "no_samples", _wav_bytes(np.zeros(0, dtype=np.float32))
+    # Float files holding NaN or infinity, early, late, in one channel of two.
+    for subtype in ("FLOAT", "DOUBLE"):
+        for value, label in ((np.nan, "nan"), (np.inf, "inf"), (-np.inf, "minus_inf")):
+            for where in (0, 6_000, 11_999):
+                samples = tone.copy()
+                samples[where] = value
+                yield f"{subtype.lower()}_{label}_at_{where}", _wav_bytes(samples, subtype=subtype)
+        stereo = np.stack([tone, tone], axis=1)
+        stereo[100, 1] = np.nan
+        yield f"{subtype.lower()}_nan_right_channel", _wav_bytes(stereo, subtype=subtype)
+
+
+WAV_CASES = dict(_wav_cases())
+
+
+@pytest.fixture(scope="module")
+def no_llm_profile(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("profile") / "cpu.toml"
+    path.write_text(
+        '[llm]\nprovider = "openai"\nmodel = "m"\n'
+        '[frontend]\nmodel = "random:tiny"\ndevice = "cpu"\n[stt]\nmodel = "tiny.en"\ndevice = "cpu"\n'
+    )
+    return path
+
+
+@pytest.mark.timeout(120)
+def test_every_broken_wav_is_one_line_before_anything_loads(tmp_path: Path, no_llm_profile, capsys) -> None:
+    assert len(WAV_CASES) >= 50, len(WAV_CASES)
+    threads_before = threading.active_count()
+    failures = []
+    for name, data in WAV_CASES.items():
+        path = tmp_path / f"{name}.wav"
+        path.write_bytes(data)
+        code = run(
+            ["talk", "--profile", str(no_llm_profile), "--no-llm", "--no-ui", "--fast", "--input", str(path)]
+        )
+        captured = capsys.readouterr()
+        try:
+            line = _one_line_error(code, captured.err)
+            assert f"input audio file '{path}'" in line, line
+        except AssertionError as err:
+            failures.append(f"{name}: {err}")
+    assert not failures, "\n".join(failures[:20])
+    assert threading.active_count() == threads_before
+
+
+def test_nan_samples_are_refused_naming_the_time(tmp_path: Path) -> None:
+    samples = np.zeros(24_000, dtype=np.float32)
+    samples[12_000] = np.nan
+    path = tmp_path / "nan.wav"
+    soundfile.write(path, samples, 24_000, subtype="FLOAT")
+    with pytest.raises(AudioFileError, match=r"NaN or infinite samples \(first at 0\.500 s\)"):
+        FileSource(path)
+
+
+def test_an_mp3_is_read_without_its_decoders_lines(tmp_path: Path, capfd) -> None:
+    # libmpg123 writes straight to file descriptor 2 (94 lines for one real mp3 before this fix).
+    tone = (0.3 * np.sin(np.arange(48_000) * 2 * np.pi * 440 / 24_000)).astype(np.float32)
+    path = tmp_path / "tone.mp3"
+    soundfile.write(path, tone, 24_000, format="MP3")
+    capfd.readouterr()
+    source = FileSource(path, paced=False)
+    frames = list(source.frames())
+    captured = capfd.readouterr()
+    assert captured.err == "" and captured.out == ""
+    assert len(frames) == source.frame_count == 25
+    assert np.abs(np.concatenate(frames)).max() > 0.1  # the tone is there, not silence
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+USAGE = {
+    "unknown_flag": (["talk", "--no-such-flag"], "No such option: --no-such-flag", "kame talk --help"),
+    "seed_not_a_number": (["talk", "--seed", "abc"], "Invalid value for '--seed'", "kame talk --help"),
+    "seed_too_big": (["talk", "--seed", "1" + "0" * 26], "less than or equal to 4294967295", "kame talk"),
+    "seed_negative": (["talk", "--seed", "-1"], "greater than or equal to 0", "kame talk --help"),
+    "bench_steps_zero": (["bench", "frontend", "--steps", "0"], "'--steps'", "kame bench frontend --help"),
+    "unknown_command": (["no-such-command"], "No such command", "kame --help"),
+    "missing_value": (["talk", "--profile"], "requires an argument", "kame talk --help"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(USAGE))
+def test_usage_errors_are_one_line_pointing_at_the_help(case: str, capsys) -> None:
+    argv, what, help_hint = USAGE[case]
+    code = run(argv)
+    line = _one_line_error(code, capsys.readouterr().err)
+    assert what in line and f"(see {help_hint}" in line, line
+
+
+def test_an_empty_profile_name_is_refused_not_the_default(capsys) -> None:
+    line = _one_line_error(run(["profiles", "show", ""]), capsys.readouterr().err)
+    assert '--profile ""' in line
+
+
+# --- a few real processes -------------------------------------------------------------------------
+
+
+def _kame(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kame_cli.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_in_a_real_process_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.toml"
+    deep.write_text(PROFILE_CASES["deep_arrays"])
+    nan = tmp_path / "nan.wav"
+    nan.write_bytes(WAV_CASES["float_nan_at_6000"])
+    for args, what in (
+        (["profiles", "check", str(deep), "--no-online"], "nested too deeply"),
+        (["talk", "--seed", "abc"], "Invalid value for '--seed'"),
+        (["talk", "--profile", "offline", "--no-llm", "--input", str(nan)], "NaN or infinite samples"),
+    ):
+        result = _kame(*args)
+        line = _one_line_error(result.returncode, result.stderr)
+        assert what in line, line
