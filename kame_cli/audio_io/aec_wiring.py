@@ -66,7 +66,7 @@ def input_channel(input_file: Path | None, echo_reference: Path | None) -> int |
         return None
     if input_file.resolve() != echo_reference.resolve():
         return None
-    import soundfile  # type: ignore[import-untyped]
+    import soundfile
 
     try:
         channels = soundfile.info(str(input_file)).channels

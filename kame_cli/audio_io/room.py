@@ -71,7 +71,7 @@ def shoebox_rirs(setup: RoomSetup, rate: int, rng: np.random.Generator) -> tuple
     Both include the spreading loss (1 / distance), so equal sources at the two distances reach the
     microphone at the levels their distances give.
     """
-    import pyroomacoustics as pra  # type: ignore[import-untyped]
+    import pyroomacoustics as pra
 
     dims = np.array(setup.dims_m)
     absorption, max_order = pra.inverse_sabine(setup.rt60_s, dims)
@@ -169,7 +169,7 @@ class SimulatedDuplex:
         self._air[start:end] = samples
 
     def _echo(self, lo: int, hi: int) -> np.ndarray:
-        from scipy.signal import fftconvolve  # type: ignore[import-untyped]
+        from scipy.signal import fftconvolve
 
         taps = self.rir.shape[0]
         first = lo - taps + 1

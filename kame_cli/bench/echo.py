@@ -263,7 +263,7 @@ def run_seed(
     seed: int, model: SttModel, users: list[tuple[str, str, np.ndarray]], assistant_voice: str
 ) -> SeedResult:
     import numpy as np
-    from scipy.signal import fftconvolve  # type: ignore[import-untyped]
+    from scipy.signal import fftconvolve
 
     from kame_cli.audio_io.room import SPEED_OF_SOUND, RoomSetup, shoebox_rirs
     from kame_cli.backends.stt.text import normalize_words, word_errors

@@ -86,7 +86,7 @@ def resolve_checkpoint(cfg: FrontendConfig, *, cache_dir: Path | None = None) ->
             raise CheckpointError(
                 f"{directory}: not a checkpoint directory (expected config.json and weights)"
             )
-        fetch = _LocalDirectory(directory)
+        fetch: _LocalDirectory | _HubRepo = _LocalDirectory(directory)
     elif is_repo_id(cfg.model):
         fetch = _HubRepo(cfg.model, cfg.revision, cache_dir)
     else:
@@ -150,7 +150,7 @@ class _HubRepo:
             return self._absent(name, optional)
         return self._download(name)
 
-    def _absent(self, name: str, optional: bool) -> None:
+    def _absent(self, name: str, optional: bool) -> Path | None:
         if optional:
             return None
         raise CheckpointError(f"{self.repo_id}: the repo has no file '{name}' (named by its config.json)")

@@ -460,7 +460,7 @@ class Session:
             self.bus.publish(
                 BackendStatus(
                     self.clock.now(), component, "error", f"back-end process died ({reason}): {then}"
-                )  # type: ignore[arg-type]
+                )
             )
         if restart:
             self.counts.restarts += 1
