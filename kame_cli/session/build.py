@@ -169,9 +169,13 @@ def _llm_server_pid() -> int | None:
 def _check_files(opts: TalkOptions) -> None:
     """A bad --input or --output is reported before anything loads (the front-end opens them again)."""
     if opts.input_file is not None:
-        from kame_cli.audio_io.files import open_audio_file
+        from kame_cli.audio_io.aec_wiring import input_channel
+        from kame_cli.audio_io.files import FileSource
 
-        open_audio_file(opts.input_file).close()
+        # The whole check the front-end's source makes (header, length, NaN scan, channel), here,
+        # so that a broken file costs no process start.
+        channel = input_channel(opts.input_file, opts.echo_reference)
+        FileSource(opts.input_file, paced=False, channel=channel).stop()
     if opts.output_file is not None:
         from kame_cli.audio_io.wav import check_output_path
 
