@@ -6,7 +6,7 @@ import importlib
 
 import typer
 
-_STAGES = ("frontend", "stt", "oracle", "soak")
+_STAGES = ("frontend", "stt", "oracle", "soak", "tandem")
 
 
 def register(app: typer.Typer) -> None:
