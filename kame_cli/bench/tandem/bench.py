@@ -233,6 +233,13 @@ def report(
         f"(c) {_s(result['cascaded_p50_s'])} s   p95: (a) {_s(result['informed_oracle_p95_s'])} s  "
         f"(c) {_s(result['cascaded_p95_s'])} s"
     )
+    say(
+        f"  (a) step by step, p50 after the end of speech: the STT has the last words "
+        f"{_s(result['heard_p50_s'])} s, the informed request starts "
+        f"{_s(result['informed_request_p50_s'])} s, "
+        f"its first chunk {_s(result['informed_first_chunk_p50_s'])} s, fed {_s(informed_p50)} s; cascade: "
+        f"final {_s(result['eos_to_final_p50_s'])} s + first token {_s(result['cascade_ttft_p50_s'])} s"
+    )
     ratio_text = "  -  " if ratio is None else f"{ratio:.2f}"
     say(
         f"  ratio (a)/(c) p50: {ratio_text} (target <= {RATIO_TARGET}: "

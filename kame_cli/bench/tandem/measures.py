@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from kame_cli.backends.stt.text import normalize_words
 from kame_cli.bench.tandem.oracle_trace import Generation, trace_generations
-from kame_cli.events import FinalTranscript, FrontendText
+from kame_cli.events import FinalTranscript, FrontendText, PartialTranscript
 
 if TYPE_CHECKING:
     import numpy as np
@@ -68,6 +68,10 @@ class TurnFigures:
     informed_s: float | None = None
     any_s: float | None = None
     informed_first_chunk_s: float | None = None
+    heard_s: float | None = None
+    """End of speech -> the first partial (or the final) that held the final's last words: STT lag."""
+    informed_request_s: float | None = None
+    """End of speech -> the informed request's start (after `heard_s`, the restart policy's wait)."""
     eos_to_final_s: float | None = None
     cascade_ttft_s: float | None = None
     cascaded_s: float | None = None
@@ -135,6 +139,7 @@ def measure_turns(
     generations, _ = trace_generations(record.events)
     finals = [e for e in record.of_type(FinalTranscript) if e.text.strip()]
     texts = record.of_type(FrontendText)
+    partials = record.of_type(PartialTranscript)
     clock_starts = [record.audio_to_clock(turn.start) for turn in turns]
     final_turn = {id(f): _turn_of_final(f, turns) for f in finals}
     figures: list[TurnFigures] = []
@@ -171,8 +176,15 @@ def measure_turns(
                 fig.informed_generation = best.number
                 fig.informed_text = fig.oracle_text = best.text
                 fig.informed_s = best.first_fed_t - eos_t
+                fig.informed_request_s = best.started_t - eos_t
                 if best.first_chunk_t is not None:
                     fig.informed_first_chunk_s = best.first_chunk_t - eos_t
+            heard = [
+                p.t
+                for p in partials
+                if clock_starts[index] <= p.t <= final.t and informed(p.text, final.text)
+            ]
+            fig.heard_s = (heard[0] if heard else final.t) - eos_t
             cascade = next((c for c in cascades if abs(c.final_t - final.t) < 1e-6), None)
             if cascade is not None:
                 fig.cascade_ttft_s = cascade.ttft_s
@@ -253,6 +265,9 @@ class Summary:
             "cascaded_p95_s": self.pct("cascaded_s", 95),
             "eos_to_final_p50_s": self.pct("eos_to_final_s", 50),
             "cascade_ttft_p50_s": self.pct("cascade_ttft_s", 50),
+            "heard_p50_s": self.pct("heard_s", 50),
+            "informed_request_p50_s": self.pct("informed_request_s", 50),
+            "informed_first_chunk_p50_s": self.pct("informed_first_chunk_s", 50),
             "ratio_p50": ratio,
             "share_after_informed_mean": self.mean("share_after_informed"),
             "restarts_per_question": self.mean("restarts") if self.turns else None,
