@@ -191,6 +191,7 @@ def measure_run(
     figures = measure_turns(record, turns, run.cascades)
     summary = Summary(figures)
     result: dict[str, Any] = {"profile": profile.name, **summary.figures()}
+    result.update(_request_figures(record))
     result["steps"] = len(record.of_type(StepTiming))
     result["deadline_misses"] = len(record.of_type(DeadlineMiss))
     result["load_1m_before"], result["load_1m_after"] = round(load_before, 2), round(load_after, 2)
@@ -200,6 +201,23 @@ def measure_run(
     result["questions"] = [f.row() for f in figures]
     report(result, figures, say, fast=fast)
     return result
+
+
+def _request_figures(record: Any) -> dict[str, Any]:
+    """The oracle's time to first token, for requests that superseded a running one and for the
+    others: with one server slot, a restart also waits for the cancelled stream to let go."""
+    from kame_cli.bench.tandem.oracle_trace import trace_generations
+    from kame_cli.stats import percentile
+
+    generations, _ = trace_generations(record.events)
+    restarted = [g.chunks[0].latency_ms for g in generations.values() if g.chunks and g.restart]
+    fresh = [g.chunks[0].latency_ms for g in generations.values() if g.chunks and not g.restart]
+    return {
+        "oracle_requests": len(generations),
+        "oracle_ttft_fresh_p50_ms": round(percentile(fresh, 50), 1) if fresh else None,
+        "oracle_ttft_restart_p50_ms": round(percentile(restarted, 50), 1) if restarted else None,
+        "oracle_ttft_n": [len(fresh), len(restarted)],
+    }
 
 
 def _plot_path(plot: Path, profile: str, count: int) -> Path:
@@ -251,6 +269,10 @@ def report(
         f"{result['restarts_per_question']} and wasted LLM tokens {result['wasted_tokens_per_question']} per "
         f"question; deadline misses {result['deadline_misses']}/{result['steps']} steps; load average "
         f"{result['load_1m_before']} -> {result['load_1m_after']} on {result['cpus']} CPUs"
+    )
+    say(
+        f"  oracle time to first token p50: {result['oracle_ttft_fresh_p50_ms']} ms when none ran, "
+        f"{result['oracle_ttft_restart_p50_ms']} ms on a restart (n = {result['oracle_ttft_n']})"
     )
     if fast:
         say("  --fast: the input ran ahead of real time, so these latencies are not a user's; texts are")
