@@ -66,7 +66,7 @@ def test_informed_means_the_final_words_were_already_heard() -> None:
     assert informed("What is the capital city of France", "What is the capital city of France?")
     assert informed("so what is the capital of France then", "capital of France.")
     assert not informed("What is the capital city", "What is the capital city of France?")
-    assert not informed("of France what", "What is the capital city of France?")
+    assert not informed("France of what", "What is the capital city of France?")
     assert not informed("anything", "")
 
 
