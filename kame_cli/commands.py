@@ -1,4 +1,5 @@
-"""Session commands: `kame talk`, `kame devices`, `kame version`. Thin: the work is in `session/`."""
+"""Session commands: `kame talk`, `kame devices`, `kame version` (and `kame plot`, `kame replay` of
+a recorded session). Thin: the work is in `session/`, `plot/` and `bench/tandem/`."""
 
 from __future__ import annotations
 
@@ -9,9 +10,14 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
+    from kame_cli.plot.cli import register as register_plot
+    from kame_cli.replay import register as register_replay
+
     app.command()(talk)
     app.command()(devices)
     app.command()(version)
+    register_plot(app)
+    register_replay(app)
 
 
 def talk(

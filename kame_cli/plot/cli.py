@@ -1,0 +1,36 @@
+"""`kame plot LOG_DIR`: draw a recorded session's timeline to a PNG or SVG file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def plot(
+    log_dir: Annotated[Path, typer.Argument(help="A session log folder (kame talk --log-dir DIR).")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="PNG or SVG file (default: LOG_DIR/timeline.png).")
+    ] = None,
+) -> None:
+    """Draw a session's timeline: audio, transcripts, oracle requests and tokens, words, step times."""
+    from kame_cli.errors import ConfigError
+
+    if not (log_dir / "events.jsonl").is_file():
+        raise ConfigError(
+            f"{log_dir}: no events.jsonl in it: give a folder written by `kame talk --log-dir DIR`"
+        )
+    target = output if output is not None else log_dir / "timeline.png"
+    if target.suffix.lower() not in (".png", ".svg"):
+        raise ConfigError(f"--output {target}: give a .png or .svg file name")
+    if not target.parent.is_dir():
+        raise ConfigError(f"--output {target}: folder {target.parent} does not exist")
+    from kame_cli.plot.timeline import draw_session
+
+    draw_session(log_dir, target)
+    typer.echo(f"timeline: {target}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("plot")(plot)
