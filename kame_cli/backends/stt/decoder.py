@@ -118,8 +118,16 @@ class WindowDecoder:
         prompt += [t for w in prefix for t in w.tokens]
         return prompt
 
-    def decode(self, audio: np.ndarray, prefix: Sequence[Word] = (), context: Sequence[Word] = ()) -> Decoded:
-        """Words after `prefix` (forced, already committed) in `audio`; `context` is earlier text."""
+    def decode(
+        self,
+        audio: np.ndarray,
+        prefix: Sequence[Word] = (),
+        context: Sequence[Word] = (),
+        beam_size: int | None = None,
+    ) -> Decoded:
+        """Words after `prefix` (forced, already committed) in `audio`; `context` is earlier text.
+
+        `beam_size` defaults to the profile's (that of finals)."""
         encoded, _ = self._encode(audio)
         prompt = self._prompt(prefix, context)
         seconds = len(audio) / WHISPER_RATE
@@ -131,7 +139,7 @@ class WindowDecoder:
         result = self.model.whisper.generate(
             encoded,
             [prompt],
-            beam_size=self.cfg.beam_size,
+            beam_size=beam_size or self.cfg.beam_size,
             max_length=max_length,
             return_scores=True,
             return_no_speech_prob=True,
