@@ -124,15 +124,18 @@ class WindowDecoder:
         prefix: Sequence[Word] = (),
         context: Sequence[Word] = (),
         beam_size: int | None = None,
+        token_rate: float | None = None,
     ) -> Decoded:
         """Words after `prefix` (forced, already committed) in `audio`; `context` is earlier text.
 
-        `beam_size` defaults to the profile's (that of finals)."""
+        `beam_size` defaults to the profile's (that of finals); `token_rate` (new tokens per second
+        of audio at most) to `max_tokens_per_s`."""
         encoded, _ = self._encode(audio)
         prompt = self._prompt(prefix, context)
         seconds = len(audio) / WHISPER_RATE
         prefix_tokens = sum(len(w.tokens) for w in prefix)
-        max_new = max(4, math.ceil(self.cfg.max_tokens_per_s * seconds) + 3 - prefix_tokens)
+        rate = token_rate or self.cfg.max_tokens_per_s
+        max_new = max(4, math.ceil(rate * seconds) + 3 - prefix_tokens)
         max_length = min(_MAX_LENGTH, len(prompt) + max_new)
         if max_length <= len(prompt):
             return Decoded((), "", 0.0, 0.0)

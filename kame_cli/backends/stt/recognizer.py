@@ -53,6 +53,8 @@ _REREAD_MIN = 3
 _PIECE_S = 10.0
 """A window cut this far past the start of a turn's undecoded audio ends a piece of its final:
 the piece is decoded then, once, so the final's own decode stays short however long the turn."""
+_FINAL_TOKEN_RATE = 2.0
+"""A whole-turn decode may write this many times more tokens a second than a partial one."""
 _PIECE_MAX_S = 24.0
 """Longest audio decoded in one pass for a final (Whisper's input is 30 s at most)."""
 
@@ -291,7 +293,13 @@ class StreamingRecognizer:
     def _decode_piece(self, turn: _Turn, audio: np.ndarray, context: list[Word]) -> tuple[list[Word], str]:
         """Words and text of `audio` (part of `turn`) as its final has them: one decode, no prefix."""
         started = time.perf_counter()
-        decoded = self.decoder.decode(audio, context=context[-_MAX_CONTEXT_WORDS:])
+        # A whole turn is no short window that may loop: names and punctuation take more tokens
+        # than the partials' cap (6 a second cut "...used to flash his teeth." after "flash").
+        decoded = self.decoder.decode(
+            audio,
+            context=context[-_MAX_CONTEXT_WORDS:],
+            token_rate=_FINAL_TOKEN_RATE * self.cfg.max_tokens_per_s,
+        )
         self.stats.decodes += 1
         self.stats.turn_decodes += 1
         self.stats.turn_decode_s += time.perf_counter() - started
