@@ -433,7 +433,12 @@ def bench(
     lags = [lag for r in results for lag in r.lags]
     finals = [x for r in results for x in r.final_after_speech]
     audio_s = sum(r.audio_s for r in results)
-    figures = {
+    wer_stream, wer_offline = wer("stream"), wer("offline")
+    ratio = round(wer_stream / wer_offline, 3) if wer_offline else None
+    duplicated = sum(r.duplicated for r in results)
+    lag50, lag95, final50 = _p(lags, 50), _p(lags, 95), _p(finals, 50)
+    rtf = round(sum(r.busy_s for r in results) / max(audio_s, 1e-9), 3)
+    figures: dict[str, Any] = {
         "clips": len(clips),
         "words": words,
         "paced": not fast,
@@ -441,61 +446,57 @@ def bench(
         "step_s": cfg.step_s,
         "beam": cfg.beam_size,
         "partial_beam": cfg.partial_beam_size,
-        "wer_stream": wer("stream"),
-        "wer_offline": wer("offline"),
+        "wer_stream": wer_stream,
+        "wer_offline": wer_offline,
         "wer_partials": wer("partials"),
-        "wer_ratio": round(wer("stream") / wer("offline"), 3) if wer("offline") else None,
-        "duplicated_words": sum(r.duplicated for r in results),
+        "wer_ratio": ratio,
+        "duplicated_words": duplicated,
         "duplicated_words_partials": sum(r.duplicated_partials for r in results),
-        "commit_lag_p50_s": _p(lags, 50),
-        "commit_lag_p95_s": _p(lags, 95),
+        "commit_lag_p50_s": lag50,
+        "commit_lag_p95_s": lag95,
         "commit_lag_max_s": round(max(lags), 3) if lags else None,
-        "final_after_speech_end_p50_s": _p(finals, 50),
+        "final_after_speech_end_p50_s": final50,
         "final_after_speech_end_p95_s": _p(finals, 95),
         "finals": sum(r.finals for r in results),
         "finals_revised": sum(r.revised_finals for r in results),
-        "rtf": round(sum(r.busy_s for r in results) / max(audio_s, 1e-9), 3),
+        "rtf": rtf,
         "process_iter_p95_ms": round(percentile(decode_ms, 95), 1) if decode_ms else None,
         "decodes_skipped": sum(r.skipped for r in results),
         "frames_dropped": sum(r.dropped for r in results),
     }
-    f = figures
-    ratio_ok = f["wer_ratio"] is not None and f["wer_ratio"] <= TARGET_WER_RATIO
     print(
-        f"WER (numbers normalized, {words} words): streaming finals {f['wer_stream']:.1%}, "
-        f"offline {f['wer_offline']:.1%} (ratio {f['wer_ratio']}, target <= {TARGET_WER_RATIO}: "
-        f"{_mark(ratio_ok)}), partials {f['wer_partials']:.1%}",
+        f"WER (numbers normalized, {words} words): streaming finals {wer_stream:.1%}, "
+        f"offline {wer_offline:.1%} (ratio {ratio}, target <= {TARGET_WER_RATIO}: "
+        f"{_mark(ratio is not None and ratio <= TARGET_WER_RATIO)}), partials {wer('partials'):.1%}",
         file=out,
     )
     print(
-        f"duplicated words: finals {f['duplicated_words']} (target 0: "
-        f"{_mark(f['duplicated_words'] == 0)}), partials {f['duplicated_words_partials']}",
+        f"duplicated words: finals {duplicated} (target 0: {_mark(duplicated == 0)}), "
+        f"partials {figures['duplicated_words_partials']}",
         file=out,
     )
     lag_kind = "session time" if not fast else "audio time, decode time left out"
     print(
-        f"commit lag ({lag_kind}): n={len(lags)} p50 {_fmt(f['commit_lag_p50_s'])} "
-        f"(target <= {TARGET_LAG_P50_S}: {_mark((f['commit_lag_p50_s'] or 9) <= TARGET_LAG_P50_S)}) "
-        f"p95 {_fmt(f['commit_lag_p95_s'])} "
-        f"(target <= {TARGET_LAG_P95_S}: {_mark((f['commit_lag_p95_s'] or 9) <= TARGET_LAG_P95_S)}) "
-        f"max {_fmt(f['commit_lag_max_s'])}",
+        f"commit lag ({lag_kind}): n={len(lags)} p50 {_fmt(lag50)} "
+        f"(target <= {TARGET_LAG_P50_S}: {_mark(lag50 is not None and lag50 <= TARGET_LAG_P50_S)}) "
+        f"p95 {_fmt(lag95)} (target <= {TARGET_LAG_P95_S}: "
+        f"{_mark(lag95 is not None and lag95 <= TARGET_LAG_P95_S)}) max {_fmt(figures['commit_lag_max_s'])}",
         file=out,
     )
     if fast:
         print("final after end of speech: not measured when fed as fast as possible", file=out)
     else:
-        p50 = f["final_after_speech_end_p50_s"]
         print(
-            f"final after end of speech: n={len(finals)} p50 {_fmt(p50)} "
-            f"(target <= {TARGET_FINAL_P50_S}: {_mark((p50 or 9) <= TARGET_FINAL_P50_S)}) "
-            f"p95 {_fmt(f['final_after_speech_end_p95_s'])}; "
-            f"{f['finals_revised']} of {f['finals']} finals revised committed words",
+            f"final after end of speech: n={len(finals)} p50 {_fmt(final50)} (target <= "
+            f"{TARGET_FINAL_P50_S}: {_mark(final50 is not None and final50 <= TARGET_FINAL_P50_S)}) "
+            f"p95 {_fmt(figures['final_after_speech_end_p95_s'])}; "
+            f"{figures['finals_revised']} of {figures['finals']} finals revised committed words",
             file=out,
         )
     print(
-        f"real-time factor: {f['rtf']:.3f} (target <= {TARGET_RTF}: {_mark(f['rtf'] <= TARGET_RTF)}); "
-        f"process_iter p95 {f['process_iter_p95_ms']} ms; decodes skipped {f['decodes_skipped']}; "
-        f"frames dropped {f['frames_dropped']}",
+        f"real-time factor: {rtf:.3f} (target <= {TARGET_RTF}: {_mark(rtf <= TARGET_RTF)}); "
+        f"process_iter p95 {figures['process_iter_p95_ms']} ms; decodes skipped "
+        f"{figures['decodes_skipped']}; frames dropped {figures['frames_dropped']}",
         file=out,
     )
     if as_json:

@@ -130,7 +130,7 @@ class StreamingRecognizer:
     def init(self) -> None:
         """Start a new stream; audio times go on from where the last one stopped."""
         self._vad.reset()
-        self._audio = np.zeros(0, dtype=np.float32)
+        self._audio: np.ndarray = np.zeros(0, dtype=np.float32)
         self._audio_start = self._pos
         self._vad_pos = self._pos
         self._vad_origin = self._pos

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -136,7 +137,7 @@ class SttWorker:
 
     # --- worker thread ----------------------------------------------------------------------------
 
-    def _status(self, state: str, message: str) -> None:
+    def _status(self, state: Literal["ok", "degraded", "error"], message: str) -> None:
         self._events.publish(
             BackendStatus(t=self._clock.now(), component="stt", state=state, message=message)
         )
