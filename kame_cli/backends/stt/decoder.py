@@ -125,11 +125,13 @@ class WindowDecoder:
         context: Sequence[Word] = (),
         beam_size: int | None = None,
         token_rate: float | None = None,
+        loop_reach: int | None = _LOOP_REACH,
     ) -> Decoded:
         """Words after `prefix` (forced, already committed) in `audio`; `context` is earlier text.
 
         `beam_size` defaults to the profile's (that of finals); `token_rate` (new tokens per second
-        of audio at most) to `max_tokens_per_s`."""
+        of audio at most) to `max_tokens_per_s`; `loop_reach` bounds how far back `cut_loop` looks
+        for a re-read (None: to the first word)."""
         encoded, _ = self._encode(audio)
         prompt = self._prompt(prefix, context)
         seconds = len(audio) / WHISPER_RATE
@@ -159,7 +161,7 @@ class WindowDecoder:
         if result.no_speech_prob > _NO_SPEECH_PROB and avg_logprob < _LOW_LOGPROB:
             return Decoded((), "", result.no_speech_prob, avg_logprob)
         lead, words = self.split_words(tokens)
-        return Decoded(tuple(cut_loop(prefix, words)), lead, result.no_speech_prob, avg_logprob)
+        return Decoded(tuple(cut_loop(prefix, words, loop_reach)), lead, result.no_speech_prob, avg_logprob)
 
     def split_words(self, tokens: Sequence[int]) -> tuple[str, list[Word]]:
         """(punctuation before the first word, words): a word starts at a leading space; trailing
@@ -223,7 +225,7 @@ def _is_punct(text: str) -> bool:
     return bool(stripped) and all(ch in string.punctuation for ch in stripped)
 
 
-def cut_loop(prefix: Sequence[Word], words: list[Word]) -> list[Word]:
+def cut_loop(prefix: Sequence[Word], words: list[Word], reach: int | None = _LOOP_REACH) -> list[Word]:
     """Cut the new words where Whisper starts reading the window again: a tail that repeats earlier
     words verbatim ("produced the book produced the"), a last word that is the window's first
     ("then in the same operation then"), or one word said three times in a row.
@@ -235,7 +237,8 @@ def cut_loop(prefix: Sequence[Word], words: list[Word]) -> list[Word]:
     first_new = len(prefix)
     for p in range(max(first_new, 1), len(keys)):
         tail = keys[p:]
-        if len(tail) >= 2 and any(_reads_again(tail, keys[q:p]) for q in range(max(0, p - _LOOP_REACH), p)):
+        first = 0 if reach is None else max(0, p - reach)
+        if len(tail) >= 2 and any(_reads_again(tail, keys[q:p]) for q in range(first, p)):
             return words[: p - first_new]
         if len(tail) == 1 and p >= 3 and _reads_again(tail, keys[:p]):
             return words[: p - first_new]  # one word, but the window's first: a restart

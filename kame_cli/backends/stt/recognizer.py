@@ -293,12 +293,15 @@ class StreamingRecognizer:
     def _decode_piece(self, turn: _Turn, audio: np.ndarray, context: list[Word]) -> tuple[list[Word], str]:
         """Words and text of `audio` (part of `turn`) as its final has them: one decode, no prefix."""
         started = time.perf_counter()
-        # A whole turn is no short window that may loop: names and punctuation take more tokens
-        # than the partials' cap (6 a second cut "...used to flash his teeth." after "flash").
+        # Names and punctuation may take more tokens than the partials' cap (6 a second cut
+        # "...used to flash his teeth." after "flash"); the room this leaves for Whisper to read
+        # the turn twice ("...afternoon. It happened to him...") is closed by a re-read cut that
+        # looks back to the turn's first word.
         decoded = self.decoder.decode(
             audio,
             context=context[-_MAX_CONTEXT_WORDS:],
             token_rate=_FINAL_TOKEN_RATE * self.cfg.max_tokens_per_s,
+            loop_reach=None,
         )
         self.stats.decodes += 1
         self.stats.turn_decodes += 1

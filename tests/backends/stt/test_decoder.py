@@ -36,3 +36,13 @@ def test_cut_loop_cuts_rereadings_but_keeps_real_repetition() -> None:
     assert _text(cut_loop([], _words(kept))) == kept
     chiasmus = "ask not what your country can do for you ask what you can do for your country"
     assert _text(cut_loop([], _words(chiasmus))) == chiasmus
+
+
+def test_cut_loop_without_reach_cuts_a_turn_read_twice() -> None:
+    sentence = "it happened to him at the galena society in oakland one afternoon"
+    twice = _words(f"{sentence} {sentence}")
+    assert _text(cut_loop([], twice)) == f"{sentence} {sentence}", "8 words back: too far to see"
+    assert _text(cut_loop([], twice, reach=None)) == sentence
+    assert _text(cut_loop([], _words(f"{sentence} it happened to"), reach=None)) == sentence
+    kept = "the more you eat the more you want"
+    assert _text(cut_loop([], _words(kept), reach=None)) == kept
