@@ -168,7 +168,11 @@ class StreamingRecognizer:
                 # The speaker has paused: decode the whole turn now, so that its final is ready
                 # when the closing silence runs out (and redo it only if speech comes back).
                 if turn.prefinal is None or turn.prefinal[0] != end:
-                    turn.prefinal = (end, self._whole_turn(turn, self._slice(turn.piece_start, end)))
+                    words, text = self._whole_turn(turn, self._slice(turn.piece_start, end))
+                    turn.prefinal = (end, text)
+                    partial = self._commit_prefinal(turn, words)
+                    if partial is not None:
+                        events.append(partial)
             elif self._pos > turn.decoded_to:
                 partial = self._decode_partial(turn)
                 if partial is not None:
@@ -271,6 +275,27 @@ class StreamingRecognizer:
             t=self._now(), committed=text[0], tentative=text[1], audio_end=self._pos / WHISPER_RATE
         )
 
+    def _commit_prefinal(self, turn: _Turn, words: list[Word]) -> PartialTranscript | None:
+        """Commit what the whole-turn decode has after the last committed words (found by their
+        last two): the turn's last words need not wait for the closing silence to run out."""
+        keys = [w.key for w in turn.committed]
+        decoded = [w.key for w in words]
+        tail = keys[-2:]
+        starts = [
+            i + len(tail) for i in range(len(decoded) - len(tail) + 1) if decoded[i : i + len(tail)] == tail
+        ]
+        rest = words if not tail else words[starts[-1] :] if starts else []
+        if not rest:
+            return None
+        turn.committed += rest
+        turn.window_committed += rest
+        turn.tentative = []
+        text = (join_words(turn.committed), "")
+        turn.emitted = text
+        return PartialTranscript(
+            t=self._now(), committed=text[0], tentative="", audio_end=self._pos / WHISPER_RATE
+        )
+
     def _without_rereads(self, turn: _Turn, words: list[Word]) -> list[Word]:
         """`words` (a decode's new words) without what only reads the window's audio again: the
         last 1-5 committed words written again at their start, and everything from a run of
@@ -308,16 +333,16 @@ class StreamingRecognizer:
         self.stats.turn_decode_s += time.perf_counter() - started
         return list(decoded.words), decoded.text_after(())
 
-    def _whole_turn(self, turn: _Turn, audio: np.ndarray) -> str:
-        """The final text of `turn`: its decoded pieces, then `audio` (from `piece_start` on)
-        decoded at once, or in `_PIECE_MAX_S` parts when it is longer."""
+    def _whole_turn(self, turn: _Turn, audio: np.ndarray) -> tuple[list[Word], str]:
+        """The final words and text of `turn`: its decoded pieces, then `audio` (from
+        `piece_start` on) decoded at once, or in `_PIECE_MAX_S` parts when it is longer."""
         words, texts = list(turn.pieces), [turn.pieces_text]
         step = round(_PIECE_MAX_S * WHISPER_RATE)
         for start in range(0, len(audio), step):
             new_words, text = self._decode_piece(turn, audio[start : start + step], words)
             words += new_words
             texts.append(text)
-        return " ".join(t for t in texts if t)
+        return words, " ".join(t for t in texts if t)
 
     def _finalize(self, turn: _Turn) -> FinalTranscript | None:
         self.stats.turns += 1
@@ -325,7 +350,7 @@ class StreamingRecognizer:
             text = turn.prefinal[1]
         else:
             assert turn.audio is not None
-            text = self._whole_turn(turn, turn.audio)
+            text = self._whole_turn(turn, turn.audio)[1]
         committed = turn.emitted[0]
         if not any(ch.isalnum() for ch in text):
             # The whole turn read as no speech: keep what the partials committed, if anything.
