@@ -251,8 +251,9 @@ class ClipResult:
 def _times(run: StreamRun, paced: bool, end_silence_s: float) -> tuple[list[tuple[str, float]], list[str]]:
     """(each final word with the time it was first committed, each turn's last partial text).
 
-    A word of a final that a partial of its turn had committed (matched in order) keeps that
-    partial's time; the others are committed by the final. Paced: session times; fast: audio time
+    A word of a final in the place of a word a partial of its turn had committed (aligned in order,
+    the same word or not: the partials' WER tells how right they were) keeps that partial's time;
+    the others are committed by the final. Paced: session times; fast: audio time
     the decode had reached (`PartialTranscript.audio_end`; a final: its turn's end of speech plus the
     closing silence)."""
     from kame_cli.backends.stt.text import normalize_words
@@ -273,9 +274,11 @@ def _times(run: StreamRun, paced: bool, end_silence_s: float) -> tuple[list[tupl
             final = normalize_words(event.text)
             times = [at] * len(final)
             matcher = difflib.SequenceMatcher(a=[w for w, _ in committed], b=final, autojunk=False)
-            for block in matcher.get_matching_blocks():
-                for k in range(block.size):
-                    times[block.b + k] = min(at, committed[block.a + k][1])
+            for op, i1, i2, j1, j2 in matcher.get_opcodes():
+                if op in ("equal", "replace"):
+                    # A word the final spells otherwise was still committed then, in its place.
+                    for k in range(j2 - j1):
+                        times[j1 + k] = min(at, committed[min(i1 + k, i2 - 1)][1])
             stream += list(zip(final, times, strict=True))
             last_partials.append(last_partial)
             committed, last_partial = [], ""
