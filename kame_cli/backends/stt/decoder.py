@@ -37,6 +37,8 @@ _NO_SPEECH_PROB = 0.6
 _LOW_LOGPROB = -1.0
 _LOOP_REACH = 8
 """How many words back a repeated tail is looked for."""
+_LOOP_RUN = 4
+"""Words in a row read again that make a re-read, when more follow (fewer: the whole tail)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,13 +240,25 @@ def cut_loop(prefix: Sequence[Word], words: list[Word], reach: int | None = _LOO
     for p in range(max(first_new, 1), len(keys)):
         tail = keys[p:]
         first = 0 if reach is None else max(0, p - reach)
-        if len(tail) >= 2 and any(_reads_again(tail, keys[q:p]) for q in range(first, p)):
+        # Far back (past `_LOOP_REACH`), two words again are likely real speech: three at least.
+        near = max(0, p - _LOOP_REACH)
+        if len(tail) >= 2 and any(
+            _repeats(tail, keys[q:p]) for q in range(first, p) if q >= near or len(tail) >= 3
+        ):
             return words[: p - first_new]
         if len(tail) == 1 and p >= 3 and _reads_again(tail, keys[:p]):
             return words[: p - first_new]  # one word, but the window's first: a restart
         if p >= 2 and keys[p] == keys[p - 1] == keys[p - 2]:
             return words[: p - first_new]
     return words
+
+
+def _repeats(tail: list[str], earlier: list[str]) -> bool:
+    """`tail` reads `earlier` again: all of it, or its first `_LOOP_RUN` words when longer (a
+    decode may loop several times over: "750. They only lifted 750. They only lifted...")."""
+    if len(tail) > _LOOP_RUN:
+        return earlier[:_LOOP_RUN] == tail[:_LOOP_RUN]
+    return _reads_again(tail, earlier)
 
 
 def _reads_again(tail: list[str], earlier: list[str]) -> bool:

@@ -46,3 +46,10 @@ def test_cut_loop_without_reach_cuts_a_turn_read_twice() -> None:
     assert _text(cut_loop([], _words(f"{sentence} it happened to"), reach=None)) == sentence
     kept = "the more you eat the more you want"
     assert _text(cut_loop([], _words(kept), reach=None)) == kept
+
+
+def test_cut_loop_cuts_a_sentence_read_over_and_over() -> None:
+    sentence = "they only lifted 750"
+    assert _text(cut_loop([], _words(" ".join([sentence] * 4)), reach=None)) == sentence
+    chiasmus = "ask not what your country can do for you ask what you can do for your country"
+    assert _text(cut_loop([], _words(chiasmus), reach=None)) == chiasmus
