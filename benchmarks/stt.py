@@ -1,6 +1,7 @@
-"""Streaming STT benchmark (same code as `kame bench stt`): commit lag p50/p95, RTF, WER.
+"""Streaming STT benchmark (same code as `kame bench stt`): streaming vs the same model offline.
 
-.venv/bin/python benchmarks/stt.py [--audio-dir ../shared/audio] [--fast] [--threads 1]
+.venv/bin/python benchmarks/stt.py [--audio-dir ../shared/audio/real] [--fast] [--json]
+    [--every N --offset K] [--beam 1] [--step 0.25] [--set KEY=VALUE]
 """
 
 import sys

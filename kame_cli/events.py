@@ -110,6 +110,11 @@ class FinalTranscript:
     text: str
     audio_start: float
     audio_end: float
+    partial_text: str = ""
+    """What the turn's last partial showed (committed and tentative words) when this final replaced it."""
+    revised: bool = False
+    """The final does not begin with the words the partials committed: whoever acted on them should
+    start over from `text`."""
 
 
 # --- oracle producer (LLM back-end) -------------------------------------------------------------

@@ -22,7 +22,7 @@ class StreamingVad:
         from faster_whisper.vad import get_vad_model
 
         self._session = get_vad_model().session
-        self._pending = np.zeros(0, dtype=np.float32)
+        self._pending: np.ndarray = np.zeros(0, dtype=np.float32)
         self.reset()
 
     def reset(self) -> None:

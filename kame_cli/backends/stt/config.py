@@ -36,6 +36,9 @@ class SttConfig:
     compute_type: str = field(default="auto", metadata={"choices": COMPUTE_TYPES})
     """A CTranslate2 compute type; `auto`: int8 on CPU, float16 on CUDA."""
     beam_size: int = field(default=1, metadata={"ge": 1, "le": 16})
+    """Beam of the whole-turn decode that gives the final transcript (wider: more accurate, slower)."""
+    partial_beam_size: int = field(default=1, metadata={"ge": 1, "le": 16})
+    """Beam of the partial decodes, run every `step_s`: 1 keeps them cheap."""
     language: str = field(default="en", metadata={"nonempty": True})
     cpu_threads: int = field(default=1, metadata={"ge": 1, "le": 256})
     download_root: str | None = field(default=None, metadata={"nonempty": True})
@@ -44,6 +47,9 @@ class SttConfig:
     """How often the growing window is re-decoded (seconds of audio)."""
     min_audio_s: float = field(default=0.5, metadata={"ge": 0})
     """No partial decode before this much speech (short buffers make Whisper hallucinate)."""
+    min_commit_s: float = field(default=1.0, metadata={"ge": 0})
+    """No word is committed before the turn holds this much audio: two decodes of a shorter
+    window can agree on the same wrong guess."""
     max_window_s: float = field(default=15.0, metadata={"gt": 0, "le": _WHISPER_INPUT_S})
     """Hard cap on the decoded window; past it, tentative words are committed and cut off."""
     trim_window_s: float = field(default=6.0, metadata={"gt": 0})

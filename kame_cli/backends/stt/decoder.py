@@ -37,6 +37,8 @@ _NO_SPEECH_PROB = 0.6
 _LOW_LOGPROB = -1.0
 _LOOP_REACH = 8
 """How many words back a repeated tail is looked for."""
+_LOOP_RUN = 4
+"""Words in a row read again that make a re-read, when more follow (fewer: the whole tail)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,20 +120,33 @@ class WindowDecoder:
         prompt += [t for w in prefix for t in w.tokens]
         return prompt
 
-    def decode(self, audio: np.ndarray, prefix: Sequence[Word] = (), context: Sequence[Word] = ()) -> Decoded:
-        """Words after `prefix` (forced, already committed) in `audio`; `context` is earlier text."""
+    def decode(
+        self,
+        audio: np.ndarray,
+        prefix: Sequence[Word] = (),
+        context: Sequence[Word] = (),
+        beam_size: int | None = None,
+        token_rate: float | None = None,
+        loop_reach: int | None = _LOOP_REACH,
+    ) -> Decoded:
+        """Words after `prefix` (forced, already committed) in `audio`; `context` is earlier text.
+
+        `beam_size` defaults to the profile's (that of finals); `token_rate` (new tokens per second
+        of audio at most) to `max_tokens_per_s`; `loop_reach` bounds how far back `cut_loop` looks
+        for a re-read (None: to the first word)."""
         encoded, _ = self._encode(audio)
         prompt = self._prompt(prefix, context)
         seconds = len(audio) / WHISPER_RATE
         prefix_tokens = sum(len(w.tokens) for w in prefix)
-        max_new = max(4, math.ceil(self.cfg.max_tokens_per_s * seconds) + 3 - prefix_tokens)
+        rate = token_rate or self.cfg.max_tokens_per_s
+        max_new = max(4, math.ceil(rate * seconds) + 3 - prefix_tokens)
         max_length = min(_MAX_LENGTH, len(prompt) + max_new)
         if max_length <= len(prompt):
             return Decoded((), "", 0.0, 0.0)
         result = self.model.whisper.generate(
             encoded,
             [prompt],
-            beam_size=self.cfg.beam_size,
+            beam_size=beam_size or self.cfg.beam_size,
             max_length=max_length,
             return_scores=True,
             return_no_speech_prob=True,
@@ -148,7 +163,7 @@ class WindowDecoder:
         if result.no_speech_prob > _NO_SPEECH_PROB and avg_logprob < _LOW_LOGPROB:
             return Decoded((), "", result.no_speech_prob, avg_logprob)
         lead, words = self.split_words(tokens)
-        return Decoded(tuple(cut_loop(prefix, words)), lead, result.no_speech_prob, avg_logprob)
+        return Decoded(tuple(cut_loop(prefix, words, loop_reach)), lead, result.no_speech_prob, avg_logprob)
 
     def split_words(self, tokens: Sequence[int]) -> tuple[str, list[Word]]:
         """(punctuation before the first word, words): a word starts at a leading space; trailing
@@ -212,7 +227,7 @@ def _is_punct(text: str) -> bool:
     return bool(stripped) and all(ch in string.punctuation for ch in stripped)
 
 
-def cut_loop(prefix: Sequence[Word], words: list[Word]) -> list[Word]:
+def cut_loop(prefix: Sequence[Word], words: list[Word], reach: int | None = _LOOP_REACH) -> list[Word]:
     """Cut the new words where Whisper starts reading the window again: a tail that repeats earlier
     words verbatim ("produced the book produced the"), a last word that is the window's first
     ("then in the same operation then"), or one word said three times in a row.
@@ -224,13 +239,26 @@ def cut_loop(prefix: Sequence[Word], words: list[Word]) -> list[Word]:
     first_new = len(prefix)
     for p in range(max(first_new, 1), len(keys)):
         tail = keys[p:]
-        if len(tail) >= 2 and any(_reads_again(tail, keys[q:p]) for q in range(max(0, p - _LOOP_REACH), p)):
+        first = 0 if reach is None else max(0, p - reach)
+        # Far back (past `_LOOP_REACH`), two words again are likely real speech: three at least.
+        near = max(0, p - _LOOP_REACH)
+        if len(tail) >= 2 and any(
+            _repeats(tail, keys[q:p]) for q in range(first, p) if q >= near or len(tail) >= 3
+        ):
             return words[: p - first_new]
         if len(tail) == 1 and p >= 3 and _reads_again(tail, keys[:p]):
             return words[: p - first_new]  # one word, but the window's first: a restart
         if p >= 2 and keys[p] == keys[p - 1] == keys[p - 2]:
             return words[: p - first_new]
     return words
+
+
+def _repeats(tail: list[str], earlier: list[str]) -> bool:
+    """`tail` reads `earlier` again: all of it, or its first `_LOOP_RUN` words when longer (a
+    decode may loop several times over: "750. They only lifted 750. They only lifted...")."""
+    if len(tail) > _LOOP_RUN:
+        return earlier[:_LOOP_RUN] == tail[:_LOOP_RUN]
+    return _reads_again(tail, earlier)
 
 
 def _reads_again(tail: list[str], earlier: list[str]) -> bool:

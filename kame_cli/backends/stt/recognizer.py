@@ -3,10 +3,20 @@
 Lifecycle as in whisper_streaming: `init()`, then any number of `insert_audio()` / `process_iter()`,
 then `finish()`. One thread owns it. Silero VAD (run on every 32 ms window as audio arrives) opens a
 turn at speech and closes it after `end_silence_ms` of silence; only turns are decoded, so silence
-and noise cost nothing and produce no text. While a turn is open, each `process_iter()` re-decodes
-its window and commits words by LocalAgreement-2 (what two consecutive hypotheses agree on); the
-committed words are forced as the decoder's prefix, so each decode only writes the rest. Past
-`trim_window_s`, the window is cut at a pause after its committed words to keep decodes cheap.
+and noise cost nothing and produce no text.
+
+Partials: while a turn is open, each `process_iter()` re-decodes its window (greedy by default)
+and commits words by LocalAgreement-2 (what two consecutive hypotheses agree on). The committed
+words are forced as the decoder's prefix, so each decode only writes the rest; what it writes is
+first cleaned of re-reads (the 1-5 words just committed written again, or a run of 3+ words the
+window already holds), no word is committed before the turn holds `min_commit_s` of audio, and a
+commit never ends inside a number ("twenty" waits for "five"). Past `trim_window_s` the window is
+cut at a pause after its committed words, to keep decodes cheap; the cut-off words prompt the next
+decodes.
+
+Finals: once the speaker has paused for the post-speech pad, the whole turn is decoded in one pass
+(beam `beam_size`) while the closing silence runs out, so the final is ready when VAD ends the
+turn; it replaces the partials, as the same model offline would have heard the turn.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ from kame_cli.backends.stt.audio import VAD_WINDOW, WHISPER_RATE, StreamingVad
 from kame_cli.backends.stt.config import SttConfig
 from kame_cli.backends.stt.decoder import WindowDecoder, Word, join_words
 from kame_cli.backends.stt.model import SttModel
+from kame_cli.backends.stt.text import NUMBER_WORDS, normalize_words
 from kame_cli.events import FinalTranscript, PartialTranscript
 
 TranscriptEvent = PartialTranscript | FinalTranscript
@@ -35,6 +46,17 @@ _SNAP_S = 0.12
 """How far from an aligned word end a cut may move to land in a pause."""
 _MIN_KEEP_S = 1.0
 """A cut leaves at least this much audio in the window."""
+_OVERLAP_MAX = 5
+"""Longest run of just-committed words a decode may write again at its start (then dropped)."""
+_REREAD_MIN = 3
+"""Words in a row that, already in the window, make the rest of a hypothesis a re-read."""
+_PIECE_S = 10.0
+"""A window cut this far past the start of a turn's undecoded audio ends a piece of its final:
+the piece is decoded then, once, so the final's own decode stays short however long the turn."""
+_FINAL_TOKEN_RATE = 2.0
+"""A whole-turn decode may write this many times more tokens a second than a partial one."""
+_PIECE_MAX_S = 24.0
+"""Longest audio decoded in one pass for a final (Whisper's input is 30 s at most)."""
 
 
 @dataclass
@@ -46,6 +68,9 @@ class RecognizerStats:
     decode_s: float = 0.0
     trims: int = 0
     turns: int = 0
+    turn_decodes: int = 0
+    """Decodes of whole turns (or pieces of them) for finals, included in `decodes`."""
+    turn_decode_s: float = 0.0
     decode_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
     """Duration of each `process_iter` that decoded (the latest 10,000)."""
 
@@ -67,8 +92,17 @@ class _Turn:
     tentative: list[Word] | None = None
     decoded_to: int = 0
     emitted: tuple[str, str] = ("", "")
+    piece_start: int = 0
+    """Stream sample where the audio not yet decoded for the final begins."""
+    pieces: list[Word] = field(default_factory=list)
+    pieces_text: str = ""
+    """Final words and text of the turn's audio before `piece_start`."""
+    prefinal: tuple[int, str] | None = None
+    """(end sample, text) of the whole-turn decode made while the closing silence runs."""
+    end: int = 0
+    """Stream sample where the turn's audio ends, set when it closes."""
     audio: np.ndarray | None = None
-    """The window's audio, copied when the turn closes."""
+    """The turn's audio from `piece_start`, copied when it closes (unless the prefinal holds)."""
 
 
 class StreamingRecognizer:
@@ -86,6 +120,7 @@ class StreamingRecognizer:
         self._pad = min(round(cfg.speech_pad_ms / 1000 * WHISPER_RATE), self._end_silence // 2)
         self._min_speech = round(cfg.min_speech_ms / 1000 * WHISPER_RATE)
         self._min_audio = round(cfg.min_audio_s * WHISPER_RATE)
+        self._min_commit = round(cfg.min_commit_s * WHISPER_RATE)
         self.stats = RecognizerStats()
         self._pos = 0
         self.init()
@@ -95,7 +130,7 @@ class StreamingRecognizer:
     def init(self) -> None:
         """Start a new stream; audio times go on from where the last one stopped."""
         self._vad.reset()
-        self._audio = np.zeros(0, dtype=np.float32)
+        self._audio: np.ndarray = np.zeros(0, dtype=np.float32)
         self._audio_start = self._pos
         self._vad_pos = self._pos
         self._vad_origin = self._pos
@@ -127,10 +162,21 @@ class StreamingRecognizer:
         events: list[TranscriptEvent] = [e for t in self._closed if (e := self._finalize(t)) is not None]
         self._closed.clear()
         turn = self._turn
-        if turn is not None and turn.speech >= self._min_audio and self._pos > turn.decoded_to:
-            partial = self._decode_partial(turn)
-            if partial is not None:
-                events.append(partial)
+        if turn is not None and turn.speech >= self._min_audio:
+            end = turn.last_speech_end + self._pad
+            if self._pos >= end:
+                # The speaker has paused: decode the whole turn now, so that its final is ready
+                # when the closing silence runs out (and redo it only if speech comes back).
+                if turn.prefinal is None or turn.prefinal[0] != end:
+                    words, text = self._whole_turn(turn, self._slice(turn.piece_start, end))
+                    turn.prefinal = (end, text)
+                    partial = self._commit_prefinal(turn, words)
+                    if partial is not None:
+                        events.append(partial)
+            elif self._pos > turn.decoded_to:
+                partial = self._decode_partial(turn)
+                if partial is not None:
+                    events.append(partial)
         if events or turn is not None:
             elapsed = time.perf_counter() - started
             self.stats.decode_s += elapsed
@@ -178,6 +224,7 @@ class StreamingRecognizer:
                     start=start,
                     onset=self._onset_start,
                     window_start=start,
+                    piece_start=start,
                     speech=w_end - self._onset_start,
                     last_speech_end=w_end,
                 )
@@ -198,18 +245,22 @@ class StreamingRecognizer:
         self._last_end = end
         if turn.speech < self._min_speech:
             return
-        turn.audio = self._slice(turn.window_start, end).copy()
+        turn.end = end
+        if turn.prefinal is None or turn.prefinal[0] != end:
+            turn.audio = self._slice(turn.piece_start, end).copy()
         self._closed.append(turn)
 
     # --- decoding ---------------------------------------------------------------------------------
 
     def _decode_partial(self, turn: _Turn) -> PartialTranscript | None:
         audio = self._slice(turn.window_start, self._pos)
-        decoded = self.decoder.decode(audio, prefix=turn.window_committed, context=turn.context)
+        decoded = self.decoder.decode(
+            audio, prefix=turn.window_committed, context=turn.context, beam_size=self.cfg.partial_beam_size
+        )
         self.stats.decodes += 1
-        words = list(decoded.words)
-        if turn.tentative is not None:
-            agreed = _common_prefix(turn.tentative, words)
+        words = self._without_rereads(turn, list(decoded.words))
+        if turn.tentative is not None and self._pos - turn.start >= self._min_commit:
+            agreed = _outside_number(words, _common_prefix(turn.tentative, words))
             turn.committed += words[:agreed]
             turn.window_committed += words[:agreed]
             words = words[agreed:]
@@ -224,19 +275,96 @@ class StreamingRecognizer:
             t=self._now(), committed=text[0], tentative=text[1], audio_end=self._pos / WHISPER_RATE
         )
 
+    def _commit_prefinal(self, turn: _Turn, words: list[Word]) -> PartialTranscript | None:
+        """Commit what the whole-turn decode has after the last committed words (found by their
+        last two): the turn's last words need not wait for the closing silence to run out."""
+        keys = [w.key for w in turn.committed]
+        decoded = [w.key for w in words]
+        tail = keys[-2:]
+        starts = [
+            i + len(tail) for i in range(len(decoded) - len(tail) + 1) if decoded[i : i + len(tail)] == tail
+        ]
+        rest = words if not tail else words[starts[-1] :] if starts else []
+        if not rest:
+            return None
+        turn.committed += rest
+        turn.window_committed += rest
+        turn.tentative = []
+        text = (join_words(turn.committed), "")
+        turn.emitted = text
+        return PartialTranscript(
+            t=self._now(), committed=text[0], tentative="", audio_end=self._pos / WHISPER_RATE
+        )
+
+    def _without_rereads(self, turn: _Turn, words: list[Word]) -> list[Word]:
+        """`words` (a decode's new words) without what only reads the window's audio again: the
+        last 1-5 committed words written again at their start, and everything from a run of
+        `_REREAD_MIN` words that the window's committed words or earlier new words already hold."""
+        committed = [w.key for w in turn.committed]
+        for n in range(min(_OVERLAP_MAX, len(committed), len(words)), 0, -1):
+            if [w.key for w in words[:n]] == committed[-n:]:
+                words = words[n:]
+                break
+        keys = [w.key for w in (*turn.window_committed, *words)]
+        first = len(turn.window_committed)
+        seen = {tuple(keys[i : i + _REREAD_MIN]) for i in range(first - _REREAD_MIN + 1)}
+        for i in range(first, len(keys) - _REREAD_MIN + 1):
+            gram = tuple(keys[i : i + _REREAD_MIN])
+            if gram in seen:
+                return words[: i - first]
+            seen.add(tuple(keys[i - _REREAD_MIN + 1 : i + 1]))
+        return words
+
+    def _decode_piece(self, turn: _Turn, audio: np.ndarray, context: list[Word]) -> tuple[list[Word], str]:
+        """Words and text of `audio` (part of `turn`) as its final has them: one decode, no prefix."""
+        started = time.perf_counter()
+        # Names and punctuation may take more tokens than the partials' cap (6 a second cut
+        # "...used to flash his teeth." after "flash"); the room this leaves for Whisper to read
+        # the turn twice ("...afternoon. It happened to him...") is closed by a re-read cut that
+        # looks back to the turn's first word.
+        decoded = self.decoder.decode(
+            audio,
+            context=context[-_MAX_CONTEXT_WORDS:],
+            token_rate=_FINAL_TOKEN_RATE * self.cfg.max_tokens_per_s,
+            loop_reach=None,
+        )
+        self.stats.decodes += 1
+        self.stats.turn_decodes += 1
+        self.stats.turn_decode_s += time.perf_counter() - started
+        return list(decoded.words), decoded.text_after(())
+
+    def _whole_turn(self, turn: _Turn, audio: np.ndarray) -> tuple[list[Word], str]:
+        """The final words and text of `turn`: its decoded pieces, then `audio` (from
+        `piece_start` on) decoded at once, or in `_PIECE_MAX_S` parts when it is longer."""
+        words, texts = list(turn.pieces), [turn.pieces_text]
+        step = round(_PIECE_MAX_S * WHISPER_RATE)
+        for start in range(0, len(audio), step):
+            new_words, text = self._decode_piece(turn, audio[start : start + step], words)
+            words += new_words
+            texts.append(text)
+        return words, " ".join(t for t in texts if t)
+
     def _finalize(self, turn: _Turn) -> FinalTranscript | None:
         self.stats.turns += 1
-        assert turn.audio is not None
-        decoded = self.decoder.decode(turn.audio, prefix=turn.window_committed, context=turn.context)
-        self.stats.decodes += 1
-        text = decoded.text_after(turn.committed)
+        if turn.prefinal is not None and turn.prefinal[0] == turn.end:
+            text = turn.prefinal[1]
+        else:
+            assert turn.audio is not None
+            text = self._whole_turn(turn, turn.audio)[1]
+        committed = turn.emitted[0]
+        if not any(ch.isalnum() for ch in text):
+            # The whole turn read as no speech: keep what the partials committed, if anything.
+            text = committed
         if not any(ch.isalnum() for ch in text):
             return None
+        committed_words = normalize_words(committed)
         return FinalTranscript(
             t=self._now(),
             text=text,
             audio_start=turn.onset / WHISPER_RATE,
             audio_end=turn.last_speech_end / WHISPER_RATE,
+            partial_text=" ".join(p for p in turn.emitted if p),
+            revised=normalize_words(text)[: len(committed_words)] != committed_words,
         )
 
     def _trim(self, turn: _Turn) -> None:
@@ -245,6 +373,8 @@ class StreamingRecognizer:
         if window_s <= self.cfg.trim_window_s:
             return
         forced = window_s > self.cfg.max_window_s
+        # Fluent speech may leave no pause: past half as long again, cut at the quietest word end.
+        relaxed = forced or window_s > 1.5 * self.cfg.trim_window_s
         if forced and turn.tentative:
             # Nothing agreed for too long: take the last hypothesis as it is rather than grow forever.
             turn.committed += turn.tentative
@@ -255,19 +385,26 @@ class StreamingRecognizer:
         ends = self.decoder.word_ends([*turn.window_committed, *(turn.tentative or ())])
         ends = ends[: len(turn.window_committed)]
         latest = self._pos - round(_MIN_KEEP_S * WHISPER_RATE)
-        cut_word, cut_at = -1, 0
+        cut_word, cut_at, paused = -1, 0, False
         for i, end_s in enumerate(ends):
             at, quiet = self._quietest(turn.window_start + round(end_s * WHISPER_RATE))
-            if at <= latest and (quiet < self._neg_threshold or forced):
-                cut_word, cut_at = i, at
+            if at <= latest and (quiet < self._neg_threshold or relaxed):
+                cut_word, cut_at, paused = i, at, quiet < self._neg_threshold
         if cut_word < 0:
             return
         kept = turn.window_committed[: cut_word + 1]
         turn.context = [*turn.context, *kept][-_MAX_CONTEXT_WORDS:]
         turn.window_committed = turn.window_committed[cut_word + 1 :]
         turn.window_start = cut_at
-        self._forget_before(cut_at)
         self.stats.trims += 1
+        if paused and cut_at - turn.piece_start >= _PIECE_S * WHISPER_RATE:
+            # A piece of the final, decoded now once for all (at a pause, so that no word is split):
+            # later decodes of the turn start here.
+            words, text = self._decode_piece(turn, self._slice(turn.piece_start, cut_at), turn.pieces)
+            turn.pieces += words
+            turn.pieces_text = " ".join(t for t in (turn.pieces_text, text) if t)
+            turn.piece_start = cut_at
+            self._forget_before(cut_at)
 
     def _quietest(self, sample: int) -> tuple[int, float]:
         """The VAD window boundary near `sample` with the lowest speech probability."""
@@ -291,7 +428,7 @@ class StreamingRecognizer:
     def _forget_before(self, sample: int) -> None:
         """Drop audio and VAD history before `sample` (never what an open turn still needs)."""
         if self._turn is not None:
-            sample = min(sample, self._turn.window_start)
+            sample = min(sample, self._turn.piece_start)  # what the final has yet to decode
         sample = min(sample, self._pos)
         if sample > self._audio_start:
             self._audio = self._audio[sample - self._audio_start :].copy()
@@ -300,6 +437,22 @@ class StreamingRecognizer:
         if window > self._probs_first:
             del self._probs[: window - self._probs_first]
             self._probs_first = window
+
+
+def _is_number(word: Word) -> bool:
+    key = word.key
+    return any(ch.isdigit() for ch in key) or key in NUMBER_WORDS
+
+
+def _outside_number(words: list[Word], agreed: int) -> int:
+    """`agreed`, moved back before a number it would end in: the next word may extend it
+    ("twenty" -> "twenty five", "100 and" -> "140"), so the number waits to be committed whole."""
+    while agreed > 0 and (
+        _is_number(words[agreed - 1])
+        or (agreed > 1 and words[agreed - 1].key in ("and", "point") and _is_number(words[agreed - 2]))
+    ):
+        agreed -= 1
+    return agreed
 
 
 def _common_prefix(a: list[Word], b: list[Word]) -> int:

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -17,7 +18,7 @@ from kame_cli.backends.stt.model import SttModel, load_stt_model
 from kame_cli.backends.stt.recognizer import RecognizerStats, StreamingRecognizer
 from kame_cli.bus import EventSink
 from kame_cli.clock import FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE, SessionClock
-from kame_cli.events import BackendStatus, Event, FinalTranscript, PartialTranscript
+from kame_cli.events import BackendStatus, Event
 from kame_cli.priority import deprioritize_current_thread
 
 _CATCH_UP_S = 1.0
@@ -136,7 +137,7 @@ class SttWorker:
 
     # --- worker thread ----------------------------------------------------------------------------
 
-    def _status(self, state: str, message: str) -> None:
+    def _status(self, state: Literal["ok", "degraded", "error"], message: str) -> None:
         self._events.publish(
             BackendStatus(t=self._clock.now(), component="stt", state=state, message=message)
         )
@@ -214,99 +215,3 @@ class SttWorker:
     def _publish(self, events: Iterable[Event]) -> None:
         for event in events:
             self._events.publish(event)
-
-
-class EventList:
-    """An event sink that keeps everything, in order (file runs, tests, benchmarks)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.events: list[Event] = []
-
-    def publish(self, event: Event) -> None:
-        with self._lock:
-            self.events.append(event)
-
-    def snapshot(self) -> list[Event]:
-        with self._lock:
-            return list(self.events)
-
-
-@dataclass(frozen=True, slots=True)
-class StreamRun:
-    """What one run of frames through an `SttWorker` gave, with the worker's own accounting."""
-
-    events: list[Event]
-    feed_start: float
-    """Session time at which feeding began; paced, audio time `a` arrived at `feed_start + a`."""
-    audio_s: float
-    wall_s: float
-    busy_s: float
-    dropped_frames: int
-    skipped_decodes: int
-    stats: RecognizerStats
-
-
-def run_stream(
-    frames: Iterable[np.ndarray],
-    cfg: SttConfig | None = None,
-    *,
-    model: SttModel | None = None,
-    clock: SessionClock | None = None,
-    paced: bool = False,
-    timeout: float = 600.0,
-) -> StreamRun:
-    """Feed 24 kHz frames to an `SttWorker` through `submit_frame`, as fast as possible or `paced`.
-
-    Paced, frame i is submitted when a microphone would deliver it: (i + 1) x 80 ms after the start.
-    """
-    cfg = cfg or SttConfig()
-    clock = clock or SessionClock()
-    sink = EventList()
-    worker = SttWorker(cfg, sink, clock, model=model, realtime=paced)
-    worker.start()
-    count = 0
-    try:
-        feed_start = clock.now()
-        for count, frame in enumerate(frames, start=1):
-            if paced:
-                delay = feed_start + count * FRAME_SECONDS - clock.now()
-                if delay > 0:
-                    time.sleep(delay)
-            worker.submit_frame(frame)
-        worker.end_input()
-        if not worker.wait_flushed(timeout):
-            raise TimeoutError(f"STT did not finish within {timeout:.0f} s")
-        wall_s = clock.now() - feed_start
-    finally:
-        worker.stop()
-    return StreamRun(
-        events=sink.snapshot(),
-        feed_start=feed_start,
-        audio_s=count * FRAME_SECONDS,
-        wall_s=wall_s,
-        busy_s=worker.busy_s,
-        dropped_frames=worker.dropped_frames,
-        skipped_decodes=worker.skipped_decodes,
-        stats=worker.stats,
-    )
-
-
-def transcribe_stream(
-    frames: Iterable[np.ndarray],
-    cfg: SttConfig | None = None,
-    *,
-    model: SttModel | None = None,
-    clock: SessionClock | None = None,
-    paced: bool = False,
-) -> list[Event]:
-    """Every event an `SttWorker` publishes for these frames (see `run_stream`)."""
-    return run_stream(frames, cfg, model=model, clock=clock, paced=paced).events
-
-
-def transcripts(events: Iterable[Event]) -> list[FinalTranscript]:
-    return [e for e in events if isinstance(e, FinalTranscript)]
-
-
-def partials(events: Iterable[Event]) -> list[PartialTranscript]:
-    return [e for e in events if isinstance(e, PartialTranscript)]

@@ -36,3 +36,20 @@ def test_cut_loop_cuts_rereadings_but_keeps_real_repetition() -> None:
     assert _text(cut_loop([], _words(kept))) == kept
     chiasmus = "ask not what your country can do for you ask what you can do for your country"
     assert _text(cut_loop([], _words(chiasmus))) == chiasmus
+
+
+def test_cut_loop_without_reach_cuts_a_turn_read_twice() -> None:
+    sentence = "it happened to him at the galena society in oakland one afternoon"
+    twice = _words(f"{sentence} {sentence}")
+    assert _text(cut_loop([], twice)) == f"{sentence} {sentence}", "8 words back: too far to see"
+    assert _text(cut_loop([], twice, reach=None)) == sentence
+    assert _text(cut_loop([], _words(f"{sentence} it happened to"), reach=None)) == sentence
+    kept = "the more you eat the more you want"
+    assert _text(cut_loop([], _words(kept), reach=None)) == kept
+
+
+def test_cut_loop_cuts_a_sentence_read_over_and_over() -> None:
+    sentence = "they only lifted 750"
+    assert _text(cut_loop([], _words(" ".join([sentence] * 4)), reach=None)) == sentence
+    chiasmus = "ask not what your country can do for you ask what you can do for your country"
+    assert _text(cut_loop([], _words(chiasmus), reach=None)) == chiasmus

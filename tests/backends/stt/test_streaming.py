@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from kame_cli.backends.stt.text import normalize_words, word_error_rate
-from kame_cli.backends.stt.worker import partials, run_stream, transcribe_stream, transcripts
 from kame_cli.events import BackendStatus, FinalTranscript, PartialTranscript
+from tests.backends.stt.streams import partials, run_stream, transcribe_stream, transcripts
 from tests.support.speech import concat, frames, silence, white_noise
 
 
@@ -50,7 +50,9 @@ def test_committed_text_only_grows_and_tentative_never_contradicts_it(question_r
             assert normalize_words(part.text)[: len(committed)] == committed
         final = transcripts(events)[0]
         last_committed = normalize_words(parts[-1].committed)
-        assert normalize_words(final.text)[: len(last_committed)] == last_committed
+        # The final is decoded afresh; `revised` says whether it kept the committed words.
+        assert final.revised == (normalize_words(final.text)[: len(last_committed)] != last_committed)
+        assert final.partial_text == parts[-1].text
         assert final.t >= parts[-1].t
 
 
