@@ -124,11 +124,9 @@ def _user_clips(audio_dir: Path | None, voice: str) -> list[tuple[str, str, np.n
         return [
             (f"espeak:{voice}:{i + 1}", line, espeak(line, voice, 150)) for i, line in enumerate(USER_LINES)
         ]
-    import contextlib
     import io
 
-    with contextlib.redirect_stdout(io.StringIO()):  # its "skipped" lines would break --json
-        clips = directory_clips(audio_dir)
+    clips = directory_clips(audio_dir, io.StringIO())  # its "skipped" lines would break --json
     lo, hi = _USER_CLIP_S
     chosen = []
     for clip in clips:
@@ -239,12 +237,13 @@ def _assistant_only_frames(
 
 def _transcribe(model: SttModel, frames: list[np.ndarray]) -> list[tuple[float, float, str]]:
     from kame_cli.backends.stt.config import SttConfig
-    from kame_cli.backends.stt.worker import run_stream, transcripts
+    from kame_cli.bench.stt import feed
     from kame_cli.clock import SessionClock
+    from kame_cli.events import FinalTranscript
 
     cfg = SttConfig(model="auto", device="cpu", cpu_threads=1)
-    run = run_stream(frames, cfg, model=model, clock=SessionClock(), paced=False)
-    return [(f.audio_start, f.audio_end, f.text) for f in transcripts(run.events)]
+    run = feed(frames, cfg, model, SessionClock(), paced=False)
+    return [(e.audio_start, e.audio_end, e.text) for e in run.events if isinstance(e, FinalTranscript)]
 
 
 def _split(finals: list[tuple[float, float, str]], user: tuple[float, float]) -> tuple[list[str], list[str]]:

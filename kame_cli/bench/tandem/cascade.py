@@ -195,7 +195,7 @@ class CascadeClient:
                 if raw.strip():
                     return  # the first token the producer would also have counted
         finally:
-            await stream.aclose()  # type: ignore[attr-defined]  # an async generator: closes the request
+            await stream.aclose()  # an async generator: closes the request
         raise RuntimeError("the answer was empty")
 
 
@@ -204,9 +204,9 @@ CASCADE_FILE = "cascade.json"
 
 
 def write_cascades(log_dir: Path, results: list[CascadeResult]) -> None:
-    from kame_cli.session.log import open_private
+    from kame_cli.session.files import open_session_file
 
-    with open_private(log_dir / CASCADE_FILE) as f:
+    with open(open_session_file(log_dir, CASCADE_FILE), "w", encoding="utf-8") as f:
         json.dump([dataclasses.asdict(r) for r in results], f, indent=1)
 
 
