@@ -132,8 +132,8 @@ def directory_clips(directory: Path, out: TextIO) -> list[Clip]:
 # --- feeding the worker ---------------------------------------------------------------------------
 
 
-class _EventList:
-    """An event sink that keeps everything, in order."""
+class EventList:
+    """An event sink that keeps everything, in order (the STT tests use it too)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -170,7 +170,7 @@ def feed(
     from kame_cli.backends.stt.worker import SttWorker
     from kame_cli.clock import FRAME_SECONDS
 
-    sink = _EventList()
+    sink = EventList()
     worker = SttWorker(cfg, sink, clock, model=model, realtime=paced)
     worker.start()
     count = 0

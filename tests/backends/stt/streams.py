@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -13,24 +12,9 @@ from kame_cli.backends.stt.config import SttConfig
 from kame_cli.backends.stt.model import SttModel
 from kame_cli.backends.stt.recognizer import RecognizerStats
 from kame_cli.backends.stt.worker import SttWorker
+from kame_cli.bench.stt import EventList
 from kame_cli.clock import FRAME_SECONDS, SessionClock
 from kame_cli.events import Event, FinalTranscript, PartialTranscript
-
-
-class EventList:
-    """An event sink that keeps everything, in order."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.events: list[Event] = []
-
-    def publish(self, event: Event) -> None:
-        with self._lock:
-            self.events.append(event)
-
-    def snapshot(self) -> list[Event]:
-        with self._lock:
-            return list(self.events)
 
 
 @dataclass(frozen=True, slots=True)
