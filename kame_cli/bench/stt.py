@@ -156,6 +156,8 @@ class StreamRun:
     feed_start: float
     """Session time at which feeding began; paced, audio time `a` arrived at `feed_start + a`."""
     audio_s: float
+    wall_s: float
+    """From the first frame to the last final."""
     busy_s: float
     dropped_frames: int
     skipped_decodes: int
@@ -185,12 +187,14 @@ def feed(
         worker.end_input()
         if not worker.wait_flushed(600.0):
             raise TimeoutError("STT did not finish a clip within 600 s")
+        wall_s = clock.now() - feed_start
     finally:
         worker.stop()
     return StreamRun(
         events=sink.snapshot(),
         feed_start=feed_start,
         audio_s=count * FRAME_SECONDS,
+        wall_s=wall_s,
         busy_s=worker.busy_s,
         dropped_frames=worker.dropped_frames,
         skipped_decodes=worker.skipped_decodes,

@@ -9,9 +9,10 @@ import numpy as np
 
 from kame_cli.backends.stt.text import normalize_words
 from kame_cli.backends.stt.worker import SttWorker
+from kame_cli.bench.stt import EventList
 from kame_cli.clock import FRAME_SAMPLES, SessionClock
 from kame_cli.events import BackendStatus
-from tests.backends.stt.streams import EventList, transcripts
+from tests.backends.stt.streams import transcripts
 from tests.support.speech import concat, frames
 
 
