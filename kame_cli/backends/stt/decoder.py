@@ -257,8 +257,22 @@ def _repeats(tail: list[str], earlier: list[str]) -> bool:
     """`tail` reads `earlier` again: all of it, or its first `_LOOP_RUN` words when longer (a
     decode may loop several times over: "750. They only lifted 750. They only lifted...")."""
     if len(tail) > _LOOP_RUN:
-        return earlier[:_LOOP_RUN] == tail[:_LOOP_RUN]
+        short = len(earlier) < _LOOP_RUN
+        return earlier[:_LOOP_RUN] == tail[:_LOOP_RUN] or (short and _cycles(tail, earlier))
     return _reads_again(tail, earlier)
+
+
+def _cycles(tail: list[str], earlier: list[str]) -> bool:
+    """`tail` is `earlier` (2 or 3 words) over and over to the end: a short phrase looped more than
+    once ("aligner. Very bad aligner. Very bad aligner. Very bad"), which the first `_LOOP_RUN`
+    words cannot show. Real speech repeats a phrase, then goes on: "I think, I think we" is kept."""
+    period = len(earlier)
+    if period < 2:
+        return False
+    *whole, last = tail
+    return all(w == earlier[i % period] for i, w in enumerate(whole)) and earlier[
+        len(whole) % period
+    ].startswith(last)
 
 
 def _reads_again(tail: list[str], earlier: list[str]) -> bool:

@@ -51,5 +51,12 @@ def test_cut_loop_without_reach_cuts_a_turn_read_twice() -> None:
 def test_cut_loop_cuts_a_sentence_read_over_and_over() -> None:
     sentence = "they only lifted 750"
     assert _text(cut_loop([], _words(" ".join([sentence] * 4)), reach=None)) == sentence
+    # Short phrases looped three times or more, as tiny.en read two real turns (mfa_surround, mfa_crossword).
+    looped = "very bad aligner very bad aligner very bad aligner very bad"
+    assert _text(cut_loop([], _words(looped), reach=None)) == "very bad aligner"
+    assert _text(cut_loop([], _words(" ".join(["montreal but but"] * 8)), reach=None)) == "montreal but but"
+    assert _text(cut_loop([], _words("so far so far so far so f"))) == "so far"
+    for kept in ("i think i think we should go", "very very good", "new york new york is great"):
+        assert _text(cut_loop([], _words(kept), reach=None)) == kept
     chiasmus = "ask not what your country can do for you ask what you can do for your country"
     assert _text(cut_loop([], _words(chiasmus), reach=None)) == chiasmus
