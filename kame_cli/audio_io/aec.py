@@ -1,4 +1,5 @@
-"""Echo cancellation on the microphone path: WebRTC's AEC3, through livekit's `AudioProcessingModule`.
+"""Echo cancellation on the microphone path: WebRTC's AEC3 (livekit's `AudioProcessingModule`), or
+kame's linear canceller (`linear_aec.py`), as `[audio] aec_engine` says.
 
 The far end (the assistant's voice exactly as the speaker's callback handed it to the device, at the
 device's rate, silence and underruns included) and the near end (the microphone's 24 kHz frames) are
@@ -28,11 +29,18 @@ from typing import Any
 import numpy as np
 
 from kame_cli.audio_io.frames import as_frame
+from kame_cli.audio_io.linear_aec import LinearEchoCanceller
 from kame_cli.audio_io.resampling import StreamResampler
 from kame_cli.bus import EventSink
 from kame_cli.clock import FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE, SessionClock
 from kame_cli.events import AecStatus
 
+_LINEAR_BLOCK = SAMPLE_RATE // 50
+"""The linear canceller's block: 20 ms (480 samples), four to a frame; half the numpy calls of
+10 ms blocks for the same echo path."""
+_LINEAR_PARTITIONS = 20
+"""400 ms of echo path: the read-back's lead (up to `residual_ms`), the acoustic path, and a room's
+reverberation down to about -30 dB (RT60 up to ~0.6 s)."""
 CHUNK_SAMPLES = SAMPLE_RATE // 100
 """AEC3 takes 10 ms chunks: 240 samples at 24 kHz, eight to a frame."""
 _CHUNK_S = CHUNK_SAMPLES / SAMPLE_RATE
@@ -106,6 +114,7 @@ class EchoCanceller:
     def __init__(
         self,
         *,
+        engine: str = "webrtc",
         noise_suppression: bool = False,
         high_pass: bool = True,
         residual_ms: float = 60.0,
@@ -113,18 +122,35 @@ class EchoCanceller:
         events: EventSink | None = None,
         status_every_frames: int = 12,
     ) -> None:
-        from livekit import rtc
+        self.engine = engine
+        self._linear: LinearEchoCanceller | None = None
+        if engine == "linear":
+            self._linear = LinearEchoCanceller(block=_LINEAR_BLOCK, partitions=_LINEAR_PARTITIONS)
+            # WebRTC only for the microphone's clean-up, if asked: its AEC3 stays off.
+            echo_cancellation = False
+        elif engine == "webrtc":
+            echo_cancellation = True
+        else:
+            raise ValueError(f"unknown echo canceller engine {engine!r}")
+        self._apm: Any = None
+        if echo_cancellation or noise_suppression or high_pass:
+            from livekit import rtc
 
-        self._apm = rtc.AudioProcessingModule(
-            echo_cancellation=True, noise_suppression=noise_suppression, high_pass_filter=high_pass
-        )
+            self._apm = rtc.AudioProcessingModule(
+                echo_cancellation=echo_cancellation,
+                noise_suppression=noise_suppression,
+                high_pass_filter=high_pass,
+            )
         # One buffer each way, reused: AudioFrame keeps a bytearray without copying it.
         self._near_bytes = bytearray(CHUNK_SAMPLES * 2)
         self._far_bytes = bytearray(CHUNK_SAMPLES * 2)
-        self._near_frame = rtc.AudioFrame(self._near_bytes, SAMPLE_RATE, 1, CHUNK_SAMPLES)
-        self._far_frame = rtc.AudioFrame(self._far_bytes, SAMPLE_RATE, 1, CHUNK_SAMPLES)
         self._near_pcm = np.frombuffer(self._near_bytes, dtype=np.int16)
         self._far_pcm = np.frombuffer(self._far_bytes, dtype=np.int16)
+        if self._apm is not None:
+            from livekit import rtc
+
+            self._near_frame = rtc.AudioFrame(self._near_bytes, SAMPLE_RATE, 1, CHUNK_SAMPLES)
+            self._far_frame = rtc.AudioFrame(self._far_bytes, SAMPLE_RATE, 1, CHUNK_SAMPLES)
         self._residual_s = residual_ms / 1000.0
         self._clock = clock or SessionClock()
         self._events = events
@@ -190,6 +216,30 @@ class EchoCanceller:
         return out
 
     def _cancel(self, near: np.ndarray, far: np.ndarray, delay_ms: int) -> np.ndarray:
+        """One frame through the engine: kame's linear canceller (20 ms blocks, then WebRTC's
+        high-pass / noise suppression if asked), or AEC3 (10 ms chunks, the far chunk first)."""
+        if self._linear is not None:
+            out = np.concatenate(
+                [
+                    self._linear.process(near[i : i + _LINEAR_BLOCK], far[i : i + _LINEAR_BLOCK])
+                    for i in range(0, FRAME_SAMPLES, _LINEAR_BLOCK)
+                ]
+            )
+            self._far_fed += FRAME_SAMPLES
+            return out if self._apm is None else self._clean_up(out)
+        return self._aec3(near, far, delay_ms)
+
+    def _clean_up(self, frame: np.ndarray) -> np.ndarray:
+        """WebRTC's high-pass filter / noise suppressor alone (its AEC3 off), 10 ms at a time."""
+        out = np.empty(FRAME_SAMPLES, dtype=np.float32)
+        for k in range(_CHUNKS_PER_FRAME):
+            part = slice(k * CHUNK_SAMPLES, (k + 1) * CHUNK_SAMPLES)
+            self._near_pcm[:] = _to_pcm16(frame[part])
+            self._apm.process_stream(self._near_frame)
+            out[part] = self._near_pcm.astype(np.float32) / 32768.0
+        return out
+
+    def _aec3(self, near: np.ndarray, far: np.ndarray, delay_ms: int) -> np.ndarray:
         """AEC3 on one frame, 10 ms at a time: the far chunk first, then the near chunk it leads."""
         out = np.empty(FRAME_SAMPLES, dtype=np.float32)
         for k in range(_CHUNKS_PER_FRAME):

@@ -102,7 +102,11 @@ def build_microphone_echo(
         reference = FileSource(echo_reference, paced=False, channel=channel).frames()
     try:
         canceller = EchoCanceller(
-            noise_suppression=cfg.noise_suppression, high_pass=cfg.high_pass, clock=clock, events=events
+            engine=cfg.aec_engine,
+            noise_suppression=cfg.noise_suppression,
+            high_pass=cfg.high_pass,
+            clock=clock,
+            events=events,
         )
     except ImportError as err:
         raise ConfigError(

@@ -173,7 +173,13 @@ def _scene(
 
 
 def _simulate(
-    scene: _Scene, rir: np.ndarray, near: np.ndarray, delay_s: float, with_assistant: bool, seed: int
+    scene: _Scene,
+    rir: np.ndarray,
+    near: np.ndarray,
+    delay_s: float,
+    with_assistant: bool,
+    seed: int,
+    engine: str = "webrtc",
 ) -> dict[str, Any]:
     """Runs the scene through the speaker callback, the room, the mic callback and the session hook."""
     import numpy as np
@@ -185,7 +191,7 @@ def _simulate(
     from kame_cli.audio_io.room import ManualClock, SimulatedDuplex
 
     clock = ManualClock()
-    canceller = EchoCanceller(clock=clock)
+    canceller = EchoCanceller(engine=engine, clock=clock)
     playback = PlaybackCallback(DEVICE_RATE, clock=clock)
     playback.far_end = canceller.add_far_end
     raw: list[np.ndarray] = []
@@ -259,7 +265,11 @@ def _split(finals: list[tuple[float, float, str]], user: tuple[float, float]) ->
 
 
 def run_seed(
-    seed: int, model: SttModel, users: list[tuple[str, str, np.ndarray]], assistant_voice: str
+    seed: int,
+    model: SttModel,
+    users: list[tuple[str, str, np.ndarray]],
+    assistant_voice: str,
+    engine: str = "webrtc",
 ) -> SeedResult:
     import numpy as np
     from scipy.signal import fftconvolve
@@ -279,8 +289,8 @@ def run_seed(
     near *= mic_gain
     rir = speaker_rir * mic_gain * 10 ** (setup.level_db / 20)
 
-    talk = _simulate(scene, rir, near, setup.device_delay_s, with_assistant=True, seed=seed)
-    alone = _simulate(scene, rir, near, setup.device_delay_s, with_assistant=False, seed=seed)
+    talk = _simulate(scene, rir, near, setup.device_delay_s, with_assistant=True, seed=seed, engine=engine)
+    alone = _simulate(scene, rir, near, setup.device_delay_s, with_assistant=False, seed=seed, engine=engine)
     # Where things land in the microphone's frames (frame k holds frame time k x 80 ms on): the
     # first block delivered was captured one block plus the input latency before the clock started.
     in_latency = 0.3 * setup.device_delay_s
@@ -332,7 +342,13 @@ def run_seed(
 
 
 def bench(
-    seeds: int, first_seed: int, audio_dir: Path | None, voice: str, user_voice: str, as_json: bool
+    seeds: int,
+    first_seed: int,
+    audio_dir: Path | None,
+    voice: str,
+    user_voice: str,
+    as_json: bool,
+    engine: str = "webrtc",
 ) -> None:
     from kame_cli.backends.stt.config import SttConfig
     from kame_cli.backends.stt.model import load_stt_model
@@ -344,7 +360,7 @@ def bench(
          f"{DEVICE_RATE} Hz; assistant espeak-ng {voice}; user {source}; STT {model.describe()}")  # fmt: skip
     results = []
     for seed in range(first_seed, first_seed + seeds):
-        r = run_seed(seed, model, users, voice)
+        r = run_seed(seed, model, users, voice, engine)
         results.append(r)
         _log(
             f"  seed {seed}: speaker {r.distance_m} m, user {r.user_distance_m} m, RT60 {r.rt60_s} s, "
@@ -364,6 +380,7 @@ def bench(
     clean_wer = sum(r.clean_errors for r in results) / max(words, 1)
     cpu = statistics.fmean(r.cpu_ms_per_frame for r in results)
     summary = {
+        "engine": engine,
         "erle_db": round(erle, 1),
         "erle_db_min": min(r.erle_db for r in results),
         "erle_frame_median_db": round(statistics.median(r.erle_frame_median_db for r in results), 1),
@@ -415,7 +432,15 @@ def register(bench_app: typer.Typer) -> None:
         user_voice: Annotated[
             str, typer.Option(help="espeak-ng voice of the user (without --audio-dir).")
         ] = "en-gb",
+        engine: Annotated[
+            str, typer.Option(help="The canceller: webrtc (AEC3) or linear (kame's): `[audio] aec_engine`.")
+        ] = "webrtc",
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     ) -> None:
         """Echo cancellation in simulated rooms: ERLE, echo words, double-talk WER, delay, CPU."""
-        bench(seeds, first_seed, audio_dir, voice, user_voice, as_json)
+        from kame_cli.audio_io.config import AEC_ENGINES
+        from kame_cli.errors import ConfigError
+
+        if engine not in AEC_ENGINES:
+            raise ConfigError(f"--engine {engine}: choose one of {', '.join(AEC_ENGINES)}")
+        bench(seeds, first_seed, audio_dir, voice, user_voice, as_json, engine)

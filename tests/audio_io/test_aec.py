@@ -39,9 +39,16 @@ def rir() -> np.ndarray:
 class _Rig:
     """The speaker's and the microphone's real callbacks around a canceller, in a simulated room."""
 
-    def __init__(self, rir: np.ndarray, out_latency_s: float, in_latency_s: float) -> None:
+    def __init__(
+        self,
+        rir: np.ndarray,
+        out_latency_s: float,
+        in_latency_s: float,
+        engine: str = "webrtc",
+        near: np.ndarray | None = None,
+    ) -> None:
         self.clock = ManualClock()
-        self.canceller = EchoCanceller(clock=self.clock)
+        self.canceller = EchoCanceller(engine=engine, clock=self.clock)
         self.playback = PlaybackCallback(SAMPLE_RATE, clock=self.clock, max_queued_frames=1000)
         self.playback.far_end = self.canceller.add_far_end
         self.raw: list[np.ndarray] = []
@@ -53,6 +60,7 @@ class _Rig:
             rir=rir,
             out_latency_s=out_latency_s,
             in_latency_s=in_latency_s,
+            near=near,
             clock=self.clock,
         )
 
@@ -109,6 +117,52 @@ def test_the_delay_estimate_follows_a_change_of_the_device_delay(
     assert after == pytest.approx(170.0, abs=1.0)
     # The far end is re-aligned from the timestamps at once: the echo stays cancelled after the change.
     assert _erle_db(rig.raw, rig.clean, changed_at + 5, len(rig.clean)) >= 20.0
+
+
+USER = "Hold on, I asked about the price of the tickets, not the time."
+
+
+def _user_at(audio: np.ndarray, start_s: float, total: int) -> np.ndarray:
+    near = np.zeros(total)
+    i = round(start_s * SAMPLE_RATE)
+    near[i : i + len(audio)] = audio[: total - i]
+    return near
+
+
+@pytest.mark.parametrize("engine", ["linear", "webrtc"])
+def test_the_linear_engine_keeps_the_users_voice_over_the_assistants_which_aec3_cuts(
+    engine: str, far_speech: np.ndarray, rir: np.ndarray
+) -> None:
+    # The assistant speaks twice (about 20 s); the user talks over the second half, 6 dB below the echo.
+    far = np.concatenate([far_speech, far_speech])
+    user = synthesize(USER, voice="en-gb").astype(np.float32)
+    echo_rms = float(np.sqrt(np.mean(np.convolve(far_speech, rir)[: len(far_speech)] ** 2)))
+    user *= 0.5 * echo_rms / float(np.sqrt(np.mean(user**2)))
+    start_s = len(far_speech) / SAMPLE_RATE + 2.0
+    near = _user_at(user, start_s, len(far) + 10 * FRAME_SAMPLES)
+    rig = _Rig(rir, out_latency_s=0.090, in_latency_s=0.030, engine=engine, near=near)
+    rig.play(far, extra_blocks=5)
+
+    clean = np.concatenate(rig.clean)
+    echo = np.concatenate(rig.room.echo_only)
+    first, last = round(start_s * SAMPLE_RATE), round(start_s * SAMPLE_RATE) + len(user)
+    voice = near[first:last]
+    # The output runs a fixed few blocks behind the user's voice (capture latency, re-blocking, and
+    # one more 20 ms block for the linear engine): the lag where the two line up best.
+    lags = range(0, 4 * FRAME_SAMPLES, 10)
+    lag = max(lags, key=lambda k: float(np.dot(clean[first + k : last + k], voice)))
+    heard = clean[first + lag : last + lag]
+    # How much of the user's voice comes out: the best gain fit of their voice into the output.
+    kept = float(np.dot(heard, voice) / np.dot(voice, voice))
+    if engine == "linear":
+        assert kept >= 0.6, f"the user's voice passes the linear canceller nearly whole ({kept:.2f})"
+        # ...and the echo alone, before the user speaks, is still removed by 12 dB or more.
+        quiet = slice(round(4.0 * SAMPLE_RATE), first)
+        out = clean[quiet.start + lag : quiet.stop + lag]
+        removed = 10 * np.log10(np.mean(echo[quiet] ** 2) / np.mean(out**2))
+        assert removed >= 12.0, removed
+    else:
+        assert kept < 0.5, f"AEC3 suppresses most of a user who talks over the assistant ({kept:.2f})"
 
 
 def test_auto_runs_the_canceller_only_when_a_speaker_plays_while_a_microphone_listens(tmp_path: Path) -> None:
