@@ -43,11 +43,6 @@ _MAX_GAP_FRAMES = 250
 _FLUSH_TIMEOUT_S = 60.0
 
 
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
-
-
 class _Events:
     """The event sink of the STT and the producer: everything to the supervisor; transcripts to the
     producer too. A restarted back-end hears the session from frame `first index` on, so the STT's
@@ -113,14 +108,9 @@ class BackendProcess:
         self.link.start()
         try:
             model = self._load()
-        except KameError as err:
-            self.link.send(Failure(str(err), err.exit_code))
-            return self._close()
         # A broken install (CTranslate2, onnxruntime) must end in one line, not a traceback.
         except Exception as err:
-            self.link.send(
-                Failure(f"the speech recognizer failed to load ({type(err).__name__}: {_one_line(err)})", 1)
-            )
+            self.link.send(Failure.of(err, "the speech recognizer failed to load"))
             return self._close()
         self.link.send(Ready("backend"))
         while not self._peer_gone.is_set():

@@ -41,6 +41,7 @@ from kame_cli.session.wire import (
     Ready,
     Stop,
     UserFrame,
+    one_line,
 )
 
 _FAST_MODE_BACKLOG = 8  # frames queued in the front-end before a fast file source waits
@@ -76,11 +77,6 @@ class _ToSupervisor:
 
     def publish(self, event: Event) -> None:
         self._link.send(event)
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
 
 
 def compute_device(cfg: Any) -> Literal["cuda", "cpu"]:
@@ -140,14 +136,9 @@ class FrontendProcess:
         self.link.start()
         try:
             self._build()
-        except KameError as err:
-            self.link.send(Failure(str(err), err.exit_code))
-            return self._close()
-        # Whatever else breaks while loading (a torch error, a broken install) ends in one line too.
+        # Whatever breaks while loading (a torch error, a broken install) ends in one line.
         except Exception as err:
-            self.link.send(
-                Failure(f"the front-end failed to start ({type(err).__name__}: {_one_line(err)})", 1)
-            )
+            self.link.send(Failure.of(err, "the front-end failed to start"))
             return self._close()
         if not self._wait_go():
             return self._close()
@@ -275,7 +266,7 @@ class FrontendProcess:
                     # A file that cannot be decoded part-way is bad input; a device that stopped
                     # delivering (unplugged) is a runtime failure.
                     code = EXIT_BAD_INPUT if isinstance(error, AudioFileError) else EXIT_FAILURE
-                    self.link.send(Failure(f"audio input failed: {_one_line(error)}", code))
+                    self.link.send(Failure(f"audio input failed: {one_line(error)}", code))
                     failure_sent = True
                 else:
                     self.loop.end_input()
@@ -287,7 +278,7 @@ class FrontendProcess:
                     self.link.send(FrontendDone(self.loop.steps))
             if self.loop.error is not None and not failure_sent:
                 failure_sent = True
-                self.link.send(Failure(f"the front-end stopped: {_one_line(self.loop.error)}", 1))
+                self.link.send(Failure(f"the front-end stopped: {one_line(self.loop.error)}", 1))
 
     def _close(self) -> int:
         """Stop every part (each bounded), close every file, tell the supervisor, and go."""

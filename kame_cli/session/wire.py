@@ -14,6 +14,7 @@ from kame_cli.audio_io.config import AudioConfig
 from kame_cli.backends.oracle.config import LlmConfig, PolicyConfig, PromptConfig
 from kame_cli.backends.stt.config import SttConfig
 from kame_cli.engine.config import FrontendConfig
+from kame_cli.errors import KameError
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +120,20 @@ class Failure:
 
     message: str
     exit_code: int
+
+    @classmethod
+    def of(cls, err: BaseException, what: str) -> Failure:
+        """A `KameError`'s own line and exit code; anything else (a torch error, a broken install)
+        as "`what` (Type: first line)", exit 1, rather than a traceback."""
+        if isinstance(err, KameError):
+            return cls(str(err), err.exit_code)
+        return cls(f"{what} ({type(err).__name__}: {one_line(err)})", 1)
+
+
+def one_line(err: BaseException) -> str:
+    """The first line of an error's message (its type's name when it has none)."""
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
 
 
 @dataclass(frozen=True, slots=True)
