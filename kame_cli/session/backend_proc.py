@@ -10,9 +10,7 @@ Run as `python -m kame_cli.session.backend_proc --fd N` by the supervisor.
 from __future__ import annotations
 
 import dataclasses
-import os
 import queue
-import sys
 import threading
 from multiprocessing.connection import Connection
 from typing import Any
@@ -23,7 +21,7 @@ from kame_cli.clock import FRAME_SAMPLES, FRAME_SECONDS, SessionClock
 from kame_cli.errors import KameError
 from kame_cli.events import Event, FinalTranscript, FrontendText, PartialTranscript
 from kame_cli.priority import deprioritize_current_thread
-from kame_cli.session.link import Link
+from kame_cli.session.link import Link, serve_child
 from kame_cli.session.wire import (
     BackendSetup,
     Closed,
@@ -201,18 +199,7 @@ class BackendProcess:
 def main(argv: list[str] | None = None) -> None:
     # First, before any thread exists: every thread of this process inherits niceness 10.
     deprioritize_current_thread()
-    args = sys.argv[1:] if argv is None else argv
-    fd = int(args[args.index("--fd") + 1])
-    conn = Connection(fd)
-    code = 1
-    try:
-        setup = conn.recv()
-        code = BackendProcess(conn, setup).run()
-    except (EOFError, OSError):
-        code = 1  # the supervisor went away before the setup arrived
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    serve_child(argv, lambda conn, setup: BackendProcess(conn, setup).run())
 
 
 if __name__ == "__main__":

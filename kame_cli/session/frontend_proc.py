@@ -15,9 +15,7 @@ CUDA-safe, like multiprocessing's `spawn`); the socket on descriptor N carries e
 
 from __future__ import annotations
 
-import os
 import queue
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -29,7 +27,7 @@ import numpy as np
 
 from kame_cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE, AudioFileError, DeviceError, KameError
 from kame_cli.events import Event, OracleAppend, OracleClear, OracleReset
-from kame_cli.session.link import Link
+from kame_cli.session.link import Link, serve_child
 from kame_cli.session.wire import (
     Closed,
     EndOfInput,
@@ -349,19 +347,7 @@ class _UserChannel:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    fd = int(args[args.index("--fd") + 1])
-    conn = Connection(fd)
-    code = 1
-    try:
-        setup = conn.recv()
-        code = FrontendProcess(conn, setup).run()
-    except (EOFError, OSError):
-        code = 1  # the supervisor went away before the setup arrived: nothing to do
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Every file is closed by now; tearing torch down at exit only costs time.
-    os._exit(code)
+    serve_child(argv, lambda conn, setup: FrontendProcess(conn, setup).run())
 
 
 if __name__ == "__main__":

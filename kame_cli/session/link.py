@@ -9,7 +9,9 @@ to `on_message` and calls `on_closed` once when the peer is gone (it exited or w
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
+import sys
 import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -107,3 +109,18 @@ class Link:
             self.broken = True
             if self._on_closed is not None:
                 self._on_closed()
+
+
+def serve_child(argv: list[str] | None, run: Callable[[Connection, Any], int]) -> None:
+    """A child process's `main`: the socket on `--fd N`, the setup message, `run(conn, setup)`, then
+    `os._exit` with its code (1 when the supervisor went away before the setup arrived). Every file
+    is closed by then; tearing torch or CTranslate2 down at exit only costs time."""
+    args = sys.argv[1:] if argv is None else argv
+    conn = Connection(int(args[args.index("--fd") + 1]))
+    try:
+        code = run(conn, conn.recv())
+    except (EOFError, OSError):
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
