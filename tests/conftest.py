@@ -1,11 +1,82 @@
-"""Settings every test runs under: no torch.compile warm-up, no hub or price-list downloads."""
+"""Settings every test runs under (no torch.compile warm-up, no hub or price-list downloads), and
+how the suite is shared out between its two pytest-xdist workers."""
 
 from __future__ import annotations
 
 import os
+from typing import Any
+
+import pytest
 
 # Set before any test imports moshi, huggingface_hub or litellm.
 os.environ.setdefault("NO_TORCH_COMPILE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+REAL_TIME = (
+    "tests/tandem/test_bench_tandem.py",
+    "tests/tandem/test_plot.py",
+    "tests/tandem/test_replay.py",
+    "tests/session/test_talk_backend_outage.py",
+    "tests/session/test_talk_file.py",
+    "tests/session/test_talk_interrupt.py",
+    "tests/session/test_talk_lag.py",
+    "tests/session/test_talk_panel.py",
+    "tests/session/test_talk_processes.py",
+)
+"""Modules whose sessions run at the pace of real time and assert what happens within it (an answer
+reaching the voice in the gap, an exit within a second, a restart): one worker runs them one after
+another, started first, so that no two such sessions share the two cores. They also share costly
+session- and module-wide fixtures (the recorded `kame bench tandem` run, a paced session)."""
+SPREAD = ("tests/session/",)
+"""The other session modules: each test starts its own `kame talk` and shares no costly fixture, so
+it goes to whichever worker is free."""
+
+
+COSTLY = (
+    "tests/session/",
+    "tests/backends/stt/",
+    "tests/audio_io/",
+    "tests/doctor/",
+    "tests/backends/oracle/",
+)
+"""After the real-time group, the costliest folders first: the other worker works through them while
+the real-time group runs, and the quick tests left at the end even out the two workers' finish."""
+
+
+def _where(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0]
+
+
+def _group(path: str) -> str | None:
+    """The xdist group of a test in module `path` (None: the test is scheduled on its own)."""
+    if path in REAL_TIME:
+        return "real-time"
+    if path.startswith(SPREAD):
+        return None
+    # A module's tests share its module- and session-scoped fixtures (a real model loaded, speech
+    # decoded once): on one worker, they are made once.
+    return path
+
+
+def _rank(path: str) -> int:
+    if path in REAL_TIME:
+        return 0
+    return 1 + next((i for i, folder in enumerate(COSTLY) if path.startswith(folder)), len(COSTLY))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: _rank(_where(item)))  # stable: the order within a folder stays
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's scope scheduling with the groups above as scopes (its own `xdist_group` marks do not
+    reach the test ids under pytest 9.2)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _group(nodeid.split("::", 1)[0]) or nodeid
+
+    return GroupScheduling(config, log)

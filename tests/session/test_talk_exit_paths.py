@@ -23,6 +23,7 @@ from tests.session.conftest import (
     session_started,
     stderr_lines,
     wait_for_event,
+    write_wav,
 )
 
 
@@ -69,16 +70,19 @@ def test_stop_signal_while_models_load_ends_cleanly(question_wav: Path, tmp_path
 def test_output_on_a_full_device_is_one_line_and_exit_1_and_fast_mode_is_lossless(
     question_wav: Path, tmp_path: Path
 ) -> None:
+    # The question's first 3 s: 38 steps held 100 ms each, not the whole file's 100.
+    audio, rate = sf.read(question_wav, dtype="float32")
+    wav = write_wav(tmp_path / "short.wav", audio[: 3 * rate])
     log_dir = tmp_path / "log"
     result = run_kame(
-        "talk", "--profile", "offline", "--no-llm", "--fast", "--input", str(question_wav),
+        "talk", "--profile", "offline", "--no-llm", "--fast", "--input", str(wav),
         "--output", "/dev/full", "--log-dir", str(log_dir), "--no-ui", "--debug-step-delay-ms", "100",
     )  # fmt: skip
     assert result.returncode == 1, result.stderr[-2000:]
     lines = stderr_lines(result.stderr)
     assert len(lines) == 1 and "/dev/full" in lines[0] and "No space left" in lines[0], lines
     events = assert_valid_session_files(log_dir)
-    frames = -(-sf.info(question_wav).frames // 1920)
+    frames = -(-sf.info(wav).frames // 1920)
     assert sf.info(log_dir / "output.wav").frames == frames * 1920, "the log's copy is whole"
     # Slower than real time on purpose, and still lossless: --fast never drops a frame.
     assert [e["step"] for e in events if e["type"] == "StepTiming"] == list(range(frames))

@@ -13,9 +13,12 @@ from kame_cli.backends.oracle.faults import StreamCutOff, StreamTimeout
 
 
 def import_litellm() -> Any:
-    """Import LiteLLM without its network price-list fetch and without its error banner."""
-    # Must be set before the first import: LiteLLM reads it at import time.
+    """Import LiteLLM without its network price-list fetch, its error banner, and its `.env` loading."""
+    # Must be set before the first import: LiteLLM reads them at import time. In its default "DEV"
+    # mode it loads a `.env` file from the current directory into the environment: keys and servers
+    # that the user never named, from whatever folder kame runs in.
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    os.environ.setdefault("LITELLM_MODE", "PRODUCTION")
     import litellm
 
     litellm.suppress_debug_info = True

@@ -248,7 +248,7 @@ def test_a_tiny_read_timeout_is_no_answer_without_a_never_awaited_warning(tokeni
 
 
 _FIRST_CALL = """
-import asyncio, contextlib, sys
+import asyncio, contextlib, json, os, sys
 from kame_cli.backends.oracle.llm import import_litellm
 from tests.support.llm_server import SilentServer
 
@@ -262,21 +262,31 @@ async def first_call(url):
 
 with SilentServer() as silent:
     asyncio.run(first_call(silent.url + "/v1"))
-print(sorted(m for m in set(sys.modules) - before if m.split(".")[0] == "openai")[:10])
+late = sorted(m for m in set(sys.modules) - before if m.split(".")[0] == "openai")[:10]
+print(json.dumps({"late": late, "dotenv": os.environ.get("KAME_DOTENV_PROBE")}))
 """
 
 
-def test_the_first_request_imports_nothing_more_on_the_event_loop() -> None:
+def test_litellm_loads_no_dotenv_and_its_first_request_imports_nothing_more(tmp_path) -> None:
     # LiteLLM imported the OpenAI SDK (about 450 modules) inside the first call, blocking the
     # producer's loop (no poll, no restart) for 1-3 s, 20 s at low priority on a busy machine.
+    # And on import it loaded a `.env` from the current directory into the environment.
     # A fresh interpreter: in this one, earlier tests have imported it already.
+    import os
     import subprocess
     import sys
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[3]
+    (tmp_path / ".env").write_text("KAME_DOTENV_PROBE=loaded\nOPENAI_API_KEY=sk-from-a-dotenv\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("LITELLM_MODE", "KAME_DOTENV_PROBE")}
     result = subprocess.run(
-        [sys.executable, "-c", _FIRST_CALL], cwd=root, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", _FIRST_CALL],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == "[]", result.stdout
+    assert json.loads(result.stdout) == {"late": [], "dotenv": None}, result.stdout
