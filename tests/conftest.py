@@ -15,20 +15,22 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REAL_TIME = (
-    "tests/tandem/test_bench_tandem.py",
-    "tests/tandem/test_plot.py",
-    "tests/tandem/test_replay.py",
-    "tests/session/test_talk_backend_outage.py",
-    "tests/session/test_talk_file.py",
-    "tests/session/test_talk_interrupt.py",
-    "tests/session/test_talk_lag.py",
-    "tests/session/test_talk_panel.py",
-    "tests/session/test_talk_processes.py",
+    "tests/tandem/test_bench_tandem.py::",
+    "tests/tandem/test_plot.py::",
+    "tests/tandem/test_replay.py::",
+    "tests/session/test_talk_backend_outage.py::",
+    "tests/session/test_talk_file.py::",
+    "tests/session/test_talk_interrupt.py::",
+    "tests/session/test_talk_lag.py::",
+    "tests/session/test_talk_panel.py::",
+    "tests/session/test_talk_processes.py::",
+    "tests/session/test_talk_errors.py::test_api_key_comes_from_the_named_variable",
 )
-"""Modules whose sessions run at the pace of real time and assert what happens within it (an answer
-reaching the voice in the gap, an exit within a second, a restart): one worker runs them one after
-another, started first, so that no two such sessions share the two cores. They also share costly
-session- and module-wide fixtures (the recorded `kame bench tandem` run, a paced session)."""
+"""Modules (and one test: an answer from a server that wants a key) whose sessions run at the pace
+of real time and assert what happens within it (an answer reaching the voice in the gap, an exit
+within a second, a restart): one worker runs them one after another, started first, so that no two
+such sessions share the two cores. They also share costly session- and module-wide fixtures (the
+recorded `kame bench tandem` run, a paced session)."""
 SPREAD = ("tests/session/",)
 """The other session modules: each test starts its own `kame talk` and shares no costly fixture, so
 it goes to whichever worker is free."""
@@ -45,14 +47,15 @@ COSTLY = (
 the real-time group runs, and the quick tests left at the end even out the two workers' finish."""
 
 
-def _where(item: pytest.Item) -> str:
-    return item.nodeid.split("::", 1)[0]
+def _real_time(nodeid: str) -> bool:
+    return nodeid.startswith(REAL_TIME)
 
 
-def _group(path: str) -> str | None:
-    """The xdist group of a test in module `path` (None: the test is scheduled on its own)."""
-    if path in REAL_TIME:
+def _group(nodeid: str) -> str | None:
+    """The xdist group of test `nodeid` (None: the test is scheduled on its own)."""
+    if _real_time(nodeid):
         return "real-time"
+    path = nodeid.split("::", 1)[0]
     if path.startswith(SPREAD):
         return None
     # A module's tests share its module- and session-scoped fixtures (a real model loaded, speech
@@ -60,14 +63,15 @@ def _group(path: str) -> str | None:
     return path
 
 
-def _rank(path: str) -> int:
-    if path in REAL_TIME:
+def _rank(nodeid: str) -> int:
+    if _real_time(nodeid):
         return 0
+    path = nodeid.split("::", 1)[0]
     return 1 + next((i for i, folder in enumerate(COSTLY) if path.startswith(folder)), len(COSTLY))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: _rank(_where(item)))  # stable: the order within a folder stays
+    items.sort(key=lambda item: _rank(item.nodeid))  # stable: the order within a folder stays
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
@@ -77,6 +81,6 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
     class GroupScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return _group(nodeid.split("::", 1)[0]) or nodeid
+            return _group(nodeid) or nodeid
 
     return GroupScheduling(config, log)
