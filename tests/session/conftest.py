@@ -41,6 +41,27 @@ def read_events(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
+def read_complete_events(path: Path) -> list[dict]:
+    """The events of a growing events.jsonl written so far (a line still being written aside)."""
+    events: list[dict] = []
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+    return events
+
+
+def wait_until(condition, timeout: float) -> None:
+    """Poll `condition()` until it holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s")
+        time.sleep(0.05)
+
+
 def wait_for_event(path: Path, predicate, timeout: float) -> dict:
     """Poll a growing events.jsonl until an event matches."""
     deadline = time.monotonic() + timeout

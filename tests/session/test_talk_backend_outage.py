@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import time
+import signal
 from pathlib import Path
 
 import soundfile as sf
 
 from tests.session.conftest import (
+    assert_valid_session_files,
     cpu_profile,
-    read_events,
+    read_complete_events,
     session_started,
     start_talk,
     wait_for_event,
+    wait_until,
     write_wav,
 )
 from tests.support.llm_server import free_port, smollm2_server
@@ -46,11 +48,23 @@ backoff_max_s = 1.5
     )
 
 
+def _recovery(events: list[dict]) -> int | None:
+    """The index of the first `ok` LLM status after a failure that a chunk of an answer follows."""
+    llm = [(i, e) for i, e in enumerate(events) if e["type"] == "BackendStatus" and e["component"] == "llm"]
+    failure = next((i for i, e in llm if e["state"] in ("error", "degraded")), None)
+    if failure is None:
+        return None
+    recovery = next((i for i, e in llm if i > failure and e["state"] == "ok"), None)
+    if recovery is None or not any(e["type"] == "OracleChunk" for e in events[recovery:]):
+        return None
+    return recovery
+
+
 def test_server_killed_mid_session_then_back(tmp_path: Path) -> None:
-    # 4 s after each question: its final's request has the time to answer before the next one's
-    # words restart it, even on a busy CPU (the first answer must come before the kill, the next
-    # after the restart).
-    audio = concat([0.4, *[part for q in QUESTIONS for part in (synthesize(q), 4.0)], 2.0])
+    # Questions with 4 s after each, then a long silence: the failed request is retried through it,
+    # so the recovery is waited for as a condition, however slow the CPU, and the session is then
+    # stopped with Ctrl-C (the silence only bounds the wait).
+    audio = concat([0.4, *[part for q in QUESTIONS for part in (synthesize(q), 4.0)], 40.0])
     wav = write_wav(tmp_path / "questions.wav", audio)
     port = free_port()
     log_dir, out_wav = tmp_path / "log", tmp_path / "out.wav"
@@ -59,33 +73,33 @@ def test_server_killed_mid_session_then_back(tmp_path: Path) -> None:
         process = start_talk(str(_profile(tmp_path / "p.toml", port)), wav, out_wav, log_dir)
         try:
             wait_for_event(events_path, session_started, timeout=120)
-            wait_for_event(events_path, lambda e: e["type"] == "OracleChunk", timeout=30)
+            wait_for_event(events_path, lambda e: e["type"] == "OracleChunk", timeout=60)
             first_server.kill()
             wait_for_event(
                 events_path,
                 lambda e: e["type"] == "BackendStatus" and e["component"] == "llm" and e["state"] != "ok",
-                timeout=20,
+                timeout=30,
             )
-            time.sleep(1.0)
             with smollm2_server(port=port):
-                stdout, stderr = process.communicate(timeout=120)
+                wait_until(lambda: _recovery(read_complete_events(events_path)) is not None, timeout=60)
+                process.send_signal(signal.SIGINT)
+                stdout, stderr = process.communicate(timeout=30)
         finally:
             if process.poll() is None:
                 process.kill()
     assert process.returncode == 0, stderr[-2000:]
 
-    events = read_events(events_path)
-    llm = [(i, e) for i, e in enumerate(events) if e["type"] == "BackendStatus" and e["component"] == "llm"]
-    failure = next(i for i, e in llm if e["state"] in ("error", "degraded"))
-    recovery = next((i for i, e in llm if i > failure and e["state"] == "ok"), None)
-    assert recovery is not None, [e for _, e in llm]
-    assert any(e["type"] == "OracleChunk" for e in events[recovery:]), "oracle answers again after recovery"
+    events = assert_valid_session_files(log_dir, out_wav)
+    recovery = _recovery(events)
+    assert recovery is not None, [e for e in events if e["type"] == "BackendStatus"]
     assert any(e["type"] == "OracleFinished" and e["outcome"] == "failed" for e in events), "a failed stream"
-    # The voice went on for the whole file: one output frame per input frame.
-    input_frames = -(-len(audio) // FRAME)
-    assert abs(sf.info(out_wav).frames - input_frames * FRAME) <= FRAME
+    # The voice went on through the outage: every frame was stepped in order, and the output holds
+    # one frame per frame heard but those in flight when Ctrl-C came.
     steps = [e["step"] for e in events if e["type"] == "StepTiming"]
-    (summary,) = [e for e in events if e["type"] == "SessionSummary"]
-    # Every frame was stepped, or dropped by the lag bound if the CPU could not keep up.
-    assert steps == list(range(len(steps))) and len(steps) + summary["dropped_frames"] >= input_frames - 1
+    assert steps == list(range(len(steps)))
+    heard, spoken = (sf.info(wav).frames // FRAME for wav in (log_dir / "input.wav", out_wav))
+    assert 0 <= heard - spoken <= 50, (heard, spoken)
+    # ... and while the LLM was down.
+    failed_at = next(e["t"] for e in events if e["type"] == "OracleFinished" and e["outcome"] == "failed")
+    assert any(e["type"] == "StepTiming" and failed_at < e["t"] < events[recovery]["t"] for e in events)
     assert "llm error" in stdout or "llm degraded" in stdout
