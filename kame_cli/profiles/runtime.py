@@ -90,11 +90,12 @@ def prepare_llm_backend(profile: Profile) -> Iterator[str | None]:
     if llm.server is None:
         yield llm.api_base
         return
-    from kame_cli.backends.oracle.local_server import LocalLlamaServer, resolve_gguf
+    from kame_cli.backends.oracle.local_server import LocalLlamaServer, resolve_gguf, serving_gguf
 
     gguf = resolve_gguf(llm.server.gguf)
     if not Path(gguf).is_file():
         raise ProfileError(f"{profile.shown_path}: [llm.server] gguf: file {gguf} does not exist")
+    gguf = serving_gguf(llm.server.gguf)
     server = LocalLlamaServer(
         gguf,
         llm.model,

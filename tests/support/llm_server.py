@@ -21,7 +21,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from kame_cli.backends.oracle.local_server import LocalLlamaServer, bundled_gguf_path
+from kame_cli.backends.oracle.config import BUNDLED_GGUF
+from kame_cli.backends.oracle.local_server import LocalLlamaServer, serving_gguf
 
 SMOLLM2_ALIAS = "smollm2"
 
@@ -30,9 +31,10 @@ SMOLLM2_ALIAS = "smollm2"
 def smollm2_server(
     *, port: int = 0, api_key_env: str | None = None, n_ctx: int = 2048
 ) -> Iterator[LocalLlamaServer]:
-    """The real llama.cpp server on the bundled SmolLM2-135M, 1 thread, in a child process."""
+    """The real llama.cpp server on the bundled SmolLM2-135M (as a session serves it: its Q8_0
+    copy), 1 thread, in a child process."""
     server = LocalLlamaServer(
-        bundled_gguf_path(), SMOLLM2_ALIAS, threads=1, n_ctx=n_ctx, port=port, api_key_env=api_key_env
+        serving_gguf(BUNDLED_GGUF), SMOLLM2_ALIAS, threads=1, n_ctx=n_ctx, port=port, api_key_env=api_key_env
     )
     server.start()
     try:

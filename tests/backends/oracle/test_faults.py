@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from kame_cli.backends.oracle.config import LlmConfig, PolicyConfig
-from kame_cli.backends.oracle.local_server import LocalLlamaServer, bundled_gguf_path
+from kame_cli.backends.oracle.config import BUNDLED_GGUF, LlmConfig, PolicyConfig
+from kame_cli.backends.oracle.local_server import LocalLlamaServer, serving_gguf
 from kame_cli.events import (
     BackendStatus,
     OracleAppend,
@@ -62,7 +62,7 @@ def _assert_withdrawn(commands: list[OracleCommand], generation: int) -> None:
 
 
 def _smollm2(port: int) -> LocalLlamaServer:
-    server = LocalLlamaServer(bundled_gguf_path(), SMOLLM2_ALIAS, threads=1, port=port)
+    server = LocalLlamaServer(serving_gguf(BUNDLED_GGUF), SMOLLM2_ALIAS, threads=1, port=port)
     server.start()
     return server
 
