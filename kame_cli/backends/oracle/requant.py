@@ -131,7 +131,12 @@ def main() -> None:
     """`python -m kame_cli.backends.oracle.requant`: make the bundled model's copy now (install.sh)."""
     from kame_cli.backends.oracle.local_server import bundled_gguf_path
 
-    print(f"kame: bundled SmolLM2 served from {q8_0_copy(bundled_gguf_path())}")
+    source = bundled_gguf_path()
+    try:
+        print(f"kame: bundled SmolLM2 served from {q8_0_copy(source)}")
+    except (OSError, ValueError, ImportError) as err:
+        # Not a reason to fail an install: sessions then serve the Q4_1 file, only slower.
+        print(f"kame: no Q8_0 copy of {source.name} in {cache_dir()} ({err}); the Q4_1 file will be served")
 
 
 if __name__ == "__main__":
