@@ -10,6 +10,7 @@ timing, the output callback, queue hand-offs) is inside it.
 from __future__ import annotations
 
 import itertools
+import json
 import statistics
 import threading
 import time
@@ -199,6 +200,20 @@ def _device_name(device: object) -> str:
     return f"cpu ({torch.get_num_threads()} torch thread(s))"
 
 
+def figures(result: FrontendBenchResult) -> dict[str, object]:
+    """The figures as one JSON-ready object (`--json`)."""
+    out: dict[str, object] = {"label": result.label, "steps": len(result.engine_ms)}
+    for name, values in (("bare", result.bare_ms), ("engine", result.engine_ms)):
+        for q in (50, 95, 99):
+            out[f"{name}_p{q}_ms"] = round(percentile(values, q), 3)
+    for name, values in (("encode", result.encode_ms), ("lm", result.lm_ms), ("decode", result.decode_ms)):
+        out[f"{name}_p50_ms"] = round(statistics.median(values), 3)
+    out["overhead_pct"] = round(result.overhead_pct, 2)
+    out["overhead_p50_pct"] = round(result.overhead_p50_pct, 2)
+    out["deadline_misses"] = result.deadline_misses
+    return out
+
+
 def report(result: FrontendBenchResult, model: str) -> str:
     """The figures, with the targets beside them."""
 
@@ -249,10 +264,13 @@ def register(bench_app: typer.Typer) -> None:
         cpu_threads: int = typer.Option(1, min=1, help="torch threads on CPU."),
         warmup: int = typer.Option(4, min=2, help="Warm-up steps before each round."),
         quantize: str = typer.Option("none", help="int8: the LM's linear layers in int8 (CUDA only)."),
+        as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout (table: stderr)."),
     ) -> None:
         """Per-step p50/p95/p99 of the front-end loop and its overhead over a bare moshi loop."""
         from kame_cli.engine.config import quantize_flag
 
         q = quantize_flag(quantize) or "none"
         result = run_frontend_bench(model, steps, device, rounds, half, seed, cpu_threads, warmup, q)
-        typer.echo(report(result, model))
+        typer.echo(report(result, model), err=as_json)
+        if as_json:
+            typer.echo(json.dumps(figures(result)))

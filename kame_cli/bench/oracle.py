@@ -24,10 +24,16 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from kame_cli.errors import RuntimeFailure
 from kame_cli.stats import percentile
 
 if TYPE_CHECKING:
     from kame_cli.profiles import Profile
+
+
+class BenchFailed(RuntimeFailure):
+    """The server stopped answering during the bench: one line, exit 1."""
+
 
 OVERHEAD_TARGET_PCT = 10.0
 _QUESTIONS = [
@@ -58,6 +64,24 @@ def _overhead_pct(values: list[float], base: list[float]) -> float:
     drift in the machine's load cancels out."""
     paired = [value - ref for value, ref in zip(values, base, strict=True)]
     return statistics.median(paired) / statistics.median(base) * 100.0
+
+
+def figures(result: OracleBenchResult) -> dict[str, object]:
+    """The figures as one JSON-ready object (`--json`), in milliseconds."""
+    out: dict[str, object] = {"target": result.target, "runs": len(result.direct_ms)}
+    for name, values in (
+        ("direct_ttft", result.direct_ms),
+        ("litellm_ttft", result.litellm_ms),
+        ("producer_request_ttft", result.producer_request_ms),
+        ("producer_partial_to_append", result.producer_ms),
+    ):
+        for q in (50, 95, 99):
+            out[f"{name}_p{q}_ms"] = round(percentile(values, q), 2) if values else None
+    out["litellm_overhead_pct"] = round(_overhead_pct(result.litellm_ms, result.direct_ms), 2)
+    out["producer_overhead_pct"] = round(_overhead_pct(result.producer_ms, result.direct_ms), 2)
+    out["load_before"] = list(result.load_before)
+    out["load_after"] = list(result.load_after)
+    return out
 
 
 def report(result: OracleBenchResult) -> str:
@@ -163,7 +187,7 @@ class _Direct:
                 if first is None and self._text(line).strip():
                     first = (time.perf_counter() - started) * 1000.0
         if first is None:
-            raise RuntimeError("the stream ended without text")
+            raise BenchFailed("the stream ended without text")
         return first
 
     def _text(self, line: str) -> str:
@@ -219,7 +243,10 @@ def run_oracle_bench(profile_name: str, runs: int, warmup: int, max_tokens: int)
         probe = _ProducerProbe()
         producer = OracleProducer(
             llm,
-            profile.policy,
+            # Each round's partial is a new text of about the same length: under the reference
+            # rule a finished answer stays current until 2 more words come, so the producer would
+            # send nothing. The path is what is timed here, not the rule.
+            dataclasses.replace(profile.policy, after_finish="any_change"),
             profile.prompt,
             tokenize=tokenizer.encode,
             send=probe.send,
@@ -236,7 +263,7 @@ def run_oracle_bench(profile_name: str, runs: int, warmup: int, max_tokens: int)
                 if first is None and text.strip():
                     first = (time.perf_counter() - started) * 1000.0
             if first is None:
-                raise RuntimeError("the stream ended without text")
+                raise BenchFailed("the stream ended without text")
             return first
 
         def producer_ms(text: str) -> tuple[float, float]:
@@ -248,7 +275,7 @@ def run_oracle_bench(profile_name: str, runs: int, warmup: int, max_tokens: int)
             started = time.perf_counter()
             producer.on_event(PartialTranscript(t=0.0, committed=text, tentative="", audio_end=0.0))
             if not probe.first_append.wait(timeout=llm.timeout_s + 5.0):
-                raise RuntimeError("the producer sent no oracle append: is the LLM server answering?")
+                raise BenchFailed("the producer sent no oracle append: is the LLM server answering?")
             elapsed = (probe.stamp - started) * 1000.0
             # Let its stream end, so it does not compete with the next path for the server.
             deadline = time.monotonic() + llm.timeout_s
@@ -300,7 +327,10 @@ def register(bench_app: typer.Typer) -> None:
         runs: int = typer.Option(20, min=2, help="Measured rounds (each path once per round)."),
         warmup: int = typer.Option(2, min=0, help="Unrecorded rounds first."),
         max_tokens: int = typer.Option(16, min=1, help="Tokens per answer (only the first one is timed)."),
+        as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout (table: stderr)."),
     ) -> None:
         """Time to first token: direct HTTP vs LiteLLM vs the oracle producer (partial -> append)."""
         result = run_oracle_bench(profile, runs, warmup, max_tokens)
-        typer.echo(report(result))
+        typer.echo(report(result), err=as_json)
+        if as_json:
+            typer.echo(json.dumps(figures(result)))

@@ -212,6 +212,10 @@ class PolicyConfig:
     earlier behaviour). False: that answer is kept, and the final only closes the user's turn."""
     start_at_once: bool = True
     """Start a stream as soon as user text arrives while none runs, instead of at the next poll."""
+    restart_at_once: bool = True
+    """Check the restart rule as soon as new user text arrives while a stream runs, instead of at
+    the next poll: a final or a partial with `min_new_words` more words restarts then (the rate cap
+    still holds). False: only at the poll, as the reference does."""
     backoff_initial_s: float = field(default=0.5, metadata={"ge": 0.1, "le": 3600})
     """At least 0.1 s: a zero back-off retried a failing server dozens of times a second."""
     backoff_max_s: float = field(default=8.0, metadata={"ge": 0.1, "le": 3600})

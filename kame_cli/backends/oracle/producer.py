@@ -177,7 +177,8 @@ class OracleProducer:
             except queue.Empty:
                 break
             got_user_text |= self._ingest(event)
-        if got_user_text and self.policy.start_at_once and self._running is None:
+        idle = self._running is None
+        if got_user_text and (self.policy.start_at_once if idle else self.policy.restart_at_once):
             self._evaluate(time.monotonic())
 
     def _ingest(self, event: Event) -> bool:

@@ -136,3 +136,28 @@ def test_a_cancelled_stream_is_closed_and_never_forwarded(smollm2, tokenizer) ->
         time.sleep(0.05)
     outcomes = {e.generation: e.outcome for e in rec.of(OracleFinished)}
     assert outcomes == {1: "cancelled", 2: "cancelled"}
+
+
+def _starts_after_a_final(smollm2, tokenizer, *, at_once: bool) -> list[str]:
+    """The request reasons 2 s after a final (new words) came while a long answer streamed.
+
+    The poll runs every 30 s, so within those 2 s only the check at arrival can restart.
+    """
+    policy = PolicyConfig(poll_interval_s=30.0, restart_at_once=at_once)
+    llm = _llm(max_tokens=1000, extra=LONG_ANSWER)
+    with running_producer(llm, policy, tokenizer=tokenizer, api_base=smollm2.api_base) as (producer, rec):
+        producer.on_event(partial("tell me"))
+        rec.wait(lambda r: bool(r.of(OracleChunk)), timeout=10, what="the first answer streaming")
+        producer.on_event(FinalTranscript(t=0.0, text="tell me a story", audio_start=0.0, audio_end=2.0))
+        if at_once:
+            rec.wait(lambda r: len(r.of(OracleRequestStarted)) == 2, timeout=2, what="the restart")
+        else:
+            time.sleep(2.0)  # the span in which a restart must not come, not a wait for one
+        return [s.reason for s in rec.of(OracleRequestStarted)]
+
+
+def test_a_final_restarts_at_once_or_with_the_reference_at_the_poll(smollm2, tokenizer) -> None:
+    # kame's default: the restart rule is checked as the final arrives.
+    assert _starts_after_a_final(smollm2, tokenizer, at_once=True) == ["first", "final"]
+    # The reference's pure polling: the final waits for the next poll.
+    assert _starts_after_a_final(smollm2, tokenizer, at_once=False) == ["first"]
