@@ -57,7 +57,8 @@ def check_llm(profile: Profile) -> tuple[list[Check], LlmMemory | None]:
 def _local_child(profile: Profile) -> tuple[Check, LlmMemory | None]:
     import importlib.util
 
-    from kame_cli.backends.oracle.local_server import resolve_gguf
+    from kame_cli.backends.oracle.config import BUNDLED_GGUF
+    from kame_cli.backends.oracle.local_server import resolve_gguf, serving_gguf
     from kame_cli.errors import KameError
 
     try:
@@ -70,11 +71,14 @@ def _local_child(profile: Profile) -> tuple[Check, LlmMemory | None]:
         ), None
     if importlib.util.find_spec("xllamacpp") is None:
         return Check("llm", "fail", "[llm.server] needs xllamacpp", "pip install xllamacpp"), None
-    size = Path(gguf).stat().st_size
+    served = serving_gguf(profile.llm.server.gguf, make=False)  # type: ignore[union-attr]
+    size = served.stat().st_size
     summary = (
-        f"llama.cpp child serves {Path(gguf).name} ({size / 1e6:.0f} MB) as {profile.llm.model}, "
+        f"llama.cpp child serves {served.name} ({size / 1e6:.0f} MB) as {profile.llm.model}, "
         "started with the session"
     )
+    if served == gguf and profile.llm.server.gguf == BUNDLED_GGUF:  # type: ignore[union-attr]
+        summary += "; its Q8_0 copy (faster prompts) is made at the first session, about 10 s"
     return Check("llm", "ok", summary), LlmMemory(f"llama.cpp {profile.llm.model} {gib(size)}", size, "cpu")
 
 

@@ -59,7 +59,9 @@ def test_cpu_path_with_no_gpu_on_the_virtual_sound_card_passes(tmp_path: Path) -
     assert mic.status == speaker.status == "ok"
     assert "kame_mic" in mic.summary and "opens at" in mic.summary and mic.details["device"] == "kame_mic"
     assert "kame_speaker" in speaker.summary and isinstance(speaker.details["rate"], int)
-    assert report.check("llm").summary.startswith("llama.cpp child serves ")
+    # The bundled model's Q8_0 copy, which install.sh (or the first session) made.
+    assert report.check("llm").summary.startswith("llama.cpp child serves SmolLM2-135M-Instruct.Q4_1.")
+    assert ".Q8_0.gguf (145 MB)" in report.check("llm").summary
     assert report.check("frontend").status == "ok" and report.check("disk").status == "ok"
 
 

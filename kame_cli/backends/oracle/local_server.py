@@ -38,20 +38,21 @@ def resolve_gguf(gguf: str) -> Path:
     return bundled_gguf_path() if gguf == BUNDLED_GGUF else Path(gguf).expanduser()
 
 
-def serving_gguf(gguf: str) -> Path:
+def serving_gguf(gguf: str, *, make: bool = True) -> Path:
     """The file the server loads for a `[llm.server] gguf` setting.
 
     For the bundled model, its Q8_0 copy (`requant.py`: prompts read about 1.4x faster), or the
     bundled Q4_1 file itself when the copy cannot be made (a read-only or full cache: it works,
-    only slower). Any other GGUF is served as it is.
+    only slower). Any other GGUF is served as it is. `make=False` only looks for the copy (what
+    `kame doctor` reports without making it).
     """
     path = resolve_gguf(gguf)
     if gguf != BUNDLED_GGUF:
         return path
-    from kame_cli.backends.oracle.requant import q8_0_copy
+    from kame_cli.backends.oracle.requant import existing_copy, q8_0_copy
 
     try:
-        return q8_0_copy(path)
+        return q8_0_copy(path) if make else (existing_copy(path) or path)
     except (OSError, ValueError, ImportError):
         return path
 

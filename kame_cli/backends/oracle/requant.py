@@ -34,6 +34,12 @@ def cache_dir() -> Path:
     return Path(base).expanduser() / "kame"
 
 
+def existing_copy(source: Path, directory: Path | None = None) -> Path | None:
+    """The Q8_0 copy of `source` if the cache holds it already (nothing is made)."""
+    target = (cache_dir() if directory is None else directory) / _copy_name(source)
+    return target if target.is_file() else None
+
+
 def q8_0_copy(source: Path, directory: Path | None = None) -> Path:
     """The Q8_0 copy of GGUF `source`, made now if the cache lacks it; raises OSError/ValueError.
 
