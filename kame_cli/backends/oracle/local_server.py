@@ -41,7 +41,7 @@ def resolve_gguf(gguf: str) -> Path:
 def serving_gguf(gguf: str, *, make: bool = True) -> Path:
     """The file the server loads for a `[llm.server] gguf` setting.
 
-    For the bundled model, its Q8_0 copy (`requant.py`: prompts read about 1.4x faster), or the
+    For the bundled model, its Q8_0 copy (`requant.py`: prompts read 1.4-1.8x faster), or the
     bundled Q4_1 file itself when the copy cannot be made (a read-only or full cache: it works,
     only slower). Any other GGUF is served as it is. `make=False` only looks for the copy (what
     `kame doctor` reports without making it).
