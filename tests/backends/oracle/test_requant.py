@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -77,7 +78,9 @@ def test_the_copy_is_made_once_and_again_when_the_source_changes(tmp_path: Path)
         "w": Q8_0,
         "norm": GGMLQuantizationType.F32,
     }
-    _tiny_gguf(source, seed=1)  # a reinstalled model: another file under the same name
+    _tiny_gguf(source, seed=1)  # a reinstalled model: another file under the same name...
+    later = made + 5_000_000_000  # ...written later (file times can be coarser than two writes here)
+    os.utime(source, ns=(later, later))
     second = q8_0_copy(source, cache)
     assert second != first
     remade, original = (_weights(GGUFReader(path).tensors[0]) for path in (second, source))
