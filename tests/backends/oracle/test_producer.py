@@ -139,9 +139,9 @@ def test_a_cancelled_stream_is_closed_and_never_forwarded(smollm2, tokenizer) ->
 
 
 def _starts_after_a_final(smollm2, tokenizer, *, at_once: bool) -> list[str]:
-    """The request reasons 2 s after a final (new words) came while a long answer streamed.
+    """The request reasons after a final (new words) came while a long answer streamed.
 
-    The poll runs every 30 s, so within those 2 s only the check at arrival can restart.
+    The poll runs every 30 s, so before it only the check at arrival can restart.
     """
     policy = PolicyConfig(poll_interval_s=30.0, restart_at_once=at_once)
     llm = _llm(max_tokens=1000, extra=LONG_ANSWER)
@@ -150,7 +150,7 @@ def _starts_after_a_final(smollm2, tokenizer, *, at_once: bool) -> list[str]:
         rec.wait(lambda r: bool(r.of(OracleChunk)), timeout=10, what="the first answer streaming")
         producer.on_event(FinalTranscript(t=0.0, text="tell me a story", audio_start=0.0, audio_end=2.0))
         if at_once:
-            rec.wait(lambda r: len(r.of(OracleRequestStarted)) == 2, timeout=2, what="the restart")
+            rec.wait(lambda r: len(r.of(OracleRequestStarted)) == 2, timeout=10, what="the restart")
         else:
             time.sleep(2.0)  # the span in which a restart must not come, not a wait for one
         return [s.reason for s in rec.of(OracleRequestStarted)]
