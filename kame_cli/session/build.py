@@ -108,6 +108,7 @@ def build_session(
             clock_origin=clock.origin,
             realtime=realtime_pace,
             attempt=1,
+            idle_priority=opts.realtime,
         )
         if opts.backends
         else None,
@@ -135,7 +136,7 @@ def build_session(
             session.api_base = stack.enter_context(prepare_llm_backend(profile))
             server_pid = _llm_server_pid()
             if server_pid is not None:
-                deprioritize_process_tree(server_pid, LLM_SERVER_NICENESS)
+                deprioritize_process_tree(server_pid, LLM_SERVER_NICENESS, idle=opts.realtime)
         if not session.wait_ready(stop):
             return None
     info = session.frontend_info

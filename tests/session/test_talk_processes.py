@@ -3,6 +3,7 @@ a front-end killed ends the session with one line, exit 1, valid files and no pr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -26,6 +27,15 @@ from tests.support.speech import concat, synthesize
 FRAME = 1920
 
 
+def _policies(pid: int) -> set[int]:
+    """The scheduling policy of every thread of `pid` (one that ends meanwhile is left out)."""
+    policies = set()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError):
+            policies.add(os.sched_getscheduler(int(tid)))
+    return policies
+
+
 def test_backend_killed_mid_session_is_restarted_and_the_voice_goes_on(tmp_path: Path) -> None:
     audio = concat(
         [
@@ -45,6 +55,7 @@ def test_backend_killed_mid_session_is_restarted_and_the_voice_goes_on(tmp_path:
         pids = session_pids(read_events(events_path))
         frontend_policy = os.sched_getscheduler(pids["frontend"][0])
         backend_nice = os.getpriority(os.PRIO_PROCESS, pids["backend"][0])
+        backend_policies = _policies(pids["backend"][0])
         wait_for_event(events_path, lambda e: e["type"] == "FinalTranscript", timeout=30)
         (backend,) = pids["backend"]
         os.kill(backend, signal.SIGKILL)
@@ -61,6 +72,8 @@ def test_backend_killed_mid_session_is_restarted_and_the_voice_goes_on(tmp_path:
         (line,) = stderr_lines(stderr)
         assert line.startswith("kame: --realtime refused (")
     assert backend_nice >= 10
+    # --realtime also puts the back-end, every thread of it, on CPU time nothing else wants.
+    assert backend_policies == {os.SCHED_IDLE}
 
     events = assert_valid_session_files(log_dir, out_wav)
     died = next(e for e in events if e["type"] == "ProcessEnded" and e["role"] == "backend")
