@@ -4,7 +4,8 @@ On a machine with few cores the STT decode, the panel and a local LLM server com
 front-end loop for the same cores; a missed 80 ms deadline is audible, a late transcript is not.
 The front-end process keeps the default priority (or asks for a real-time policy with
 `--realtime`); the back-end process and the supervisor's helpers run at niceness 10; the llama.cpp
-child at 15, below both. Raising niceness needs no privilege.
+child at 15, below both. With `--realtime` the back-end and the llama.cpp child go further, to
+SCHED_IDLE. Raising niceness and SCHED_IDLE need no privilege.
 """
 
 from __future__ import annotations
