@@ -76,7 +76,12 @@ def step_times(events: list[dict[str, Any]]) -> list[float]:
 
 
 def isolation(
-    seconds: float, profile: str, model: str, input_file: Path | None, log: TextIO
+    seconds: float,
+    profile: str,
+    model: str,
+    input_file: Path | None,
+    log: TextIO,
+    realtime: bool = False,
 ) -> dict[str, Any]:
     """Run both sessions and return the figures."""
     from kame_cli.bench.soak import soak_input
@@ -89,7 +94,12 @@ def isolation(
         for name in ("alone", "tandem"):
             log_dir = Path(tmp) / name
             opts = TalkOptions(
-                profile=profile, model=model, input_file=wav, log_dir=log_dir, backends=name == "tandem"
+                profile=profile,
+                model=model,
+                input_file=wav,
+                log_dir=log_dir,
+                backends=name == "tandem",
+                realtime=realtime,
             )
             print(f"isolation: {name} ({seconds:.0f} s of audio in real time)…", file=log, flush=True)
             if name == "tandem":
@@ -115,6 +125,7 @@ def isolation(
         "dropped_frames": sum(e["count"] for e in runs["tandem"] if e["type"] == "FramesDropped"),
         "oracle_requests": sum(1 for e in runs["tandem"] if e["type"] == "OracleRequestStarted"),
         "finals": sum(1 for e in runs["tandem"] if e["type"] == "FinalTranscript"),
+        "realtime": realtime,
     }
 
 
@@ -150,11 +161,14 @@ def register(bench_app: typer.Typer) -> None:
         input_file: Annotated[
             Path | None, typer.Option("--input", help="A WAV to play instead of generated questions.")
         ] = None,
+        realtime: Annotated[
+            bool, typer.Option("--realtime", help="Both sessions as `kame talk --realtime`.")
+        ] = False,
         as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
     ) -> None:
         """Front-end step times alone vs beside the full tandem and the panel (same input)."""
         human = sys.stderr if as_json else sys.stdout
-        figures = isolation(seconds, profile, model, input_file, human)
+        figures = isolation(seconds, profile, model, input_file, human, realtime=realtime)
         _print(figures, human)
         if as_json:
             print(json.dumps(figures))
