@@ -35,16 +35,17 @@ def deprioritize_current_thread(niceness: int = BACKGROUND_NICENESS) -> bool:
     return True
 
 
-def idle_current_thread() -> bool:
-    """Put the calling thread (and the threads it creates later) under SCHED_IDLE: it then runs only
-    on CPU time no other task wants. False where the OS has no such policy.
+def idle_thread(tid: int = 0) -> bool:
+    """Put thread `tid` (0: the calling one, and the threads it creates later) under SCHED_IDLE: it
+    then runs only on CPU time no other task wants. False where the OS has no such policy, or the
+    thread is gone.
 
     `kame talk --realtime` does this to the back-end process and the llama.cpp child. In the
     isolation bench it cut the front-end's deadline misses by two thirds (README); the cost is
     that a busy machine starves the STT and the LLM, where niceness 10 leaves them a tenth.
     """
     try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):
         return False
     return True
@@ -64,10 +65,10 @@ def deprioritize_process_tree(pid: int, niceness: int, *, idle: bool = False) ->
             if current < niceness:
                 os.setpriority(os.PRIO_PROCESS, tid, niceness)
                 changed += 1
-            if idle:
-                os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
-        except (AttributeError, OSError):
+        except OSError:
             continue  # the thread ended in between, or the OS refuses: nothing to do
+        if idle:
+            idle_thread(tid)
     return changed
 
 

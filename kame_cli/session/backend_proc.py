@@ -20,7 +20,7 @@ import numpy as np
 from kame_cli.clock import FRAME_SAMPLES, FRAME_SECONDS, SessionClock
 from kame_cli.errors import KameError
 from kame_cli.events import Event, FinalTranscript, FrontendText, PartialTranscript
-from kame_cli.priority import deprioritize_current_thread, idle_current_thread
+from kame_cli.priority import deprioritize_current_thread, idle_thread
 from kame_cli.session.link import Link, serve_child
 from kame_cli.session.wire import (
     BackendSetup,
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _serve(conn: Connection, setup: BackendSetup) -> int:
     if setup.idle_priority:
-        idle_current_thread()  # still the only thread: every later one inherits the policy
+        idle_thread()  # still the only thread: every later one inherits the policy
     return BackendProcess(conn, setup).run()
 
 

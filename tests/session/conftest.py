@@ -49,7 +49,7 @@ def read_complete_events(path: Path) -> list[dict]:
             try:
                 events.append(json.loads(line))
             except json.JSONDecodeError:
-                break
+                break  # a line still being written
     return events
 
 
@@ -66,14 +66,9 @@ def wait_for_event(path: Path, predicate, timeout: float) -> dict:
     """Poll a growing events.jsonl until an event matches."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    event = json.loads(line)
-                except json.JSONDecodeError:
-                    break  # a line still being written
-                if predicate(event):
-                    return event
+        match = next((e for e in read_complete_events(path) if predicate(e)), None)
+        if match is not None:
+            return match
         time.sleep(0.05)
     raise AssertionError(f"no matching event in {path} within {timeout} s")
 
