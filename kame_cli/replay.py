@@ -30,15 +30,30 @@ def replay(
     keep: Annotated[
         Path | None, typer.Option("--log-dir", help="Keep each replay's session log in DIR/<profile>.")
     ] = None,
+    turns: Annotated[
+        int | None,
+        typer.Option(
+            "--turns", min=1, help="Only the first N user turns (the input is cut where turn N+1 starts)."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
     """Replay a recorded session with other profiles; a side-by-side table per user turn."""
-    code = run_replay(log_dir, profile or [], model=model, fast=fast, keep=keep, as_json=as_json)
+    code = run_replay(
+        log_dir, profile or [], model=model, fast=fast, keep=keep, as_json=as_json, first_turns=turns
+    )
     raise typer.Exit(code)
 
 
 def run_replay(
-    log_dir: Path, specs: Sequence[str], *, model: str | None, fast: bool, keep: Path | None, as_json: bool
+    log_dir: Path,
+    specs: Sequence[str],
+    *,
+    model: str | None,
+    fast: bool,
+    keep: Path | None,
+    as_json: bool,
+    first_turns: int | None = None,
 ) -> int:
     from kame_cli.bench.tandem.bench import SessionFailed, measure_run
     from kame_cli.bench.tandem.measures import turns_from_segments, vad_segments
@@ -60,17 +75,23 @@ def run_replay(
     turns = turns_from_segments(vad_segments(audio, rate, profiles[0].stt.end_silence_ms))
     if not turns:
         raise ConfigError(f"{log_dir}/input.wav: no speech found in it (offline VAD): nothing to replay")
-    say(f"replay of {log_dir}: {len(turns)} user turns, {len(audio) / rate:.1f} s of input")
-    results: list[dict[str, Any]] = []
-    failed = False
+    heard = len(turns)
+    wav = recorded.input_wav
     with tempfile.TemporaryDirectory(prefix="kame-replay-") as tmp:
+        if first_turns is not None and first_turns < len(turns):
+            # Cut where the next turn starts: the gap after the last kept turn (where its answer
+            # reaches the voice) stays whole.
+            audio = audio[: int(turns[first_turns].start * rate)]
+            turns = turns[:first_turns]
+            wav = _write_cut(audio, rate, Path(tmp) / "input-cut.wav")
+        say(f"replay of {log_dir}: {len(turns)} of {heard} user turns, {len(audio) / rate:.1f} s of input")
+        results: list[dict[str, Any]] = []
+        failed = False
         for label, prof in zip(labels, profiles, strict=True):
             target = (keep / label) if keep is not None else Path(tmp) / label
             say(f"profile {label} ({prof.path}){', fast' if fast else ', real time'}")
             try:
-                result = measure_run(
-                    prof, recorded.input_wav, target, None, model=model, say=say, fast=fast, turns=turns
-                )
+                result = measure_run(prof, wav, target, None, model=model, say=say, fast=fast, turns=turns)
             except SessionFailed as err:
                 print(f"kame: {err}", file=sys.stderr)
                 return 1
@@ -92,6 +113,13 @@ def run_replay(
         figures = {r["label"]: {k: v for k, v in r.items() if k != "questions"} for r in results}
         print(json.dumps({"source": str(log_dir), "fast": fast, "turns": rows, "profiles": figures}))
     return 1 if failed else 0
+
+
+def _write_cut(audio: Any, rate: int, path: Path) -> Path:
+    import soundfile as sf
+
+    sf.write(str(path), audio, rate, subtype="PCM_16")
+    return path
 
 
 def _labels(names: Sequence[str]) -> list[str]:

@@ -105,6 +105,7 @@ def test_fast_mode_hears_the_same_and_stereo_holds_both_voices(
         "--input",
         str(question_wav),
         "--fast",
+        "--no-llm",  # what the user said and the two voices: no oracle needed to compare them
         "--output",
         str(out_wav),
         "--output-stereo",

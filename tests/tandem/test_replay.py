@@ -30,6 +30,8 @@ def test_replay_with_a_working_and_an_unreachable_llm(bench_run: BenchRun, tmp_p
         "offline",
         "--profile",
         str(down),
+        "--turns",
+        "1",  # the first question, and the gap after it: half the recording, the same contrast
         "--json",
         timeout=300,
     )
@@ -37,7 +39,8 @@ def test_replay_with_a_working_and_an_unreachable_llm(bench_run: BenchRun, tmp_p
     result = json.loads(done.stdout)
     assert set(result["profiles"]) == {"offline", "down"}
     turns = result["turns"]
-    assert len(turns) == len(QUESTIONS)
+    assert len(turns) == 1 < len(QUESTIONS)
+    assert turns[0]["profiles"]["offline"]["final_text"].lower().startswith("what is the capital")
     for turn in turns:
         up, off = turn["profiles"]["offline"], turn["profiles"]["down"]
         # The same audio: both columns heard the user's turn...
@@ -47,6 +50,7 @@ def test_replay_with_a_working_and_an_unreachable_llm(bench_run: BenchRun, tmp_p
         assert off["oracle_text"] == "" and off["informed_s"] is None and off["any_s"] is None
         assert off["cascaded_s"] is None and "request failed" in off["cascade_note"]
     assert "per user turn" in done.stderr  # the side-by-side table goes to stderr with --json
+    assert f"1 of {len(QUESTIONS)} user turns" in done.stderr
 
 
 def test_replay_needs_a_profile_and_a_session_log(tmp_path: Path) -> None:
@@ -55,3 +59,6 @@ def test_replay_needs_a_profile_and_a_session_log(tmp_path: Path) -> None:
     assert done.stderr.strip().count("\n") == 0
     done = run_kame("replay", str(tmp_path), timeout=60)
     assert done.returncode == 2 and "--profile" in done.stderr
+    done = run_kame("replay", str(tmp_path), "--profile", "offline", "--turns", "0", timeout=60)
+    assert done.returncode == 2 and "--turns" in done.stderr
+    assert done.stderr.strip().count("\n") == 0
