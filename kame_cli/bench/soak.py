@@ -88,9 +88,12 @@ class RssSampler:
                     else "other"
                 )
                 split[role] = split.get(role, 0.0) + rss
-        self.by_process.append(split)
         row = (time.monotonic(), own, children)
-        self.samples.append(row)
+        if "frontend" in split and "backend" in split:
+            # Only while the session runs whole: a sample taken as it ends (the children gone,
+            # the supervisor left) would read as a fall of a gigabyte.
+            self.by_process.append(split)
+            self.samples.append(row)
         return row
 
     def start(self) -> None:
@@ -109,7 +112,13 @@ class RssSampler:
 
 
 def soak(
-    minutes: float, profile: str, model: str, no_llm: bool, input_file: Path | None, panel: bool = True
+    minutes: float,
+    profile: str,
+    model: str,
+    no_llm: bool,
+    input_file: Path | None,
+    panel: bool = True,
+    realtime: bool = False,
 ) -> dict[str, Any]:
     """Run the session and return the figures."""
     from kame_cli.bench.isolation import panel_terminal
@@ -121,7 +130,13 @@ def soak(
         log_dir = Path(tmp) / "log"
         sampler = RssSampler()
         opts = TalkOptions(
-            profile=profile, model=model, input_file=wav, log_dir=log_dir, no_ui=not panel, no_llm=no_llm
+            profile=profile,
+            model=model,
+            input_file=wav,
+            log_dir=log_dir,
+            no_ui=not panel,
+            no_llm=no_llm,
+            realtime=realtime,
         )
         started = time.monotonic()
         with panel_terminal() if panel else contextlib.nullcontext(io.StringIO()) as out:
@@ -132,6 +147,7 @@ def soak(
         events = [json.loads(line) for line in (log_dir / "events.jsonl").read_text().splitlines()]
     kinds = Counter(e["type"] for e in events)
     steps = [e["total_ms"] for e in events if e["type"] == "StepTiming"]
+    ttft = [e["latency_ms"] for e in events if e["type"] == "OracleChunk" and e["first"]]
     xruns = Counter(e["kind"] for e in events if e["type"] == "AudioXrun")
     first, last = sampler.samples[0], sampler.samples[-1]
     # After one minute: the allocators of torch, CTranslate2 and Python have seen the first answers.
@@ -158,7 +174,10 @@ def soak(
         "child_rss_start_mb": first[2],
         "child_rss_end_mb": last[2],
         "oracle_requests": kinds["OracleRequestStarted"],
+        "oracle_first_chunk_p50_ms": percentile(ttft, 50),
+        "oracle_first_chunk_p95_ms": percentile(ttft, 95),
         "finals": kinds["FinalTranscript"],
+        "realtime": realtime,
     }
     return figures
 
@@ -174,7 +193,11 @@ def _print(f: dict[str, Any], profile: str, model: str, out: TextIO) -> None:
     def say(line: str) -> None:
         print(line, file=out, flush=True)
 
-    say(f"soak: profile {profile}, front-end {model}, {f['audio_s']:.0f} s of audio in {f['wall_s']:.0f} s")
+    mode = ", --realtime" if f.get("realtime") else ""
+    say(
+        f"soak: profile {profile}, front-end {model}{mode}, {f['audio_s']:.0f} s of audio in "
+        f"{f['wall_s']:.0f} s"
+    )
     say(
         f"  steps {f['steps']}  p50 {f['step_p50_ms']:.1f} ms  p99 {f['step_p99_ms']:.1f} ms  "
         f"max {f['step_max_ms']:.1f} ms (budget 80 ms)"
@@ -195,7 +218,11 @@ def _print(f: dict[str, Any], profile: str, model: str, out: TextIO) -> None:
         f"  after the first minute {f['rss_1min_mb']:.0f} -> {f['rss_end_mb']:.0f} MB; by process: "
         + ", ".join(f"{k} {start.get(k, 0):.0f} -> {end.get(k, 0):.0f}" for k in sorted(end))
     )
-    say(f"  user turns {f['finals']}  oracle requests {f['oracle_requests']}  {'PASS' if ok else 'MISS'}")
+    say(
+        f"  user turns {f['finals']}  oracle requests {f['oracle_requests']}  first chunk p50 "
+        f"{f['oracle_first_chunk_p50_ms']:.0f} ms, p95 {f['oracle_first_chunk_p95_ms']:.0f} ms  "
+        f"{'PASS' if ok else 'MISS'}"
+    )
 
 
 def register(bench_app: typer.Typer) -> None:
@@ -209,10 +236,13 @@ def register(bench_app: typer.Typer) -> None:
             Path | None, typer.Option("--input", help="A WAV to play instead of generated questions.")
         ] = None,
         no_panel: Annotated[bool, typer.Option("--no-panel", help="Plain lines, no panel in a pty.")] = False,
+        realtime: Annotated[
+            bool, typer.Option("--realtime", help="The session as `kame talk --realtime`.")
+        ] = False,
         as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
     ) -> None:
         """Long real-time session with the panel: misses, drops, skipped decodes, RSS at start and end."""
-        figures = soak(minutes, profile, model, no_llm, input_file, panel=not no_panel)
+        figures = soak(minutes, profile, model, no_llm, input_file, panel=not no_panel, realtime=realtime)
         _print(figures, profile, model, sys.stderr if as_json else sys.stdout)
         if as_json:
             print(json.dumps(figures))

@@ -102,6 +102,7 @@ def prepare_llm_backend(profile: Profile) -> Iterator[str | None]:
         threads=llm.server.threads,
         n_ctx=llm.server.n_ctx,
         port=llm.server.port,
+        cache_ram_mib=llm.server.cache_ram_mib,
         startup_timeout_s=llm.server.startup_timeout_s,
     )
     with server:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 import httpx
+import psutil
 import pytest
 
 from kame_cli.backends.stt.config import SttConfig
@@ -106,10 +107,21 @@ def test_gguf_path_is_relative_to_the_profile_file(tmp_path) -> None:
 def test_offline_profile_starts_and_stops_its_local_server() -> None:
     profile = load_profile("offline")
     assert any("SmolLM2" in line for line in check_profile(profile))
+
+    def llama_children() -> dict[int, list[str]]:
+        return {
+            p.pid: p.cmdline() for p in psutil.Process().children() if "llama_child" in " ".join(p.cmdline())
+        }
+
+    before = llama_children()  # another test's server may run in this worker
     with prepare_llm_backend(profile) as api_base:
         assert api_base is not None and api_base.startswith("http://127.0.0.1:") and api_base.endswith("/v1")
         models = httpx.get(f"{api_base}/models", timeout=5.0).json()
         assert profile.llm.model in [m["id"] for m in models["data"]]
+        # Its prompt cache is bounded (llama.cpp's own default grows the server by gigabytes).
+        assert profile.llm.server is not None and profile.llm.server.cache_ram_mib == 256
+        (cmdline,) = [c for pid, c in llama_children().items() if pid not in before]
+        assert "--cache-ram-mib=256" in cmdline
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{api_base}/models", timeout=2.0)
 

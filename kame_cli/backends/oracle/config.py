@@ -127,6 +127,10 @@ class LocalServerConfig:
     n_ctx: int = field(default=2048, metadata={"ge": 128, "le": 1 << 20})
     port: int = field(default=0, metadata={"ge": 0, "le": 65535})
     """0 picks a free port."""
+    cache_ram_mib: int = field(default=256, metadata={"ge": 0, "le": 1 << 20})
+    """Bound on llama.cpp's prompt cache in RAM (its own default, 8192, let the server grow by
+    1.3 GB in a 10-minute session); 0 turns it off. The slot's own KV cache, which reuses the shared
+    start of consecutive prompts, is not part of it."""
     startup_timeout_s: float = field(default=60.0, metadata={"gt": 0, "le": 3600})
 
 

@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-ctx", type=int, default=2048)
     parser.add_argument("--parallel", type=int, default=1)
     parser.add_argument("--api-key-env", default="")
+    parser.add_argument("--cache-ram-mib", type=int, default=256)
     args = parser.parse_args(argv)
     deprioritize_current_thread()  # before the server's threads exist: they inherit it
 
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     params.cpuparams.n_threads = args.threads
     params.cpuparams_batch.n_threads = args.threads
     params.endpoint_slots = True
+    params.cache_ram_mib = args.cache_ram_mib
     params.verbosity = 0
     if args.api_key_env:
         params.api_keys = [os.environ[args.api_key_env]]

@@ -70,6 +70,7 @@ class LocalLlamaServer:
         port: int = 0,
         parallel: int = 1,
         api_key_env: str | None = None,
+        cache_ram_mib: int = 256,
         startup_timeout_s: float = 60.0,
     ) -> None:
         self.gguf = gguf
@@ -80,6 +81,7 @@ class LocalLlamaServer:
             f"--port={port}",
             f"--parallel={parallel}",
             f"--api-key-env={api_key_env or ''}",
+            f"--cache-ram-mib={cache_ram_mib}",
         ]
         self._startup_timeout_s = startup_timeout_s
         self._process: subprocess.Popen[bytes] | None = None
