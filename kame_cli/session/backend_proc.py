@@ -131,7 +131,9 @@ class BackendProcess:
         if self.setup.llm is not None:
             from kame_cli.backends.oracle.llm import import_litellm
 
-            import_litellm()  # about 2 s: now, while the front-end loads, not when the first words come
+            # 6-7 s of CPU on a small machine (LiteLLM builds ~2400 pydantic models): now, while the
+            # front-end loads, not when the first words come.
+            import_litellm()
         return model
 
     def _start(self, model: Any, go: Go) -> None:
