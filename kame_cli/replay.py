@@ -83,7 +83,10 @@ def run_replay(
             # reaches the voice) stays whole.
             audio = audio[: int(turns[first_turns].start * rate)]
             turns = turns[:first_turns]
-            wav = _write_cut(audio, rate, Path(tmp) / "input-cut.wav")
+            import soundfile as sf
+
+            wav = Path(tmp) / "input-cut.wav"
+            sf.write(str(wav), audio, rate, subtype="PCM_16")
         say(f"replay of {log_dir}: {len(turns)} of {heard} user turns, {len(audio) / rate:.1f} s of input")
         results: list[dict[str, Any]] = []
         failed = False
@@ -113,13 +116,6 @@ def run_replay(
         figures = {r["label"]: {k: v for k, v in r.items() if k != "questions"} for r in results}
         print(json.dumps({"source": str(log_dir), "fast": fast, "turns": rows, "profiles": figures}))
     return 1 if failed else 0
-
-
-def _write_cut(audio: Any, rate: int, path: Path) -> Path:
-    import soundfile as sf
-
-    sf.write(str(path), audio, rate, subtype="PCM_16")
-    return path
 
 
 def _labels(names: Sequence[str]) -> list[str]:
