@@ -128,13 +128,30 @@ class BackendProcess:
         from kame_cli.backends.stt.model import load_stt_model
 
         model = load_stt_model(self.setup.stt)
+        # The recognizer's first decode, now rather than on the user's first words (memory that
+        # stays flat, a prompt first partial). CTranslate2 and onnxruntime release the GIL, so it
+        # runs beside LiteLLM's import, which is pure Python.
+        failed: list[BaseException] = []
+        warming = threading.Thread(target=self._warm_up, args=(model, failed), name="kame-stt-warm-up")
+        warming.start()
         if self.setup.llm is not None:
             from kame_cli.backends.oracle.llm import import_litellm
 
             # 6-7 s of CPU on a small machine (LiteLLM builds ~2400 pydantic models): now, while the
             # front-end loads, not when the first words come.
             import_litellm()
+        warming.join()
+        if failed:
+            raise failed[0]
         return model
+
+    def _warm_up(self, model: Any, failed: list[BaseException]) -> None:
+        from kame_cli.backends.stt.warmup import warm_up
+
+        try:
+            warm_up(model, self.setup.stt)
+        except Exception as err:  # reported by _load, on the thread that reports load failures
+            failed.append(err)
 
     def _start(self, model: Any, go: Go) -> None:
         from kame_cli.backends.stt.worker import SttWorker

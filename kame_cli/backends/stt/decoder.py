@@ -32,7 +32,7 @@ _ENCODER_MAX_FRAMES = 3000
 _TOKENS_PER_S = 50
 """Encoder positions per second: alignment time steps."""
 _MAX_LENGTH = 448
-_MAX_CONTEXT_TOKENS = 64
+MAX_CONTEXT_TOKENS = 64
 _NO_SPEECH_PROB = 0.6
 _LOW_LOGPROB = -1.0
 _LOOP_REACH = 8
@@ -113,7 +113,7 @@ class WindowDecoder:
     def _prompt(self, prefix: Sequence[Word], context: Sequence[Word]) -> list[int]:
         tok = self.model.tokenizer
         prompt: list[int] = []
-        context_tokens = [t for w in context for t in w.tokens][-_MAX_CONTEXT_TOKENS:]
+        context_tokens = [t for w in context for t in w.tokens][-MAX_CONTEXT_TOKENS:]
         if context_tokens:
             prompt = [tok.sot_prev, *context_tokens]
         prompt += [*tok.sot_sequence, tok.no_timestamps]
