@@ -128,9 +128,9 @@ class BackendProcess:
         from kame_cli.backends.stt.model import load_stt_model
 
         model = load_stt_model(self.setup.stt)
-        # The recognizer's first decode, now rather than on the user's first words (memory that
-        # stays flat, a prompt first partial). CTranslate2 and onnxruntime release the GIL, so it
-        # runs beside LiteLLM's import, which is pure Python.
+        # The recognizer's first decode, now rather than on the user's first words: the memory it
+        # allocates is then in place before the session starts, and stays flat. CTranslate2 and
+        # onnxruntime release the GIL, so it runs beside LiteLLM's import, which is pure Python.
         failed: list[BaseException] = []
         warming = threading.Thread(target=self._warm_up, args=(model, failed), name="kame-stt-warm-up")
         warming.start()

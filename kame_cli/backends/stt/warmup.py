@@ -3,8 +3,8 @@
 The first decodes of a session allocate what every later one reuses: Silero VAD's onnxruntime
 buffers, CTranslate2's encoder and beam-search buffers at the longest window. Left to the first
 turns, that is tens of MB of growth in the back-end while the user talks (measured in one process,
-tiny.en, 12 spoken turns: +88 MB from load without a warm-up, +19 MB after this one) and a slow
-first partial. Quiet noise is enough: what is allocated depends on the sizes, not on the words.
+tiny.en, 12 spoken turns: +88 MB from load without a warm-up, +19 MB after this one). Quiet noise
+is enough: what is allocated depends on the sizes, not on the words.
 """
 
 from __future__ import annotations
