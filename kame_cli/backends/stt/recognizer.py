@@ -10,13 +10,16 @@ and commits words by LocalAgreement-2 (what two consecutive hypotheses agree on)
 words are forced as the decoder's prefix, so each decode only writes the rest; what it writes is
 first cleaned of re-reads (the 1-5 words just committed written again, or a run of 3+ words the
 window already holds), no word is committed before the turn holds `min_commit_s` of audio, and a
-commit never ends inside a number ("twenty" waits for "five"). Past `trim_window_s` the window is
-cut at a pause after its committed words, to keep decodes cheap; the cut-off words prompt the next
-decodes.
+commit never ends inside a number ("twenty" waits for "five", unless the latest hypothesis goes on
+with a word that cannot extend it); numbers agree by value ("Two" and "2"). A turn's first partial
+decode runs as soon as it holds `min_audio_s` of speech (`decode_due`), not at the next step.
+Past `trim_window_s` the window is cut at a pause after its committed words, to keep decodes
+cheap; the cut-off words prompt the next decodes.
 
 Finals: once the speaker has paused for the post-speech pad, the whole turn is decoded in one pass
 (beam `beam_size`) while the closing silence runs out, so the final is ready when VAD ends the
-turn; it replaces the partials, as the same model offline would have heard the turn.
+turn; it replaces the partials, as the same model offline would have heard the turn. That decode
+is due at the pause point itself, and commits the turn's last words.
 """
 
 from __future__ import annotations
@@ -201,9 +204,20 @@ class StreamingRecognizer:
         return self._turn is not None
 
     @property
-    def turn_closed(self) -> bool:
-        """A turn ended and its final waits for `process_iter()`: call it now, not at the next step."""
-        return bool(self._closed)
+    def decode_due(self) -> bool:
+        """A decode that should not wait for the next step: call `process_iter()` now. Due are a
+        closed turn's final, a turn's first partial once it holds `min_audio_s` of speech (its
+        first words are committed a step after it), and the whole-turn decode at a pause (it
+        commits the turn's last words)."""
+        if self._closed:
+            return True
+        turn = self._turn
+        if turn is None or turn.speech < self._min_audio:
+            return False
+        end = turn.last_speech_end + self._pad
+        if self._pos >= end:
+            return turn.prefinal is None or turn.prefinal[0] != end
+        return turn.decoded_to == 0
 
     # --- turn detection ---------------------------------------------------------------------------
 
@@ -444,9 +458,18 @@ def _is_number(word: Word) -> bool:
     return any(ch.isdigit() for ch in key) or key in NUMBER_WORDS
 
 
+def _extends_number(word: Word) -> bool:
+    """Whether `word` may go on a number before it ("twenty" "five", "100" "and", "3" "point")."""
+    return _is_number(word) or word.key in ("and", "point")
+
+
 def _outside_number(words: list[Word], agreed: int) -> int:
     """`agreed`, moved back before a number it would end in: the next word may extend it
-    ("twenty" -> "twenty five", "100 and" -> "140"), so the number waits to be committed whole."""
+    ("twenty" -> "twenty five", "100 and" -> "140"), so the number waits to be committed whole.
+    A number the latest hypothesis already follows with a word that cannot extend it is whole
+    ("1800" in "1800 he later"): kept, so it is not held to the end of the turn."""
+    if agreed < len(words) and words[agreed].key and not _extends_number(words[agreed]):
+        return agreed
     while agreed > 0 and (
         _is_number(words[agreed - 1])
         or (agreed > 1 and words[agreed - 1].key in ("and", "point") and _is_number(words[agreed - 2]))
@@ -455,10 +478,18 @@ def _outside_number(words: list[Word], agreed: int) -> int:
     return agreed
 
 
+def _same_word(a: Word, b: Word) -> bool:
+    """The same word for agreement; a number counts as the same however it is written ("Two" and
+    "2", "1,800" and "1800"): decodes of a growing window often switch between the forms."""
+    if a.key == b.key:
+        return bool(a.key)
+    return (_is_number(a) or _is_number(b)) and normalize_words(a.text) == normalize_words(b.text)
+
+
 def _common_prefix(a: list[Word], b: list[Word]) -> int:
     n = 0
     for x, y in zip(a, b, strict=False):
-        if x.key != y.key or not x.key:
+        if not _same_word(x, y):
             break
         n += 1
     return n

@@ -185,8 +185,11 @@ class SttWorker:
                     expected = item.seq + 1
                     recognizer.insert_audio(resampler.process(item.pcm))
                     position = round(recognizer.audio_time * WHISPER_RATE)
-                    if recognizer.turn_closed:
+                    if recognizer.decode_due:
+                        # Not a step later: the next steps count from here, so a turn's first two
+                        # partials are a step apart whatever the phase of the step clock.
                         self._publish(recognizer.process_iter())
+                        next_step = position + step
                     elif position >= next_step:
                         next_step = (position // step + 1) * step
                         if self._realtime and self._queue.qsize() * FRAME_SECONDS > _CATCH_UP_S:

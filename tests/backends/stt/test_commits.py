@@ -137,3 +137,27 @@ def test_rereads_are_dropped_from_a_hypothesis(stt_model, stt_config) -> None:
     assert clean("the train should depart from Cambridge", "and the train should depart") == "and"
     assert clean("a wildly exciting time", "was his during the week") == "was his during the week"
     assert clean("the more you eat", "the more") == "the more", "two words again are no re-read"
+
+
+def test_agreement_reads_numbers_by_value_and_holds_only_numbers_that_may_go_on(
+    stt_model, stt_config
+) -> None:
+    """What two consecutive hypotheses let the recognizer commit, on words the real tokenizer makes."""
+    from kame_cli.backends.stt.recognizer import _common_prefix, _outside_number
+
+    decoder = WindowDecoder(stt_model, stt_config)
+
+    def words(text: str) -> list[Word]:
+        return decoder.split_words(stt_model.tokenizer.encode(" " + text))[1]
+
+    def agreed(previous: str, latest: str) -> str:
+        new = words(latest)
+        n = _outside_number(new, _common_prefix(words(previous), new))
+        return " ".join(w.text.strip() for w in new[:n])
+
+    assert agreed("Two days ago", "2 days ago Gene") == "2 days ago", "one number, two spellings"
+    assert agreed("Out of his 1800", "Out of his 1800 he later") == "Out of his 1800", "followed: whole"
+    assert agreed("it cost twenty", "it cost twenty five dollars") == "it cost", "five may go on with it"
+    assert agreed("it cost 100", "it cost 100 and 40") == "it cost", "and may go on with it"
+    assert agreed("March 16", "March 16 19") == "March", "a number after a number may join it"
+    assert agreed("it cost 100 dollars", "it cost 100 dollars and") == "it cost 100 dollars"

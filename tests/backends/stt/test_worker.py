@@ -10,8 +10,8 @@ import numpy as np
 from kame_cli.backends.stt.text import normalize_words
 from kame_cli.backends.stt.worker import SttWorker
 from kame_cli.bench.stt import EventList
-from kame_cli.clock import FRAME_SAMPLES, SessionClock
-from kame_cli.events import BackendStatus
+from kame_cli.clock import FRAME_SAMPLES, FRAME_SECONDS, SessionClock
+from kame_cli.events import BackendStatus, PartialTranscript
 from tests.backends.stt.streams import transcripts
 from tests.support.speech import concat, frames
 
@@ -83,3 +83,39 @@ def test_fast_mode_loses_nothing_and_wait_flushed_returns_once_the_final_is_out(
     started = time.perf_counter()
     assert not worker.wait_flushed(10), "a stopped worker publishes nothing more"
     assert time.perf_counter() - started < 1.0
+
+
+def test_a_turns_first_partial_and_its_pause_are_decoded_at_once_not_a_step_later(
+    questions, stt_config, stt_model
+) -> None:
+    """With decodes only every 2 s, a turn's first partial still comes at the frame where the turn
+    holds `min_audio_s` of speech, and the whole-turn decode that commits its last words at the
+    first frame past the pause point, before the closing silence ends the turn."""
+    cfg = dataclasses.replace(stt_config, step_s=2.0)
+    events = EventList()
+    worker = SttWorker(cfg, events, SessionClock(), model=stt_model, realtime=False)
+    worker.start()
+    try:
+        for question in questions[:3]:
+            for frame in frames(concat([0.5, question.audio, 1.5])):
+                worker.submit_frame(frame)
+        worker.end_input()
+        assert worker.wait_flushed(60)
+    finally:
+        assert worker.stop(timeout=2.0)
+    published = events.snapshot()
+    finals = transcripts(published)
+    assert len(finals) == 3
+    previous = 0.0
+    # VAD's 32 ms windows may move a turn's onset or speech end a little after the frame that
+    # reached it: each decode comes within two frames of its point, not a 2 s step later.
+    slack = 2 * FRAME_SECONDS
+    for final in finals:
+        turn = [e for e in published if isinstance(e, PartialTranscript) and previous < e.t <= final.t]
+        previous = final.t
+        assert turn[0].audio_end <= final.audio_start + cfg.min_audio_s + slack, (turn[0], final)
+        last = turn[-1]
+        assert last.tentative == "", last
+        assert normalize_words(last.committed)[-1] == normalize_words(final.text)[-1], (last, final)
+        # The pause point: the turn's last speech + the pad.
+        assert last.audio_end <= final.audio_end + cfg.speech_pad_ms / 1000 + slack, (last, final)
