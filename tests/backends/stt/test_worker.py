@@ -7,11 +7,13 @@ import time
 
 import numpy as np
 
+from kame_cli.backends.stt.config import SttConfig
+from kame_cli.backends.stt.model import SttModel
 from kame_cli.backends.stt.text import normalize_words
 from kame_cli.backends.stt.worker import SttWorker
 from kame_cli.bench.stt import EventList
 from kame_cli.clock import FRAME_SAMPLES, FRAME_SECONDS, SessionClock
-from kame_cli.events import BackendStatus, PartialTranscript
+from kame_cli.events import BackendStatus, Event, PartialTranscript
 from tests.backends.stt.streams import transcripts
 from tests.support.speech import concat, frames
 
@@ -41,19 +43,26 @@ def test_start_reports_ok_and_stop_is_bounded(stt_config, stt_model) -> None:
     assert status[0].component == "stt" and status[0].state == "ok" and "tiny.en" in status[0].message
 
 
-def test_a_bad_frame_is_reported_and_transcription_goes_on(questions, stt_config, stt_model) -> None:
+def _transcribe_fast(cfg: SttConfig, model: SttModel, pcm: list[np.ndarray]) -> list[Event]:
+    """`pcm` frames through a worker fed as fast as possible, to the last final: what it published."""
     events = EventList()
-    worker = SttWorker(stt_config, events, SessionClock(), model=stt_model, realtime=False)
+    worker = SttWorker(cfg, events, SessionClock(), model=model, realtime=False)
     worker.start()
     try:
-        worker.submit_frame(np.zeros((FRAME_SAMPLES, 2), dtype=np.float32))  # stereo: not what STT takes
-        for frame in frames(concat([0.5, questions[0].audio, 1.0])):
+        for frame in pcm:
             worker.submit_frame(frame)
         worker.end_input()
         assert worker.wait_flushed(60)
     finally:
         assert worker.stop(timeout=2.0)
-    published = events.snapshot()
+    return events.snapshot()
+
+
+def test_a_bad_frame_is_reported_and_transcription_goes_on(questions, stt_config, stt_model) -> None:
+    stereo = np.zeros((FRAME_SAMPLES, 2), dtype=np.float32)  # not what STT takes
+    published = _transcribe_fast(
+        stt_config, stt_model, [stereo, *frames(concat([0.5, questions[0].audio, 1.0]))]
+    )
     states = [e.state for e in published if isinstance(e, BackendStatus)]
     assert states[:2] == ["ok", "error"]
     finals = transcripts(published)
@@ -92,18 +101,8 @@ def test_a_turns_first_partial_and_its_pause_are_decoded_at_once_not_a_step_late
     holds `min_audio_s` of speech, and the whole-turn decode that commits its last words at the
     first frame past the pause point, before the closing silence ends the turn."""
     cfg = dataclasses.replace(stt_config, step_s=2.0)
-    events = EventList()
-    worker = SttWorker(cfg, events, SessionClock(), model=stt_model, realtime=False)
-    worker.start()
-    try:
-        for question in questions[:3]:
-            for frame in frames(concat([0.5, question.audio, 1.5])):
-                worker.submit_frame(frame)
-        worker.end_input()
-        assert worker.wait_flushed(60)
-    finally:
-        assert worker.stop(timeout=2.0)
-    published = events.snapshot()
+    pcm = [frame for question in questions[:3] for frame in frames(concat([0.5, question.audio, 1.5]))]
+    published = _transcribe_fast(cfg, stt_model, pcm)
     finals = transcripts(published)
     assert len(finals) == 3
     previous = 0.0
