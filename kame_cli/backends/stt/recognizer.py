@@ -107,6 +107,10 @@ class _Turn:
     audio: np.ndarray | None = None
     """The turn's audio from `piece_start`, copied when it closes (unless the prefinal holds)."""
 
+    def has_prefinal(self, end: int) -> bool:
+        """Whether the whole-turn decode made at the pause covers the turn's audio up to `end`."""
+        return self.prefinal is not None and self.prefinal[0] == end
+
 
 class StreamingRecognizer:
     """Streaming Whisper with LocalAgreement-2 commits and VAD end of turn; not thread-safe."""
@@ -170,7 +174,7 @@ class StreamingRecognizer:
             if self._pos >= end:
                 # The speaker has paused: decode the whole turn now, so that its final is ready
                 # when the closing silence runs out (and redo it only if speech comes back).
-                if turn.prefinal is None or turn.prefinal[0] != end:
+                if not turn.has_prefinal(end):
                     words, text = self._whole_turn(turn, self._slice(turn.piece_start, end))
                     turn.prefinal = (end, text)
                     partial = self._commit_prefinal(turn, words)
@@ -216,7 +220,7 @@ class StreamingRecognizer:
             return False
         end = turn.last_speech_end + self._pad
         if self._pos >= end:
-            return turn.prefinal is None or turn.prefinal[0] != end
+            return not turn.has_prefinal(end)
         return turn.decoded_to == 0
 
     # --- turn detection ---------------------------------------------------------------------------
@@ -260,7 +264,7 @@ class StreamingRecognizer:
         if turn.speech < self._min_speech:
             return
         turn.end = end
-        if turn.prefinal is None or turn.prefinal[0] != end:
+        if not turn.has_prefinal(end):
             turn.audio = self._slice(turn.piece_start, end).copy()
         self._closed.append(turn)
 
