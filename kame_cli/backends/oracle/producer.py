@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from kame_cli.backends.oracle.config import LlmConfig, PolicyConfig, PromptConfig
+from kame_cli.backends.oracle.executor import ClosingExecutor
 from kame_cli.backends.oracle.faults import LlmFault, classify
 from kame_cli.backends.oracle.llm import LlmClient
 from kame_cli.backends.oracle.prompt import Conversation, build_messages
@@ -138,6 +139,8 @@ class OracleProducer:
     def _run(self) -> None:
         deprioritize_current_thread()
         loop = asyncio.new_event_loop()
+        # LiteLLM builds each request in this pool; see `ClosingExecutor` for why not the default.
+        loop.set_default_executor(ClosingExecutor(thread_name_prefix="kame-oracle-call"))
         self._loop = loop
         try:
             self._main_task = loop.create_task(self._main())

@@ -5,7 +5,8 @@
 - faults are classified by LiteLLM's exception type and HTTP status before any message text;
 - the reference policy: a finished answer stays current (a one-word change starts nothing), a final
   with the running request's words restarts nothing; kame's earlier variants remain as options;
-- a near-zero read timeout ends as "no answer" without a "never awaited" warning.
+- a near-zero read timeout ends as "no answer" without a "never awaited" warning, also when it
+  fires while LiteLLM is still building the request in its worker thread.
 
 The servers here are wire-level fakes: no real server cuts a body on cue.
 """
@@ -242,6 +243,45 @@ def test_a_tiny_read_timeout_is_no_answer_without_a_never_awaited_warning(tokeni
             producer.on_event(partial("hello"))
             rec.wait(lambda r: _finished(r), timeout=10, what="the timeout")
         gc.collect()
+    fault = next(s for s in rec.of(BackendStatus) if s.state != "ok")
+    assert "no answer within read_timeout_s=0.5 s" in fault.message
+    assert not [w for w in caught if "never awaited" in str(w.message)], [str(w.message) for w in caught]
+
+
+def test_a_request_cancelled_while_litellm_still_builds_it_leaves_no_warning(tokenizer, monkeypatch) -> None:
+    # LiteLLM builds the request in a worker thread; on a busy machine, at the producer's low
+    # priority, that outlasted a 0.5 s read timeout and the dropped request warned on stderr.
+    # Here the thread is held until the timeout has fired, as it was then.
+    import litellm.main
+
+    build = litellm.main.completion
+    timed_out, built, held = threading.Event(), threading.Event(), []
+
+    def slow_build(*args: object, **kwargs: object) -> object:
+        held.append(timed_out.wait(timeout=10))
+        try:
+            return build(*args, **kwargs)
+        finally:
+            built.set()
+
+    monkeypatch.setattr(litellm.main, "completion", slow_build)
+    llm = _llm(read_timeout_s=0.5, timeout_s=2.0)
+    policy = PolicyConfig(**POLL, backoff_initial_s=5.0, backoff_max_s=5.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with (
+            SilentServer() as silent,
+            running_producer(llm, policy, tokenizer=tokenizer, api_base=silent.url + "/v1") as (
+                producer,
+                rec,
+            ),
+        ):
+            producer.on_event(partial("hello"))
+            rec.wait(lambda r: _finished(r), timeout=10, what="the timeout")
+            timed_out.set()
+            assert built.wait(timeout=10), "LiteLLM's request was never built"
+        gc.collect()
+    assert held == [True], "LiteLLM no longer builds its request through `litellm.main.completion`"
     fault = next(s for s in rec.of(BackendStatus) if s.state != "ok")
     assert "no answer within read_timeout_s=0.5 s" in fault.message
     assert not [w for w in caught if "never awaited" in str(w.message)], [str(w.message) for w in caught]
