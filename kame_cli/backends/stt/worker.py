@@ -17,12 +17,12 @@ from kame_cli.backends.stt.config import SttConfig
 from kame_cli.backends.stt.model import SttModel, load_stt_model
 from kame_cli.backends.stt.recognizer import RecognizerStats, StreamingRecognizer
 from kame_cli.bus import EventSink
-from kame_cli.clock import FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE, SessionClock
+from kame_cli.clock import FRAME_SAMPLES, SAMPLE_RATE, SessionClock
 from kame_cli.events import BackendStatus, Event
 from kame_cli.priority import deprioritize_current_thread
 
-_CATCH_UP_S = 1.0
-"""Queued audio beyond which a real-time worker skips partial decodes until it has caught up."""
+_DRAIN_MAX_FRAMES = 25
+"""Queued frames (2 s) a real-time worker takes in at most before its next decode."""
 _POLL_S = 0.05
 
 
@@ -41,8 +41,11 @@ class _EndOfInput:
 class SttWorker:
     """Owns a `StreamingRecognizer` in its own thread; fed by `submit_frame` from the real-time thread.
 
-    `realtime=False` (files fed as fast as possible) never skips a decode and never drops a frame,
-    so a file gives the same transcripts whatever the pace it is fed at. `end_input()` then
+    Real time, each decode hears all the audio queued so far: when decodes take longer than
+    `step_s`, the steps they overran are skipped rather than decoded late (a backlog of audio
+    would delay every commit). `realtime=False` (files fed as fast as possible) decodes at every
+    step and never drops a frame, so a file gives the same transcripts whatever the pace it is fed
+    at. `end_input()` then
     `wait_flushed(timeout)` waits for the last turn's FinalTranscript.
     """
 
@@ -69,9 +72,12 @@ class SttWorker:
         self._running = False
         self._thread: threading.Thread | None = None
         self._submitted = 0
+        self._expected = 0
+        """Sequence number of the next frame (worker thread)."""
         self.dropped_frames = 0
         """Frames `submit_frame` could not queue (the worker fell `queue_frames` behind)."""
         self.skipped_decodes = 0
+        """Steps with no decode of their own: the worker was still busy with an earlier one."""
         self.busy_s = 0.0
         """Seconds the worker spent on audio (resampling, VAD, decoding): busy_s / audio_s is the RTF."""
         self.stats = RecognizerStats()
@@ -155,15 +161,18 @@ class SttWorker:
         assert self._model is not None
         step = max(1, round(self.cfg.step_s * WHISPER_RATE))
         next_step = step
-        expected = 0
         failed = False
         deprioritize_current_thread()
         self._status("ok", f"listening: {self._model.describe()}")
+        held: _Frame | _EndOfInput | None = None
         while not self._stop.is_set():
-            try:
-                item = self._queue.get(timeout=_POLL_S)
-            except queue.Empty:
-                continue
+            if held is not None:
+                item, held = held, None
+            else:
+                try:
+                    item = self._queue.get(timeout=_POLL_S)
+                except queue.Empty:
+                    continue
             if self._stop.is_set():
                 break
             started = time.perf_counter()
@@ -175,27 +184,27 @@ class SttWorker:
                     next_step = round(recognizer.audio_time * WHISPER_RATE) + step
                     self._flushed(item.number)
                 else:
-                    if item.seq > expected:
-                        # Frames dropped upstream: keep audio times true with the silence they leave.
-                        gap = np.zeros((item.seq - expected) * FRAME_SAMPLES, dtype=np.float32)
-                        recognizer.insert_audio(resampler.process(gap))
-                        self._status(
-                            "degraded", f"{self.dropped_frames} audio frames dropped: STT fell behind"
-                        )
-                    expected = item.seq + 1
-                    recognizer.insert_audio(resampler.process(item.pcm))
+                    self._insert(recognizer, resampler, item)
+                    if self._realtime:
+                        # Frames that queued up during the last decode: the next one hears them.
+                        for _ in range(_DRAIN_MAX_FRAMES):
+                            try:
+                                queued = self._queue.get_nowait()
+                            except queue.Empty:
+                                break
+                            if isinstance(queued, _EndOfInput):
+                                held = queued
+                                break
+                            self._insert(recognizer, resampler, queued)
                     position = round(recognizer.audio_time * WHISPER_RATE)
-                    if recognizer.decode_due:
-                        # Not a step later: the next steps count from here, so a turn's first two
-                        # partials are a step apart whatever the phase of the step clock.
+                    due = recognizer.decode_due
+                    if due or position >= next_step:
+                        # Steps that passed while the worker was busy had no decode of their own.
+                        self.skipped_decodes += max(0, (position - next_step) // step)
+                        # A due decode is not a step later: the next steps count from it, so a
+                        # turn's first two partials are a step apart whatever the step clock's phase.
+                        next_step = position + step if due else (position // step + 1) * step
                         self._publish(recognizer.process_iter())
-                        next_step = position + step
-                    elif position >= next_step:
-                        next_step = (position // step + 1) * step
-                        if self._realtime and self._queue.qsize() * FRAME_SECONDS > _CATCH_UP_S:
-                            self.skipped_decodes += 1
-                        else:
-                            self._publish(recognizer.process_iter())
                 if failed:
                     failed = False
                     self._status("ok", "recovered")
@@ -209,6 +218,16 @@ class SttWorker:
                 if isinstance(item, _EndOfInput):
                     self._flushed(item.number)  # nothing more will come of that audio
             self.busy_s += time.perf_counter() - started
+
+    def _insert(self, recognizer: StreamingRecognizer, resampler: StreamResampler, frame: _Frame) -> None:
+        """Hand one frame to the recognizer (after the silence of any frames dropped before it)."""
+        gap_frames, self._expected = frame.seq - self._expected, frame.seq + 1
+        if gap_frames > 0:
+            # Frames dropped upstream: keep audio times true with the silence they leave.
+            gap = np.zeros(gap_frames * FRAME_SAMPLES, dtype=np.float32)
+            recognizer.insert_audio(resampler.process(gap))
+            self._status("degraded", f"{self.dropped_frames} audio frames dropped: STT fell behind")
+        recognizer.insert_audio(resampler.process(frame.pcm))
 
     def _flushed(self, number: int) -> None:
         with self._flush:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 
 import numpy as np
@@ -118,3 +119,48 @@ def test_a_turns_first_partial_and_its_pause_are_decoded_at_once_not_a_step_late
         assert normalize_words(last.committed)[-1] == normalize_words(final.text)[-1], (last, final)
         # The pause point: the turn's last speech + the pad.
         assert last.audio_end <= final.audio_end + cfg.speech_pad_ms / 1000 + slack, (last, final)
+
+
+def test_a_real_time_worker_that_fell_behind_decodes_all_the_audio_queued_since(
+    questions, stt_config, stt_model, monkeypatch
+) -> None:
+    """Audio that queued up during a slow decode is all heard by the next one: a backlog decoded a
+    step at a time would delay every commit after it (the steps overrun are counted as skipped)."""
+    from kame_cli.backends.stt.recognizer import StreamingRecognizer
+
+    decode = StreamingRecognizer.process_iter
+    entered, release = threading.Event(), threading.Event()
+    heard: list[float] = []
+
+    def held_decode(self: StreamingRecognizer) -> list:
+        heard.append(self.audio_time)
+        if len(heard) == 1:
+            entered.set()
+            release.wait(timeout=10)  # a decode that takes as long as the test wants
+        return decode(self)
+
+    monkeypatch.setattr(StreamingRecognizer, "process_iter", held_decode)
+    pcm = list(frames(concat([0.3, questions[0].audio, 1.5])))
+    events = EventList()
+    worker = SttWorker(stt_config, events, SessionClock(), model=stt_model, realtime=True)
+    worker.start()
+    try:
+        sent = 0
+        while not entered.is_set():
+            assert sent < len(pcm), "no decode before the audio ran out"
+            worker.submit_frame(pcm[sent])
+            sent += 1
+            entered.wait(timeout=FRAME_SECONDS)  # the microphone's pace, and the decode's start
+        at_first = heard[0]
+        backlog = 12  # about 1 s: four steps of 0.25 s
+        for frame in pcm[sent : sent + backlog]:
+            worker.submit_frame(frame)
+        release.set()
+        worker.end_input()
+        assert worker.wait_flushed(60)
+    finally:
+        assert worker.stop(timeout=2.0)
+    # The first decode heard up to its frame; the next one everything submitted during it.
+    assert heard[1] - at_first >= (backlog - 1) * FRAME_SECONDS, heard[:3]
+    assert worker.skipped_decodes >= 2
+    assert worker.dropped_frames == 0
