@@ -52,7 +52,9 @@ _MIN_KEEP_S = 1.0
 _OVERLAP_MAX = 5
 """Longest run of just-committed words a decode may write again at its start (then dropped)."""
 _REREAD_MIN = 3
-"""Words in a row that, already in the window, make the rest of a hypothesis a re-read."""
+"""Words in a row that, already in the window, may start a re-read of it."""
+_REREAD_SURE = 5
+"""Words in a row read again that make a re-read even when other words follow."""
 _PIECE_S = 10.0
 """A window cut this far past the start of a turn's undecoded audio ends a piece of its final:
 the piece is decoded then, once, so the final's own decode stays short however long the turn."""
@@ -316,8 +318,13 @@ class StreamingRecognizer:
 
     def _without_rereads(self, turn: _Turn, words: list[Word]) -> list[Word]:
         """`words` (a decode's new words) without what only reads the window's audio again: the
-        last 1-5 committed words written again at their start, and everything from a run of
-        `_REREAD_MIN` words that the window's committed words or earlier new words already hold."""
+        last 1-5 committed words written again at their start, and everything from a re-read.
+
+        A re-read is a run of `_REREAD_MIN`+ words that the window's committed words or earlier
+        new words already hold, and that either goes on to the end of the hypothesis or is
+        `_REREAD_SURE` words long. Whisper reading its window again runs to the window's end;
+        a sentence that says "the invention of" twice goes on with other words after 3-4, and is
+        kept (dropping it held 10 words of `ljspeech_LJ001-0005` until the pause)."""
         committed = [w.key for w in turn.committed]
         for n in range(min(_OVERLAP_MAX, len(committed), len(words)), 0, -1):
             if [w.key for w in words[:n]] == committed[-n:]:
@@ -325,12 +332,18 @@ class StreamingRecognizer:
                 break
         keys = [w.key for w in (*turn.window_committed, *words)]
         first = len(turn.window_committed)
-        seen = {tuple(keys[i : i + _REREAD_MIN]) for i in range(first - _REREAD_MIN + 1)}
+        starts: dict[tuple[str, ...], list[int]] = {}
+        for j in range(first - _REREAD_MIN + 1):
+            starts.setdefault(tuple(keys[j : j + _REREAD_MIN]), []).append(j)
         for i in range(first, len(keys) - _REREAD_MIN + 1):
-            gram = tuple(keys[i : i + _REREAD_MIN])
-            if gram in seen:
-                return words[: i - first]
-            seen.add(tuple(keys[i - _REREAD_MIN + 1 : i + 1]))
+            for j in starts.get(tuple(keys[i : i + _REREAD_MIN]), ()):
+                run = _REREAD_MIN
+                while i + run < len(keys) and j + run < i and keys[j + run] == keys[i + run]:
+                    run += 1
+                if i + run == len(keys) or run >= _REREAD_SURE:
+                    return words[: i - first]
+            j = i - _REREAD_MIN + 1
+            starts.setdefault(tuple(keys[j : i + 1]), []).append(j)
         return words
 
     def _decode_piece(self, turn: _Turn, audio: np.ndarray, context: list[Word]) -> tuple[list[Word], str]:

@@ -137,6 +137,14 @@ def test_rereads_are_dropped_from_a_hypothesis(stt_model, stt_config) -> None:
     assert clean("the train should depart from Cambridge", "and the train should depart") == "and"
     assert clean("a wildly exciting time", "was his during the week") == "was his during the week"
     assert clean("the more you eat", "the more") == "the more", "two words again are no re-read"
+    said_twice = "the invention of the art of printing"
+    assert clean("the invention of movable letters is seen as", said_twice) == said_twice, (
+        "a phrase said twice, then other words, is no re-read"
+    )
+    assert clean("at sea Monday March 16 1908", "at sea Monday March") == "", "a re-read to the end"
+    assert clean("the train should depart from Cambridge", "and the train should depart from Leeds") == (
+        "and"
+    ), "five words read again are a re-read though others follow"
 
 
 def test_agreement_reads_numbers_by_value_and_holds_only_numbers_that_may_go_on(
