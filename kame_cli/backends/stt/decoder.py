@@ -39,6 +39,10 @@ _LOOP_REACH = 8
 """How many words back a repeated tail is looked for."""
 _LOOP_RUN = 4
 """Words in a row read again that make a re-read, when more follow (fewer: the whole tail)."""
+_AT_AUDIO_END_S = 0.1
+"""A word aligned to end this close to the end of the decoded audio ends with the audio."""
+_REPEAT_MIN = 3
+"""Shortest phrase whose copy, right after it, `drop_repeats` takes for a loop."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +204,24 @@ class WindowDecoder:
         _, words = self.split_words(self.model.tokenizer.encode(" " + text.strip()))
         return list(zip(words, self.word_ends(words), strict=True))
 
+    def without_words_past_audio(self, words: list[Word]) -> list[Word]:
+        """`words` (of the last decode) without a tail that Whisper wrote past its audio: after the
+        last word that ends at the audio's end, the words aligned to that same instant, of no
+        length. The encoder's input goes on in padded silence, where tiny.en may write words the
+        turn never had ("...Thursday the 1980s, the last few days," for a turn that ends "Thursday
+        the eighteenth"); the alignment, bounded by the real audio, puts them all at its end. The
+        first word there is kept: it is often the real last word, stretched over the pause."""
+        if len(words) < 2 or self._encoded is None:
+            return words
+        ends = self.word_ends(words)
+        audio_s = self._encoded[1] / _FRAMES_PER_S
+        if len(ends) != len(words) or ends[-1] < audio_s - _AT_AUDIO_END_S:
+            return words
+        keep = len(words)
+        while keep > 1 and ends[keep - 2] == ends[-1]:
+            keep -= 1
+        return words[:keep]
+
     def word_ends(self, words: Sequence[Word]) -> list[float]:
         """End time (s, from the window start) of each of `words` in the last decoded window.
 
@@ -250,6 +272,31 @@ def cut_loop(prefix: Sequence[Word], words: list[Word], reach: int | None = _LOO
             return words[: p - first_new]  # one word, but the window's first: a restart
         if p >= 2 and keys[p] == keys[p - 1] == keys[p - 2]:
             return words[: p - first_new]
+    return words
+
+
+def drop_repeats(words: list[Word]) -> list[Word]:
+    """`words` without the second copy of a phrase of `_REPEAT_MIN`+ words written twice in a row.
+
+    With a whole turn to read, tiny.en can go round a phrase once more and then go on
+    ("Montreal but, but Montreal but, but Montreal Force Liner"), which `cut_loop` keeps: it cuts
+    only a tail. People repeat a word or two ("New York, New York", "I think, I think"), which stay;
+    a phrase of three words or more said twice over is far rarer than the loop. The copy's
+    trailing punctuation goes to the phrase it repeated, so a sentence still ends where it did."""
+    words = list(words)
+    keys = [w.key for w in words]
+    i = 0
+    while i < len(keys):
+        for n in range(_REPEAT_MIN, (len(keys) - i) // 2 + 1):
+            if keys[i : i + n] == keys[i + n : i + 2 * n]:
+                last = words[i + 2 * n - 1]
+                if last.punct:
+                    words[i + n - 1] = Word(words[i + n - 1].text, words[i + n - 1].tokens, last.punct)
+                del words[i + n : i + 2 * n]
+                del keys[i + n : i + 2 * n]
+                break
+        else:
+            i += 1
     return words
 
 

@@ -27,13 +27,13 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from kame_cli.backends.stt.audio import VAD_WINDOW, WHISPER_RATE, StreamingVad
 from kame_cli.backends.stt.config import SttConfig
-from kame_cli.backends.stt.decoder import WindowDecoder, Word, join_words
+from kame_cli.backends.stt.decoder import WindowDecoder, Word, drop_repeats, join_words
 from kame_cli.backends.stt.model import SttModel
 from kame_cli.backends.stt.text import NUMBER_WORDS, normalize_words
 from kame_cli.events import FinalTranscript, PartialTranscript
@@ -361,8 +361,10 @@ class StreamingRecognizer:
         )
         self.stats.decodes += 1
         self.stats.turn_decodes += 1
+        words = self.decoder.without_words_past_audio(drop_repeats(list(decoded.words)))
         self.stats.turn_decode_s += time.perf_counter() - started
-        return list(decoded.words), decoded.text_after(())
+        decoded = replace(decoded, words=tuple(words))
+        return words, decoded.text_after(())
 
     def _whole_turn(self, turn: _Turn, audio: np.ndarray) -> tuple[list[Word], str]:
         """The final words and text of `turn`: its decoded pieces, then `audio` (from

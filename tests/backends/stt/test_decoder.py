@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from kame_cli.backends.stt.decoder import WindowDecoder, Word, cut_loop
+from kame_cli.backends.stt.decoder import WindowDecoder, Word, cut_loop, drop_repeats
+from tests.support.speech import concat, synthesize
 
 
 def _words(text: str) -> list[Word]:
@@ -60,3 +61,32 @@ def test_cut_loop_cuts_a_sentence_read_over_and_over() -> None:
         assert _text(cut_loop([], _words(kept), reach=None)) == kept
     chiasmus = "ask not what your country can do for you ask what you can do for your country"
     assert _text(cut_loop([], _words(chiasmus), reach=None)) == chiasmus
+
+
+def test_drop_repeats_removes_a_phrase_written_twice_in_a_row_but_keeps_short_repeats() -> None:
+    # tiny.en's whole-turn decode of a real turn (mfa_crossword) went round a phrase once more.
+    looped = _words("but um Montreal but but Montreal but but Montreal Montreal force liner")
+    assert _text(drop_repeats(looped)) == "but um Montreal but but Montreal Montreal force liner"
+    assert _text(drop_repeats(_words("a b c a b c a b c d"))) == "a b c d", "three copies: one kept"
+    for kept in ("new york new york is great", "i think i think we should go", "the more you eat the more"):
+        assert _text(drop_repeats(_words(kept))) == kept
+    sentence = [Word(" at", ()), Word(" sea", ()), Word(" today", (), "."), Word(" at", ()), Word(" sea", ())]
+    ended = [*sentence[:3], Word(" at", ()), Word(" sea", ()), Word(" today", (), "!")]
+    assert [(w.text, w.punct) for w in drop_repeats(ended)] == [(" at", ""), (" sea", ""), (" today", "!")], (
+        "the copy's closing punctuation stays"
+    )
+    assert drop_repeats(sentence) == sentence
+
+
+def test_words_written_past_the_audio_are_dropped_but_a_last_word_at_its_end_stays(
+    stt_model, stt_config
+) -> None:
+    decoder = WindowDecoder(stt_model, stt_config)
+    said = "a wildly exciting time was his during the week preceding thursday the eighteenth"
+    # The audio ends with the speech: no room for more words.
+    audio = concat([0.3, synthesize(said, rate=16_000)], rate=16_000)
+    heard = [w for w, _ in decoder.align_text(audio, said)]
+    assert decoder.without_words_past_audio(heard) == heard
+    # Whisper went on in the padding: the alignment has no audio left for these words.
+    written = [w for w, _ in decoder.align_text(audio, f"{said} the last few days")]
+    assert _text(decoder.without_words_past_audio(written)) == said
