@@ -361,7 +361,7 @@ class StreamingRecognizer:
         )
         self.stats.decodes += 1
         self.stats.turn_decodes += 1
-        words = self.decoder.without_words_past_audio(drop_repeats(list(decoded.words)))
+        words = self.decoder.without_words_past_audio(drop_repeats(decoded.words))
         self.stats.turn_decode_s += time.perf_counter() - started
         decoded = replace(decoded, words=tuple(words))
         return words, decoded.text_after(())
