@@ -114,7 +114,7 @@ class EchoCanceller:
     def __init__(
         self,
         *,
-        engine: str = "webrtc",
+        engine: str = "linear",
         noise_suppression: bool = False,
         high_pass: bool = True,
         residual_ms: float = 60.0,

@@ -22,11 +22,11 @@ class AudioConfig:
     aec: AecMode = field(default="auto", metadata={"choices": AEC_MODES})
     """`auto`: on when the assistant plays through a speaker while the microphone listens (or a
     recorded `--echo-reference` is replayed); off for file input, `--no-speaker` and headphones."""
-    aec_engine: str = field(default="webrtc", metadata={"choices": AEC_ENGINES})
-    """`webrtc`: WebRTC's AEC3, which removes the most echo but also most of the user's words while
-    the assistant speaks; `linear`: kame's frequency-domain adaptive filter and residual-echo
-    suppressor, which keeps the user's words over the assistant's voice but lets more echo through
-    (figures in the README's echo section)."""
+    aec_engine: str = field(default="linear", metadata={"choices": AEC_ENGINES})
+    """`linear`: kame's frequency-domain Kalman filter, which keeps the user's words while the
+    assistant speaks (the microphone is muted only while the filter first converges); `webrtc`:
+    WebRTC's AEC3, whose suppressor also takes most of a user who talks over the assistant for echo,
+    but which copes with a speaker that distorts (figures in the README's echo section)."""
     noise_suppression: bool = False
     """WebRTC's noise suppressor on the microphone, with the canceller (off: it can blur speech for STT)."""
     high_pass: bool = True

@@ -179,7 +179,7 @@ def _simulate(
     delay_s: float,
     with_assistant: bool,
     seed: int,
-    engine: str = "webrtc",
+    engine: str,
 ) -> dict[str, Any]:
     """Runs the scene through the speaker callback, the room, the mic callback and the session hook."""
     import numpy as np
@@ -269,7 +269,7 @@ def run_seed(
     model: SttModel,
     users: list[tuple[str, str, np.ndarray]],
     assistant_voice: str,
-    engine: str = "webrtc",
+    engine: str,
 ) -> SeedResult:
     import numpy as np
     from scipy.signal import fftconvolve
@@ -348,7 +348,7 @@ def bench(
     voice: str,
     user_voice: str,
     as_json: bool,
-    engine: str = "webrtc",
+    engine: str,
 ) -> None:
     from kame_cli.backends.stt.config import SttConfig
     from kame_cli.backends.stt.model import load_stt_model
@@ -433,8 +433,8 @@ def register(bench_app: typer.Typer) -> None:
             str, typer.Option(help="espeak-ng voice of the user (without --audio-dir).")
         ] = "en-gb",
         engine: Annotated[
-            str, typer.Option(help="The canceller: webrtc (AEC3) or linear (kame's): `[audio] aec_engine`.")
-        ] = "webrtc",
+            str, typer.Option(help="The canceller: linear (kame's) or webrtc (AEC3): `[audio] aec_engine`.")
+        ] = "linear",
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     ) -> None:
         """Echo cancellation in simulated rooms: ERLE, echo words, double-talk WER, delay, CPU."""

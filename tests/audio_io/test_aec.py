@@ -165,6 +165,36 @@ def test_the_linear_engine_keeps_the_users_voice_over_the_assistants_which_aec3_
         assert kept < 0.5, f"AEC3 suppresses most of a user who talks over the assistant ({kept:.2f})"
 
 
+def test_the_linear_filter_converges_within_the_assistants_first_seconds(
+    far_speech: np.ndarray, rir: np.ndarray
+) -> None:
+    from kame_cli.audio_io.linear_aec import LinearEchoCanceller
+
+    # The echo alone, 60 ms behind the far end (the read-back's lead), through the room.
+    block = 480
+    lead = round(0.060 * SAMPLE_RATE)
+    n = len(far_speech) // block * block
+    echo = np.convolve(np.concatenate([np.zeros(lead), far_speech]), rir)[:n].astype(np.float32)
+    far = far_speech[:n]
+
+    def run(canceller: LinearEchoCanceller) -> np.ndarray:
+        out = [canceller.process(echo[i : i + block], far[i : i + block]) for i in range(0, n, block)]
+        return np.concatenate(out)[block:]  # one block late
+
+    # The filter alone (a 0 dB mute): the Kalman gain's large early steps take the echo down by
+    # 18 dB or more (~22 dB) over seconds 7-10 of the assistant's voice (a normalized-LMS step: ~13 dB).
+    out = run(LinearEchoCanceller(suppression_floor_db=0.0))
+    late = slice(7 * SAMPLE_RATE, n - block)
+    cancelled = 10 * np.log10(np.mean(echo[late] ** 2) / np.mean(out[late] ** 2))
+    assert cancelled >= 18.0, cancelled
+    # With the mute: silence while the filter converges, and the microphone opens within those 10 s.
+    canceller = LinearEchoCanceller()
+    muted = run(canceller)
+    early = slice(SAMPLE_RATE, 3 * SAMPLE_RATE)
+    assert 10 * np.log10(np.mean(echo[early] ** 2) / np.mean(muted[early] ** 2)) >= 60.0
+    assert canceller.adapted
+
+
 def test_auto_runs_the_canceller_only_when_a_speaker_plays_while_a_microphone_listens(tmp_path: Path) -> None:
     assert resolve_aec("auto", speaker_and_microphone=True) is True
     assert resolve_aec("auto", speaker_and_microphone=False) is False  # file input or --no-speaker
