@@ -17,7 +17,12 @@ WebRTC's AEC3 removes echo well, but its suppressor treats the user talking over
 - Until the filter cancels the echo by ~18 dB in a good share of the blocks (typically within the
   assistant's first ~4-5 s of voice), the microphone is muted while the assistant speaks, as AEC3
   does at first: speech recognizers normalize the level, and the echo of a half-converged filter
-  still reads as words.
+  still reads as words. Even at 18 dB it does when the mute opens mid-utterance (the residual, bare
+  on a silenced background, came out as "thank you very much" and "to do" in `kame bench echo`):
+  the mute then holds to the assistant's next pause, while the filter learns on, unless the user
+  talks (the error outgrows the echo estimate). At a pause the microphone opens a few dB earlier:
+  nothing is laid bare there, and a filter that converges in the next utterance's first words would
+  otherwise hold the mute over a user who barges in softly (their first word, under the residual).
 
 There is no residual-echo suppressor after that. One was tried (per bin, the echo estimate times the
 lowest residual ratio of the last 2 s, over-subtracted 1-8x, floored): behind this filter it made
@@ -49,6 +54,9 @@ _P_FLOOR = 1e-6
 _MUTE_RELEASE_DB = 18.0
 """The filter is trusted once the microphone-to-error ratio reaches this in a fifth of the recent
 blocks of the assistant's voice (their top 20 %: moments of echo alone, not the user talking)."""
+_PAUSE_RELEASE_DB = 15.0
+"""...and at a pause of the assistant (its echo died out), this: opening there exposes no residual at
+once, and the filter keeps learning through the next utterance's first words."""
 _MUTE_WINDOW = 50
 """Blocks of the assistant's voice (1 s at 20 ms) that mute release looks at."""
 _MUTE_MAX_BLOCKS = 500
@@ -98,6 +106,8 @@ class LinearEchoCanceller:
         self._near: np.ndarray = np.zeros(bins, dtype=np.float32)
         self._cancelled_db: deque[float] = deque(maxlen=_MUTE_WINDOW)
         self._far_blocks = 0
+        self._converged = False
+        """The filter cancels well enough: the mute ends at the assistant's next pause (or the user)."""
         self._adapted = False
         # The mute's cross-fade: the two halves of a Hann window (a sqrt-Hann analysis/synthesis pair
         # at 50 % overlap with one gain per block), which sum to 1.
@@ -136,6 +146,11 @@ class LinearEchoCanceller:
         # "Speaking" over the filter's span: the echo of a word goes on after the word.
         self._far_on = float(self._X_power_sum.sum()) / self.partitions >= self._far_active
         if not self._far_on:
+            # The assistant's pause (its echo has died out): the mute of a converged filter ends here,
+            # and one within a few dB of the bar is trusted too (see `_PAUSE_RELEASE_DB`): waiting for
+            # it to converge in the next utterance would hold the mute over a user who starts softly.
+            if not self._adapted and (self._converged or self._cancelling_db() >= _PAUSE_RELEASE_DB):
+                self._adapted = True
             return  # the assistant is silent: nothing to learn the echo path from
         if not self._adapted:
             self._track_convergence(e, y)
@@ -166,16 +181,33 @@ class LinearEchoCanceller:
 
     def _track_convergence(self, e: np.ndarray, y: np.ndarray) -> None:
         """Opens the microphone (`adapted`) once the filter cancels the echo well in the moments of
-        echo alone: the top fifth of the last second's microphone-to-error ratios."""
+        echo alone (the top fifth of the last second's microphone-to-error ratios), at the
+        assistant's next pause or as soon as the user talks, whichever comes first."""
         self._far_blocks += 1
         d = e + y
         sdd = float(np.dot(d, d))
+        see = float(np.dot(e, e))
         if sdd > self._near_active:
-            self._cancelled_db.append(10.0 * math.log10(sdd / (float(np.dot(e, e)) + _EPS)))
-        enough = len(self._cancelled_db) >= _MUTE_WINDOW // 2
-        converged = enough and float(np.percentile(self._cancelled_db, 80)) >= _MUTE_RELEASE_DB
-        if converged or self._far_blocks >= _MUTE_MAX_BLOCKS:
+            self._cancelled_db.append(10.0 * math.log10(sdd / (see + _EPS)))
+        if self._converged:
+            # Opening the microphone in the middle of the assistant's words lays the residual of a
+            # filter that has only just converged (~18 dB down) bare on a muted background, where
+            # the recognizer reads it as words ("thank you very much"). So the mute holds to the
+            # end of the utterance, unless the error outgrows the echo estimate itself: what the echo
+            # path does not explain there (the user talking over the assistant) must not be cut.
+            if sdd > self._near_active and see >= float(np.dot(y, y)):
+                self._adapted = True
+        else:
+            self._converged = self._cancelling_db() >= _MUTE_RELEASE_DB
+        if self._far_blocks >= _MUTE_MAX_BLOCKS:
             self._adapted = True
+
+    def _cancelling_db(self) -> float:
+        """The filter's cancellation in the moments of echo alone: the 80th percentile of the recent
+        microphone-to-error ratios (-inf until there are enough of them)."""
+        if len(self._cancelled_db) < _MUTE_WINDOW // 2:
+            return -math.inf
+        return float(np.percentile(self._cancelled_db, 80))
 
     # --- the mute -----------------------------------------------------------------------------------
 

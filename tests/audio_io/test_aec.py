@@ -83,15 +83,18 @@ def _erle_db(raw: list[np.ndarray], clean: list[np.ndarray], first: int, last: i
     return float(10 * np.log10(np.mean(r**2) / np.mean(c**2)))
 
 
+@pytest.mark.parametrize("engine", ["linear", "webrtc"])
 def test_the_canceller_removes_a_delayed_room_filtered_copy_of_the_far_end(
-    far_speech: np.ndarray, rir: np.ndarray
+    engine: str, far_speech: np.ndarray, rir: np.ndarray
 ) -> None:
-    rig = _Rig(rir, out_latency_s=0.090, in_latency_s=0.030)
-    rig.play(far_speech, extra_blocks=5)
+    rig = _Rig(rir, out_latency_s=0.090, in_latency_s=0.030, engine=engine)
+    rig.play(np.concatenate([far_speech, far_speech]), extra_blocks=5)
 
     n = len(rig.clean)
-    # After the first two seconds (AEC3 converging), the echo is down by at least 20 dB.
+    # After the first two seconds (AEC3 converging; the linear filter converging under its mute),
+    # the echo is down by at least 20 dB; and in the second ten seconds, with the mute long open.
     assert _erle_db(rig.raw, rig.clean, 25, n) >= 20.0
+    assert _erle_db(rig.raw, rig.clean, n // 2, n) >= 20.0
     stats = rig.canceller.stats()
     assert stats.frames == n
     assert stats.erle_db is not None and stats.erle_db >= 20.0
@@ -193,6 +196,46 @@ def test_the_linear_filter_converges_within_the_assistants_first_seconds(
     early = slice(SAMPLE_RATE, 3 * SAMPLE_RATE)
     assert 10 * np.log10(np.mean(echo[early] ** 2) / np.mean(muted[early] ** 2)) >= 60.0
     assert canceller.adapted
+
+
+@pytest.mark.parametrize("user_talks", [False, True])
+def test_the_linear_cancellers_mute_holds_to_the_end_of_the_utterance_it_converged_in(
+    user_talks: bool, far_speech: np.ndarray, rir: np.ndarray
+) -> None:
+    from kame_cli.audio_io.linear_aec import LinearEchoCanceller
+
+    # 7 s of the assistant's voice, then a 1 s pause; the filter converges at ~6 s of it.
+    block = 480
+    lead = round(0.060 * SAMPLE_RATE)
+    far = np.concatenate([far_speech[: 7 * SAMPLE_RATE], np.zeros(SAMPLE_RATE, dtype=np.float32)])
+    n = len(far) // block * block
+    far = far[:n]
+    echo = np.convolve(np.concatenate([np.zeros(lead), far]), rir)[:n].astype(np.float32)
+    near = echo.copy()
+    user_s = 6.5
+    if user_talks:  # ...and the user talks over its last half second, 6 dB below the echo
+        user = synthesize(USER, voice="en-gb").astype(np.float32)
+        user *= 0.5 * float(np.sqrt(np.mean(echo**2) / np.mean(user**2)))
+        near += _user_at(user, user_s, n).astype(np.float32)
+    canceller = LinearEchoCanceller()
+    out, adapted = [], []
+    for i in range(0, n, block):
+        out.append(canceller.process(near[i : i + block], far[i : i + block]))
+        adapted.append(canceller.adapted)
+    clean = np.concatenate(out)[block:]  # one block late
+    speaking = slice(round(6.2 * SAMPLE_RATE), 7 * SAMPLE_RATE)
+    if not user_talks:
+        # The residual of a filter that has only just converged stays muted (a recognizer reads it
+        # as words on a silent background) to the end of the utterance; the pause opens the microphone.
+        assert 10 * np.log10(np.mean(echo[speaking] ** 2) / np.mean(clean[speaking] ** 2)) >= 60.0
+        assert not any(adapted[: 7 * SAMPLE_RATE // block])
+        assert adapted[-1]
+    else:
+        # The user's voice is not echo: it opens the microphone at once, without waiting for the pause.
+        opened = adapted.index(True) * block / SAMPLE_RATE
+        assert user_s <= opened <= user_s + 0.3, opened
+        voice = slice(round((opened + 0.05) * SAMPLE_RATE), 7 * SAMPLE_RATE)
+        assert np.mean(clean[voice] ** 2) >= 0.5 * np.mean((near - echo)[voice] ** 2)
 
 
 def test_auto_runs_the_canceller_only_when_a_speaker_plays_while_a_microphone_listens(tmp_path: Path) -> None:
