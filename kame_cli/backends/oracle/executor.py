@@ -12,6 +12,7 @@ that is needed, and is what this executor does.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,11 +32,16 @@ class _Handoff(Future[Any]):
         # whatever it hands back later goes to nobody.
         if super().cancel():
             return True
+        self.abandon()
+        return False
+
+    def abandon(self) -> None:
+        """Nobody will take the result any more: a coroutine it holds, or gets, is closed unless it
+        has already started."""
         with self._lock:
             self._abandoned = True
-            if self.done() and self.exception() is None:
+            if self.done() and not self.cancelled() and self.exception() is None:
                 _close_if_coroutine(self.result())
-        return False
 
     def deliver(self, result: Any) -> None:
         with self._lock:
@@ -49,6 +55,16 @@ class ClosingExecutor(ThreadPoolExecutor):
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         handoff = _Handoff()
+        # The asyncio task that called `run_in_executor` (None from elsewhere). It can also lose the
+        # result without its future being cancelled: when it is cancelled after the result reached
+        # its future but before it resumed, asyncio throws the cancellation in at the `await` and
+        # the result is dropped. Once that task is done, nobody can take the result.
+        try:
+            caller = asyncio.current_task()
+        except RuntimeError:  # no event loop in this thread
+            caller = None
+        if caller is not None:
+            caller.add_done_callback(lambda _task: handoff.abandon())
 
         def run() -> None:
             if not handoff.set_running_or_notify_cancel():
@@ -65,5 +81,6 @@ class ClosingExecutor(ThreadPoolExecutor):
 
 
 def _close_if_coroutine(value: Any) -> None:
-    if asyncio.iscoroutine(value):
+    # Only one that never ran: a started one belongs to whoever is running it.
+    if asyncio.iscoroutine(value) and inspect.getcoroutinestate(value) == inspect.CORO_CREATED:
         value.close()

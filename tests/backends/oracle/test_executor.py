@@ -105,3 +105,46 @@ def test_an_exception_in_the_thread_reaches_the_caller() -> None:
         return "no exception"
 
     assert asyncio.run(main()) == "bad request"
+
+
+def test_a_request_handed_over_to_a_caller_cancelled_before_it_resumed_is_closed_too() -> None:
+    # The caller's future already holds the coroutine, but the caller is cancelled before it runs
+    # again: asyncio throws the cancellation in at its `await` and drops the result, with no
+    # cancellation of the future that would tell the executor.
+    built: list[Coroutine[Any, Any, str]] = []
+
+    def build() -> Coroutine[Any, Any, str]:
+        built.append(_request())
+        return built[-1]
+
+    class Recording(ClosingExecutor):
+        def __init__(self) -> None:
+            super().__init__(max_workers=1)
+            self.handoffs: list[Any] = []
+
+        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            self.handoffs.append(super().submit(fn, *args, **kwargs))
+            return self.handoffs[-1]
+
+    async def caller() -> str:
+        loop = asyncio.get_running_loop()
+        return await (await loop.run_in_executor(None, build))
+
+    async def main(executor: Recording) -> None:
+        asyncio.get_running_loop().set_default_executor(executor)
+        task = asyncio.create_task(caller())
+        await asyncio.sleep(0)  # the task submits its call
+        executor.handoffs[0].result(timeout=10)  # blocks the loop until the thread has handed over
+        await asyncio.sleep(0)  # asyncio's hand-over callback runs: the task's future is done...
+        assert not task.done()
+        task.cancel()  # ...and the task is cancelled before it resumes
+        await asyncio.gather(task, return_exceptions=True)
+
+    executor = Recording()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        asyncio.run(main(executor))
+        executor.shutdown(wait=True)
+        gc.collect()
+    assert len(built) == 1 and inspect.getcoroutinestate(built[0]) == inspect.CORO_CLOSED
+    assert not _unawaited(caught), _unawaited(caught)
