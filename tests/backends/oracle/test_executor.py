@@ -7,7 +7,7 @@ import gc
 import inspect
 import threading
 import warnings
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from kame_cli.backends.oracle.executor import ClosingExecutor
@@ -19,6 +19,21 @@ async def _request() -> str:
 
 def _unawaited(caught: list[warnings.WarningMessage]) -> list[str]:
     return [str(w.message) for w in caught if "never awaited" in str(w.message)]
+
+
+def _assert_closed_without_a_warning(
+    main: Callable[[Any], Coroutine[Any, Any, None]],
+    executor: ClosingExecutor,
+    built: list[Coroutine[Any, Any, str]],
+) -> None:
+    """Runs `main(executor)`; the one request coroutine built was closed, and nothing warned."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        asyncio.run(main(executor))
+        executor.shutdown(wait=True)
+        gc.collect()
+    assert len(built) == 1 and inspect.getcoroutinestate(built[0]) == inspect.CORO_CLOSED
+    assert not _unawaited(caught), _unawaited(caught)
 
 
 def test_a_request_built_after_its_caller_was_cancelled_is_closed_without_a_warning() -> None:
@@ -45,13 +60,7 @@ def test_a_request_built_after_its_caller_was_cancelled_is_closed_without_a_warn
         release.set()
 
     executor = ClosingExecutor(max_workers=2)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        asyncio.run(main(executor))
-        executor.shutdown(wait=True)
-        gc.collect()
-    assert len(built) == 1 and inspect.getcoroutinestate(built[0]) == inspect.CORO_CLOSED
-    assert not _unawaited(caught), _unawaited(caught)
+    _assert_closed_without_a_warning(main, executor, built)
 
 
 def test_a_request_finished_just_before_its_caller_was_cancelled_is_closed_too() -> None:
@@ -72,13 +81,7 @@ def test_a_request_finished_just_before_its_caller_was_cancelled_is_closed_too()
         await asyncio.sleep(0)  # let asyncio's hand-over callback run and drop the result
 
     executor = ClosingExecutor(max_workers=1)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        asyncio.run(main(executor))
-        executor.shutdown(wait=True)
-        gc.collect()
-    assert len(built) == 1 and inspect.getcoroutinestate(built[0]) == inspect.CORO_CLOSED
-    assert not _unawaited(caught), _unawaited(caught)
+    _assert_closed_without_a_warning(main, executor, built)
 
 
 def test_a_request_whose_caller_waits_is_handed_over_and_runs() -> None:
@@ -141,10 +144,4 @@ def test_a_request_handed_over_to_a_caller_cancelled_before_it_resumed_is_closed
         await asyncio.gather(task, return_exceptions=True)
 
     executor = Recording()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        asyncio.run(main(executor))
-        executor.shutdown(wait=True)
-        gc.collect()
-    assert len(built) == 1 and inspect.getcoroutinestate(built[0]) == inspect.CORO_CLOSED
-    assert not _unawaited(caught), _unawaited(caught)
+    _assert_closed_without_a_warning(main, executor, built)
