@@ -96,6 +96,10 @@ class PartialTranscript:
     tentative: str
     audio_end: float
     """Seconds of user audio (from the session start) that this hypothesis covers."""
+    pause: bool = False
+    """Made when the whole-turn decode at the speaker's pause has committed the turn's last words
+    (one per pause, even when it added none): the user has stopped, and unless they go on this is
+    the text of the turn's final, due `end_silence_ms` later."""
 
     @property
     def text(self) -> str:
@@ -122,7 +126,7 @@ class FinalTranscript:
 
 @dataclass(frozen=True, slots=True)
 class OracleRequestStarted:
-    """An LLM stream started for the user text so far (`reason`: first, words, final)."""
+    """An LLM stream started for the user text so far (`reason`: first, words, pause, final)."""
 
     t: float
     generation: int

@@ -92,6 +92,8 @@ class OracleProducer:
         self._running: _Stream | None = None
         self._pending = False
         self._final_pending = False
+        # The STT's pause partial (`PolicyConfig.restart_on_pause`) holds words the request lacks.
+        self._pause_pending = False
         self._words_at_start = 0
         self._text_at_start: tuple[str, ...] = ()
         # The last stream completed and, under the reference policy, is still the current answer.
@@ -189,7 +191,15 @@ class OracleProducer:
         if isinstance(event, PartialTranscript):
             before = conversation.partial
             conversation.set_partial(event.text)
-            if conversation.partial and conversation.partial != before:
+            changed = bool(conversation.partial) and conversation.partial != before
+            if (
+                event.pause
+                and self.policy.restart_on_pause
+                and conversation.partial
+                and _words(conversation.partial) != self._text_at_start
+            ):
+                self._pause_pending = True
+            if changed or self._pause_pending:
                 self._pending = True
                 return True
         elif isinstance(event, FinalTranscript):
@@ -211,7 +221,8 @@ class OracleProducer:
         return False
 
     def _evaluate(self, now: float) -> None:
-        """KAME's policy: start when idle and text is pending; restart on enough new words or a final."""
+        """KAME's policy: start when idle and text is pending; restart on enough new words or a final
+        (or, as an option, the STT's pause partial)."""
         if not self._pending or self._closed or now < self._retry_at:
             return
         policy = self.policy
@@ -221,7 +232,7 @@ class OracleProducer:
         if current:
             grown = self.conversation.user_words - self._words_at_start >= policy.min_new_words
             final = self._final_pending and policy.restart_on_final
-            if not (grown or final):
+            if not (grown or final or self._pause_pending):
                 return
         while self._starts and self._starts[0] <= now - policy.restart_window_s:
             self._starts.popleft()
@@ -229,6 +240,8 @@ class OracleProducer:
             return  # capped: the condition is checked again at the next poll
         if self._final_pending:
             reason = "final"
+        elif self._pause_pending:
+            reason = "pause"
         elif self._running is not None:
             reason = "words"
         else:
@@ -246,6 +259,7 @@ class OracleProducer:
         self._answered = False
         self._pending = False
         self._final_pending = False
+        self._pause_pending = False
         self._starts.append(now)
         self._publish(
             OracleRequestStarted(

@@ -19,7 +19,7 @@ cheap; the cut-off words prompt the next decodes.
 Finals: once the speaker has paused for the post-speech pad, the whole turn is decoded in one pass
 (beam `beam_size`) while the closing silence runs out, so the final is ready when VAD ends the
 turn; it replaces the partials, as the same model offline would have heard the turn. That decode
-is due at the pause point itself, and commits the turn's last words.
+is due at the pause point itself, and commits the turn's last words (a partial marked `pause`).
 """
 
 from __future__ import annotations
@@ -297,7 +297,9 @@ class StreamingRecognizer:
 
     def _commit_prefinal(self, turn: _Turn, words: list[Word]) -> PartialTranscript | None:
         """Commit what the whole-turn decode has after the last committed words (found by their
-        last two): the turn's last words need not wait for the closing silence to run out."""
+        last two): the turn's last words need not wait for the closing silence to run out. The
+        partial is marked `pause` even when there is nothing to add (the partials already held the
+        turn's words): it tells the oracle that the user has stopped, as a final would."""
         keys = [w.key for w in turn.committed]
         decoded = [w.key for w in words]
         tail = keys[-2:]
@@ -306,14 +308,23 @@ class StreamingRecognizer:
         ]
         rest = words if not tail else words[starts[-1] :] if starts else []
         if not rest:
-            return None
+            committed, tentative = turn.emitted
+            if not (committed or tentative):
+                return None
+            return PartialTranscript(
+                t=self._now(),
+                committed=committed,
+                tentative=tentative,
+                audio_end=self._pos / WHISPER_RATE,
+                pause=True,
+            )
         turn.committed += rest
         turn.window_committed += rest
         turn.tentative = []
         text = (join_words(turn.committed), "")
         turn.emitted = text
         return PartialTranscript(
-            t=self._now(), committed=text[0], tentative="", audio_end=self._pos / WHISPER_RATE
+            t=self._now(), committed=text[0], tentative="", audio_end=self._pos / WHISPER_RATE, pause=True
         )
 
     def _without_rereads(self, turn: _Turn, words: list[Word]) -> list[Word]:

@@ -31,6 +31,8 @@ def parse_record(record: dict[str, Any]) -> Event | None:
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         if f.name not in record:
+            if f.default is not dataclasses.MISSING:
+                continue  # a field added since that log was written: its default
             return None  # an older or different layout: better left out than half-read
         value = record[f.name]
         values[f.name] = tuple(value) if isinstance(value, list) else value

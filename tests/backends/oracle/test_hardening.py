@@ -34,6 +34,7 @@ from kame_cli.events import (
     OracleFinished,
     OracleRequestStarted,
     OracleReset,
+    PartialTranscript,
 )
 from tests.backends.oracle.harness import Recorder, partial, running_producer
 from tests.support.llm_server import FaultyOpenAI, SilentServer
@@ -226,6 +227,29 @@ def test_kames_earlier_variants_stay_available_as_options(tokenizer) -> None:
         rec.wait(lambda r: len(_finished(r)) == 2, timeout=15, what="its answer")
         producer.on_event(_final("what is the capital of france please"))
         rec.wait(lambda r: len(_starts(r)) == 3, timeout=5, what="a request on the same final")
+
+
+def _pause(text: str) -> PartialTranscript:
+    """The STT's partial made at the speaker's pause: every word committed."""
+    return PartialTranscript(t=0.0, committed=text, tentative="", audio_end=1.0, pause=True)
+
+
+def test_the_pause_partial_restarts_only_with_the_option_and_only_on_other_words(tokenizer) -> None:
+    # The answered request was for "... of france"; at the pause the STT has corrected the last
+    # word: no more words, so the reference rule waits for the final.
+    with _answering(tokenizer, PolicyConfig(**POLL)) as (producer, rec):
+        producer.on_event(_pause("what is the capital of spain"))
+        _quiet_for(rec, 0.4, 1)
+    with _answering(tokenizer, PolicyConfig(**POLL, restart_on_pause=True)) as (producer, rec):
+        producer.on_event(_pause("What is the capital of France?"))  # the request's own words
+        _quiet_for(rec, 0.4, 1)
+        producer.on_event(_pause("what is the capital of spain"))
+        rec.wait(lambda r: len(_starts(r)) == 2, timeout=5, what="a request on the pause partial")
+        second = _starts(rec)[1]
+        assert (second.reason, second.user_text) == ("pause", "what is the capital of spain")
+        rec.wait(lambda r: len(_finished(r)) == 2, timeout=15, what="its answer")
+        producer.on_event(_final("What is the capital of Spain?"))  # the final adds no word: kept
+        _quiet_for(rec, 0.4, 2)
 
 
 def test_a_tiny_read_timeout_is_no_answer_without_a_never_awaited_warning(tokenizer) -> None:

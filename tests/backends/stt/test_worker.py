@@ -116,6 +116,10 @@ def test_a_turns_first_partial_and_its_pause_are_decoded_at_once_not_a_step_late
         assert turn[0].audio_end <= final.audio_start + cfg.min_audio_s + slack, (turn[0], final)
         last = turn[-1]
         assert last.tentative == "", last
+        # Marked as made at the pause (the oracle's `restart_on_pause` acts on it); no earlier
+        # partial of the turn is, unless the speaker paused mid-question.
+        assert last.pause, turn
+        assert not turn[0].pause, turn
         assert normalize_words(last.committed)[-1] == normalize_words(final.text)[-1], (last, final)
         # The pause point: the turn's last speech + the pad.
         assert last.audio_end <= final.audio_end + cfg.speech_pad_ms / 1000 + slack, (last, final)
