@@ -96,6 +96,8 @@ class PartialTranscript:
     tentative: str
     audio_end: float
     """Seconds of user audio (from the session start) that this hypothesis covers."""
+    audio_start: float = 0.0
+    """Where the turn's speech began (seconds of user audio): the same for every partial of a turn."""
     pause: bool = False
     """Made when the whole-turn decode at the speaker's pause has committed the turn's last words
     (one per pause, even when it added none): the user has stopped, and unless they go on this is

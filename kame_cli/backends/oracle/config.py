@@ -194,6 +194,13 @@ class PromptConfig:
     """Must contain `{conversation}`; use `{{` and `}}` for literal braces."""
     max_turns: int = field(default=12, metadata={"ge": 1, "le": 1000})
     """Most recent turns (lines) of the conversation sent with each request."""
+    hold_context: bool = True
+    """While the user speaks, and on their final, requests see the conversation as it stood when
+    their turn began: what the front-end says meanwhile joins at the next turn. From one restart to
+    the next the prompt then changes only in the user's line, and a server's prompt cache rereads
+    only that (llama.cpp with SmolLM2-135M on this CPU: 80 ms to the first token instead of 135).
+    False: every request has the front-end's words up to that moment, before the user's line, as
+    the reference sends them."""
 
 
 @dataclass(frozen=True, slots=True)

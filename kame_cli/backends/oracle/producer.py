@@ -87,7 +87,7 @@ class OracleProducer:
         self._closed = False
         self._client: LlmClient | None = None
         # Everything below belongs to the loop thread.
-        self.conversation = Conversation()
+        self.conversation = Conversation(hold_context=prompt.hold_context)
         self._generation = 0
         self._running: _Stream | None = None
         self._pending = False
@@ -190,7 +190,7 @@ class OracleProducer:
         conversation = self.conversation
         if isinstance(event, PartialTranscript):
             before = conversation.partial
-            conversation.set_partial(event.text)
+            conversation.set_partial(event.text, event.audio_start)
             changed = bool(conversation.partial) and conversation.partial != before
             if (
                 event.pause
@@ -253,7 +253,7 @@ class OracleProducer:
         self._generation += 1
         generation = self._generation
         conversation = self.conversation
-        messages = build_messages(self.prompt, conversation.turns, conversation.partial)
+        messages = build_messages(self.prompt, conversation.context, conversation.partial)
         self._words_at_start = conversation.user_words
         self._text_at_start = _words(conversation.current_user_text)
         self._answered = False

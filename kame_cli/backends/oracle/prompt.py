@@ -25,14 +25,30 @@ class Conversation:
     Owned by the oracle producer's thread alone.
     """
 
-    def __init__(self, keep_turns: int = 256) -> None:
+    def __init__(self, keep_turns: int = 256, *, hold_context: bool = False) -> None:
         self._keep = keep_turns
+        self._hold = hold_context
         self.turns: list[Turn] = []
         self.partial = ""
         self.closed_user_words = 0
+        # `PromptConfig.hold_context`: the lines requests see, as they stood when the user's turn
+        # began (after its final: those lines and the final), and that turn's start in the audio.
+        self._held: list[Turn] | None = None
+        self._held_turn: float | None = None
 
-    def set_partial(self, text: str) -> None:
+    def set_partial(self, text: str, turn_start: float = 0.0) -> None:
+        """The user's unfinished turn so far; `turn_start`: where its speech began (a new value is a
+        new turn, even when the last one never got a final)."""
         self.partial = " ".join(text.split())
+        if self._hold and self.partial and (self._held_turn is None or self._held_turn != turn_start):
+            self._held = list(self.turns)
+            self._held_turn = turn_start
+
+    @property
+    def context(self) -> list[Turn]:
+        """The lines a request puts before the user's unfinished turn (all of them when the
+        context is not held)."""
+        return self._held if self._held is not None else self.turns
 
     def close_user_turn(self, text: str) -> None:
         """A final transcript: the user's turn joins the conversation, the partial is cleared."""
@@ -42,6 +58,11 @@ class Conversation:
             self.turns.append(Turn("User", text))
             del self.turns[: -self._keep]
             self.closed_user_words += len(text.split())
+        # The final's request too sees the held lines, then the final: only the user's line is new
+        # to the server. What the front-end said during the turn joins at the next turn.
+        held = self._held
+        self._held = [*held, Turn("User", text)] if held is not None and text else None
+        self._held_turn = None
 
     def add_frontend_text(self, piece: str) -> None:
         # Pieces arrive token by token; consecutive ones build one assistant line (spaces are

@@ -292,7 +292,11 @@ class StreamingRecognizer:
             return None
         turn.emitted = text
         return PartialTranscript(
-            t=self._now(), committed=text[0], tentative=text[1], audio_end=self._pos / WHISPER_RATE
+            t=self._now(),
+            committed=text[0],
+            tentative=text[1],
+            audio_end=self._pos / WHISPER_RATE,
+            audio_start=turn.onset / WHISPER_RATE,
         )
 
     def _commit_prefinal(self, turn: _Turn, words: list[Word]) -> PartialTranscript | None:
@@ -316,6 +320,7 @@ class StreamingRecognizer:
                 committed=committed,
                 tentative=tentative,
                 audio_end=self._pos / WHISPER_RATE,
+                audio_start=turn.onset / WHISPER_RATE,
                 pause=True,
             )
         turn.committed += rest
@@ -324,7 +329,12 @@ class StreamingRecognizer:
         text = (join_words(turn.committed), "")
         turn.emitted = text
         return PartialTranscript(
-            t=self._now(), committed=text[0], tentative="", audio_end=self._pos / WHISPER_RATE, pause=True
+            t=self._now(),
+            committed=text[0],
+            tentative="",
+            audio_end=self._pos / WHISPER_RATE,
+            audio_start=turn.onset / WHISPER_RATE,
+            pause=True,
         )
 
     def _without_rereads(self, turn: _Turn, words: list[Word]) -> list[Word]:

@@ -24,12 +24,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from kame_cli.backends.oracle.config import LlmConfig, PolicyConfig
+from kame_cli.backends.oracle.config import LlmConfig, PolicyConfig, PromptConfig
 from kame_cli.backends.oracle.faults import classify
 from kame_cli.backends.oracle.llm import import_litellm
 from kame_cli.events import (
     BackendStatus,
     FinalTranscript,
+    FrontendText,
     OracleClear,
     OracleFinished,
     OracleRequestStarted,
@@ -250,6 +251,61 @@ def test_the_pause_partial_restarts_only_with_the_option_and_only_on_other_words
         rec.wait(lambda r: len(_finished(r)) == 2, timeout=15, what="its answer")
         producer.on_event(_final("What is the capital of Spain?"))  # the final adds no word: kept
         _quiet_for(rec, 0.4, 2)
+
+
+def _said(text: str, turn_start: float) -> PartialTranscript:
+    words = text.split()
+    return PartialTranscript(0.0, " ".join(words[:-1]), words[-1], turn_start + 1.0, audio_start=turn_start)
+
+
+def _conversations(fake: FaultyOpenAI) -> list[str]:
+    """The user message (the conversation) of each request the server got, in order."""
+    requests = [body for _, path, body in fake.requests if path.endswith("/chat/completions")]
+    return [body["messages"][-1]["content"] for body in requests]
+
+
+@pytest.mark.parametrize("hold", [True, False])
+def test_frontend_words_said_during_a_turn_join_the_prompt_at_the_next_turn(tokenizer, hold: bool) -> None:
+    # With the context held, restarts within a turn and the final's request send the same lines
+    # before the user's line, so a server's prompt cache rereads only that line; the front-end's
+    # words said meanwhile come with the next turn. Without, each request has them, as the
+    # reference sends them.
+    policy, prompt = PolicyConfig(**POLL), PromptConfig(hold_context=hold)
+    with (
+        FaultyOpenAI(["Paris", " is the capital."]) as fake,
+        running_producer(_llm(), policy, prompt, tokenizer=tokenizer, api_base=fake.api_base) as (
+            producer,
+            rec,
+        ),
+    ):
+        producer.on_event(FrontendText(0.0, 1, "\u2581Hello\u2581there."))
+        producer.on_event(_said("what is the", 5.0))
+        rec.wait(lambda r: len(_finished(r)) == 1, timeout=15, what="the first answer")
+        producer.on_event(FrontendText(0.0, 2, "\u2581mm\u2581hmm"))
+        producer.on_event(_said("what is the capital of", 5.0))
+        rec.wait(lambda r: len(_finished(r)) == 2, timeout=15, what="the answer on two more words")
+        producer.on_event(_final("What is the capital of France?"))
+        rec.wait(lambda r: len(_finished(r)) == 3, timeout=15, what="the answer on the final")
+        # The next turn's partials hold the lines as they are when it begins.
+        producer.on_event(FrontendText(0.0, 3, "\u2581Paris."))
+        producer.on_event(_said("and of spain", 9.0))
+        rec.wait(lambda r: len(_finished(r)) == 4, timeout=15, what="the answer in the next turn")
+        # A turn that never got a final (read as no speech) does not hold the lines for the next.
+        producer.on_event(FrontendText(0.0, 4, "\u2581Yes."))
+        producer.on_event(_said("or of italy today please", 13.0))
+        rec.wait(lambda r: len(_finished(r)) == 5, timeout=15, what="the answer in the turn after")
+    first, second, final, next_turn, after = _conversations(fake)
+    assert "Assistant: Hello there.\nUser: what is the\n" in first
+    assert ("mm hmm" in second) is not hold
+    if hold:
+        assert second == first.replace("User: what is the\n", "User: what is the capital of\n")
+    assert ("mm hmm" in final) is not hold
+    assert "User: What is the capital of France?\n" in final
+    if hold:
+        assert final == first.replace("User: what is the\n", "User: What is the capital of France?\n")
+    said = "Assistant: Hello there. mm hmm\nUser: What is the capital of France?\nAssistant: Paris.\n"
+    assert said + "User: and of spain\n" in next_turn
+    assert "Assistant: Paris. Yes.\nUser: or of italy today please\n" in after
 
 
 def test_a_tiny_read_timeout_is_no_answer_without_a_never_awaited_warning(tokenizer) -> None:
