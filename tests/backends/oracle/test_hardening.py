@@ -278,22 +278,20 @@ def test_frontend_words_said_during_a_turn_join_the_prompt_at_the_next_turn(toke
             rec,
         ),
     ):
-        producer.on_event(FrontendText(0.0, 1, "\u2581Hello\u2581there."))
-        producer.on_event(_said("what is the", 5.0))
-        rec.wait(lambda r: len(_finished(r)) == 1, timeout=15, what="the first answer")
-        producer.on_event(FrontendText(0.0, 2, "\u2581mm\u2581hmm"))
-        producer.on_event(_said("what is the capital of", 5.0))
-        rec.wait(lambda r: len(_finished(r)) == 2, timeout=15, what="the answer on two more words")
-        producer.on_event(_final("What is the capital of France?"))
-        rec.wait(lambda r: len(_finished(r)) == 3, timeout=15, what="the answer on the final")
-        # The next turn's partials hold the lines as they are when it begins.
-        producer.on_event(FrontendText(0.0, 3, "\u2581Paris."))
-        producer.on_event(_said("and of spain", 9.0))
-        rec.wait(lambda r: len(_finished(r)) == 4, timeout=15, what="the answer in the next turn")
-        # A turn that never got a final (read as no speech) does not hold the lines for the next.
-        producer.on_event(FrontendText(0.0, 4, "\u2581Yes."))
-        producer.on_event(_said("or of italy today please", 13.0))
-        rec.wait(lambda r: len(_finished(r)) == 5, timeout=15, what="the answer in the turn after")
+        steps = [
+            ("\u2581Hello\u2581there.", _said("what is the", 5.0)),
+            ("\u2581mm\u2581hmm", _said("what is the capital of", 5.0)),  # two more words
+            ("", _final("What is the capital of France?")),
+            # The next turn's partials hold the lines as they are when it begins.
+            ("\u2581Paris.", _said("and of spain", 9.0)),
+            # A turn that never got a final (read as no speech) does not hold the next one's lines.
+            ("\u2581Yes.", _said("or of italy today please", 13.0)),
+        ]
+        for n, (piece, user) in enumerate(steps, start=1):
+            if piece:
+                producer.on_event(FrontendText(0.0, n, piece))
+            producer.on_event(user)
+            rec.wait(lambda r, n=n: len(_finished(r)) == n, timeout=15, what=f"answer {n}")
     first, second, final, next_turn, after = _conversations(fake)
     assert "Assistant: Hello there.\nUser: what is the\n" in first
     assert ("mm hmm" in second) is not hold
