@@ -219,10 +219,11 @@ class PolicyConfig:
     `min_new_words` more words or a final. `any_change`: any new user text after an answer finished
     starts a request at once (kame's earlier behaviour; more requests, no measured gain)."""
     restart_on_pause: bool = False
-    """Also restart, as on a final, on the STT's partial made at the speaker's pause (every word
-    committed: the final's text unless the user goes on) when its words differ from the running
-    or finished request's. It comes about 0.2-0.3 s after the end of speech, the final 0.6 s; a
-    corrected last word ("frat" to "France") does not grow the word count. Not in the reference."""
+    """Also restart, as on a final, on the STT's partial made at the speaker's pause (the final's
+    text unless the user goes on) when its words differ from the running or finished request's. It
+    comes about 0.45 s after the end of speech (the STT's 300 ms pad, then its decode), the final at
+    0.6-0.7 s; a corrected last word ("frat" to "France") does not grow the word count. Not in the
+    reference."""
     restart_on_same_final: bool = False
     """Also restart when a final's words equal those of the request already answering it (kame's
     earlier behaviour). False: that answer is kept, and the final only closes the user's turn."""

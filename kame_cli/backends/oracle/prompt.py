@@ -40,7 +40,7 @@ class Conversation:
         """The user's unfinished turn so far; `turn_start`: where its speech began (a new value is a
         new turn, even when the last one never got a final)."""
         self.partial = " ".join(text.split())
-        if self._hold and self.partial and (self._held_turn is None or self._held_turn != turn_start):
+        if self._hold and self.partial and self._held_turn != turn_start:
             self._held = list(self.turns)
             self._held_turn = turn_start
 

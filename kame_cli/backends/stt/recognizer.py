@@ -291,13 +291,7 @@ class StreamingRecognizer:
         if text == turn.emitted:
             return None
         turn.emitted = text
-        return PartialTranscript(
-            t=self._now(),
-            committed=text[0],
-            tentative=text[1],
-            audio_end=self._pos / WHISPER_RATE,
-            audio_start=turn.onset / WHISPER_RATE,
-        )
+        return self._partial(turn)
 
     def _commit_prefinal(self, turn: _Turn, words: list[Word]) -> PartialTranscript | None:
         """Commit what the whole-turn decode has after the last committed words (found by their
@@ -311,30 +305,25 @@ class StreamingRecognizer:
             i + len(tail) for i in range(len(decoded) - len(tail) + 1) if decoded[i : i + len(tail)] == tail
         ]
         rest = words if not tail else words[starts[-1] :] if starts else []
-        if not rest:
-            committed, tentative = turn.emitted
-            if not (committed or tentative):
-                return None
-            return PartialTranscript(
-                t=self._now(),
-                committed=committed,
-                tentative=tentative,
-                audio_end=self._pos / WHISPER_RATE,
-                audio_start=turn.onset / WHISPER_RATE,
-                pause=True,
-            )
-        turn.committed += rest
-        turn.window_committed += rest
-        turn.tentative = []
-        text = (join_words(turn.committed), "")
-        turn.emitted = text
+        if rest:
+            turn.committed += rest
+            turn.window_committed += rest
+            turn.tentative = []
+            turn.emitted = (join_words(turn.committed), "")
+        elif not any(turn.emitted):
+            return None
+        return self._partial(turn, pause=True)
+
+    def _partial(self, turn: _Turn, *, pause: bool = False) -> PartialTranscript:
+        """The turn's partial as last emitted (`turn.emitted`), stamped now."""
+        committed, tentative = turn.emitted
         return PartialTranscript(
             t=self._now(),
-            committed=text[0],
-            tentative="",
+            committed=committed,
+            tentative=tentative,
             audio_end=self._pos / WHISPER_RATE,
             audio_start=turn.onset / WHISPER_RATE,
-            pause=True,
+            pause=pause,
         )
 
     def _without_rereads(self, turn: _Turn, words: list[Word]) -> list[Word]:

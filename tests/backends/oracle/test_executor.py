@@ -17,6 +17,11 @@ async def _request() -> str:
     return "answer"
 
 
+async def _call(build: Callable[[], Coroutine[Any, Any, str]]) -> str:
+    """As `litellm.acompletion` does: a thread builds the request coroutine, the caller awaits it."""
+    return await (await asyncio.get_running_loop().run_in_executor(None, build))
+
+
 def _unawaited(caught: list[warnings.WarningMessage]) -> list[str]:
     return [str(w.message) for w in caught if "never awaited" in str(w.message)]
 
@@ -47,13 +52,9 @@ def test_a_request_built_after_its_caller_was_cancelled_is_closed_without_a_warn
         built.append(_request())
         return built[-1]
 
-    async def caller() -> str:
-        loop = asyncio.get_running_loop()
-        return await (await loop.run_in_executor(None, build))
-
     async def main(executor: ClosingExecutor) -> None:
         asyncio.get_running_loop().set_default_executor(executor)
-        task = asyncio.create_task(caller())
+        task = asyncio.create_task(_call(build))
         await asyncio.to_thread(started.wait, 10)
         task.cancel()  # a restart, or the read timeout, while the thread is still building
         await asyncio.gather(task, return_exceptions=True)
@@ -129,13 +130,9 @@ def test_a_request_handed_over_to_a_caller_cancelled_before_it_resumed_is_closed
             self.handoffs.append(super().submit(fn, *args, **kwargs))
             return self.handoffs[-1]
 
-    async def caller() -> str:
-        loop = asyncio.get_running_loop()
-        return await (await loop.run_in_executor(None, build))
-
     async def main(executor: Recording) -> None:
         asyncio.get_running_loop().set_default_executor(executor)
-        task = asyncio.create_task(caller())
+        task = asyncio.create_task(_call(build))
         await asyncio.sleep(0)  # the task submits its call
         executor.handoffs[0].result(timeout=10)  # blocks the loop until the thread has handed over
         await asyncio.sleep(0)  # asyncio's hand-over callback runs: the task's future is done...
