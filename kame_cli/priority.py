@@ -41,7 +41,7 @@ def idle_thread(tid: int = 0) -> bool:
     thread is gone.
 
     `kame talk --realtime` does this to the back-end process and the llama.cpp child. In the
-    isolation bench it cut the front-end's deadline misses by two thirds (README); the cost is
+    isolation bench it cut the front-end's deadline misses by two thirds (`kame bench isolation`); the cost is
     that a busy machine starves the STT and the LLM, where niceness 10 leaves them a tenth.
     """
     try:

@@ -24,7 +24,9 @@ def doctor(
     ] = None,
     input_device: Annotated[str | None, typer.Option(help="Microphone to check: index or name.")] = None,
     output_device: Annotated[str | None, typer.Option(help="Speaker to check: index or name.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object (shape in the README).")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object (shape: docs/troubleshooting.md).")
+    ] = False,
 ) -> None:
     """Check GPU, memory, CUDA libraries, checkpoint, audio devices and LLM before a session.
 

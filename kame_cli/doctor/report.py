@@ -8,10 +8,10 @@ from typing import Any, Literal
 
 Status = Literal["ok", "warn", "fail"]
 SCHEMA_VERSION = 1
-"""`kame_doctor` in the JSON: bumped when the shape changes (README: "`kame doctor --json`")."""
+"""`kame_doctor` in the JSON: bumped when the shape changes (docs/troubleshooting.md)."""
 
 Details = dict[str, Any]
-"""JSON scalars, lists of strings, or one level of {name: scalar} (the README documents the keys)."""
+"""JSON scalars, lists of strings, or one level of {name: scalar} (keys: docs/troubleshooting.md)."""
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
-"""The documented shape of `kame doctor --json` (README: "`kame doctor --json`"), as pydantic models.
+"""The documented shape of `kame doctor --json` (docs/troubleshooting.md), as pydantic models.
 
-Written from the README, apart from the code that produces the JSON, so a change of shape on
+Written from that page, apart from the code that produces the JSON, so a change of shape on
 either side fails the tests.
 """
 

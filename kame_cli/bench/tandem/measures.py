@@ -1,6 +1,6 @@
 """The tandem's figures per user turn, from a session log (and the cascaded client's timings).
 
-Definitions (README, "The tandem end to end"):
+Definitions (docs/tandem.md, "What is measured"):
 - end of speech: where the offline VAD (Silero, in faster-whisper) ends the turn's last speech
   segment in input.wav, on the session clock (paced input: the instant that audio arrived);
 - informed request: one of the turn's oracle requests whose normalized user text contains the last
