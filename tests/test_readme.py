@@ -224,6 +224,25 @@ def test_command_matches_its_help(command: Command) -> None:
     _check_profile_names(command, rest)
 
 
+def all_options(path: tuple[str, ...] = ()) -> set[str]:
+    """Every long option of `kame PATH` and of the commands under it."""
+    options = set(re.findall(r"(?<![\w-])(--[a-zA-Z][\w-]*)", help_text(path)))
+    for name in subcommands(path):
+        options |= all_options((*path, name))
+    return options
+
+
+def test_inline_options_exist() -> None:
+    """An option the README names in its prose or tables (`--headphones`) is one that kame has."""
+    text = re.sub(r"```.*?```", "", README.read_text(), flags=re.S)
+    named = {
+        m for span in re.findall(r"`([^`]+)`", text) for m in re.findall(r"(?<![\w-])--[a-z][\w-]*", span)
+    }
+    assert named, "the README names options"
+    unknown = sorted(named - all_options())
+    assert not unknown, f"options the README names that no kame command has: {unknown}"
+
+
 def _check_profile_names(command: Command, rest: tuple[str, ...]) -> None:
     """A profile named in the docs is a shipped one (a path is the reader's own file)."""
     for flag, value in itertools.pairwise(rest):
