@@ -19,9 +19,11 @@ import re
 import shlex
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -241,6 +243,27 @@ def test_inline_options_exist() -> None:
     assert named, "the README names options"
     unknown = sorted(named - all_options())
     assert not unknown, f"options the README names that no kame command has: {unknown}"
+
+
+def test_profile_keys_named_in_the_docs_exist() -> None:
+    """A key the docs name as `[section] key` is one that `kame profiles show` prints."""
+    profiles = []
+    for name in ("offline", "ollama"):  # between them, every table: [llm.server], [llm] api_base
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert run(["profiles", "show", name]) == 0
+        profiles.append(tomllib.loads(out.getvalue()))
+
+    def has(profile: dict[str, Any], section: str, key: str) -> bool:
+        for part in section.split("."):
+            profile = profile.get(part, {})
+        return key in profile
+
+    for page in CHECKED_PAGES:
+        for section, key in re.findall(r"`\[([\w.]+)\] (\w+)", page.read_text()):
+            assert any(has(p, section, key) for p in profiles), (
+                f"{page.name}: no profile key [{section}] {key}"
+            )
 
 
 def _check_profile_names(command: Command, rest: tuple[str, ...]) -> None:
