@@ -42,6 +42,9 @@ CHECKED_PAGES = (
 )
 """The pages whose fenced commands are checked: the README and the docs written with it."""
 MAX_README_LINES = 350
+WRITTEN_ON_OTHER_BRANCHES = {"gpu.md", "profiles.md"}
+"""Pages written beside the README on other branches (issues 26 and 32): linked before they land;
+their headings are checked once they are here."""
 
 SHELL_LANGS = ("", "bash", "sh", "shell", "console")
 RUN_IN_PROCESS = {("profiles", "list"), ("profiles", "show"), ("version",), ("devices",)}
@@ -200,6 +203,30 @@ def test_readme_has_one_figures_table() -> None:
     assert len(dated) == 1, f"README.md: one current performance table with a date column, not {len(dated)}"
     header = dated[0][0].lower()
     assert all(word in header for word in ("command", "commit", "machine"))
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(page: Path) -> set[str]:
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+    return {github_anchor(h) for h in re.findall(r"^#+ (.+)$", text, re.M)}
+
+
+@pytest.mark.parametrize("page", CHECKED_PAGES, ids=lambda p: p.name)
+def test_links_reach_their_page_and_heading(page: Path) -> None:
+    for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+        if re.match(r"[a-z]+:", target):
+            continue  # a web address
+        file, _, anchor = target.partition("#")
+        linked = (page.parent / file).resolve() if file else page
+        if linked.name in WRITTEN_ON_OTHER_BRANCHES and not linked.exists():
+            continue
+        assert linked.is_file(), f"{page.name}: link to a missing file: {target}"
+        if anchor:
+            assert anchor in anchors(linked), f"{page.name}: no heading for the link {target}"
 
 
 def test_readme_commands_were_found() -> None:
