@@ -1,0 +1,404 @@
+"""`kame serve`: aiohttp serving moshi's protocol on `/api/chat`, plus `/healthz` and `/metrics`.
+
+This process (the supervisor) owns the sockets, the codecs, the admission queue and the session
+logs. The front-end runs in its host process (`serve.host`), each session's STT and oracle in a
+back-end process of its own (`processes`), so nothing a client does reaches the real-time loop's
+interpreter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import ipaddress
+import os
+import signal
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kame_cli.errors import ConfigError, KameError, RuntimeFailure
+from kame_cli.serve.admission import Admission, Ticket
+from kame_cli.serve.metrics import ServeMetrics
+from kame_cli.serve.session import ClientKind, ServeSession
+from kame_cli.serve.wire import HostSetup, OutputFrame, SessionEnded, SessionEvent, SessionStarted
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from kame_cli.serve.processes import BackendPool, FrontendHost
+
+_LOAD_TIMEOUT_S = 600.0
+_SHUTDOWN_S = 1.5
+_RETRY_AFTER_S = 10
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """`kame serve`'s options, checked by `check`."""
+
+    host: str = "127.0.0.1"
+    port: int = 8998
+    profile: str | None = None
+    model: str | None = None
+    device: str | None = None
+    quantize: str | None = None
+    log_dir: Path | None = None
+    max_queue: int = 4
+    token_env: str = "KAME_SERVER_TOKEN"
+    insecure_no_token: bool = False
+    allow_origin: tuple[str, ...] = ()
+    max_message_bytes: int = 1 << 20
+    idle_timeout_s: float = 30.0
+    connections_per_address: int = 8
+    send_queue: int = 64
+    """Messages held for a client before it counts as not reading (64 = ~5 s of audio and text)."""
+    jitter_frames: int = 4
+    """Client frames held for the pacer (320 ms): bursts are smoothed, a drifting clock bounded."""
+    token: str | None = field(default=None, repr=False)
+    """Read from the `token_env` variable by `check`; never printed."""
+
+    def check(self) -> ServeOptions:
+        if self.max_queue < 0:
+            raise ConfigError("--max-queue must be >= 0")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"--port {self.port}: expected 0 to 65535")
+        token = os.environ.get(self.token_env) or None
+        if not is_loopback(self.host) and token is None and not self.insecure_no_token:
+            raise ConfigError(
+                f"--host {self.host} is reachable from other machines: set an access token in the "
+                f"environment variable {self.token_env} (or name another with --token-env), or pass "
+                "--insecure-no-token"
+            )
+        return replace(self, token=token)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class KameServer:
+    """Loads the front-end once, then admits and serves sessions until `stop`."""
+
+    def __init__(self, options: ServeOptions) -> None:
+        self.options = options
+        self.metrics = ServeMetrics()
+        self.admission = Admission(options.max_queue)
+        self.host: FrontendHost | None = None
+        self.pool: BackendPool | None = None
+        self.api_base: str | None = None
+        self.loaded = False
+        self.port = options.port
+        self._stack = contextlib.ExitStack()
+        self._sessions: dict[int, ServeSession] = {}
+        self._waiting: set[Any] = set()
+        self._by_address: Counter[str] = Counter()
+        self._next_sid = 0
+        self._stop = asyncio.Event()
+        self._no_sessions = asyncio.Event()
+        self._no_sessions.set()
+        self._failure: str | None = None
+        self._runner: web.AppRunner | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- start and stop ---------------------------------------------------------------------------
+
+    async def serve(self) -> int:
+        """Bind, load, serve until SIGINT/SIGTERM (0) or the front-end process dies (1)."""
+        from aiohttp import web
+
+        self._loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._loop.add_signal_handler(sig, self._stop.set)
+        app = web.Application()
+        app.router.add_get("/api/chat", self.handle_chat)
+        app.router.add_get("/healthz", self.handle_healthz)
+        app.router.add_get("/metrics", self.handle_metrics)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.options.host, self.options.port)
+        try:
+            await site.start()
+        except OSError as err:
+            await self._runner.cleanup()
+            raise ConfigError(
+                f"cannot listen on {self.options.host}:{self.options.port} ({err.strerror}): "
+                "choose another --port or --host"
+            ) from err
+        address = self._runner.addresses[0]
+        self.port = int(address[1])
+        say(f"loading the front-end; health at http://{self.options.host}:{self.port}/healthz")
+        try:
+            loading = asyncio.create_task(asyncio.to_thread(self._load))
+            stop = asyncio.create_task(self._stop.wait())
+            await asyncio.wait({loading, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if not loading.done():
+                stop.cancel()
+                await self._shutdown()
+                with contextlib.suppress(BaseException):
+                    await loading
+                self._stack.close()
+                return 0
+            stop.cancel()
+            loading.result()
+            self.loaded = True
+            say(f"ready: ws://{self.options.host}:{self.port}/api/chat")
+            await self._stop.wait()
+        finally:
+            await self._shutdown()
+        if self._failure is not None:
+            raise RuntimeFailure(self._failure)
+        return 0
+
+    def _load(self) -> None:
+        """The profile, the LLM server if it has one, the front-end host and the first spare back-end."""
+        from kame_cli.profiles import check_environment, load_profile, prepare_llm_backend
+        from kame_cli.serve.processes import BackendPool, FrontendHost
+        from kame_cli.session.wire import BackendSetup
+
+        o = self.options
+        profile = load_profile(o.profile)
+        overrides: dict[str, Any] = {}
+        if o.model is not None:
+            overrides["model"] = o.model
+        if o.device is not None:
+            overrides["device"] = o.device
+        if o.quantize is not None:
+            overrides["quantize"] = o.quantize
+        frontend = replace(profile.frontend, **overrides)
+        check_environment(profile)
+        self.host = FrontendHost(HostSetup(frontend, o.jitter_frames), self._from_host, self._host_gone)
+        self._stack.callback(self.host.stop)
+        self.api_base = self._stack.enter_context(prepare_llm_backend(profile))
+        self.pool = BackendPool(
+            BackendSetup(
+                stt=profile.stt,
+                llm=profile.llm,
+                policy=profile.policy,
+                prompt=profile.prompt,
+                clock_origin=time.monotonic(),
+                realtime=True,
+                attempt=1,
+            )
+        )
+        self._stack.callback(self.pool.close)
+        self.pool.fill()
+        self.host.wait_ready(_LOAD_TIMEOUT_S)
+
+    async def _shutdown(self) -> None:
+        """Stop accepting, tell every client, complete every log, stop the children."""
+        if self._runner is None:
+            return
+        runner, self._runner = self._runner, None
+        for site in list(runner.sites):
+            await site.stop()  # no new connections from here on
+        for session in list(self._sessions.values()):
+            session.stop(1001, "the server is shutting down")
+        for ws in list(self._waiting):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(code=1001, message=b"the server is shutting down"), 0.5)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._no_sessions.wait(), _SHUTDOWN_S)
+        await asyncio.to_thread(self._stack.close)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(runner.cleanup(), 0.5)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # --- the front-end host's messages (its link's reader thread) --------------------------------
+
+    def _from_host(self, message: Any) -> None:
+        if isinstance(message, OutputFrame | SessionEvent | SessionStarted | SessionEnded):
+            session = self._sessions.get(message.session)
+            if session is not None:
+                session.from_host(message)
+
+    def _host_gone(self) -> None:
+        # Every session ends with an error (kind 5 to clients that know it) and the server exits 1:
+        # a restarted front-end would take as long as a restarted server, and a supervisor (systemd,
+        # a container runtime) restarts the whole server better than it restarts half of one.
+        loop = self._loop
+        if loop is None:
+            return
+        self._failure = "the front-end process died: every session was ended; restart kame serve"
+
+        def end_all() -> None:
+            for session in list(self._sessions.values()):
+                session.stop(1011, "the server's front-end process died")
+            self._stop.set()
+
+        loop.call_soon_threadsafe(end_all)
+
+    # --- HTTP ---------------------------------------------------------------------------------------
+
+    async def handle_healthz(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
+        if not self.loaded:
+            return web.Response(status=503, text="loading\n", headers={"Retry-After": str(_RETRY_AFTER_S)})
+        if not self.admission.can_start_now():
+            return web.Response(status=503, text="full\n", headers={"Retry-After": str(_RETRY_AFTER_S)})
+        return web.Response(text="ok\n")
+
+    async def handle_metrics(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
+        self.metrics.sessions_queued.set(self.admission.queued)
+        body, content_type = self.metrics.render()
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    def client_kind(self, request: web.Request) -> ClientKind:
+        """kame's clients ask for metadata (`?kame=1`); moshi's Python client (aiohttp's User-Agent, no
+        Origin) does not know kind 0 and never gets it; every other client (moshi's web page) does."""
+        if request.query.get("kame") == "1":
+            return ClientKind(handshake=True, metadata=True)
+        agent = request.headers.get("User-Agent", "")
+        moshi_python = agent.startswith("Python/") and "aiohttp/" in agent and "Origin" not in request.headers
+        return ClientKind(handshake=not moshi_python, metadata=False)
+
+    def refusal(self, request: web.Request) -> web.Response | None:
+        """401 without the right token (when one is set), 403 for a foreign Origin, 429 for too many
+        connections from one address; None when the request may go on."""
+        from aiohttp import web
+
+        token = self.options.token
+        if token is not None:
+            given = request.query.get("token", "")
+            header = request.headers.get("Authorization", "")
+            if header.startswith("Bearer "):
+                given = header[len("Bearer ") :]
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                self.metrics.refuse("token")
+                return web.Response(
+                    status=401, text="a valid access token is needed (Authorization: Bearer, or ?token=)\n"
+                )
+        origin = request.headers.get("Origin")
+        if origin is not None and not self._origin_allowed(request, origin):
+            self.metrics.refuse("origin")
+            return web.Response(status=403, text="this Origin may not use the server (see --allow-origin)\n")
+        address = request.remote or "?"
+        if self._by_address[address] >= self.options.connections_per_address:
+            self.metrics.refuse("per_address")
+            return web.Response(status=429, text="too many connections from this address\n")
+        return None
+
+    def _origin_allowed(self, request: web.Request, origin: str) -> bool:
+        own = f"{request.scheme}://{request.host}"
+        return origin == own or origin in self.options.allow_origin
+
+    async def handle_chat(self, request: web.Request) -> web.StreamResponse:
+        from aiohttp import web
+
+        refused = self.refusal(request)
+        if refused is not None:
+            return refused
+        if not self.loaded or self._stop.is_set():
+            self.metrics.refuse("loading")
+            return web.Response(
+                status=503, text="the server is loading\n", headers={"Retry-After": str(_RETRY_AFTER_S)}
+            )
+        ticket = self.admission.enter()
+        if ticket is None:
+            self.metrics.refuse("full")
+            return web.Response(
+                status=503,
+                text="server busy: every place is taken\n",
+                headers={"Retry-After": str(_RETRY_AFTER_S)},
+            )
+        address = request.remote or "?"
+        self._by_address[address] += 1
+        ws = web.WebSocketResponse(max_msg_size=self.options.max_message_bytes, autoping=True)
+        try:
+            await ws.prepare(request)
+            self.metrics.sessions_queued.set(self.admission.queued)
+            if not ticket.ready and not await self._wait_turn(ws, ticket):
+                return ws
+            await self._run_session(ws, self.client_kind(request))
+        finally:
+            self._by_address[address] -= 1
+            if self._by_address[address] <= 0:
+                del self._by_address[address]
+            self.admission.leave(ticket)
+            self.metrics.sessions_queued.set(self.admission.queued)
+        return ws
+
+    async def _wait_turn(self, ws: web.WebSocketResponse, ticket: Ticket) -> bool:
+        """Hold a queued client until its turn (what it sends meanwhile is read and dropped, as moshi's
+        server holds it on a lock); False if it left or the server stops."""
+        from aiohttp import WSMsgType
+
+        self._waiting.add(ws)
+        try:
+            while not ticket.ready:
+                receive = asyncio.ensure_future(ws.receive())
+                waited: set[asyncio.Future[Any]] = {receive, ticket.turn}
+                done, _ = await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
+                if receive not in done:
+                    receive.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+                        await receive
+                    break
+                message = receive.result()
+                if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                    return False
+            return ticket.ready and not ws.closed
+        finally:
+            self._waiting.discard(ws)
+
+    async def _run_session(self, ws: web.WebSocketResponse, client: ClientKind) -> None:
+        assert self.host is not None and self.pool is not None
+        self._next_sid += 1
+        sid = self._next_sid
+        log_dir = None
+        if self.options.log_dir is not None:
+            log_dir = self.options.log_dir / f"session-{time.strftime('%Y%m%d-%H%M%S')}-{sid}"
+        session = ServeSession(
+            sid,
+            self.host,
+            self.pool.take(),
+            api_base=self.api_base,
+            log_dir=log_dir,
+            client=client,
+            send_queue=self.options.send_queue,
+            metrics=self.metrics,
+            idle_timeout_s=self.options.idle_timeout_s,
+        )
+        self._sessions[sid] = session
+        self._no_sessions.clear()
+        self.metrics.sessions_total.inc()
+        self.metrics.sessions_active.inc()
+        try:
+            await session.run(ws)
+        except KameError as err:
+            say(f"session {sid} failed: {err}")
+        finally:
+            self.metrics.sessions_active.dec()
+            del self._sessions[sid]
+            if not self._sessions:
+                self._no_sessions.set()
+
+
+def say(line: str) -> None:
+    """One line on stderr: the server's own output (never audio, words or tokens)."""
+    print(f"kame serve: {line}", file=sys.stderr, flush=True)
+
+
+def run_server(options: ServeOptions) -> int:
+    """`kame serve`'s body: check the options, then serve until a signal."""
+    checked = options.check()
+    if checked.log_dir is not None:
+        try:
+            checked.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as err:
+            raise ConfigError(f"--log-dir {checked.log_dir}: cannot create it ({err.strerror})") from err
+    return asyncio.run(KameServer(checked).serve())
