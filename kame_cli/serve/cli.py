@@ -50,6 +50,27 @@ def serve(
         list[str] | None,
         typer.Option("--allow-origin", help="A web page origin allowed besides the server's own (repeat)."),
     ] = None,
+    handshake_timeout: Annotated[
+        float,
+        typer.Option("--handshake-timeout", min=0.1, help="Seconds a connection has to send its request."),
+    ] = 10.0,
+    idle_timeout: Annotated[
+        float,
+        typer.Option("--idle-timeout", min=0.1, help="Seconds without a client message before it is closed."),
+    ] = 30.0,
+    per_address: Annotated[
+        int,
+        typer.Option("--connections-per-address", min=1, help="Open connections allowed per client address."),
+    ] = 8,
+    ssl_cert: Annotated[Path | None, typer.Option("--ssl-cert", help="TLS certificate (PEM).")] = None,
+    ssl_key: Annotated[Path | None, typer.Option("--ssl-key", help="TLS private key (PEM).")] = None,
+    ssl_self_signed: Annotated[
+        bool,
+        typer.Option(
+            "--ssl-self-signed",
+            help="TLS with a certificate made at start (its path and fingerprint are printed).",
+        ),
+    ] = False,
 ) -> None:
     """Serve the tandem over moshi's WebSocket protocol (/api/chat), with /healthz and /metrics."""
     from kame_cli.engine.config import quantize_flag
@@ -67,5 +88,11 @@ def serve(
         token_env=token_env,
         insecure_no_token=insecure_no_token,
         allow_origin=tuple(allow_origin or ()),
+        handshake_timeout_s=handshake_timeout,
+        idle_timeout_s=idle_timeout,
+        connections_per_address=per_address,
+        ssl_cert=ssl_cert,
+        ssl_key=ssl_key,
+        ssl_self_signed=ssl_self_signed,
     )
     raise typer.Exit(run_server(options))

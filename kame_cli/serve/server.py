@@ -10,27 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import ipaddress
 import os
 import signal
 import sys
 import time
-from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kame_cli.errors import ConfigError, KameError, RuntimeFailure
+from kame_cli.serve import protocol
 from kame_cli.serve.admission import Admission, Ticket
 from kame_cli.serve.metrics import ServeMetrics
-from kame_cli.serve.session import ClientKind, ServeSession
+from kame_cli.serve.session import ClientKind, ClientStream, ServeSession, SessionClosed
 from kame_cli.serve.wire import HostSetup, OutputFrame, SessionEnded, SessionEvent, SessionStarted
 
 if TYPE_CHECKING:
     from aiohttp import web
 
     from kame_cli.serve.processes import BackendPool, FrontendHost
+    from kame_cli.serve.security import ConnectionGate, Tls
 
 _LOAD_TIMEOUT_S = 600.0
 _SHUTDOWN_S = 1.5
@@ -55,6 +55,11 @@ class ServeOptions:
     max_message_bytes: int = 1 << 20
     idle_timeout_s: float = 30.0
     connections_per_address: int = 8
+    handshake_timeout_s: float = 10.0
+    """A connection that has not sent a whole request by then is closed."""
+    ssl_cert: Path | None = None
+    ssl_key: Path | None = None
+    ssl_self_signed: bool = False
     send_queue: int = 64
     """Messages held for a client before it counts as not reading (64 = ~5 s of audio and text)."""
     jitter_frames: int = 4
@@ -74,6 +79,10 @@ class ServeOptions:
                 f"environment variable {self.token_env} (or name another with --token-env), or pass "
                 "--insecure-no-token"
             )
+        if (self.ssl_cert is None) != (self.ssl_key is None):
+            raise ConfigError("--ssl-cert and --ssl-key go together: give both (PEM files)")
+        if self.ssl_self_signed and self.ssl_cert is not None:
+            raise ConfigError("--ssl-self-signed makes a certificate: drop it or drop --ssl-cert/--ssl-key")
         return replace(self, token=token)
 
 
@@ -101,7 +110,6 @@ class KameServer:
         self._stack = contextlib.ExitStack()
         self._sessions: dict[int, ServeSession] = {}
         self._waiting: set[Any] = set()
-        self._by_address: Counter[str] = Counter()
         self._next_sid = 0
         self._stop = asyncio.Event()
         self._no_sessions = asyncio.Event()
@@ -109,6 +117,7 @@ class KameServer:
         self._failure: str | None = None
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.gate: ConnectionGate | None = None
 
     # --- start and stop ---------------------------------------------------------------------------
 
@@ -119,13 +128,28 @@ class KameServer:
         self._loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._loop.add_signal_handler(sig, self._stop.set)
-        app = web.Application()
+        from kame_cli.serve.security import ConnectionGate, guarded_site
+
+        gate = self.gate = ConnectionGate(
+            self.options.connections_per_address, self.options.handshake_timeout_s
+        )
+
+        @web.middleware
+        async def reached(request: web.Request, handler: Any) -> web.StreamResponse:
+            gate.reached_handler(request.transport)
+            response: web.StreamResponse = await handler(request)
+            return response
+
+        app = web.Application(middlewares=[reached])
         app.router.add_get("/api/chat", self.handle_chat)
         app.router.add_get("/healthz", self.handle_healthz)
         app.router.add_get("/metrics", self.handle_metrics)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        tls = self._tls()
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, keepalive_timeout=5.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.options.host, self.options.port)
+        site = guarded_site(
+            self._runner, self.options.host, self.options.port, gate, None if tls is None else tls.context
+        )
         try:
             await site.start()
         except OSError as err:
@@ -136,7 +160,10 @@ class KameServer:
             ) from err
         address = self._runner.addresses[0]
         self.port = int(address[1])
-        say(f"loading the front-end; health at http://{self.options.host}:{self.port}/healthz")
+        scheme = "https" if tls else "http"
+        if tls is not None:
+            say(f"TLS certificate {tls.cert_path} (SHA-256 {tls.fingerprint})")
+        say(f"loading the front-end; health at {scheme}://{self.options.host}:{self.port}/healthz")
         try:
             loading = asyncio.create_task(asyncio.to_thread(self._load))
             stop = asyncio.create_task(self._stop.wait())
@@ -151,13 +178,25 @@ class KameServer:
             stop.cancel()
             loading.result()
             self.loaded = True
-            say(f"ready: ws://{self.options.host}:{self.port}/api/chat")
+            say(f"ready: {'wss' if tls else 'ws'}://{self.options.host}:{self.port}/api/chat")
             await self._stop.wait()
         finally:
             await self._shutdown()
         if self._failure is not None:
             raise RuntimeFailure(self._failure)
         return 0
+
+    def _tls(self) -> Tls | None:
+        from kame_cli.serve.security import load_tls, self_signed
+
+        o = self.options
+        if o.ssl_cert is not None and o.ssl_key is not None:
+            return load_tls(o.ssl_cert, o.ssl_key)
+        if o.ssl_self_signed:
+            import tempfile
+
+            return self_signed(Path(tempfile.mkdtemp(prefix="kame-serve-tls-")), o.host)
+        return None
 
     def _load(self) -> None:
         """The profile, the LLM server if it has one, the front-end host and the first spare back-end."""
@@ -267,34 +306,29 @@ class KameServer:
         return ClientKind(handshake=not moshi_python, metadata=False)
 
     def refusal(self, request: web.Request) -> web.Response | None:
-        """401 without the right token (when one is set), 403 for a foreign Origin, 429 for too many
-        connections from one address; None when the request may go on."""
+        """401 without the right token (when one is set), 403 for a foreign Origin, 426 for a plain HTTP
+        request; None when the request may go on."""
         from aiohttp import web
 
+        from kame_cli.serve.security import origin_allowed, token_matches
+
         token = self.options.token
-        if token is not None:
-            given = request.query.get("token", "")
-            header = request.headers.get("Authorization", "")
-            if header.startswith("Bearer "):
-                given = header[len("Bearer ") :]
-            if not hmac.compare_digest(given.encode(), token.encode()):
-                self.metrics.refuse("token")
-                return web.Response(
-                    status=401, text="a valid access token is needed (Authorization: Bearer, or ?token=)\n"
-                )
-        origin = request.headers.get("Origin")
-        if origin is not None and not self._origin_allowed(request, origin):
+        if token is not None and not token_matches(request, token):
+            self.metrics.refuse("token")
+            return web.Response(
+                status=401, text="a valid access token is needed (Authorization: Bearer, or ?token=)\n"
+            )
+        if not origin_allowed(request, self.options.allow_origin):
             self.metrics.refuse("origin")
             return web.Response(status=403, text="this Origin may not use the server (see --allow-origin)\n")
-        address = request.remote or "?"
-        if self._by_address[address] >= self.options.connections_per_address:
-            self.metrics.refuse("per_address")
-            return web.Response(status=429, text="too many connections from this address\n")
+        if not web.WebSocketResponse().can_prepare(request).ok:
+            self.metrics.refuse("not_websocket")
+            return web.Response(
+                status=426,
+                text="/api/chat is a WebSocket (moshi's protocol): connect with a WebSocket client\n",
+                headers={"Upgrade": "websocket", "Connection": "Upgrade"},
+            )
         return None
-
-    def _origin_allowed(self, request: web.Request, origin: str) -> bool:
-        own = f"{request.scheme}://{request.host}"
-        return origin == own or origin in self.options.allow_origin
 
     async def handle_chat(self, request: web.Request) -> web.StreamResponse:
         from aiohttp import web
@@ -315,8 +349,6 @@ class KameServer:
                 text="server busy: every place is taken\n",
                 headers={"Retry-After": str(_RETRY_AFTER_S)},
             )
-        address = request.remote or "?"
-        self._by_address[address] += 1
         ws = web.WebSocketResponse(max_msg_size=self.options.max_message_bytes, autoping=True)
         try:
             await ws.prepare(request)
@@ -325,31 +357,36 @@ class KameServer:
                 return ws
             await self._run_session(ws, self.client_kind(request))
         finally:
-            self._by_address[address] -= 1
-            if self._by_address[address] <= 0:
-                del self._by_address[address]
             self.admission.leave(ticket)
             self.metrics.sessions_queued.set(self.admission.queued)
         return ws
 
     async def _wait_turn(self, ws: web.WebSocketResponse, ticket: Ticket) -> bool:
-        """Hold a queued client until its turn (what it sends meanwhile is read and dropped, as moshi's
-        server holds it on a lock); False if it left or the server stops."""
-        from aiohttp import WSMsgType
-
+        """Hold a queued client until its turn; what it sends meanwhile is checked and dropped (moshi's
+        server holds it on a lock). False if it left, broke the protocol, or the server stops."""
+        stream = ClientStream(self.options.idle_timeout_s)
         self._waiting.add(ws)
         try:
             while not ticket.ready:
-                receive = asyncio.ensure_future(ws.receive())
+                receive = asyncio.ensure_future(stream.next(ws))
                 waited: set[asyncio.Future[Any]] = {receive, ticket.turn}
                 done, _ = await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
                 if receive not in done:
                     receive.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+                    with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError, SessionClosed):
                         await receive
                     break
-                message = receive.result()
-                if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                try:
+                    message = receive.result()
+                    if message is None:
+                        return False
+                    if isinstance(message, protocol.Audio):
+                        stream.pcm(message.ogg)
+                except SessionClosed as closed:
+                    with contextlib.suppress(ConnectionError, RuntimeError, asyncio.TimeoutError):
+                        await asyncio.wait_for(
+                            ws.close(code=closed.code, message=closed.reason[:120].encode()), 1.0
+                        )
                     return False
             return ticket.ready and not ws.closed
         finally:

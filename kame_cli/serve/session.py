@@ -73,6 +73,41 @@ class SessionClosed(Exception):
         self.reason = reason
 
 
+class ClientStream:
+    """A client's messages, each checked against the protocol, its audio decoded (Ogg/Opus, 24 kHz)."""
+
+    def __init__(self, idle_timeout_s: float) -> None:
+        import sphn
+
+        self.idle_timeout_s = idle_timeout_s
+        self._opus = sphn.OpusStreamReader(24_000)
+
+    async def next(self, ws: web.WebSocketResponse) -> protocol.Message | None:
+        """The next message; None when the client closed; `SessionClosed` for what breaks the protocol."""
+        from aiohttp import WSMsgType
+
+        try:
+            message = await ws.receive(timeout=self.idle_timeout_s)
+        except TimeoutError:
+            raise SessionClosed(1001, f"no message for {self.idle_timeout_s:.0f} s: idle") from None
+        if message.type == WSMsgType.TEXT:
+            raise SessionClosed(1003, "text frames are not moshi's protocol: send binary messages")
+        if message.type == WSMsgType.ERROR:
+            raise SessionClosed(1009, f"a bad message ({one_line(message.data)})")
+        if message.type != WSMsgType.BINARY:
+            return None
+        try:
+            return protocol.decode(message.data)
+        except protocol.ProtocolError as err:
+            raise SessionClosed(1003, str(err)) from None
+
+    def pcm(self, ogg: bytes) -> np.ndarray:
+        try:
+            return np.asarray(self._opus.append_bytes(ogg), dtype=np.float32)
+        except ValueError as err:
+            raise SessionClosed(1003, f"audio that is not Ogg/Opus ({one_line(err)})") from None
+
+
 class ServeSession:
     """A session from handshake to close; `run` returns when the client left or the server stops."""
 
@@ -112,7 +147,6 @@ class ServeSession:
         self._wavs: list[Any] = []
         self._log: Any = None
         self._writer: Any = None
-        self._reader: Any = None
 
     # --- messages from the host (reader thread) ---------------------------------------------------
 
@@ -174,7 +208,6 @@ class ServeSession:
 
         self._ws = ws
         self._writer = sphn.OpusStreamWriter(24_000)
-        self._reader = sphn.OpusStreamReader(24_000)
         sender = None
         try:
             self._open_log()
@@ -255,35 +288,16 @@ class ServeSession:
         self.bus.publish(BackendStatus(self.clock.now(), "session", "ok", "started"))
 
     async def _receive(self, ws: web.WebSocketResponse) -> None:
-        from aiohttp import WSMsgType
-
-        while True:
-            try:
-                message = await ws.receive(timeout=self.idle_timeout_s)
-            except TimeoutError:
-                raise SessionClosed(1001, f"no message for {self.idle_timeout_s:.0f} s: idle") from None
-            if message.type != WSMsgType.BINARY:
-                if message.type == WSMsgType.TEXT:
-                    raise SessionClosed(1003, "text frames are not moshi's protocol: send binary messages")
-                if message.type == WSMsgType.ERROR:
-                    raise SessionClosed(1009, f"a bad message ({message.data})")
-                return
-            try:
-                decoded = protocol.decode(message.data)
-            except protocol.ProtocolError as err:
-                raise SessionClosed(1003, str(err)) from None
-            if isinstance(decoded, protocol.Audio):
-                self._on_audio(decoded.ogg)
+        stream = ClientStream(self.idle_timeout_s)
+        while (message := await stream.next(ws)) is not None:
+            if isinstance(message, protocol.Audio):
+                self._on_pcm(stream.pcm(message.ogg))
             # Text, control, metadata and ping from a client carry nothing a session needs.
 
-    def _on_audio(self, ogg: bytes) -> None:
-        try:
-            pcm = self._reader.append_bytes(ogg)
-        except ValueError as err:
-            raise SessionClosed(1003, f"audio that is not Ogg/Opus ({one_line(err)})") from None
+    def _on_pcm(self, pcm: np.ndarray) -> None:
         if pcm.size == 0:
             return
-        pending = np.concatenate((self._pending, np.asarray(pcm, dtype=np.float32)))
+        pending = np.concatenate((self._pending, pcm))
         while pending.size >= FRAME_SAMPLES:
             frame, pending = pending[:FRAME_SAMPLES], pending[FRAME_SAMPLES:]
             self._on_frame(frame)

@@ -15,7 +15,7 @@ import pytest
 
 from tests.session.conftest import kame_command, kame_env
 
-_READY = re.compile(r"ready: ws://127\.0\.0\.1:(\d+)/api/chat")
+_READY = re.compile(r"ready: (wss?)://127\.0\.0\.1:(\d+)/api/chat")
 
 
 @dataclass
@@ -24,10 +24,11 @@ class Server:
     port: int
     log_dir: Path
     stderr: list[str]
+    tls: bool = False
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def sessions(self) -> list[Path]:
         return sorted(self.log_dir.glob("session-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
@@ -42,7 +43,9 @@ class Server:
                 self.process.wait(5)
 
 
-def start_server(log_dir: Path, *args: str, timeout: float = 120.0) -> Server:
+def start_server(
+    log_dir: Path, *args: str, timeout: float = 120.0, env: dict[str, str] | None = None
+) -> Server:
     """`kame serve` on port 0; returns once it printed its ready line (its load failed: the test fails)."""
     process = subprocess.Popen(
         kame_command(
@@ -57,7 +60,7 @@ def start_server(log_dir: Path, *args: str, timeout: float = 120.0) -> Server:
             str(log_dir),
             *args,
         ),
-        env=kame_env(),
+        env={**kame_env(), **(env or {})},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -77,7 +80,7 @@ def start_server(log_dir: Path, *args: str, timeout: float = 120.0) -> Server:
 
             # Keep reading, so that the server never blocks on a full pipe.
             threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True).start()  # type: ignore[arg-type]
-            return Server(process, int(match.group(1)), log_dir, lines)
+            return Server(process, int(match.group(2)), log_dir, lines, tls=match.group(1) == "wss")
     process.kill()
     process.wait(5)
     raise AssertionError("kame serve did not get ready:\n" + "".join(lines))

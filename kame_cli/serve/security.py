@@ -1,0 +1,237 @@
+"""Who may use `kame serve`: the access token, the browser Origin, connection limits, TLS.
+
+- The token comes from an environment variable only; it is compared in constant time and never
+  printed or logged.
+- A browser always sends `Origin`: a page from another site must not drive a server on this
+  machine (its own origin and `--allow-origin` pass; clients that send none are judged by the
+  token alone).
+- `ConnectionGate` wraps every TCP connection before aiohttp sees it: past the limit per client
+  address the connection gets a one-line 429 and is closed; a connection that has not reached a
+  handler within `handshake_s` (it sent nothing, or a request byte by byte) is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hmac
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kame_cli.errors import ConfigError
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+_TOO_MANY = (
+    b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+    b"Content-Length: 38\r\n\r\ntoo many connections from this address\n"
+)
+
+
+def token_matches(request: web.Request, token: str) -> bool:
+    """The request carries `token` as `Authorization: Bearer ...` or `?token=...` (constant time)."""
+    given = request.query.get("token", "")
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        given = header[len("Bearer ") :]
+    return hmac.compare_digest(given.encode("utf-8", "replace"), token.encode("utf-8"))
+
+
+def origin_allowed(request: web.Request, allowed: tuple[str, ...]) -> bool:
+    """No Origin (not a browser), the server's own origin, or one the operator allowed."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    return origin == f"{request.scheme}://{request.host}" or origin in allowed
+
+
+class ConnectionGate:
+    """Counts open TCP connections per client address and times out those that never make a request."""
+
+    def __init__(self, per_address: int, handshake_s: float) -> None:
+        self.per_address = per_address
+        self.handshake_s = handshake_s
+        self.refused = 0
+        self.timed_out = 0
+        self._open: collections.Counter[str] = collections.Counter()
+        self._timers: dict[Any, asyncio.TimerHandle] = {}
+
+    def admit(self, address: str) -> bool:
+        if self._open[address] >= self.per_address:
+            self.refused += 1
+            return False
+        self._open[address] += 1
+        return True
+
+    def release(self, address: str) -> None:
+        self._open[address] -= 1
+        if self._open[address] <= 0:
+            del self._open[address]
+
+    def watch(self, transport: asyncio.BaseTransport) -> None:
+        def expire() -> None:
+            self._timers.pop(transport, None)
+            self.timed_out += 1
+            if isinstance(transport, asyncio.WriteTransport):
+                transport.abort()
+            else:
+                transport.close()
+
+        self._timers[transport] = asyncio.get_running_loop().call_later(self.handshake_s, expire)
+
+    def reached_handler(self, transport: Any) -> None:
+        """A request got through (its headers were read): the handshake timer is done."""
+        timer = self._timers.pop(transport, None)
+        if timer is not None:
+            timer.cancel()
+
+    def forget(self, transport: asyncio.BaseTransport) -> None:
+        timer = self._timers.pop(transport, None)
+        if timer is not None:
+            timer.cancel()
+
+
+class _GuardedProtocol(asyncio.Protocol):
+    """aiohttp's protocol for one connection, behind the gate (every call is passed on)."""
+
+    def __init__(self, inner: Any, gate: ConnectionGate) -> None:
+        self._inner = inner
+        self._gate = gate
+        self._address: str | None = None
+        self._transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        address = str(peer[0]) if peer else "?"
+        if not self._gate.admit(address):
+            if isinstance(transport, asyncio.WriteTransport):
+                transport.write(_TOO_MANY)
+            transport.close()
+            return
+        self._address = address
+        self._transport = transport
+        self._gate.watch(transport)
+        self._inner.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._address is None:
+            return
+        self._gate.release(self._address)
+        if self._transport is not None:
+            self._gate.forget(self._transport)
+        self._inner.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._address is not None:
+            self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        if self._address is None:
+            return None
+        result: bool | None = self._inner.eof_received()
+        return result
+
+    def pause_writing(self) -> None:
+        if self._address is not None:
+            self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._address is not None:
+            self._inner.resume_writing()
+
+
+def guarded_site(
+    runner: web.BaseRunner, host: str, port: int, gate: ConnectionGate, ssl_context: ssl.SSLContext | None
+) -> web.BaseSite:
+    """A TCP site whose connections pass `gate` first."""
+    from aiohttp import web
+
+    class GuardedSite(web.TCPSite):
+        async def start(self) -> None:
+            await web.BaseSite.start(self)
+            server = runner.server
+            assert server is not None
+            factory: Callable[[], asyncio.Protocol] = lambda: _GuardedProtocol(server(), gate)  # noqa: E731
+            self._server = await asyncio.get_running_loop().create_server(
+                factory, host, port, ssl=ssl_context
+            )
+
+    return GuardedSite(runner, host, port, ssl_context=ssl_context)
+
+
+@dataclass(frozen=True)
+class Tls:
+    """The server's TLS context and the certificate's SHA-256 fingerprint (printed at start)."""
+
+    context: ssl.SSLContext
+    fingerprint: str
+    cert_path: Path
+
+
+def load_tls(cert: Path, key: Path) -> Tls:
+    """A context from the operator's PEM files; a one-line ConfigError if they do not load."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as err:
+        raise ConfigError(f"--ssl-cert {cert} / --ssl-key {key}: cannot load them ({err})") from err
+    return Tls(context, fingerprint(cert.read_bytes()), cert)
+
+
+def self_signed(directory: Path, host: str) -> Tls:
+    """A fresh self-signed certificate for `host` (and localhost, 127.0.0.1), written to `directory`."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = [
+        x509.DNSName("localhost"),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+    ]
+    try:
+        names.append(x509.IPAddress(ipaddress.ip_address(host)))
+    except ValueError:
+        names.append(x509.DNSName(host))
+    now = datetime.datetime.now(datetime.UTC)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kame serve")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName(list(dict.fromkeys(names))), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    cert_path, key_path = directory / "kame-serve-cert.pem", directory / "kame-serve-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.touch(mode=0o600)
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return load_tls(cert_path, key_path)
+
+
+def fingerprint(pem: bytes) -> str:
+    """SHA-256 of the certificate's DER bytes, as `AB:CD:...` (what browsers and `openssl x509` show)."""
+    import hashlib
+
+    der = ssl.PEM_cert_to_DER_cert(pem.decode("ascii"))
+    digest = hashlib.sha256(der).hexdigest().upper()
+    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
