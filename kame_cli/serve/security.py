@@ -7,7 +7,8 @@
   token alone).
 - `ConnectionGate` wraps every TCP connection before aiohttp sees it: past the limit per client
   address the connection gets a one-line 429 and is closed; a connection that has not reached a
-  handler within `handshake_s` (it sent nothing, or a request byte by byte) is closed.
+  handler within `handshake_s` (it sent nothing, or a request byte by byte) is closed; a WebSocket
+  frame over the size limit is refused (close 1009) as its header arrives, never buffered.
 """
 
 from __future__ import annotations
@@ -52,9 +53,11 @@ def origin_allowed(request: web.Request, allowed: tuple[str, ...]) -> bool:
 class ConnectionGate:
     """Counts open TCP connections per client address and times out those that never make a request."""
 
-    def __init__(self, per_address: int, handshake_s: float) -> None:
+    def __init__(self, per_address: int, handshake_s: float, max_message_bytes: int) -> None:
         self.per_address = per_address
         self.handshake_s = handshake_s
+        self.max_message_bytes = max_message_bytes
+        self.oversized = 0
         self.refused = 0
         self.timed_out = 0
         self._open: collections.Counter[str] = collections.Counter()
@@ -95,6 +98,85 @@ class ConnectionGate:
             timer.cancel()
 
 
+class FrameWatch:
+    """Follows a connection's WebSocket frames by their headers alone, to refuse a frame over `limit`
+    bytes as its header arrives (aiohttp checks the size only once it has buffered the whole frame).
+
+    A connection carries one request (the server closes every other kind of response): if its head
+    asks for a WebSocket, every byte after the head is frames.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._head = bytearray()
+        self._head_done = False
+        self._websocket = False
+        self._header = bytearray()
+        self._skip = 0
+        self._refused = False
+
+    def feed(self, data: bytes) -> bool:
+        """False as soon as a frame's header announces more than `limit` bytes (and from then on)."""
+        if self._refused:
+            return False
+        if not self._head_done:
+            self._head += data
+            end = self._head.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self._head) > 65536:  # aiohttp refuses such a head itself
+                    self._head_done = True
+                return True
+            self._head_done = True
+            self._websocket = b"upgrade: websocket" in bytes(self._head[:end]).lower()
+            data = bytes(self._head[end + 4 :])
+            self._head = bytearray()
+        if not self._websocket:
+            return True
+        i, n = 0, len(data)
+        while i < n:
+            if self._skip:
+                take = min(self._skip, n - i)
+                self._skip -= take
+                i += take
+                continue
+            need = self._header_size()
+            take = min(need - len(self._header), n - i)
+            self._header += data[i : i + take]
+            i += take
+            if len(self._header) < self._header_size():
+                continue
+            length = self._payload_length()
+            self._header.clear()
+            if length > self.limit:
+                self._refused = True
+                return False
+            self._skip = length
+        return True
+
+    def _header_size(self) -> int:
+        if len(self._header) < 2:
+            return 2
+        short = self._header[1] & 0x7F
+        extended = 2 if short == 126 else 8 if short == 127 else 0
+        return 2 + extended + (4 if self._header[1] & 0x80 else 0)
+
+    def _payload_length(self) -> int:
+        short = self._header[1] & 0x7F
+        if short == 126:
+            return int.from_bytes(self._header[2:4], "big")
+        if short == 127:
+            return int.from_bytes(self._header[2:10], "big")
+        return short
+
+
+def _close_frame(code: int, reason: str) -> bytes:
+    payload = code.to_bytes(2, "big") + reason.encode()[:123]
+    return bytes([0x88, len(payload)]) + payload
+
+
+_DISCARD_S = 1.0  # after refusing a frame: read and drop for this long, so the client sees the close
+
+
 class _GuardedProtocol(asyncio.Protocol):
     """aiohttp's protocol for one connection, behind the gate (every call is passed on)."""
 
@@ -103,6 +185,8 @@ class _GuardedProtocol(asyncio.Protocol):
         self._gate = gate
         self._address: str | None = None
         self._transport: asyncio.BaseTransport | None = None
+        self._frames = FrameWatch(gate.max_message_bytes)
+        self._discarding = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
@@ -126,8 +210,18 @@ class _GuardedProtocol(asyncio.Protocol):
         self._inner.connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._address is not None:
+        if self._address is None or self._discarding:
+            return
+        if self._frames.feed(data):
             self._inner.data_received(data)
+            return
+        self._discarding = True
+        self._gate.oversized += 1
+        transport = self._transport
+        if isinstance(transport, asyncio.WriteTransport):
+            limit = self._gate.max_message_bytes
+            transport.write(_close_frame(1009, f"a message over {limit} bytes"))
+            asyncio.get_running_loop().call_later(_DISCARD_S, transport.close)
 
     def eof_received(self) -> bool | None:
         if self._address is None:

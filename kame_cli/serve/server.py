@@ -130,14 +130,19 @@ class KameServer:
             self._loop.add_signal_handler(sig, self._stop.set)
         from kame_cli.serve.security import ConnectionGate, guarded_site
 
+        o = self.options
         gate = self.gate = ConnectionGate(
-            self.options.connections_per_address, self.options.handshake_timeout_s
+            o.connections_per_address, o.handshake_timeout_s, o.max_message_bytes
         )
 
         @web.middleware
         async def reached(request: web.Request, handler: Any) -> web.StreamResponse:
             gate.reached_handler(request.transport)
             response: web.StreamResponse = await handler(request)
+            if not isinstance(response, web.WebSocketResponse):
+                # One request per connection: the gate reads a connection's bytes as frames after an
+                # upgrade head, and never has to follow HTTP keep-alive.
+                response.force_close()
             return response
 
         app = web.Application(middlewares=[reached])
