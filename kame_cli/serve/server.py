@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kame_cli.errors import ConfigError, KameError, RuntimeFailure
-from kame_cli.serve import protocol
+from kame_cli.serve import metadata, protocol
 from kame_cli.serve.admission import Admission, Ticket
 from kame_cli.serve.metrics import ServeMetrics
 from kame_cli.serve.session import ClientKind, ClientStream, ServeSession, SessionClosed
@@ -60,8 +60,8 @@ class ServeOptions:
     ssl_cert: Path | None = None
     ssl_key: Path | None = None
     ssl_self_signed: bool = False
-    send_queue: int = 64
-    """Messages held for a client before it counts as not reading (64 = ~5 s of audio and text)."""
+    send_queue: int = 256
+    """Messages held for a client before it counts as not reading (~5 s of audio, text and metadata)."""
     jitter_frames: int = 4
     """Client frames held for the pacer (320 ms): bursts are smoothed, a drifting clock bounded."""
     token: str | None = field(default=None, repr=False)
@@ -358,9 +358,14 @@ class KameServer:
         try:
             await ws.prepare(request)
             self.metrics.sessions_queued.set(self.admission.queued)
-            if not ticket.ready and not await self._wait_turn(ws, ticket):
-                return ws
-            await self._run_session(ws, self.client_kind(request))
+            client = self.client_kind(request)
+            if not ticket.ready:
+                if client.metadata:
+                    place = metadata.QueuePlace(self.admission.position(ticket))
+                    await ws.send_bytes(protocol.encode(protocol.Metadata(metadata.to_json(place))))
+                if not await self._wait_turn(ws, ticket):
+                    return ws
+            await self._run_session(ws, client)
         finally:
             self.admission.leave(ticket)
             self.metrics.sessions_queued.set(self.admission.queued)

@@ -33,7 +33,7 @@ from kame_cli.events import (
     SessionSummary,
     StepTiming,
 )
-from kame_cli.serve import protocol
+from kame_cli.serve import metadata, protocol
 from kame_cli.serve.wire import (
     ClientFrame,
     EndSession,
@@ -193,8 +193,6 @@ class ServeSession:
                 self.metrics.oracle_failures.inc()
             elif isinstance(message, FinalTranscript):
                 self.metrics.stt_commit_lag.observe(max(0.0, message.t - message.audio_end))
-            if self.client.metadata:
-                self._loop.call_soon_threadsafe(self._enqueue_event, message)
 
     def backend_gone(self) -> None:
         # The voice goes on without STT and LLM; the client hears about it only if it asked.
@@ -209,12 +207,24 @@ class ServeSession:
         self._ws = ws
         self._writer = sphn.OpusStreamWriter(24_000)
         sender = None
+        if self.client.metadata:
+            # Every event of the session, as its log has it (the client's panel and log are fed by them).
+            loop = self._loop
+
+            def forward(event: Any) -> None:
+                loop.call_soon_threadsafe(self._enqueue_event, event)
+
+            self.bus.forward("client", forward, lambda _: True)
         try:
             self._open_log()
             await self._start_parts()
-            sender = asyncio.create_task(self._send_loop())
+            # The handshake goes first, before anything queued meanwhile (events, the voice's first frames).
             if self.client.handshake:
                 await ws.send_bytes(protocol.encode(protocol.Handshake()))
+            if self.client.metadata:
+                now = metadata.SessionTime(self.clock.now())
+                await ws.send_bytes(protocol.encode(protocol.Metadata(metadata.to_json(now))))
+            sender = asyncio.create_task(self._send_loop())
             await self._receive(ws)
         except SessionClosed as closed:
             self._closing = self._closing or closed
@@ -322,14 +332,11 @@ class ServeSession:
         if ogg:
             self._enqueue(protocol.Audio(ogg))
         if self.client.metadata:
-            self._enqueue(
-                protocol.Metadata({"type": "Output", "index": message.index, "produced": message.produced})
-            )
+            mark = metadata.OutputMark(message.index, message.produced)
+            self._enqueue(protocol.Metadata(metadata.to_json(mark)))
 
     def _enqueue_event(self, event: Any) -> None:
-        from kame_cli.session.log import event_record
-
-        self._enqueue(protocol.Metadata(event_record(event)))
+        self._enqueue(protocol.Metadata(metadata.to_json(event)))
 
     def _enqueue(self, message: protocol.Message) -> None:
         if self._closing is not None:

@@ -86,7 +86,7 @@ def start_server(
     raise AssertionError("kame serve did not get ready:\n" + "".join(lines))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     running = start_server(tmp_path_factory.mktemp("serve") / "logs", "--max-queue", "1")
     try:

@@ -34,6 +34,7 @@ async def _first_message(ws: aiohttp.ClientWebSocketResponse, within: float) -> 
 async def _scenario(url: str) -> None:
     chat = f"{url}/api/chat?kame=1"
     async with aiohttp.ClientSession() as http:
+        await _until(lambda: _healthy(http, url), 60)  # the package's server, free of earlier sessions
         first = await http.ws_connect(chat)
         assert isinstance(await _first_message(first, 60), protocol.Handshake)
         async with http.get(f"{url}/healthz") as health:
@@ -47,6 +48,8 @@ async def _scenario(url: str) -> None:
         assert refused.value.status == 503
         assert refused.value.headers is not None and int(refused.value.headers["Retry-After"]) > 0
 
+        # A kame client is told its place while it waits.
+        assert await _first_message(second, 10) == protocol.Metadata({"type": "Queue", "place": 1})
         await first.close()
         # Its turn came: the handshake now, and the voice after it.
         assert isinstance(await _first_message(second, 60), protocol.Handshake)
