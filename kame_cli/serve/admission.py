@@ -61,7 +61,8 @@ class Admission:
             return 0
 
     def leave(self, ticket: Ticket) -> None:
-        """The ticket's client is done (or gave up waiting): the next in line gets the slot."""
+        """The ticket's client is done (or gave up waiting): the next in line gets the slot. Leaving
+        twice is harmless."""
         if ticket is self._active:
             self._active = None
             while self._waiting:

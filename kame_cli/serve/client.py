@@ -333,12 +333,19 @@ class RemoteSession:
         pending = np.concatenate((self._pending, np.asarray(pcm, dtype=np.float32)))
         while pending.size >= FRAME_SAMPLES:
             frame, pending = pending[:FRAME_SAMPLES], pending[FRAME_SAMPLES:]
+            if self._file_answered():
+                break  # a file's answer is as long as the file, as in a local session
             for sink in self._outputs:
                 sink.write(self.frames_played, frame)
             self.frames_played += 1
         self._pending = pending
         if self._finished():
             self._all_played.set()
+
+    def _file_answered(self) -> bool:
+        # The source counts every frame before it ends, so once it has ended the count is final.
+        file_ended = self.opts.input_file is not None and self._source.wait(0)
+        return bool(file_ended) and self.frames_played >= self.frames_sent
 
     def _finished(self) -> bool:
         return self._input_done.is_set() and self.frames_played >= self.frames_sent

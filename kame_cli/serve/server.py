@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -365,7 +366,7 @@ class KameServer:
                     await ws.send_bytes(protocol.encode(protocol.Metadata(metadata.to_json(place))))
                 if not await self._wait_turn(ws, ticket):
                     return ws
-            await self._run_session(ws, client)
+            await self._run_session(ws, client, lambda: self.admission.leave(ticket))
         finally:
             self.admission.leave(ticket)
             self.metrics.sessions_queued.set(self.admission.queued)
@@ -402,7 +403,9 @@ class KameServer:
         finally:
             self._waiting.discard(ws)
 
-    async def _run_session(self, ws: web.WebSocketResponse, client: ClientKind) -> None:
+    async def _run_session(
+        self, ws: web.WebSocketResponse, client: ClientKind, free: Callable[[], None]
+    ) -> None:
         assert self.host is not None and self.pool is not None
         self._next_sid += 1
         sid = self._next_sid
@@ -419,6 +422,7 @@ class KameServer:
             send_queue=self.options.send_queue,
             metrics=self.metrics,
             idle_timeout_s=self.options.idle_timeout_s,
+            on_frontend_free=free,
         )
         self._sessions[sid] = session
         self._no_sessions.clear()

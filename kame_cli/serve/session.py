@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -123,7 +124,10 @@ class ServeSession:
         send_queue: int,
         metrics: ServeMetrics,
         idle_timeout_s: float = 30.0,
+        on_frontend_free: Callable[[], None] | None = None,
     ) -> None:
+        """`on_frontend_free` is called as soon as the host stopped this session's loop, before the
+        back-end and the log are closed: the next client's session can start meanwhile."""
         self.sid = sid
         self.host = host
         self.backend = backend
@@ -132,6 +136,7 @@ class ServeSession:
         self.client = client
         self.metrics = metrics
         self.idle_timeout_s = idle_timeout_s
+        self._on_frontend_free = on_frontend_free
         self.clock = SessionClock()
         self.bus = EventBus()
         self.stats: dict[str, int] = {}
@@ -363,6 +368,8 @@ class ServeSession:
             self.host.send(EndSession(self.sid))
             with contextlib.suppress(asyncio.TimeoutError):
                 self.stats = await asyncio.wait_for(asyncio.shield(self._ended), _END_TIMEOUT_S)
+        if self._on_frontend_free is not None:
+            self._on_frontend_free()
         backend = self.backend
         if backend is not None:
             backend.route = None

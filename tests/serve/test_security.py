@@ -6,14 +6,19 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
+import numpy as np
 import pytest
+import soundfile as sf
 
+from kame_cli.clock import FRAME_SAMPLES
 from kame_cli.serve import protocol
 from tests.serve.conftest import Server, start_server
+from tests.session.conftest import kame_command, kame_env, write_wav
 
 TOKEN = "s3cret-token-for-tests"
 ALLOWED = "https://kame.example"
@@ -54,8 +59,11 @@ async def _status(server: Server, path: str, headers: dict[str, str] | None = No
         except aiohttp.WSServerHandshakeError as err:
             return err.status
         try:
-            first = await ws.receive(60)
-            assert protocol.decode(first.data) == protocol.Handshake()
+            first = protocol.decode((await ws.receive(60)).data)
+            if isinstance(first, protocol.Metadata):  # queued while the last session closes
+                assert first.data["type"] == "Queue"
+                first = protocol.decode((await ws.receive(60)).data)
+            assert first == protocol.Handshake()
         finally:
             await ws.close()
         return 101
@@ -104,3 +112,37 @@ def test_tls_with_the_certificate_trusted_works_and_untrusted_is_refused(secured
         asyncio.run(untrusted())
     # The trusted case is every session above: each went over TLS with the certificate trusted.
     assert secured.url.startswith("https://")
+
+
+def test_kame_talk_over_tls_works_with_the_certificate_trusted_and_untrusted_is_one_line(
+    secured: Server, tmp_path: Path
+) -> None:
+    path, _ = _certificate(secured)
+    silence = write_wav(tmp_path / "silence.wav", np.zeros(24_000, np.float32))
+    command = kame_command(
+        "talk",
+        "--server",
+        f"wss://127.0.0.1:{secured.port}",
+        "--input",
+        str(silence),
+        "--no-ui",
+        "--output",
+        str(tmp_path / "out.wav"),
+    )
+    env = {**kame_env(), "KAME_SERVER_TOKEN": TOKEN}
+    trusted = subprocess.run(
+        command,
+        env={**env, "SSL_CERT_FILE": str(path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert trusted.returncode == 0, trusted.stderr
+    assert sf.info(tmp_path / "out.wav").frames == 24_000 // FRAME_SAMPLES * FRAME_SAMPLES + FRAME_SAMPLES
+
+    (tmp_path / "out.wav").unlink()
+    untrusted = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert untrusted.returncode == 1
+    (line,) = untrusted.stderr.strip().splitlines()
+    assert "certificate is not trusted" in line and "SSL_CERT_FILE" in line
