@@ -142,6 +142,18 @@ class BackendPool:
         self.fill()
         return spare
 
+    def wait_spare(self, timeout: float) -> None:
+        """Block until the spare back-end has loaded (so that a session can start at once);
+        `RuntimeFailure` (one line) if it failed."""
+        with self._lock:
+            spare = self._spare
+        if spare is None:
+            return
+        if not spare.ready.wait(timeout):
+            raise RuntimeFailure(f"the speech recognizer did not load within {timeout:.0f} s")
+        if spare.failure is not None:
+            raise RuntimeFailure(spare.failure)
+
     def close(self) -> None:
         with self._lock:
             self._closed = True

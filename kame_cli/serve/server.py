@@ -238,6 +238,7 @@ class KameServer:
         self._stack.callback(self.pool.close)
         self.pool.fill()
         self.host.wait_ready(_LOAD_TIMEOUT_S)
+        self.pool.wait_spare(_LOAD_TIMEOUT_S)  # "ready" and /healthz 200 mean a session starts at once
 
     async def _shutdown(self) -> None:
         """Stop accepting, tell every client, complete every log, stop the children."""
