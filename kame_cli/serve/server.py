@@ -359,6 +359,7 @@ class KameServer:
         ws = web.WebSocketResponse(max_msg_size=self.options.max_message_bytes, autoping=True)
         try:
             await ws.prepare(request)
+            _bound_send_buffers(request.transport)
             self.metrics.sessions_queued.set(self.admission.queued)
             client = self.client_kind(request)
             if not ticket.ready:
@@ -367,7 +368,7 @@ class KameServer:
                     await ws.send_bytes(protocol.encode(protocol.Metadata(metadata.to_json(place))))
                 if not await self._wait_turn(ws, ticket):
                     return ws
-            await self._run_session(ws, client, lambda: self.admission.leave(ticket))
+            await self._run_session(ws, client, lambda: self.admission.leave(ticket), request.transport)
         finally:
             self.admission.leave(ticket)
             self.metrics.sessions_queued.set(self.admission.queued)
@@ -405,7 +406,11 @@ class KameServer:
             self._waiting.discard(ws)
 
     async def _run_session(
-        self, ws: web.WebSocketResponse, client: ClientKind, free: Callable[[], None]
+        self,
+        ws: web.WebSocketResponse,
+        client: ClientKind,
+        free: Callable[[], None],
+        transport: asyncio.BaseTransport | None,
     ) -> None:
         assert self.host is not None and self.pool is not None
         self._next_sid += 1
@@ -424,6 +429,7 @@ class KameServer:
             metrics=self.metrics,
             idle_timeout_s=self.options.idle_timeout_s,
             on_frontend_free=free,
+            transport=transport,
         )
         self._sessions[sid] = session
         self._no_sessions.clear()
@@ -438,6 +444,27 @@ class KameServer:
             del self._sessions[sid]
             if not self._sessions:
                 self._no_sessions.set()
+
+
+_SOCKET_SEND_BUFFER = 8192
+"""Bytes the kernel may hold for a client (it doubles this): a few seconds of audio and metadata.
+Without a bound, loopback autotuning lets megabytes pile up for a client that stops reading, and
+the bounded send queue would only notice minutes later."""
+_TRANSPORT_HIGH_WATER = 16384
+
+
+def _bound_send_buffers(transport: asyncio.BaseTransport | None) -> None:
+    """What is held for one client, kernel and asyncio together, stays within ~50 KB."""
+    import socket as socket_module
+
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket_module.SOL_SOCKET, socket_module.SO_SNDBUF, _SOCKET_SEND_BUFFER)
+    if isinstance(transport, asyncio.WriteTransport):
+        transport.set_write_buffer_limits(high=_TRANSPORT_HIGH_WATER)
 
 
 def say(line: str) -> None:

@@ -125,6 +125,7 @@ class ServeSession:
         metrics: ServeMetrics,
         idle_timeout_s: float = 30.0,
         on_frontend_free: Callable[[], None] | None = None,
+        transport: asyncio.BaseTransport | None = None,
     ) -> None:
         """`on_frontend_free` is called as soon as the host stopped this session's loop, before the
         back-end and the log are closed: the next client's session can start meanwhile."""
@@ -137,6 +138,7 @@ class ServeSession:
         self.metrics = metrics
         self.idle_timeout_s = idle_timeout_s
         self._on_frontend_free = on_frontend_free
+        self.transport = transport
         self.clock = SessionClock()
         self.bus = EventBus()
         self.stats: dict[str, int] = {}
@@ -262,10 +264,15 @@ class ServeSession:
 
     async def _close_for(self, ws: web.WebSocketResponse, closed: SessionClosed) -> None:
         if self.client.metadata or self.client.handshake:
-            with contextlib.suppress(ConnectionError, RuntimeError):
+            with contextlib.suppress(ConnectionError, RuntimeError, asyncio.TimeoutError):
                 await asyncio.wait_for(ws.send_bytes(protocol.encode(protocol.Error(closed.reason))), 0.5)
-        with contextlib.suppress(ConnectionError, RuntimeError, asyncio.TimeoutError):
+        try:
             await asyncio.wait_for(ws.close(code=closed.code, message=closed.reason[:120].encode()), 1.0)
+        except (TimeoutError, ConnectionError, RuntimeError):
+            # A client that does not read cannot take a close frame either: drop the connection.
+            transport = self.transport
+            if transport is not None and isinstance(transport, asyncio.WriteTransport):
+                transport.abort()
 
     def _open_log(self) -> None:
         if self.log_dir is None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import threading
+import time
 from collections.abc import Iterator
 
 import aiohttp
@@ -198,3 +200,57 @@ def test_hostile_clients_are_closed_and_the_session_beside_them_goes_on(server: 
 async def _health(url: str) -> int:
     async with aiohttp.ClientSession() as http, http.get(f"{url}/healthz") as response:
         return response.status
+
+
+def _masked_frame(payload: bytes) -> bytes:
+    mask = b"\x11\x22\x33\x44"
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    if len(payload) < 126:
+        length = bytes([0x80 | len(payload)])
+    else:
+        length = bytes([0x80 | 126]) + len(payload).to_bytes(2, "big")
+    return bytes([0x82]) + length + mask + masked
+
+
+def _never_reads(port: int, seconds: float) -> None:
+    """A kame client that speaks (silence, as Opus, in real time) and never reads a byte."""
+    import sphn
+
+    writer = sphn.OpusStreamWriter(24_000)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
+    sock.connect(("127.0.0.1", port))
+    try:
+        sock.sendall(_upgrade_request(port).replace(b"/api/chat ", b"/api/chat?kame=1 "))
+        silence = np.zeros(FRAME_SAMPLES, np.float32)
+        start = time.monotonic()
+        step = 0
+        while time.monotonic() - start < seconds:
+            ogg = writer.append_pcm(silence)
+            try:
+                sock.sendall(_masked_frame(protocol.encode(protocol.Audio(ogg))))
+            except OSError:
+                return  # the server dropped it
+            step += 1
+            time.sleep(max(0.0, start + step * 0.08 - time.monotonic()))
+    finally:
+        sock.close()
+
+
+async def _metric(url: str, name: str) -> float:
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as response:
+        text = await response.text()
+    return next(float(line.split()[1]) for line in text.splitlines() if line.startswith(name + " "))
+
+
+def test_a_client_that_never_reads_is_disconnected_and_memory_stays_flat(server: Server) -> None:
+    wait_until(lambda: asyncio.run(_health(server.url)) == 200, 60)
+    process = psutil.Process(server.process.pid)
+    rss_before = process.memory_info().rss
+    speaking = threading.Thread(target=_never_reads, args=(server.port, 90.0), daemon=True)
+    speaking.start()
+    wait_until(lambda: asyncio.run(_metric(server.url, "kame_slow_clients_total")) >= 1, 90)
+    assert process.memory_info().rss - rss_before < 8 << 20
+    speaking.join(10)
+    assert not speaking.is_alive()  # its connection was dropped: its sends failed
+    wait_until(lambda: asyncio.run(_health(server.url)) == 200, 30)
