@@ -212,14 +212,7 @@ class KameServer:
 
         o = self.options
         profile = load_profile(o.profile)
-        overrides: dict[str, Any] = {}
-        if o.model is not None:
-            overrides["model"] = o.model
-        if o.device is not None:
-            overrides["device"] = o.device
-        if o.quantize is not None:
-            overrides["quantize"] = o.quantize
-        frontend = replace(profile.frontend, **overrides)
+        frontend = frontend_config(profile, o)
         check_environment(profile)
         self.host = FrontendHost(HostSetup(frontend, o.jitter_frames), self._from_host, self._host_gone)
         self._stack.callback(self.host.stop)
@@ -472,10 +465,32 @@ def say(line: str) -> None:
     print(f"kame serve: {line}", file=sys.stderr, flush=True)
 
 
+def frontend_config(profile: Any, options: ServeOptions) -> Any:
+    """The profile's `[frontend]` with the command line's overrides."""
+    overrides: dict[str, Any] = {}
+    if options.model is not None:
+        overrides["model"] = options.model
+    if options.device is not None:
+        overrides["device"] = options.device
+    if options.quantize is not None:
+        overrides["quantize"] = options.quantize
+    return replace(profile.frontend, **overrides)
+
+
 def run_server(options: ServeOptions) -> int:
-    """`kame serve`'s body: check the options, then serve until a signal."""
+    """`kame serve`'s body: every check a user's mistake can fail (options, profile, its key, the log
+    folder, the certificate), then serve until a signal."""
+    from kame_cli.profiles import check_environment, load_profile
+
     checked = options.check()
+    profile = load_profile(checked.profile)
+    frontend_config(profile, checked)
+    check_environment(profile)
     if checked.log_dir is not None:
+        if checked.log_dir.exists() and not checked.log_dir.is_dir():
+            raise ConfigError(
+                f"--log-dir {checked.log_dir}: not a folder: name a folder for the session logs"
+            )
         try:
             checked.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as err:
