@@ -428,11 +428,20 @@ class KameServer:
         self._no_sessions.clear()
         self.metrics.sessions_total.inc()
         self.metrics.sessions_active.inc()
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        say(
+            f"session {sid} started for {peer[0] if peer else '?'}" + (f" (log {log_dir})" if log_dir else "")
+        )
         try:
             await session.run(ws)
         except KameError as err:
             say(f"session {sid} failed: {err}")
         finally:
+            s = session.stats
+            say(
+                f"session {sid} ended: {s.get('steps', 0)} steps, {s.get('deadline_misses', 0)} over budget, "
+                f"{s.get('late_frames', 0)} late client frames"
+            )
             self.metrics.sessions_active.dec()
             del self._sessions[sid]
             if not self._sessions:
