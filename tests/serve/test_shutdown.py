@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import aiohttp
+import numpy as np
+import soundfile as sf
 
+from kame_cli.clock import FRAME_SAMPLES
 from kame_cli.serve import protocol
 from tests.serve.conftest import start_server
-from tests.session.conftest import read_events, session_started, wait_for_event
+from tests.session.conftest import (
+    kame_command,
+    kame_env,
+    read_events,
+    session_started,
+    wait_for_event,
+    write_wav,
+)
 
 
 async def _told(ws: aiohttp.ClientWebSocketResponse) -> tuple[list[protocol.Message], int | None]:
@@ -64,3 +75,44 @@ def test_sigterm_tells_both_clients_completes_the_log_and_exits_0(tmp_path: Path
     assert events[-1]["type"] == "BackendStatus" and events[-1]["message"] == "stopped"
     assert sum(e["type"] == "SessionSummary" for e in events) == 1
     assert "Traceback" not in "".join(server.stderr)
+
+
+def test_kame_talk_told_the_server_stops_ends_with_one_line_exit_1_and_complete_files(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "logs")
+    question = write_wav(tmp_path / "long.wav", np.zeros(24_000 * 60, np.float32))
+    output, log_dir = tmp_path / "out.wav", tmp_path / "client-log"
+    client = subprocess.Popen(
+        kame_command(
+            "talk",
+            "--server",
+            f"ws://127.0.0.1:{server.port}",
+            "--input",
+            str(question),
+            "--output",
+            str(output),
+            "--log-dir",
+            str(log_dir),
+            "--no-ui",
+        ),
+        env=kame_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for_event(log_dir / "events.jsonl", lambda e: e["type"] == "StepTiming" and e["step"] >= 10, 60)
+        server.process.send_signal(signal.SIGTERM)
+        _, stderr = client.communicate(timeout=30)
+        assert server.process.wait(10) == 0
+    finally:
+        for process in (client, server.process):
+            if process.poll() is None:
+                process.kill()
+                process.wait(5)
+    assert client.returncode == 1
+    (line,) = stderr.strip().splitlines()
+    assert line.startswith("kame: error: ") and "the server is shutting down" in line
+    assert sf.info(output).frames > 10 * FRAME_SAMPLES  # a valid WAV with what came before the end
+    events = read_events(log_dir / "events.jsonl")
+    assert any(e["type"] == "StepTiming" for e in events)
