@@ -30,7 +30,9 @@ class ServeMetrics:
         )
         self.deadline_misses = Counter("kame_deadline_misses", "Steps over the 80 ms budget", registry=r)
         self.late_frames = Counter(
-            "kame_late_frames", "Steps with no client frame (stepped on silence)", registry=r
+            "kame_late_frames",
+            "Steps with no client frame (stepped on silence), added as each session ends",
+            registry=r,
         )
         self.oracle_requests = Counter("kame_oracle_requests", "LLM requests started", registry=r)
         self.oracle_failures = Counter("kame_oracle_failures", "LLM requests that failed", registry=r)

@@ -24,6 +24,7 @@ from kame_cli.bus import EventBus
 from kame_cli.clock import FRAME_SAMPLES, SessionClock
 from kame_cli.events import (
     BackendStatus,
+    DeadlineMiss,
     FinalTranscript,
     FrontendText,
     OracleAppend,
@@ -168,6 +169,8 @@ class ServeSession:
             self.bus.publish(event)
             if isinstance(event, StepTiming):
                 self.metrics.observe_step(event.total_ms)
+            elif isinstance(event, DeadlineMiss):
+                self.metrics.deadline_misses.inc()
             elif isinstance(event, FrontendText):
                 backend = self.backend
                 if backend is not None and self._backend_running.done():
@@ -383,7 +386,6 @@ class ServeSession:
             await asyncio.to_thread(backend.stop)
         s = self.stats
         self.metrics.late_frames.inc(s.get("late_frames", 0))
-        self.metrics.deadline_misses.inc(s.get("deadline_misses", 0))
         self.bus.publish(
             SessionSummary(
                 self.clock.now(),
