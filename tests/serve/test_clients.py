@@ -146,3 +146,40 @@ def health(server: Server) -> int:
             return int(response.status)
     except urllib.error.HTTPError as err:
         return err.code
+
+
+def test_kame_talk_server_with_microphone_and_speaker_is_heard_and_plays(
+    server: Server, tmp_path: Path
+) -> None:
+    # The virtual card has no echo path to cancel (the canceller has tests of its own in audio_io).
+    aec = ["--headphones"]
+    wait_until(lambda: health(server) == 200, 60)
+    card = PacedSoundCard(tmp_path)
+    card.start()
+    log_dir = tmp_path / "log"
+    client = subprocess.Popen(
+        kame_command(
+            "talk", "--server", f"ws://127.0.0.1:{server.port}", "--log-dir", str(log_dir), "--no-ui", *aec
+        ),
+        env={**kame_env(), **card.env()},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        events = log_dir / "events.jsonl"
+        wait_for_event(events, session_started, 60)
+        card.say(np.concatenate([synthesize(QUESTION), np.zeros(24_000 * 3, np.float32)]))
+        final = wait_for_event(events, lambda e: e["type"] == "FinalTranscript", 60)
+        assert "capital" in final["text"].lower()
+        wait_until(lambda: float(np.abs(card.played()).max(initial=0.0)) > 1e-3, 30)
+        client.send_signal(signal.SIGINT)
+        _, stderr = client.communicate(timeout=20)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait(5)
+        card.stop()
+    assert client.returncode == 0, stderr
+    assert sf.info(log_dir / "input.wav").frames > 24_000 and sf.info(log_dir / "output.wav").frames > 24_000
