@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
-import time
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +29,7 @@ import numpy as np
 from kame_cli.bus import EventBus
 from kame_cli.clock import FRAME_SAMPLES, SessionClock
 from kame_cli.errors import EXIT_OK, ConfigError, RuntimeFailure
-from kame_cli.events import BackendStatus
+from kame_cli.events import BackendStatus, Event
 from kame_cli.serve import metadata, protocol
 
 if TYPE_CHECKING:
@@ -84,6 +84,7 @@ class RemoteSession:
         self.url = chat_url(opts.server)
         self.clock = SessionClock()
         self.bus = EventBus()
+        self._local = _OnServerClock(self.bus)
         self.frames_sent = 0
         self.frames_played = 0
         self._stack = contextlib.ExitStack()
@@ -146,10 +147,10 @@ class RemoteSession:
         if o.input_file is not None:
             self._source = FileSource(o.input_file, paced=True, clock=self.clock)
         else:
-            self._source = MicrophoneSource(o.input_device, clock=self.clock, events=self.bus)
+            self._source = MicrophoneSource(o.input_device, clock=self.clock, events=self._local)
         speaker = None
         if (o.input_file is None and not o.no_speaker) or o.output_device is not None:
-            speaker = SpeakerSink(o.output_device, clock=self.clock, events=self.bus)
+            speaker = SpeakerSink(o.output_device, clock=self.clock, events=self._local)
             self._outputs.append(speaker)
         from kame_cli.audio_io.aec_wiring import aec_mode, build_microphone_echo
         from kame_cli.audio_io.config import AudioConfig
@@ -162,7 +163,7 @@ class RemoteSession:
             source=self._source,
             speaker=speaker,
             echo_reference=None,
-            events=self.bus,
+            events=self._local,
             clock=self.clock,
         )
 
@@ -295,7 +296,7 @@ class RemoteSession:
         index = self.frames_sent
         self.frames_sent += 1
         for recorder in self._recorders:
-            recorder.write(index, heard)
+            recorder.write(index, pcm)  # the microphone as it was, as a local session's log keeps it
         ogg = self._writer.append_pcm(np.asarray(heard, dtype=np.float32))
         loop = self._loop
         if ogg and loop is not None:
@@ -322,8 +323,10 @@ class RemoteSession:
             elif isinstance(decoded, protocol.Metadata):
                 info = metadata.from_json(decoded.data)
                 if isinstance(info, metadata.SessionTime):
-                    # From now on this side's events (audio xruns, the canceller) read the server's clock.
-                    self.clock.origin = time.monotonic() - info.t
+                    # This side's events (audio xruns, the canceller) are moved onto the server's
+                    # clock as they are logged; the clock itself never jumps: the canceller aligns
+                    # the speaker's and the microphone's blocks by its readings.
+                    self._local.offset = info.t - self.clock.now()
                 elif info is not None and not isinstance(info, metadata.OutputMark | metadata.QueuePlace):
                     self.bus.publish(info)
             elif isinstance(decoded, protocol.Error):
@@ -370,6 +373,19 @@ class RemoteSession:
             self._source.stop()
         for sink in (*self._outputs, *self._recorders):
             sink.close()
+
+
+class _OnServerClock:
+    """The event sink of this side's audio parts: their events go to the bus with their time moved
+    onto the server's session clock (`offset`, known once the session's time has come)."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self._bus = bus
+        self.offset = 0.0
+
+    def publish(self, event: Event) -> None:
+        offset = self.offset
+        self._bus.publish(dataclasses.replace(event, t=event.t + offset) if offset else event)
 
 
 async def _paint(view: Any) -> None:
