@@ -65,6 +65,11 @@ class ClientKind:
     handshake: bool = True
     metadata: bool = False
 
+    @property
+    def knows_errors(self) -> bool:
+        """Kind 5: moshi's web page and kame's clients read it; moshi's Python client does not."""
+        return self.handshake
+
 
 class SessionClosed(Exception):
     """Why a session's WebSocket is to be closed: a close code and a one-line reason."""
@@ -149,6 +154,8 @@ class ServeSession:
         self._ended: asyncio.Future[dict[str, int]] = self._loop.create_future()
         self._backend_running: asyncio.Future[None] = self._loop.create_future()
         self._closing: SessionClosed | None = None
+        self._error_told = False
+        self._closer: asyncio.Task[None] | None = None
         self._ws: web.WebSocketResponse | None = None
         self._pending: np.ndarray = np.zeros(0, dtype=np.float32)
         self._frames_in = 0
@@ -246,9 +253,11 @@ class ServeSession:
             await self._finish()
             if not ws.closed:
                 closing = self._closing
-                if closing is not None and self.client.metadata:
-                    with contextlib.suppress(ConnectionError, RuntimeError):
-                        await ws.send_bytes(protocol.encode(protocol.Error(closing.reason)))
+                if closing is not None and self.client.knows_errors:
+                    with contextlib.suppress(ConnectionError, RuntimeError, asyncio.TimeoutError):
+                        await asyncio.wait_for(
+                            ws.send_bytes(protocol.encode(protocol.Error(closing.reason))), 0.5
+                        )
                 code, reason = (closing.code, closing.reason) if closing else (1000, "session ended")
                 with contextlib.suppress(ConnectionError, RuntimeError, asyncio.TimeoutError):
                     await asyncio.wait_for(ws.close(code=code, message=reason[:120].encode()), 1.0)
@@ -258,17 +267,26 @@ class ServeSession:
         self._fail(SessionClosed(code, reason))
 
     def _fail(self, closed: SessionClosed) -> None:
-        if self._closing is None:
-            self._closing = closed
+        """Close the session for `closed`'s reason; the first reason wins (a later one, such as the
+        shutdown that follows a front-end's death, is not sent)."""
+        if self._closing is not None:
+            return
+        self._closing = closed
         ws = self._ws
         if ws is not None and not ws.closed:
-            # Ends `_receive`'s iteration; `run` sends the reason and closes.
-            self._loop.create_task(self._close_for(ws, closed))
+            # Closing ends `_receive`'s loop; `run` then completes the log.
+            self._closer = self._loop.create_task(self._close_for(ws, closed))
+
+    async def _tell_error(self, ws: web.WebSocketResponse, closed: SessionClosed) -> None:
+        """Kind 5 with the reason, once, to a client that knows it."""
+        if not self.client.knows_errors or self._error_told:
+            return
+        self._error_told = True
+        with contextlib.suppress(ConnectionError, RuntimeError, asyncio.TimeoutError):
+            await asyncio.wait_for(ws.send_bytes(protocol.encode(protocol.Error(closed.reason))), 0.5)
 
     async def _close_for(self, ws: web.WebSocketResponse, closed: SessionClosed) -> None:
-        if self.client.metadata or self.client.handshake:
-            with contextlib.suppress(ConnectionError, RuntimeError, asyncio.TimeoutError):
-                await asyncio.wait_for(ws.send_bytes(protocol.encode(protocol.Error(closed.reason))), 0.5)
+        await self._tell_error(ws, closed)
         try:
             await asyncio.wait_for(ws.close(code=closed.code, message=closed.reason[:120].encode()), 1.0)
         except (TimeoutError, ConnectionError, RuntimeError):
