@@ -165,14 +165,20 @@ def _stop_server(process: subprocess.Popen[str]) -> None:
         process.wait(5)
 
 
-def _late_frames(url: str) -> float:
+def _metric(url: str, name: str) -> float:
     import urllib.request
 
     with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
         text = response.read().decode()
-    return sum(
-        float(line.split()[1]) for line in text.splitlines() if line.startswith("kame_late_frames_total ")
-    )
+    return sum(float(line.split()[1]) for line in text.splitlines() if line.startswith(name + " "))
+
+
+def _late_frames(url: str) -> float:
+    """The server's count, once every session has ended (a session adds its count as it ends)."""
+    deadline = time.monotonic() + 10.0
+    while _metric(url, "kame_sessions_active") > 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return _metric(url, "kame_late_frames_total")
 
 
 def _local_p99(wav: Path, profile: str, model: str, directory: Path) -> float:
