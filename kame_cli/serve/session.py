@@ -253,11 +253,8 @@ class ServeSession:
             await self._finish()
             if not ws.closed:
                 closing = self._closing
-                if closing is not None and self.client.knows_errors:
-                    with contextlib.suppress(ConnectionError, RuntimeError, asyncio.TimeoutError):
-                        await asyncio.wait_for(
-                            ws.send_bytes(protocol.encode(protocol.Error(closing.reason))), 0.5
-                        )
+                if closing is not None:
+                    await self._tell_error(ws, closing)
                 code, reason = (closing.code, closing.reason) if closing else (1000, "session ended")
                 with contextlib.suppress(ConnectionError, RuntimeError, asyncio.TimeoutError):
                     await asyncio.wait_for(ws.close(code=code, message=reason[:120].encode()), 1.0)
