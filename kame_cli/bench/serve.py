@@ -79,13 +79,19 @@ async def _client(name: str, url: str, audio: Any, seed: int) -> ClientRun:
             raise
         async with ws:
             while True:
-                message = protocol.decode((await ws.receive(600)).data)
-                if isinstance(message, protocol.Handshake):
+                raw = await ws.receive(600)
+                if raw.type != aiohttp.WSMsgType.BINARY:
+                    raise RuntimeFailure(
+                        f"the server closed bench client {name} before its session ({raw.data})"
+                    )
+                if isinstance(protocol.decode(raw.data), protocol.Handshake):
                     break
             run.handshake_ms = (loop.time() - connected) * 1000.0
 
             async def receive() -> None:
                 async for raw in ws:
+                    if raw.type != aiohttp.WSMsgType.BINARY:
+                        continue
                     message = protocol.decode(raw.data)
                     now = time.monotonic()
                     if isinstance(message, protocol.Audio):

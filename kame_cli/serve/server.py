@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 _LOAD_TIMEOUT_S = 600.0
 _SHUTDOWN_S = 1.5
 _RETRY_AFTER_S = 10
+_HEARTBEAT_S = 15.0
+"""WebSocket pings: a client (queued ones too) whose pong does not come back is closed."""
 
 
 @dataclass(frozen=True)
@@ -349,7 +351,9 @@ class KameServer:
                 text="server busy: every place is taken\n",
                 headers={"Retry-After": str(_RETRY_AFTER_S)},
             )
-        ws = web.WebSocketResponse(max_msg_size=self.options.max_message_bytes, autoping=True)
+        ws = web.WebSocketResponse(
+            max_msg_size=self.options.max_message_bytes, autoping=True, heartbeat=_HEARTBEAT_S
+        )
         try:
             await ws.prepare(request)
             _bound_send_buffers(request.transport)
@@ -370,7 +374,7 @@ class KameServer:
     async def _wait_turn(self, ws: web.WebSocketResponse, ticket: Ticket) -> bool:
         """Hold a queued client until its turn; what it sends meanwhile is checked and dropped (moshi's
         server holds it on a lock). False if it left, broke the protocol, or the server stops."""
-        stream = ClientStream(self.options.idle_timeout_s)
+        stream = ClientStream(None)  # the heartbeat finds a queued client that is gone
         self._waiting.add(ws)
         try:
             while not ticket.ready:

@@ -83,7 +83,9 @@ class SessionClosed(Exception):
 class ClientStream:
     """A client's messages, each checked against the protocol, its audio decoded (Ogg/Opus, 24 kHz)."""
 
-    def __init__(self, idle_timeout_s: float) -> None:
+    def __init__(self, idle_timeout_s: float | None) -> None:
+        """`idle_timeout_s`: close after this long without a message (None: wait; a queued client
+        may stay quiet, kame's client sends nothing before its handshake)."""
         import sphn
 
         self.idle_timeout_s = idle_timeout_s
@@ -96,7 +98,7 @@ class ClientStream:
         try:
             message = await ws.receive(timeout=self.idle_timeout_s)
         except TimeoutError:
-            raise SessionClosed(1001, f"no message for {self.idle_timeout_s:.0f} s: idle") from None
+            raise SessionClosed(1001, f"no message for {self.idle_timeout_s or 0:.0f} s: idle") from None
         if message.type == WSMsgType.TEXT:
             raise SessionClosed(1003, "text frames are not moshi's protocol: send binary messages")
         if message.type == WSMsgType.ERROR:
