@@ -132,13 +132,18 @@ def _informed_latencies(run: ClientRun, audio: Any, directory: Path) -> list[flo
     """`kame bench tandem`'s (a) for each turn of this client's session."""
     import soundfile as sf
 
-    from kame_cli.bench.tandem.measures import measure_turns, turns_from_segments, vad_segments
-    from kame_cli.bench.tandem.record import read_session
-
     directory.mkdir(parents=True)
     lines = "".join(json.dumps(e) + "\n" for e in run.events)
     (directory / "events.jsonl").write_text(lines, encoding="utf-8")
     sf.write(directory / "input.wav", audio, 24_000, subtype="PCM_16")
+    return informed_in_log(directory, audio)
+
+
+def informed_in_log(directory: Path, audio: Any) -> list[float]:
+    """(a) for each turn of the session logged in `directory`, whose input is `audio`."""
+    from kame_cli.bench.tandem.measures import measure_turns, turns_from_segments, vad_segments
+    from kame_cli.bench.tandem.record import read_session
+
     record = read_session(directory, paced=True)
     figures = measure_turns(record, turns_from_segments(vad_segments(audio, 24_000)))
     return [f.informed_s for f in figures if f.informed_s is not None]
@@ -235,6 +240,7 @@ def bench_serve(
         sf.write(baseline_wav, audios[0], 24_000, subtype="PCM_16")
         print(f"serve bench: a local session of the same {seconds:.0f} s first…", file=log, flush=True)
         local_p99 = _local_p99(baseline_wav, profile, model, tmp / "local")
+        local_informed = informed_in_log(tmp / "local", audios[0])
         process, url = _start_server(profile, model, clients, log)
         try:
             print(f"serve bench: {clients} client(s), {seconds:.0f} s each…", file=log, flush=True)
@@ -273,6 +279,7 @@ def bench_serve(
         "deadline_misses": sum(1 for r in served for e in r.events if e["type"] == "DeadlineMiss"),
         "late_frames": int(late),
         "informed_oracle_s": [[round(x, 3) for x in per] for per in informed],
+        "local_informed_oracle_s": [round(x, 3) for x in local_informed],
     }
 
 
@@ -299,7 +306,12 @@ def _print(f: dict[str, Any], out: TextIO) -> None:
         f"  late frames {f['late_frames']}",
         file=out,
     )
-    print(f"  informed oracle after end of speech (s): {f['informed_oracle_s']}", file=out, flush=True)
+    print(
+        f"  informed oracle after end of speech (s): {f['informed_oracle_s']}"
+        f"  (local: {f['local_informed_oracle_s']})",
+        file=out,
+        flush=True,
+    )
 
 
 def register(bench_app: typer.Typer) -> None:
