@@ -74,7 +74,8 @@ def serve(
 ) -> None:
     """Serve the tandem over moshi's WebSocket protocol (/api/chat), with /healthz and /metrics."""
     from kame_cli.engine.config import quantize_flag
-    from kame_cli.serve.server import ServeOptions, run_server
+    from kame_cli.serve.options import ServeOptions
+    from kame_cli.serve.server import run_server
 
     options = ServeOptions(
         host=host,

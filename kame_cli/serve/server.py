@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
-import os
 import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +21,14 @@ from kame_cli.errors import ConfigError, KameError, RuntimeFailure
 from kame_cli.serve import metadata, protocol
 from kame_cli.serve.admission import Admission, Ticket
 from kame_cli.serve.metrics import ServeMetrics
+from kame_cli.serve.options import ServeOptions, frontend_config
+from kame_cli.serve.security import (
+    ConnectionGate,
+    bound_send_buffers,
+    guarded_site,
+    origin_allowed,
+    token_matches,
+)
 from kame_cli.serve.session import ClientKind, ClientStream, ServeSession, SessionClosed
 from kame_cli.serve.wire import HostSetup, OutputFrame, SessionEnded, SessionEvent, SessionStarted
 
@@ -31,71 +36,13 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from kame_cli.serve.processes import BackendPool, FrontendHost
-    from kame_cli.serve.security import ConnectionGate, Tls
+    from kame_cli.serve.tls import Tls
 
 _LOAD_TIMEOUT_S = 600.0
 _SHUTDOWN_S = 1.5
 _RETRY_AFTER_S = 10
 _HEARTBEAT_S = 15.0
 """WebSocket pings: a client (queued ones too) whose pong does not come back is closed."""
-
-
-@dataclass(frozen=True)
-class ServeOptions:
-    """`kame serve`'s options, checked by `check`."""
-
-    host: str = "127.0.0.1"
-    port: int = 8998
-    profile: str | None = None
-    model: str | None = None
-    device: str | None = None
-    quantize: str | None = None
-    log_dir: Path | None = None
-    max_queue: int = 4
-    token_env: str = "KAME_SERVER_TOKEN"
-    insecure_no_token: bool = False
-    allow_origin: tuple[str, ...] = ()
-    max_message_bytes: int = 1 << 20
-    idle_timeout_s: float = 30.0
-    connections_per_address: int = 8
-    handshake_timeout_s: float = 10.0
-    """A connection that has not sent a whole request by then is closed."""
-    ssl_cert: Path | None = None
-    ssl_key: Path | None = None
-    ssl_self_signed: bool = False
-    send_queue: int = 256
-    """Messages held for a client before it counts as not reading (~5 s of audio, text and metadata)."""
-    jitter_frames: int = 4
-    """Client frames held for the pacer (320 ms): bursts are smoothed, a drifting clock bounded."""
-    token: str | None = field(default=None, repr=False)
-    """Read from the `token_env` variable by `check`; never printed."""
-
-    def check(self) -> ServeOptions:
-        if self.max_queue < 0:
-            raise ConfigError("--max-queue must be >= 0")
-        if not 0 <= self.port <= 65535:
-            raise ConfigError(f"--port {self.port}: expected 0 to 65535")
-        token = os.environ.get(self.token_env) or None
-        if not is_loopback(self.host) and token is None and not self.insecure_no_token:
-            raise ConfigError(
-                f"--host {self.host} is reachable from other machines: set an access token in the "
-                f"environment variable {self.token_env} (or name another with --token-env), or pass "
-                "--insecure-no-token"
-            )
-        if (self.ssl_cert is None) != (self.ssl_key is None):
-            raise ConfigError("--ssl-cert and --ssl-key go together: give both (PEM files)")
-        if self.ssl_self_signed and self.ssl_cert is not None:
-            raise ConfigError("--ssl-self-signed makes a certificate: drop it or drop --ssl-cert/--ssl-key")
-        return replace(self, token=token)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class KameServer:
@@ -131,8 +78,6 @@ class KameServer:
         self._loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._loop.add_signal_handler(sig, self._stop.set)
-        from kame_cli.serve.security import ConnectionGate, guarded_site
-
         o = self.options
         gate = self.gate = ConnectionGate(
             o.connections_per_address, o.handshake_timeout_s, o.max_message_bytes
@@ -195,7 +140,7 @@ class KameServer:
         return 0
 
     def _tls(self) -> Tls | None:
-        from kame_cli.serve.security import load_tls, self_signed
+        from kame_cli.serve.tls import load_tls, self_signed
 
         o = self.options
         if o.ssl_cert is not None and o.ssl_key is not None:
@@ -312,8 +257,6 @@ class KameServer:
         request; None when the request may go on."""
         from aiohttp import web
 
-        from kame_cli.serve.security import origin_allowed, token_matches
-
         token = self.options.token
         if token is not None and not token_matches(request, token):
             self.metrics.refuse("token")
@@ -356,7 +299,7 @@ class KameServer:
         )
         try:
             await ws.prepare(request)
-            _bound_send_buffers(request.transport)
+            bound_send_buffers(request.transport)
             self.metrics.sessions_queued.set(self.admission.queued)
             client = self.client_kind(request)
             if not ticket.ready:
@@ -452,42 +395,9 @@ class KameServer:
                 self._no_sessions.set()
 
 
-_SOCKET_SEND_BUFFER = 8192
-"""Bytes the kernel may hold for a client (it doubles this): a few seconds of audio and metadata.
-Without a bound, loopback autotuning lets megabytes pile up for a client that stops reading, and
-the bounded send queue would only notice minutes later."""
-_TRANSPORT_HIGH_WATER = 16384
-
-
-def _bound_send_buffers(transport: asyncio.BaseTransport | None) -> None:
-    """What is held for one client, kernel and asyncio together, stays within ~50 KB."""
-    import socket as socket_module
-
-    if transport is None:
-        return
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket_module.SOL_SOCKET, socket_module.SO_SNDBUF, _SOCKET_SEND_BUFFER)
-    if isinstance(transport, asyncio.WriteTransport):
-        transport.set_write_buffer_limits(high=_TRANSPORT_HIGH_WATER)
-
-
 def say(line: str) -> None:
     """One line on stderr: the server's own output (never audio, words or tokens)."""
     print(f"kame serve: {line}", file=sys.stderr, flush=True)
-
-
-def frontend_config(profile: Any, options: ServeOptions) -> Any:
-    """The profile's `[frontend]` with the command line's overrides."""
-    overrides: dict[str, Any] = {}
-    if options.model is not None:
-        overrides["model"] = options.model
-    if options.device is not None:
-        overrides["device"] = options.device
-    if options.quantize is not None:
-        overrides["quantize"] = options.quantize
-    return replace(profile.frontend, **overrides)
 
 
 def run_server(options: ServeOptions) -> int:
