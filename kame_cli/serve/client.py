@@ -63,12 +63,22 @@ def chat_url(server: str) -> str:
     scheme = {"ws": "ws", "http": "ws", "wss": "wss", "https": "wss"}.get(parts.scheme.lower())
     if scheme is None or not parts.hostname:
         raise ConfigError(
-            f"--server {server!r}: give a URL such as ws://host:8998 or wss://host:8998 "
+            f"--server {shown_url(server)!r}: give a URL such as ws://host:8998 or wss://host:8998 "
             "(kame serve prints it)"
         )
     path = parts.path if parts.path not in ("", "/") else "/api/chat"
     query = "&".join(q for q in (parts.query, "kame=1") if q)
     return urlunsplit((scheme, parts.netloc, path, query, ""))
+
+
+def shown_url(server: str) -> str:
+    """`server` without its query and user info, for output and the panel's title."""
+    parts = urlsplit(server.strip())
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def run_remote_talk(opts: RemoteTalk) -> int:
@@ -82,6 +92,8 @@ class RemoteSession:
     def __init__(self, opts: RemoteTalk) -> None:
         self.opts = opts
         self.url = chat_url(opts.server)
+        self.shown = shown_url(opts.server)
+        """The server as this client names it in its output: no query (a `?token=` stays unsaid)."""
         self.clock = SessionClock()
         self.bus = EventBus()
         self._local = _OnServerClock(self.bus)
@@ -187,7 +199,7 @@ class RemoteSession:
             piece=lambda _: "",
             start_token_id=None,
             live=live,
-            title=f"kame · {self.opts.server}",
+            title=f"kame · {self.shown}",
         )
         with self._stack:
             self._open_files()
@@ -220,12 +232,12 @@ class RemoteSession:
                 raise _refusal(err) from None
             except aiohttp.ClientConnectorCertificateError as err:
                 raise RuntimeFailure(
-                    f"{self.opts.server}: the server's TLS certificate is not trusted ({_reason(err)}): "
+                    f"{self.shown}: the server's TLS certificate is not trusted ({_reason(err)}): "
                     "trust it explicitly with SSL_CERT_FILE=cert.pem (kame serve prints its path and "
                     "fingerprint)"
                 ) from None
             except (aiohttp.ClientError, OSError) as err:
-                raise RuntimeFailure(f"cannot connect to {self.opts.server} ({_reason(err)})") from None
+                raise RuntimeFailure(f"cannot connect to {self.shown} ({_reason(err)})") from None
             self._ws = ws
             async with ws:
                 if not await self._wait_handshake(ws):
@@ -245,7 +257,7 @@ class RemoteSession:
                 elif not self._stop.is_set() and not self._finished():
                     code = ws.close_code
                     self._lost = self._lost or (
-                        f"the connection to {self.opts.server} was lost (close code {code}); the files hold "
+                        f"the connection to {self.shown} was lost (close code {code}); the files hold "
                         "everything up to then"
                     )
 
@@ -263,7 +275,7 @@ class RemoteSession:
             message = receive.result()
             if message.type != aiohttp.WSMsgType.BINARY:
                 self._lost = (
-                    f"{self.opts.server} closed the connection before the session started ({ws.close_code})"
+                    f"{self.shown} closed the connection before the session started ({ws.close_code})"
                 )
                 return False
             decoded = protocol.decode(message.data)
@@ -281,7 +293,7 @@ class RemoteSession:
                         )
                     )
             elif isinstance(decoded, protocol.Error):
-                self._lost = f"{self.opts.server}: {decoded.message}"
+                self._lost = f"{self.shown}: {decoded.message}"
                 return False
         return False
 
@@ -330,7 +342,7 @@ class RemoteSession:
                 elif info is not None and not isinstance(info, metadata.OutputMark | metadata.QueuePlace):
                     self.bus.publish(info)
             elif isinstance(decoded, protocol.Error):
-                self._lost = f"{self.opts.server}: {decoded.message}"
+                self._lost = f"{self.shown}: {decoded.message}"
 
     def _play(self, pcm: np.ndarray) -> None:
         pending = np.concatenate((self._pending, np.asarray(pcm, dtype=np.float32)))
