@@ -104,7 +104,7 @@ async def _client(name: str, url: str, audio: Any, seed: int) -> ClientRun:
                             run.indices.append(info.index)
                             run.arrivals.append(now)
                         elif info is not None and not isinstance(
-                            info, metadata.QueuePlace | metadata.SessionTime
+                            info, metadata.QueuePlace | metadata.SessionTime | metadata.TokenPieces
                         ):
                             run.events.append(message.data)
 

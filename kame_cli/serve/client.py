@@ -114,6 +114,8 @@ class RemoteSession:
         self._reader: Any = None
         self._pending: np.ndarray = np.zeros(0, dtype=np.float32)
         self._lost: str | None = None
+        self._pieces: tuple[str, ...] = ()
+        self._view: Any = None
 
     # --- setup --------------------------------------------------------------------------------------
 
@@ -193,10 +195,10 @@ class RemoteSession:
         self._writer = sphn.OpusStreamWriter(24_000)
         self._reader = sphn.OpusStreamReader(24_000)
         live = not self.opts.no_ui and sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
-        view = SessionView(
+        view = self._view = SessionView(
             self.bus,
             sys.stdout,
-            piece=lambda _: "",
+            piece=self._piece,
             start_token_id=None,
             live=live,
             title=f"kame · {self.shown}",
@@ -297,6 +299,10 @@ class RemoteSession:
                 return False
         return False
 
+    def _piece(self, token_id: int) -> str:
+        pieces = self._pieces
+        return pieces[token_id] if 0 <= token_id < len(pieces) else ""
+
     def _start_input(self) -> None:
         for sink in (*self._outputs, *self._recorders):
             sink.start()
@@ -339,6 +345,10 @@ class RemoteSession:
                     # clock as they are logged; the clock itself never jumps: the canceller aligns
                     # the speaker's and the microphone's blocks by its readings.
                     self._local.offset = info.t - self.clock.now()
+                elif isinstance(info, metadata.TokenPieces):
+                    self._pieces = info.pieces
+                    if self._view is not None:
+                        self._view.state.start_token_id = info.start_id
                 elif info is not None and not isinstance(info, metadata.OutputMark | metadata.QueuePlace):
                     self.bus.publish(info)
             elif isinstance(decoded, protocol.Error):

@@ -1,9 +1,10 @@
 """What kame's own clients get as metadata (kind 4 JSON), as typed values both ways.
 
-Four shapes, told apart by `type`: a session event (`kame_cli.events`, its log record: the same
+Five shapes, told apart by `type`: a session event (`kame_cli.events`, its log record: the same
 JSON line `events.jsonl` holds), `Output` (step `index` of the voice was produced at server
 monotonic time `produced`, sent right after that step's audio), `Queue` (the client's place while
-it waits for the front-end) and `SessionTime` (the session clock, once, after the handshake).
+it waits for the front-end), `SessionTime` (the session clock, once, after the handshake) and
+`TokenPieces` (the front-end's text pieces, once, after that).
 """
 
 from __future__ import annotations
@@ -37,7 +38,16 @@ class SessionTime:
     t: float
 
 
-Info = Event | OutputMark | QueuePlace | SessionTime
+@dataclass(frozen=True, slots=True)
+class TokenPieces:
+    """The front-end's text pieces by token id, and its oracle start token: what the client's panel
+    needs to show the oracle's answer as the voice takes it in. Sent once, after `SessionTime`."""
+
+    pieces: tuple[str, ...]
+    start_id: int
+
+
+Info = Event | OutputMark | QueuePlace | SessionTime | TokenPieces
 
 
 def to_json(info: Info) -> dict[str, Any]:
@@ -47,6 +57,8 @@ def to_json(info: Info) -> dict[str, Any]:
         return {"type": "Queue", "place": info.place}
     if isinstance(info, SessionTime):
         return {"type": "SessionTime", "t": info.t}
+    if isinstance(info, TokenPieces):
+        return {"type": "TokenPieces", "pieces": list(info.pieces), "start_id": info.start_id}
     from kame_cli.session.log import event_record
 
     return event_record(info)
@@ -62,6 +74,8 @@ def from_json(data: dict[str, Any]) -> Info | None:
             return QueuePlace(int(data["place"]))
         if kind == "SessionTime":
             return SessionTime(float(data["t"]))
+        if kind == "TokenPieces":
+            return TokenPieces(tuple(str(p) for p in data["pieces"]), int(data["start_id"]))
         from kame_cli.bench.tandem.record import parse_record
 
         return parse_record(data)

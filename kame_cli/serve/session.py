@@ -241,8 +241,12 @@ class ServeSession:
             if self.client.handshake:
                 await ws.send_bytes(protocol.encode(protocol.Handshake()))
             if self.client.metadata:
-                now = metadata.SessionTime(self.clock.now())
-                await ws.send_bytes(protocol.encode(protocol.Metadata(metadata.to_json(now))))
+                info = self.host.info
+                for first in (
+                    metadata.SessionTime(self.clock.now()),
+                    metadata.TokenPieces(tuple(info.get("pieces", ())), int(info.get("start_id", -1))),
+                ):
+                    await ws.send_bytes(protocol.encode(protocol.Metadata(metadata.to_json(first))))
             sender = asyncio.create_task(self._send_loop())
             await self._receive(ws)
         except SessionClosed as closed:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from kame_cli.events import FinalTranscript
+from kame_cli.serve import metadata
 from kame_cli.serve import protocol as p
 
 
@@ -47,3 +49,25 @@ def test_a_message_outside_the_protocol_is_one_clear_error(data: bytes, says: st
     with pytest.raises(p.ProtocolError, match=says) as caught:
         p.decode(data)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "info",
+    [
+        metadata.OutputMark(7, 123.5),
+        metadata.QueuePlace(2),
+        metadata.SessionTime(1.25),
+        metadata.TokenPieces((" Paris", "<pad>"), 0),
+        FinalTranscript(3.0, "What is the capital of France?", 1.0, 2.5),
+    ],
+)
+def test_metadata_shapes_go_through_json_and_back(info: metadata.Info) -> None:
+    data = p.decode(p.encode(p.Metadata(metadata.to_json(info))))
+    assert isinstance(data, p.Metadata) and metadata.from_json(data.data) == info
+
+
+@pytest.mark.parametrize(
+    "data", [{"type": "NoSuchThing"}, {"type": "Output", "index": "x"}, {"type": "Queue"}, {"no": "type"}]
+)
+def test_a_metadata_shape_this_version_does_not_know_is_none(data: dict) -> None:
+    assert metadata.from_json(data) is None
