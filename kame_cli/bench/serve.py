@@ -33,6 +33,7 @@ import typer
 
 from kame_cli.clock import FRAME_SAMPLES, FRAME_SECONDS
 from kame_cli.errors import ConfigError, RuntimeFailure
+from kame_cli.priority import deprioritize_current_thread
 
 _READY = re.compile(r"ready: (wss?)://[^:]+:(\d+)/api/chat")
 _GAP_S = 3 * FRAME_SECONDS
@@ -242,6 +243,8 @@ def bench_serve(
         local_p99 = _local_p99(baseline_wav, profile, model, tmp / "local")
         local_informed = informed_in_log(tmp / "local", audios[0])
         process, url = _start_server(profile, model, clients, log)
+        # The clients stand for other machines: on this one they yield the CPU to the server.
+        deprioritize_current_thread()
         try:
             print(f"serve bench: {clients} client(s), {seconds:.0f} s each…", file=log, flush=True)
 

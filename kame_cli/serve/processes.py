@@ -160,3 +160,18 @@ class BackendPool:
             spare, self._spare = self._spare, None
         if spare is not None:
             spare.stop()
+
+
+def deprioritize_llm_server() -> None:
+    """The local llama.cpp server (the offline profile's), below the front-end, as in `kame talk`:
+    its bursts of generation must not take a core from the real-time loop."""
+    import contextlib
+
+    import psutil
+
+    from kame_cli.priority import LLM_SERVER_NICENESS, deprioritize_process_tree
+
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.Error):
+            if "kame_cli.backends.oracle.llama_child" in " ".join(child.cmdline()):
+                deprioritize_process_tree(child.pid, LLM_SERVER_NICENESS)

@@ -154,7 +154,7 @@ class KameServer:
     def _load(self) -> None:
         """The profile, the LLM server if it has one, the front-end host and the first spare back-end."""
         from kame_cli.profiles import check_environment, load_profile, prepare_llm_backend
-        from kame_cli.serve.processes import BackendPool, FrontendHost
+        from kame_cli.serve.processes import BackendPool, FrontendHost, deprioritize_llm_server
         from kame_cli.session.wire import BackendSetup
 
         o = self.options
@@ -164,6 +164,7 @@ class KameServer:
         self.host = FrontendHost(HostSetup(frontend, o.jitter_frames), self._from_host, self._host_gone)
         self._stack.callback(self.host.stop)
         self.api_base = self._stack.enter_context(prepare_llm_backend(profile))
+        deprioritize_llm_server()
         self.pool = BackendPool(
             BackendSetup(
                 stt=profile.stt,
