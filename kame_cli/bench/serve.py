@@ -38,6 +38,8 @@ from kame_cli.priority import deprioritize_current_thread
 _READY = re.compile(r"ready: (wss?)://[^:]+:(\d+)/api/chat")
 _GAP_S = 3 * FRAME_SECONDS
 _MAX_BURST = 3
+_TAIL_FRAMES = 13
+"""Frames a client may hold back and send together (1: no jitter)."""
 
 
 @dataclass
@@ -52,6 +54,15 @@ class ClientRun:
     indices: list[int] = field(default_factory=list)
     arrivals: list[float] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    audio_start: float | None = None
+    """When this client's audio time 0 began (monotonic): its frame k went out at k + 1 frames after."""
+    session_offset: float | None = None
+
+    def origin(self) -> float | None:
+        """`audio_start` on the session's clock: where the tandem measures put audio time 0."""
+        if self.audio_start is None or self.session_offset is None:
+            return None
+        return self.audio_start + self.session_offset
 
     def gaps(self) -> int:
         missing = sum(max(0, b - a - 1) for a, b in zip(self.indices, self.indices[1:], strict=False))
@@ -59,8 +70,9 @@ class ClientRun:
         return missing + stalls
 
 
-async def _client(name: str, url: str, audio: Any, seed: int) -> ClientRun:
+async def _client(name: str, url: str, audio: Any, seed: int, max_burst: int = _MAX_BURST) -> ClientRun:
     import aiohttp
+    import numpy as np
     import sphn
 
     from kame_cli.serve import metadata, protocol
@@ -104,26 +116,33 @@ async def _client(name: str, url: str, audio: Any, seed: int) -> ClientRun:
                             run.added_ms.append((now - info.produced) * 1000.0)
                             run.indices.append(info.index)
                             run.arrivals.append(now)
+                        elif isinstance(info, metadata.SessionTime):
+                            run.session_offset = info.t - now  # session clock = monotonic + offset
                         elif info is not None and not isinstance(
-                            info, metadata.QueuePlace | metadata.SessionTime | metadata.TokenPieces
+                            info, metadata.QueuePlace | metadata.TokenPieces
                         ):
                             run.events.append(message.data)
 
             receiving = asyncio.create_task(receive())
             start = loop.time()
-            frames = len(audio) // FRAME_SAMPLES
+            run.audio_start = time.monotonic()
+            # A second of silence after the speech, sent like the rest: the voice's last steps come
+            # back while the client still speaks, so that no step goes without a client frame.
+            spoken = np.concatenate(
+                [np.asarray(audio, np.float32), np.zeros(_TAIL_FRAMES * FRAME_SAMPLES, np.float32)]
+            )
+            frames = len(spoken) // FRAME_SAMPLES
             i = 0
             while i < frames:
-                burst = rng.randint(1, _MAX_BURST)
+                burst = rng.randint(1, max_burst)
                 last = min(frames, i + burst)
                 # Held back until the last frame of the burst is due, then sent together: jitter.
                 await asyncio.sleep(max(0.0, start + last * FRAME_SECONDS - loop.time()))
                 for k in range(i, last):
-                    ogg = writer.append_pcm(audio[k * FRAME_SAMPLES : (k + 1) * FRAME_SAMPLES])
+                    ogg = writer.append_pcm(spoken[k * FRAME_SAMPLES : (k + 1) * FRAME_SAMPLES])
                     if ogg:
                         await ws.send_bytes(protocol.encode(protocol.Audio(ogg)))
                 i = last
-            await asyncio.sleep(1.0)  # the voice's last steps
             await ws.close()
             await receiving
     return run
@@ -131,13 +150,25 @@ async def _client(name: str, url: str, audio: Any, seed: int) -> ClientRun:
 
 def _informed_latencies(run: ClientRun, audio: Any, directory: Path) -> list[float]:
     """`kame bench tandem`'s (a) for each turn of this client's session."""
+    import numpy as np
     import soundfile as sf
 
     directory.mkdir(parents=True)
     lines = "".join(json.dumps(e) + "\n" for e in run.events)
     (directory / "events.jsonl").write_text(lines, encoding="utf-8")
-    sf.write(directory / "input.wav", audio, 24_000, subtype="PCM_16")
-    return informed_in_log(directory, audio)
+    # The session started before this client's audio time 0 (its handshake, then its first burst):
+    # the measures read audio time a as session time "started" + a, so the input is written with
+    # that much silence first.
+    started = next((e["t"] for e in run.events if _is_started(e)), None)
+    origin = run.origin()
+    lead = 0 if started is None or origin is None else max(0, round((origin - started) * 24_000))
+    heard = np.concatenate([np.zeros(lead, np.float32), np.asarray(audio, np.float32)])
+    sf.write(directory / "input.wav", heard, 24_000, subtype="PCM_16")
+    return informed_in_log(directory, heard)
+
+
+def _is_started(event: dict[str, Any]) -> bool:
+    return event.get("type") == "BackendStatus" and event.get("message") == "started"
 
 
 def informed_in_log(directory: Path, audio: Any) -> list[float]:
@@ -220,7 +251,13 @@ def _inputs(audio_dir: Path | None, clients: int, seconds: float, tmp: Path) -> 
 
 
 def bench_serve(
-    clients: int, seconds: float, profile: str, model: str, audio_dir: Path | None, log: TextIO
+    clients: int,
+    seconds: float,
+    profile: str,
+    model: str,
+    audio_dir: Path | None,
+    log: TextIO,
+    max_burst: int = _MAX_BURST,
 ) -> dict[str, Any]:
     """Run the local baseline, then the server with `clients` clients; return the figures."""
     from kame_cli.bench.stt import resampled
@@ -250,7 +287,9 @@ def bench_serve(
 
             async def everyone() -> list[ClientRun]:
                 return list(
-                    await asyncio.gather(*(_client(f"c{i}", url, audios[i], i) for i in range(clients)))
+                    await asyncio.gather(
+                        *(_client(f"c{i}", url, audios[i], i, max_burst) for i in range(clients))
+                    )
                 )
 
             runs = asyncio.run(everyone())
@@ -269,6 +308,7 @@ def bench_serve(
     return {
         "clients": clients,
         "seconds": seconds,
+        "max_burst": max_burst,
         "refused": sum(r.refused for r in runs),
         "connect_to_handshake_ms": [r.handshake_ms for r in served],
         "connect_to_first_audio_ms": [r.first_audio_ms for r in served],
@@ -331,11 +371,15 @@ def register(bench_app: typer.Typer) -> None:
         ] = None,
         profile: Annotated[str, typer.Option(help="Profile name or path.")] = "offline",
         model: Annotated[str, typer.Option(help="Front-end model.")] = "random:tiny",
+        burst: Annotated[
+            int,
+            typer.Option("--burst", min=1, max=25, help="Frames a client may hold back and send at once."),
+        ] = _MAX_BURST,
         as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
     ) -> None:
         """kame serve on loopback with N real clients: handshake, added latency, gaps, steps."""
         human = sys.stderr if as_json else sys.stdout
-        figures = bench_serve(clients, seconds, profile, model, audio_dir, human)
+        figures = bench_serve(clients, seconds, profile, model, audio_dir, human, max_burst=burst)
         _print(figures, human)
         if as_json:
             print(json.dumps(figures))
