@@ -157,6 +157,7 @@ class ServeSession:
         self._backend_running: asyncio.Future[None] = self._loop.create_future()
         self._closing: SessionClosed | None = None
         self._error_told = False
+        self._summarized = False
         self._closer: asyncio.Task[None] | None = None
         self._ws: web.WebSocketResponse | None = None
         self._pending: np.ndarray = np.zeros(0, dtype=np.float32)
@@ -171,6 +172,8 @@ class ServeSession:
         if isinstance(message, OutputFrame):
             self._loop.call_soon_threadsafe(self._on_output, message)
         elif isinstance(message, SessionEvent):
+            if self._summarized:
+                return  # a step the host made after the session's summary: not this log's any more
             event = message.event
             if isinstance(event, Failure):
                 self._loop.call_soon_threadsafe(self._fail, SessionClosed(1011, event.message))
@@ -251,6 +254,8 @@ class ServeSession:
             await self._receive(ws)
         except SessionClosed as closed:
             self._closing = self._closing or closed
+        except ConnectionError:
+            pass  # the client left while its session started: the log is completed all the same
         finally:
             if sender is not None:
                 sender.cancel()
@@ -419,6 +424,7 @@ class ServeSession:
             )
         )
         self.bus.publish(BackendStatus(self.clock.now(), "session", "ok", "stopped"))
+        self._summarized = True
         await asyncio.to_thread(self._close_files)
 
     def _close_files(self) -> None:

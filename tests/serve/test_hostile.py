@@ -18,10 +18,11 @@ import pytest
 from kame_cli.clock import FRAME_SAMPLES
 from kame_cli.serve import protocol
 from tests.serve.conftest import Server, start_server
-from tests.session.conftest import QUESTION, read_events, wait_until
+from tests.session.conftest import QUESTION, read_events, wait_for_event, wait_until
 from tests.support.speech import synthesize
 
 HANDSHAKE_S = 2.0
+IDLE_S = 3.0
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +35,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         str(HANDSHAKE_S),
         "--connections-per-address",
         "8",
+        "--idle-timeout",
+        str(IDLE_S),
     )
     try:
         yield running
@@ -254,3 +257,38 @@ def test_a_client_that_never_reads_is_disconnected_and_memory_stays_flat(server:
     speaking.join(10)
     assert not speaking.is_alive()  # its connection was dropped: its sends failed
     wait_until(lambda: asyncio.run(_health(server.url)) == 200, 30)
+
+
+async def _silent_session(url: str) -> tuple[int | None, float]:
+    """A kame client that gets its session and then sends nothing: the close code, and after how long."""
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"{url}/api/chat?kame=1") as ws:
+        while True:
+            message = await ws.receive(60)
+            if (
+                message.type != aiohttp.WSMsgType.BINARY
+                or protocol.decode(message.data) == protocol.Handshake()
+            ):
+                break
+        started = time.monotonic()
+        while True:
+            message = await ws.receive(60)
+            if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
+                return ws.close_code, time.monotonic() - started
+
+
+def test_an_active_client_gone_quiet_or_gone_mid_frame_ends_with_a_complete_log(server: Server) -> None:
+    wait_until(lambda: asyncio.run(_health(server.url)) == 200, 60)
+    before = set(server.sessions())
+    code, after = asyncio.run(_silent_session(server.url))
+    assert code == 1001 and after >= IDLE_S - 0.5  # closed as idle, not before
+    wait_until(lambda: asyncio.run(_health(server.url)) == 200, 30)
+    assert _half_a_frame(server.port) == b"HTTP/1.1 101 Switching Protocols"  # now as the active session
+    wait_until(lambda: asyncio.run(_health(server.url)) == 200, 30)
+    new = sorted(set(server.sessions()) - before)
+    assert len(new) == 2
+    for log_dir in new:
+        # The front-end is free before the session's back-end and log have closed: wait for the log.
+        wait_for_event(log_dir / "events.jsonl", lambda e: e.get("message") == "stopped", 30)
+        events = read_events(log_dir / "events.jsonl")
+        assert events[-1]["type"] == "BackendStatus" and events[-1]["message"] == "stopped"
+        assert sum(e["type"] == "SessionSummary" for e in events) == 1
