@@ -22,6 +22,8 @@ from kame_cli.session.wire import BackendSetup, Closed, Failure, Ready
 
 _HOST_CLOSE_S = 0.8
 _BACKEND_CLOSE_S = 0.5
+_STT_FRAME_QUEUE = 25
+"""Frames (2 s) held for a back-end that stalls before they are dropped (and counted), as in `kame talk`."""
 
 
 class FrontendHost:
@@ -86,7 +88,14 @@ class Backend:
         self.ready = threading.Event()
         self.failure: str | None = None
         self.clock_origin = setup.clock_origin
-        self.child = ChildProcess("backend", "kame_cli.session.backend_proc", setup, self._route, self._gone)
+        self.child = ChildProcess(
+            "backend",
+            "kame_cli.session.backend_proc",
+            setup,
+            self._route,
+            self._gone,
+            frame_limit=_STT_FRAME_QUEUE,
+        )
 
     def _route(self, message: Any) -> None:
         if isinstance(message, Ready):

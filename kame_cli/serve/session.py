@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kame_cli.bus import EventBus
-from kame_cli.clock import FRAME_SAMPLES, SessionClock
+from kame_cli.clock import FRAME_SAMPLES, FRAME_SECONDS, SessionClock
 from kame_cli.events import (
     BackendStatus,
     DeadlineMiss,
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
 _START_TIMEOUT_S = 120.0
 _END_TIMEOUT_S = 1.5
-_STT_FRAME_QUEUE = 25
+_ARRIVALS = 3000  # frames (4 minutes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,6 +158,9 @@ class ServeSession:
         self._closing: SessionClosed | None = None
         self._error_told = False
         self._summarized = False
+        self._arrivals = np.zeros(_ARRIVALS)
+        """When each of the last frames came (session time), by index: the STT's audio time is the
+        client's frame count, which a burst or a slow start puts apart from the session's clock."""
         self._closer: asyncio.Task[None] | None = None
         self._ws: web.WebSocketResponse | None = None
         self._pending: np.ndarray = np.zeros(0, dtype=np.float32)
@@ -214,7 +217,9 @@ class ServeSession:
             elif isinstance(message, OracleFinished) and message.outcome == "failed":
                 self.metrics.oracle_failures.inc()
             elif isinstance(message, FinalTranscript):
-                self.metrics.stt_commit_lag.observe(max(0.0, message.t - message.audio_end))
+                heard_at = self._arrival(message.audio_end)
+                if heard_at is not None:
+                    self.metrics.stt_commit_lag.observe(max(0.0, message.t - heard_at))
 
     def backend_gone(self) -> None:
         # The voice goes on without STT and LLM; the client hears about it only if it asked.
@@ -345,6 +350,13 @@ class ServeSession:
                 self._on_pcm(stream.pcm(message.ogg))
             # Text, control, metadata and ping from a client carry nothing a session needs.
 
+    def _arrival(self, audio_time: float) -> float | None:
+        """When the frame holding `audio_time` came, if it is among the last `_ARRIVALS`."""
+        index = max(0, int(audio_time / FRAME_SECONDS - 1e-9))
+        if index >= self._frames_in or index < self._frames_in - _ARRIVALS:
+            return None
+        return float(self._arrivals[index % _ARRIVALS])
+
     def _on_pcm(self, pcm: np.ndarray) -> None:
         if pcm.size == 0:
             return
@@ -356,6 +368,7 @@ class ServeSession:
 
     def _on_frame(self, frame: np.ndarray) -> None:
         index = self._frames_in
+        self._arrivals[index % _ARRIVALS] = self.clock.now()
         self._frames_in += 1
         data = frame.tobytes()
         self.host.send_frame(ClientFrame(self.sid, data))

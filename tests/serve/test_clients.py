@@ -50,6 +50,11 @@ def test_moshi_client_is_heard_answered_and_plays_the_voice(server: Server, tmp_
         final = wait_for_event(events, lambda e: e["type"] == "FinalTranscript", 60)
         assert "capital" in final["text"].lower()
         wait_for_event(events, lambda e: e["type"] == "OracleChunk", 60)
+        lags = (
+            metric(server, "kame_stt_commit_lag_seconds_count"),
+            metric(server, "kame_stt_commit_lag_seconds_sum"),
+        )
+        assert lags[0] >= 1 and 0 < lags[1] / lags[0] < 10  # the STT's commit lag, as /metrics shows it
         # The voice came back over the network and was played by the client's speaker stream.
         wait_until(lambda: float(np.abs(card.played()).max(initial=0.0)) > 1e-3, 30)
     finally:
@@ -184,3 +189,11 @@ def test_kame_talk_server_with_microphone_and_speaker_is_heard_and_plays(
         card.stop()
     assert client.returncode == 0, stderr
     assert sf.info(log_dir / "input.wav").frames > 24_000 and sf.info(log_dir / "output.wav").frames > 24_000
+
+
+def metric(server: Server, name: str) -> float:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return next(float(line.split()[1]) for line in text.splitlines() if line.startswith(name + " "))
