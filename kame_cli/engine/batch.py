@@ -28,7 +28,7 @@ from kame_cli.events import OracleCommand
 if TYPE_CHECKING:
     import torch
     from moshi.models.lm import LMGen
-    from moshi.modules.streaming import StreamingModule
+    from moshi.modules.streaming import State
 
     from kame_cli.engine.rowsampling import RowNoise
 
@@ -92,7 +92,7 @@ class BatchedFrontend:
         self._stack: contextlib.ExitStack | None = None
         self._lm_gen: LMGen | None = None
         self._noise: RowNoise | None = None
-        self._decoder_side: list[StreamingModule] = []
+        self._decoder_side: list[State] = []
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -106,7 +106,6 @@ class BatchedFrontend:
     def open(self) -> None:
         """Enter moshi's streaming at batch `slots`, warm up (CUDA graphs at this size), reset."""
         import torch
-        from moshi.modules.streaming import StreamingModule
 
         from kame_cli.engine import rowsampling
 
@@ -125,8 +124,10 @@ class BatchedFrontend:
         self._lm_gen = lm_gen
         self._noise = rowsampling.RowNoise(self.slots, rowsampling.sampling_widths(lm_gen), frontend.device)
         mimi = frontend.mimi
+        # Per module state, not per top-level part: some parts (the upsampler) are plain modules
+        # around a streaming one.
         self._decoder_side = [
-            part for name in _DECODER_SIDE if isinstance(part := getattr(mimi, name, None), StreamingModule)
+            state for name, state in mimi.get_streaming_state().items() if name.split(".")[0] in _DECODER_SIDE
         ]
         try:
             warm = [torch.Generator().manual_seed(row) for row in range(self.slots)]
@@ -273,13 +274,13 @@ class BatchedFrontend:
             audio = [tuple(row[1:]) if ok else None for row, ok in zip(rows, ready_rows, strict=True)]
             if not any(ready_rows):
                 return text, audio, [silence.copy() for _ in range(self.slots)]
-            audio = torch.where(ready[:, None, None], tokens[:, 1:], torch.zeros_like(tokens[:, 1:]))
-            decoded = mimi.decode(audio)[:, 0].to(torch.float32).cpu().numpy()
+            codes_out = torch.where(ready[:, None, None], tokens[:, 1:], torch.zeros_like(tokens[:, 1:]))
+            decoded = mimi.decode(codes_out)[:, 0].to(torch.float32).cpu().numpy()
             if not all(ready_rows):
                 # Rows still in the delays decoded placeholders: undo that, so their decoder starts
                 # fresh with their first real tokens, as it does at batch 1.
-                for part in self._decoder_side:
-                    part.reset_streaming(~ready)
+                for state in self._decoder_side:
+                    state.reset(~ready)
         return text, audio, [decoded[row] if ok else silence.copy() for row, ok in enumerate(ready_rows)]
 
     def _slot(self, slot: int) -> _Slot:
