@@ -53,10 +53,20 @@ class RowNoise:
         """`widths[i]`: how many candidates the i-th sampling call of a step draws noise for."""
         self.batch = batch
         self.widths = tuple(widths)
-        self._host = [torch.ones(batch, width, dtype=torch.float32) for width in self.widths]
-        self._device = [buffer.to(device) for buffer in self._host]
+        # One host and one device tensor, each call's buffer a view: one copy per step to the GPU.
+        self._host_all = torch.ones(batch, max(1, sum(self.widths)), dtype=torch.float32)
+        self._device_all = self._host_all.to(device)
+        self._host = self._views(self._host_all)
+        self._device = self._views(self._device_all)
         self._on_host = device.type == "cpu"
         self._cursor = 0
+
+    def _views(self, whole: torch.Tensor) -> list[torch.Tensor]:
+        views, start = [], 0
+        for width in self.widths:
+            views.append(whole[:, start : start + width])
+            start += width
+        return views
 
     def draw(self, generators: Sequence[torch.Generator | None]) -> None:
         """Fill every buffer for the coming step; row r draws from `generators[r]` (None: a free row)."""
@@ -66,8 +76,7 @@ class RowNoise:
             for buffer in self._host:
                 buffer[row].exponential_(1.0, generator=generator)
         if not self._on_host:
-            for host, device in zip(self._host, self._device, strict=True):
-                device.copy_(host, non_blocking=False)
+            self._device_all.copy_(self._host_all)
         self._cursor = 0
 
     def sample(self, logits: torch.Tensor, temp: float, top_k: int) -> torch.Tensor:
