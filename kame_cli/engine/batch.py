@@ -22,6 +22,7 @@ import numpy as np
 
 from kame_cli.clock import FRAME_SAMPLES
 from kame_cli.engine.loader import Frontend, Sampling
+from kame_cli.engine.loop import _CudaStageTimer, _WallStageTimer
 from kame_cli.engine.oracle import OracleStream
 from kame_cli.events import OracleCommand
 
@@ -93,6 +94,9 @@ class BatchedFrontend:
         self._lm_gen: LMGen | None = None
         self._noise: RowNoise | None = None
         self._decoder_side: list[State] = []
+        self._timer: _WallStageTimer | _CudaStageTimer = _WallStageTimer()
+        self.last_stages_ms: tuple[float, float, float] = (0.0, 0.0, 0.0)
+        """The last step's encode, LM and decode milliseconds (CUDA events on a GPU)."""
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -122,6 +126,8 @@ class BatchedFrontend:
         stack.enter_context(lm_gen.streaming(self.slots))
         self._stack = stack
         self._lm_gen = lm_gen
+        if frontend.device.type == "cuda":
+            self._timer = _CudaStageTimer()
         self._noise = rowsampling.RowNoise(self.slots, rowsampling.sampling_widths(lm_gen), frontend.device)
         mimi = frontend.mimi
         # Per module state, not per top-level part: some parts (the upsampler) are plain modules
@@ -260,28 +266,35 @@ class BatchedFrontend:
         with torch.no_grad(), frontend.step_context(), noise.active():
             frontend.lm.set_oracle_tokens(torch.tensor(oracle, dtype=torch.long, device=device))
             noise.draw(generators)
+            timer = self._timer
+            timer.begin()
             codes = mimi.encode(torch.from_numpy(batch).to(device)[:, None, :])
             if any(first):
                 # As at batch 1: a session's first code carries the encoder's left padding, and
                 # resetting its Mimi row makes its next frame reapply it.
                 mimi.reset_streaming(torch.tensor(first, device=device))
+            timer.mark()
             tokens = lm_gen.step(codes)
+            timer.mark()
             assert tokens is not None  # support_out_of_sync: always a [B, 1 + dep_q, 1] tensor
             ready = tokens[:, 0, 0] != frontend.lm.ungenerated_token_id
             ready_rows: list[bool] = ready.tolist()
             rows: list[list[int]] = tokens[:, :, 0].tolist()
             text = [row[0] if ok else None for row, ok in zip(rows, ready_rows, strict=True)]
             audio = [tuple(row[1:]) if ok else None for row, ok in zip(rows, ready_rows, strict=True)]
-            if not any(ready_rows):
-                return text, audio, [silence.copy() for _ in range(self.slots)]
-            codes_out = torch.where(ready[:, None, None], tokens[:, 1:], torch.zeros_like(tokens[:, 1:]))
-            decoded = mimi.decode(codes_out)[:, 0].to(torch.float32).cpu().numpy()
-            if not all(ready_rows):
-                # Rows still in the delays decoded placeholders: undo that, so their decoder starts
-                # fresh with their first real tokens, as it does at batch 1.
-                for state in self._decoder_side:
-                    state.reset(~ready)
-        return text, audio, [decoded[row] if ok else silence.copy() for row, ok in enumerate(ready_rows)]
+            pcm = [silence.copy() for _ in range(self.slots)]
+            if any(ready_rows):
+                codes_out = torch.where(ready[:, None, None], tokens[:, 1:], torch.zeros_like(tokens[:, 1:]))
+                decoded = mimi.decode(codes_out)[:, 0].to(torch.float32).cpu().numpy()
+                pcm = [decoded[row] if ok else pcm[row] for row, ok in enumerate(ready_rows)]
+                if not all(ready_rows):
+                    # Rows still in the delays decoded placeholders: undo that, so their decoder
+                    # starts fresh with their first real tokens, as it does at batch 1.
+                    for state in self._decoder_side:
+                        state.reset(~ready)
+            timer.mark()
+            self.last_stages_ms = timer.stages_ms()
+        return text, audio, pcm
 
     def _slot(self, slot: int) -> _Slot:
         if not 0 <= slot < self.slots or self._rows[slot] is None:

@@ -79,6 +79,12 @@ class BatchSession:
         """End the session: its slot is free from the next tick."""
         self._loop._control.put((self, None))
 
+    @property
+    def waiting(self) -> int:
+        """Frames offered and not yet stepped: this session's lag, in frames."""
+        with self._lock:
+            return len(self._frames)
+
     def _take(self) -> np.ndarray | None:
         with self._lock:
             return self._frames.popleft() if self._frames else None
@@ -234,15 +240,17 @@ class BatchLoop:
 
     def _tick(self) -> None:
         frames: dict[int, np.ndarray | None] = {}
+        lag_ms: dict[int, float] = {}
         for slot, session in self._sessions.items():
             frames[slot] = session._take()
+            lag_ms[slot] = session.waiting * self.frame_seconds * 1000.0
         started = time.perf_counter()
         outputs = self.batch.step(frames)
         total_ms = (time.perf_counter() - started) * 1000.0
         for slot, out in outputs.items():
-            self._deliver(self._sessions[slot], out, total_ms)
+            self._deliver(self._sessions[slot], out, total_ms, lag_ms[slot])
 
-    def _deliver(self, session: BatchSession, out: SlotOutput, total_ms: float) -> None:
+    def _deliver(self, session: BatchSession, out: SlotOutput, total_ms: float, lag_ms: float) -> None:
         session.steps = out.step + 1
         if out.late:
             session.late_frames += 1
@@ -255,8 +263,9 @@ class BatchLoop:
             piece = self.frontend.text_piece(out.text_token)
             if piece:
                 publish(FrontendText(now, out.step, piece))
-        # One step serves every session: its time is each session's (no stage split at batch size).
-        publish(StepTiming(now, out.step, 0.0, total_ms, 0.0, total_ms))
+        # One step serves every session: its time and stages are each session's.
+        encode_ms, lm_ms, decode_ms = self.batch.last_stages_ms
+        publish(StepTiming(now, out.step, encode_ms, lm_ms, decode_ms, total_ms, lag_ms))
         if total_ms > self.budget_ms:
             session.deadline_misses += 1
             publish(DeadlineMiss(now, out.step, total_ms, self.budget_ms))

@@ -85,7 +85,12 @@ def test_sessions_in_the_real_time_batch_equal_each_alone(frontend: Frontend) ->
         pieces = [e.text for e in events if isinstance(e, FrontendText) and e.step < STEPS]
         expected = [frontend.text_piece(o.text_token) for o in want if o.text_token is not None]
         assert pieces == [p for p in expected if p]
-        assert len([e for e in events if isinstance(e, StepTiming)]) == session.steps
+        timings = [e for e in events if isinstance(e, StepTiming)]
+        assert len(timings) == session.steps
+        # The batch's step and stages; the lag is this session's own backlog (its frames queued at join).
+        assert timings[0].lag_ms == pytest.approx((STEPS - 1) * 80.0)
+        assert timings[STEPS - 1].lag_ms == 0.0
+        assert all(0 < t.lm_ms <= t.total_ms and t.encode_ms > 0 for t in timings)
         fed = [(e.step, e.token_id) for e in events if isinstance(e, OracleFed)]
         want_fed = [(o.step, o.oracle_token) for o in want if o.oracle_token != frontend.text_padding_id]
         assert fed == want_fed
