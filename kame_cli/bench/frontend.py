@@ -211,12 +211,15 @@ def _batch_command(
     warmup: int,
     quantize: str,
     batch: int,
+    realtime: float,
     as_json: bool,
 ) -> None:
-    from kame_cli.bench.frontend_batch import batch_figures, batch_report, run_batch_bench
+    from kame_cli.bench.frontend_batch import batch_figures, batch_report, run_batch_bench, run_realtime
 
     frontend, label = load_for_bench(model, device, half, cpu_threads, quantize)
     result = run_batch_bench(frontend, label, batch, steps, rounds, seed, warmup)
+    if realtime > 0:
+        result.realtime = run_realtime(frontend, batch, realtime, seed, warmup)
     typer.echo(batch_report(result, model), err=as_json)
     if as_json:
         typer.echo(json.dumps(batch_figures(result)))
@@ -297,6 +300,9 @@ def register(bench_app: typer.Typer) -> None:
         batch: int = typer.Option(
             1, min=1, help="N > 1: the batched front-end's step at N sessions against 1 (kame serve)."
         ),
+        realtime: float = typer.Option(
+            0.0, min=0.0, help="With --batch: then N clients paced in real time for this many seconds."
+        ),
         as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout (table: stderr)."),
     ) -> None:
         """Per-step p50/p95/p99 of the front-end loop and its overhead over a bare moshi loop."""
@@ -304,7 +310,9 @@ def register(bench_app: typer.Typer) -> None:
 
         q = quantize_flag(quantize) or "none"
         if batch > 1:
-            _batch_command(model, steps, device, rounds, half, seed, cpu_threads, warmup, q, batch, as_json)
+            _batch_command(
+                model, steps, device, rounds, half, seed, cpu_threads, warmup, q, batch, realtime, as_json
+            )
             return
         result = run_frontend_bench(model, steps, device, rounds, half, seed, cpu_threads, warmup, q)
         typer.echo(report(result, model), err=as_json)

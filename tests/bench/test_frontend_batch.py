@@ -9,7 +9,7 @@ from tests.session.conftest import run_kame
 
 
 def test_frontend_bench_batch_json() -> None:
-    args = ("--batch", "3", "--steps", "8", "--rounds", "2", "--warmup", "2", "--json")
+    args = ("--batch", "3", "--steps", "8", "--rounds", "2", "--warmup", "2", "--realtime", "1", "--json")
     done = run_kame("bench", "frontend", *args, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     lines = [line for line in done.stdout.splitlines() if line.strip()]
@@ -23,3 +23,12 @@ def test_frontend_bench_batch_json() -> None:
     assert math.isclose(ratio, figures["b3_p50_ms"] / figures["b1_p50_ms"], rel_tol=1e-2)
     assert math.isclose(figures["per_session_p50_ms"], figures["b3_p50_ms"] / 3, rel_tol=1e-2)
     assert "batched front-end bench:" in done.stderr and "batch 3" in done.stderr
+    # Then three clients paced in real time for a second: per-client gaps, the process's CPU.
+    assert 0.7 <= figures["realtime_seconds"] < 5
+    assert len(figures["late_frames"]) == len(figures["dropped_frames"]) == 3
+    assert figures["audio_gaps"] == sum(figures["late_frames"]) + sum(figures["dropped_frames"])
+    assert figures["held_realtime"] == (
+        figures["audio_gaps"] == 0 and figures["realtime_deadline_misses"] == 0
+    )
+    assert figures["cpu_per_session_pct"] > 0 and figures["realtime_step_p99_ms"] > 0
+    assert "3 paced clients" in done.stderr
