@@ -301,7 +301,7 @@ def register(bench_app: typer.Typer) -> None:
             1, min=1, help="N > 1: the batched front-end's step at N sessions against 1 (kame serve)."
         ),
         realtime: float = typer.Option(
-            0.0, min=0.0, help="With --batch: then N clients paced in real time for this many seconds."
+            0.0, min=0.0, help="Then N (--batch) clients paced in real time for this many seconds."
         ),
         as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout (table: stderr)."),
     ) -> None:
@@ -309,7 +309,7 @@ def register(bench_app: typer.Typer) -> None:
         from kame_cli.engine.config import quantize_flag
 
         q = quantize_flag(quantize) or "none"
-        if batch > 1:
+        if batch > 1 or realtime > 0:
             _batch_command(
                 model, steps, device, rounds, half, seed, cpu_threads, warmup, q, batch, realtime, as_json
             )

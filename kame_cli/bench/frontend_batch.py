@@ -86,10 +86,9 @@ def run_batch_bench(
     result = BatchBenchResult(label, batch)
     per_round = max(3, steps // max(1, rounds))
     for index in range(max(1, rounds)):
-        order = (1, batch) if index % 2 == 0 else (batch, 1)
-        for slots in order:
-            times = _on_thread(frontend, slots, per_round, seed, warmup)
-            (result.single_ms if slots == 1 else result.batch_ms).extend(times)
+        rounds_here = [(result.single_ms, 1), (result.batch_ms, batch)]
+        for times, slots in rounds_here if index % 2 == 0 else reversed(rounds_here):
+            times.extend(_on_thread(frontend, slots, per_round, seed, warmup))
     return result
 
 
