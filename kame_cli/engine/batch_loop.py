@@ -126,6 +126,7 @@ class BatchLoop:
         self._reserve_lock = threading.Lock()
         self._stopping = threading.Event()
         self._ready = threading.Event()
+        self._ended = threading.Event()
         self._thread: threading.Thread | None = None
 
     @property
@@ -164,14 +165,18 @@ class BatchLoop:
         """Reserve a slot (`SlotsFull` when none is left) and join at the next tick.
 
         `frames` and `oracle` commands are queued before the join: the session's first step has them."""
-        with self._reserve_lock:
-            if self._reserved >= self.slots:
-                raise SlotsFull(f"all {self.slots} front-end slots are taken")
-            self._reserved += 1
         session = BatchSession(self, events, clock, on_output, seed)
         for frame in frames:
             session.offer(frame)
-        self._control.put(_Join(session, oracle))
+        # Under the lock the thread ends under: a join is either queued before it drains the
+        # queue, or refused here; none waits for a loop that is gone.
+        with self._reserve_lock:
+            if self._ended.is_set():
+                raise RuntimeError("the batched front-end has stopped: no new session can join")
+            if self._reserved >= self.slots:
+                raise SlotsFull(f"all {self.slots} front-end slots are taken")
+            self._reserved += 1
+            self._control.put(_Join(session, oracle))
         return session
 
     def stop(self, timeout: float = 1.0) -> bool:
@@ -196,9 +201,22 @@ class BatchLoop:
         except Exception as err:  # a CUDA OOM, a bad frame: every session ends, the host reports it
             self.error = err
         finally:
+            with self._reserve_lock:
+                self._ended.set()
             for session in list(self._sessions.values()):
                 session.ended.set()
+            self._end_pending()
             self._ready.set()
+
+    def _end_pending(self) -> None:
+        # Joins queued when the thread ended: those sessions end without a step.
+        while True:
+            try:
+                item = self._control.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, _Join):
+                item.session.ended.set()
 
     def _serve(self) -> None:
         start = time.monotonic()

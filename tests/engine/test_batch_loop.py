@@ -95,3 +95,11 @@ def test_sessions_in_the_real_time_batch_equal_each_alone(frontend: Frontend) ->
         want_fed = [(o.step, o.oracle_token) for o in want if o.oracle_token != frontend.text_padding_id]
         assert fed == want_fed
     assert [token for _, token in fed] == [] and want_fed == []  # the second session had no oracle
+
+
+def test_no_session_joins_a_stopped_loop(frontend: Frontend) -> None:
+    loop = BatchLoop(frontend, 2, warmup_steps=2)
+    loop.start()
+    assert loop.stop(timeout=10)
+    with pytest.raises(RuntimeError, match="has stopped: no new session can join"):
+        loop.open_session(EventBus(), SessionClock(), lambda i, p: None)
