@@ -54,6 +54,8 @@ class BatchSession:
         self.dropped_frames = 0
         """Frames dropped because `jitter_frames` already waited."""
         self.deadline_misses = 0
+        self.client_frames = 0
+        """Frames offered, kept or dropped."""
         self.joined = threading.Event()
         self.ended = threading.Event()
         self._loop = loop
@@ -66,6 +68,7 @@ class BatchSession:
         if frame.size != FRAME_SAMPLES:
             raise ValueError(f"a frame is {FRAME_SAMPLES} samples, got {frame.size}")
         with self._lock:
+            self.client_frames += 1
             self._frames.append(frame)
             while len(self._frames) > self._loop.jitter_frames:
                 self._frames.popleft()
@@ -78,6 +81,16 @@ class BatchSession:
     def leave(self) -> None:
         """End the session: its slot is free from the next tick."""
         self._loop._control.put((self, None))
+
+    def summary(self) -> dict[str, int]:
+        """The session's counts, as a single-session host reports them when a session ends."""
+        return {
+            "steps": self.steps,
+            "deadline_misses": self.deadline_misses,
+            "dropped_frames": self.dropped_frames,
+            "late_frames": self.late_frames,
+            "client_frames": self.client_frames,
+        }
 
     @property
     def waiting(self) -> int:
