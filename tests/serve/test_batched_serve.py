@@ -70,3 +70,9 @@ def test_two_sessions_at_once_on_one_batched_front_end_and_a_third_waits(tmp_pat
     assert len(logs) == 3
     ended = [line for line in server.stderr if "ended:" in line]
     assert len(ended) == 3 and all(" steps" in line for line in ended)
+
+
+def test_max_sessions_below_one_is_one_line_exit_2() -> None:
+    from tests.serve.test_serve_errors import _refused
+
+    assert "--max-sessions must be >= 1" in _refused("--max-sessions", "0")
