@@ -76,3 +76,65 @@ def test_max_sessions_below_one_is_one_line_exit_2() -> None:
     from tests.serve.test_serve_errors import _refused
 
     assert "--max-sessions must be >= 1" in _refused("--max-sessions", "0")
+
+
+QUESTIONS = ("What is the capital city of France?", "How many legs does a spider have?")
+HEARD = ("capital", "spider")
+
+
+def test_two_moshi_clients_at_once_each_log_holds_its_own_question(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from tests.serve.paced_card import PacedSoundCard
+    from tests.serve.test_clients import health
+    from tests.session.conftest import kame_env, read_events, session_started, wait_for_event, wait_until
+    from tests.support.speech import synthesize
+
+    server = start_server(tmp_path / "logs", "--max-sessions", "2", "--max-queue", "0")
+    cards, clients, logs = [], [], []
+    try:
+        wait_until(lambda: health(server) == 200, 60)
+        for index in range(2):
+            before = set(server.sessions())
+            (tmp_path / f"card{index}").mkdir()
+            card = PacedSoundCard(tmp_path / f"card{index}")
+            card.start()
+            cards.append(card)
+            clients.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "moshi.client", "--host", "127.0.0.1", "--port", str(server.port)],
+                    env={**kame_env(), **card.env()},
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+            wait_until(lambda before=before: set(server.sessions()) - before, 60)
+            (log_dir,) = set(server.sessions()) - before
+            logs.append(log_dir / "events.jsonl")
+            wait_for_event(logs[-1], session_started, 60)
+        # Both speak at once, each its own question.
+        for card, question in zip(cards, QUESTIONS, strict=True):
+            card.say(np.concatenate([synthesize(question), np.zeros(24_000 * 3, np.float32)]))
+        for events in logs:
+            wait_for_event(events, lambda e: e["type"] == "FinalTranscript", 90)
+            wait_for_event(events, lambda e: e["type"] == "OracleChunk", 90)
+    finally:
+        for client in clients:
+            client.send_signal(signal.SIGINT)
+        for client in clients:
+            try:
+                client.wait(10)
+            except subprocess.TimeoutExpired:
+                client.kill()
+                client.wait(5)
+        for card in cards:
+            card.stop()
+        server.terminate()
+    for index, events in enumerate(logs):
+        finals = " ".join(e["text"].lower() for e in read_events(events) if e["type"] == "FinalTranscript")
+        assert HEARD[index] in finals and HEARD[1 - index] not in finals, finals
