@@ -138,3 +138,59 @@ def test_two_moshi_clients_at_once_each_log_holds_its_own_question(tmp_path: Pat
     for index, events in enumerate(logs):
         finals = " ".join(e["text"].lower() for e in read_events(events) if e["type"] == "FinalTranscript")
         assert HEARD[index] in finals and HEARD[1 - index] not in finals, finals
+
+
+async def _outputs(
+    ws: aiohttp.ClientWebSocketResponse, count: int, until_error: bool = False
+) -> tuple[list[int], list[object]]:
+    """The next `count` output step indices (or fewer: until a back-end error, with `until_error`),
+    and the back-end statuses seen meanwhile."""
+    from kame_cli.events import BackendStatus
+    from kame_cli.serve import metadata
+
+    indices: list[int] = []
+    statuses: list[object] = []
+    while len(indices) < count:
+        if until_error and any(getattr(s, "state", None) == "error" for s in statuses):
+            break
+        message = protocol.decode((await ws.receive(30)).data)
+        if isinstance(message, protocol.Metadata):
+            if message.data.get("type") == "Output":
+                indices.append(int(message.data["index"]))
+            elif isinstance(info := metadata.from_json(message.data), BackendStatus):
+                statuses.append(info)
+    return indices, statuses
+
+
+async def _kill_one_backend(url: str, pid: int) -> tuple[list[object], list[int], list[object]]:
+    import signal
+
+    from tests.serve.test_faults import _children
+
+    async with aiohttp.ClientSession() as http:
+        first = await http.ws_connect(f"{url}/api/chat?kame=1")
+        assert isinstance(await _first_message(first, 60), protocol.Handshake)
+        second = await http.ws_connect(f"{url}/api/chat?kame=1")
+        assert isinstance(await _first_message(second, 60), protocol.Handshake)
+        await asyncio.gather(_outputs(first, 5), _outputs(second, 5))
+        # The oldest back-end is the first session's (the newest is the spare, loaded ahead).
+        _children(pid, "kame_cli.session.backend_proc")[0].send_signal(signal.SIGKILL)
+        (_, told), (steps, others) = await asyncio.gather(
+            _outputs(first, 150, until_error=True), _outputs(second, 40)
+        )
+        await asyncio.gather(first.close(), second.close())
+        return told, steps, others
+
+
+def test_one_sessions_backend_killed_leaves_the_other_stepping_with_no_gap(tmp_path: Path) -> None:
+    from kame_cli.events import BackendStatus
+
+    server = start_server(tmp_path / "logs", "--max-sessions", "2")
+    try:
+        told, steps, others = asyncio.run(_kill_one_backend(server.url, server.process.pid))
+    finally:
+        server.terminate()
+    assert any(isinstance(s, BackendStatus) and s.component == "backend" and s.state == "error" for s in told)
+    # The other session: every step in order, none missing, and no fault of its own.
+    assert steps == list(range(steps[0], steps[0] + 40))
+    assert not any(isinstance(s, BackendStatus) and s.state == "error" for s in others)
