@@ -78,11 +78,15 @@ def test_max_sessions_below_one_is_one_line_exit_2() -> None:
     assert "--max-sessions must be >= 1" in _refused("--max-sessions", "0")
 
 
-QUESTIONS = ("What is the capital city of France?", "How many legs does a spider have?")
-HEARD = ("capital", "spider")
+QUESTIONS = (
+    "What is the capital city of France?",
+    "How many legs does a spider have?",
+    "Which ocean is the largest one?",
+)
+HEARD = ("capital", "spider", "largest")
 
 
-def test_two_moshi_clients_at_once_each_log_holds_its_own_question(tmp_path: Path) -> None:
+def test_three_moshi_clients_at_once_each_log_holds_its_own_question(tmp_path: Path) -> None:
     import signal
     import subprocess
     import sys
@@ -94,11 +98,11 @@ def test_two_moshi_clients_at_once_each_log_holds_its_own_question(tmp_path: Pat
     from tests.session.conftest import kame_env, read_events, session_started, wait_for_event, wait_until
     from tests.support.speech import synthesize
 
-    server = start_server(tmp_path / "logs", "--max-sessions", "2", "--max-queue", "0")
+    server = start_server(tmp_path / "logs", "--max-sessions", "3", "--max-queue", "1")
     cards, clients, logs = [], [], []
     try:
         wait_until(lambda: health(server) == 200, 60)
-        for index in range(2):
+        for index in range(3):
             before = set(server.sessions())
             (tmp_path / f"card{index}").mkdir()
             card = PacedSoundCard(tmp_path / f"card{index}")
@@ -117,7 +121,9 @@ def test_two_moshi_clients_at_once_each_log_holds_its_own_question(tmp_path: Pat
             (log_dir,) = set(server.sessions()) - before
             logs.append(log_dir / "events.jsonl")
             wait_for_event(logs[-1], session_started, 60)
-        # Both speak at once, each its own question.
+        # A fourth client waits: every slot is taken.
+        assert health(server) == 503
+        # All three speak at once, each its own question.
         for card, question in zip(cards, QUESTIONS, strict=True):
             card.say(np.concatenate([synthesize(question), np.zeros(24_000 * 3, np.float32)]))
         for events in logs:
@@ -137,7 +143,8 @@ def test_two_moshi_clients_at_once_each_log_holds_its_own_question(tmp_path: Pat
         server.terminate()
     for index, events in enumerate(logs):
         finals = " ".join(e["text"].lower() for e in read_events(events) if e["type"] == "FinalTranscript")
-        assert HEARD[index] in finals and HEARD[1 - index] not in finals, finals
+        others = [word for other, word in enumerate(HEARD) if other != index]
+        assert HEARD[index] in finals and not any(word in finals for word in others), finals
 
 
 async def _outputs(
