@@ -107,6 +107,24 @@ def _check_api_base(value: object) -> str | None:
         or any(c.isspace() for c in value)
     ):
         return "must be an http:// or https:// URL, e.g. http://127.0.0.1:8080/v1"
+    return _url_problem(value)
+
+
+def _url_problem(url: str) -> str | None:
+    """Why `url` does not parse (an unclosed IPv6 bracket, a bad port, no host), or None.
+
+    Checked when the profile loads: otherwise the LLM library fails on every request, and the
+    session retries a URL that can never work.
+    """
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (parsing the port is the check: it raises on a bad one)
+    except ValueError as err:
+        return f"not a valid URL ({err}): e.g. http://127.0.0.1:8080/v1 or http://[::1]:8080/v1"
+    if not parts.hostname:
+        return "not a valid URL (no host): e.g. http://127.0.0.1:8080/v1"
     return None
 
 
