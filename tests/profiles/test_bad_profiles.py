@@ -68,7 +68,7 @@ CASES = {
     ),
     "stt_unknown_device": (
         GOOD_LLM + '[stt]\ndevice = "gpu"\n',
-        '[stt] device: unknown value "gpu" (known: auto, cuda, cpu)',
+        '[stt] device: must be one of "auto", "cuda", "cpu" (got "gpu")',
     ),
     "stt_vad_threshold_out_of_range": (
         GOOD_LLM + "[stt]\nvad_threshold = 1.0\n",
@@ -139,7 +139,7 @@ CASES = {
     ),
     "newline_in_value": (
         GOOD_LLM + '[stt]\ndevice = "cpu\\n\\u001b[31m"\n',
-        '[stt] device: unknown value "cpu\\n\\u001b[31m" (known: auto, cuda, cpu)',
+        '[stt] device: must be one of "auto", "cuda", "cpu" (got "cpu\\n\\u001b[31m")',
     ),
     "policy_unknown_variant": (
         GOOD_LLM + '[policy]\nafter_finish = "sometimes"\n',
