@@ -6,9 +6,8 @@ Each field declares its own type, choices and documentation (see `kame_cli.setti
 from __future__ import annotations
 
 import typing
+from dataclasses import dataclass
 from typing import Literal
-
-from pydantic.dataclasses import dataclass
 
 from kame_cli.settings import SETTINGS
 
@@ -18,9 +17,11 @@ AEC_MODES: tuple[str, ...] = typing.get_args(AecMode)
 AEC_ENGINES: tuple[str, ...] = typing.get_args(AecEngine)
 
 
-@dataclass(frozen=True, slots=True, config=SETTINGS)
+@dataclass(frozen=True, slots=True)
 class AudioConfig:
     """Echo cancellation and the microphone's clean-up (WebRTC audio processing)."""
+
+    __pydantic_config__ = SETTINGS
 
     aec: AecMode = "auto"
     """`auto`: on when the assistant plays through a speaker while the microphone listens (or a

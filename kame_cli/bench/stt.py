@@ -338,6 +338,7 @@ def score_clip(clip: Clip, run: StreamRun, offline: Offline, paced: bool, end_si
 def _parse_settings(settings: list[str], cfg: SttConfig) -> SttConfig:
     """`--set key=value` pairs applied to the `[stt]` settings (the profile's types and ranges)."""
     from kame_cli.errors import ConfigError
+    from kame_cli.settings import override
 
     fields = {f.name: f for f in dataclasses.fields(cfg)}
     changes: dict[str, Any] = {}
@@ -353,8 +354,8 @@ def _parse_settings(settings: list[str], cfg: SttConfig) -> SttConfig:
         except ValueError as err:
             raise ConfigError(f"--set {item!r}: {spec.name} takes a {kind.__name__}") from err
         try:
-            dataclasses.replace(cfg, **{spec.name: value})  # the type checks its own range
-        except ValueError:
+            override(cfg, {spec.name: value})  # the type checks its own range
+        except ConfigError:
             raise ConfigError(f"--set {item!r}: out of range for [stt] {spec.name}") from None
         changes[spec.name] = value
     return dataclasses.replace(cfg, **changes)

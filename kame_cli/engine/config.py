@@ -6,10 +6,10 @@ Each field declares its own type, bounds and documentation (see `kame_cli.settin
 from __future__ import annotations
 
 import typing
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import Field
-from pydantic.dataclasses import dataclass
 
 from kame_cli.errors import ConfigError
 from kame_cli.settings import SETTINGS, NonEmpty
@@ -18,9 +18,11 @@ Quantize = Literal["none", "int8"]
 QUANTIZE_CHOICES: tuple[str, ...] = typing.get_args(Quantize)
 
 
-@dataclass(frozen=True, slots=True, config=SETTINGS)
+@dataclass(frozen=True, slots=True)
 class FrontendConfig:
     """Which front-end checkpoint to run, where, and how it samples."""
+
+    __pydantic_config__ = SETTINGS
 
     model: NonEmpty = "SakanaAI/kame"
     """A Hugging Face repo id, a local checkpoint directory, `random:tiny` or `random:7b`."""

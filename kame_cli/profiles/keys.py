@@ -8,6 +8,7 @@ docs/profiles.md and the profile fuzz follow the types with no list of keys of t
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import types
 import typing
 from dataclasses import dataclass
@@ -63,7 +64,7 @@ def keys_of(cls: type) -> list[Key]:
     """The keys of config type `cls`, in declaration order."""
     plain = typing.get_type_hints(cls)
     full = typing.get_type_hints(cls, include_extras=True)
-    infos: dict[str, Any] = getattr(cls, "__pydantic_fields__", {})
+    docs = field_docs(cls)
     found = []
     for field in dataclasses.fields(cls):
         if not field.init:
@@ -72,7 +73,6 @@ def keys_of(cls: type) -> list[Key]:
         bounds = {k: getattr(c, k) for c in constraints for k in _BOUNDS if hasattr(c, k)}
         lengths = [c.max_length for c in constraints if hasattr(c, "max_length")]
         strings = {str} & set(arms(plain[field.name]))
-        info = infos.get(field.name)
         if field.default is not dataclasses.MISSING:
             default = field.default
         elif field.default_factory is not dataclasses.MISSING:
@@ -84,13 +84,34 @@ def keys_of(cls: type) -> list[Key]:
                 name=field.name,
                 hint=plain[field.name],
                 default=default,
-                doc=(getattr(info, "description", None) or "").strip(),
+                doc=docs.get(field.name, ""),
                 bounds=bounds,
                 max_length=(lengths[0] if lengths else SETTINGS.get("str_max_length")) if strings else None,
                 nonempty=any(getattr(c, "func", None) is not_blank for c in constraints),
             )
         )
     return found
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of class `cls` (from its source), by field name."""
+    import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    docs: dict[str, str] = {}
+    for node, after in itertools.pairwise(body):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
+            docs[node.target.id] = inspect.cleandoc(after.value.value)
+    return docs
 
 
 def _constraints(hint: Any) -> typing.Iterator[Any]:

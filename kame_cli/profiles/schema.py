@@ -1,7 +1,8 @@
 """What profiles add to the config types: limits on the raw TOML, secrets kept out, one-line errors.
 
-The config types (`SttConfig`, `FrontendConfig`, `LlmConfig`, ...) are pydantic dataclasses that
-declare and validate their own fields (see `kame_cli.settings`); nothing here knows their fields.
+The config types (`SttConfig`, `FrontendConfig`, `LlmConfig`, ...) declare their own fields,
+bounds, choices and checks, and pydantic validates data against them (see `kame_cli.settings`);
+nothing here knows their fields.
 This module bounds the TOML data first (`check_limits`: nesting depth, string length, list length),
 refuses keys that name a credential anywhere, free-form tables included, without echoing their
 values, builds each table into its type (`build`), and words every error as one line naming the
@@ -12,6 +13,7 @@ reaches the terminal raw).
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import functools
 import json
 import math
@@ -112,6 +114,8 @@ def check_limits(data: Mapping[str, Any]) -> None:
         value, key, depth = stack.pop()
         if depth > MAX_DEPTH:
             raise SchemaError(key, f"nested more than {MAX_DEPTH} levels deep: flatten it")
+        if isinstance(value, datetime.date | datetime.time):
+            raise SchemaError(key, "a date or time is no setting: quote it if it is text")
         if isinstance(value, str):
             if len(value) > MAX_STRING:
                 raise SchemaError(key, f"{len(value)} characters: at most {MAX_STRING}")
@@ -187,30 +191,27 @@ def _table_type(hint: Any) -> type | None:
 
 
 def build(cls: type, table: Mapping[str, Any], prefix: str = "") -> Any:
-    """An instance of config type `cls` (a pydantic dataclass) from a TOML table, or a SchemaError
-    naming the key as `prefix.key`.
+    """An instance of config type `cls` from a TOML table, or a SchemaError naming the key as
+    `prefix.key`.
 
     The type validates itself (strict types, bounds, choices, its own checks); this adds what is
-    kame's own: credentials refused before any value could be echoed, nested tables built first
-    (so their errors name their own keys), and every error in one line of kame's words.
+    kame's own: credentials refused before any value could be echoed, and every error in one line
+    of kame's words.
     """
     from pydantic import ValidationError
 
+    from kame_cli.settings import validate
+
     if not isinstance(table, Mapping):
         raise SchemaError(prefix or cls.__name__, f"must be a table (got {show_value(table)})")
-    fields = _init_fields(cls)
     _refuse_secret_keys(cls, table, prefix)
-    values: dict[str, Any] = {}
-    for name, value in table.items():
-        inner = _table_type(_hints(cls)[name]) if name in fields else None
-        if inner is not None and isinstance(value, Mapping):
-            value = build(inner, value, _join(prefix, name))
-        values[str(name)] = value
     try:
-        return cls(**values)
+        return validate(cls, table)
     except ValidationError as err:
         errors = sorted(err.errors(include_url=False), key=_error_order)
         raise _schema_error(cls, errors[0], prefix) from None
+    except (TypeError, ValueError) as err:  # a value JSON cannot carry (check_limits refuses dates)
+        raise SchemaError(prefix or cls.__name__, f"a value of an unexpected kind ({err})") from None
 
 
 def _join(prefix: str, name: object) -> str:
@@ -218,18 +219,26 @@ def _join(prefix: str, name: object) -> str:
 
 
 def _refuse_secret_keys(cls: type, table: Mapping[str, Any], prefix: str) -> None:
-    """An unknown key that names a credential, or one inside a free-form table: refused unechoed."""
+    """An unknown key that names a credential, or any inside a free-form table: refused unechoed,
+    in nested tables too, before pydantic sees (and could echo) a value."""
     fields = _init_fields(cls)
     for name, value in table.items():
         key = _join(prefix, name)
         if name not in fields:
             if looks_secret(str(name)) or str(name).lower().endswith(("_key", "_token")):
                 raise SchemaError(key, _SECRET_FIX)
-        elif typing.get_origin(_hints(cls)[name]) in (dict, Mapping):
+            continue
+        hint = _hints(cls)[name]
+        if typing.get_origin(hint) in (dict, Mapping):
             _refuse_secrets(value, key)
+        elif (inner := _table_type(hint)) is not None and isinstance(value, Mapping):
+            _refuse_secret_keys(inner, value, key)
 
 
 # --- errors in kame's words -----------------------------------------------------------------------
+
+_TAGS = ("function-after[", "union[")
+"""Parts of pydantic's error locations that name a validator or a union arm, not a key."""
 
 
 def _number(value: object) -> str:
@@ -238,40 +247,48 @@ def _number(value: object) -> str:
     return str(value)
 
 
-def _field_name(loc: tuple[int | str, ...]) -> str | None:
-    return loc[0] if loc and isinstance(loc[0], str) else None
-
-
 def _loc_key(loc: tuple[int | str, ...], prefix: str) -> str:
     key = prefix
     for part in loc:
         if isinstance(part, int):
             key += f"[{part}]"
-        elif not part.startswith(("function-after[", "union[")):
+        elif not part.startswith(_TAGS):
             key = _join(key, part)
     return key
 
 
 def _schema_error(cls: type, error: Mapping[str, Any], prefix: str) -> SchemaError:
-    loc = tuple(error["loc"])
-    if not loc and error["type"] == "value_error":
-        # A check across fields (`__post_init__`) names the field it is about first.
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith(_TAGS)))
+    names = [p for p in loc if isinstance(p, str)]
+    owner = cls
+    for name in names[:-1]:
+        inner = _table_type(_hints(owner)[name]) if name in _init_fields(owner) else None
+        if inner is None:
+            break
+        owner = inner
+    field = names[-1] if names else None
+    nested = _table_type(_hints(owner)[field]) if field in _init_fields(owner) else None
+    if error["type"] == "value_error" and (field is None or nested is not None):
+        # A check across fields (`__post_init__`) of a table names the field it is about first.
+        owner = nested or owner
+        table_key = _loc_key(loc, prefix)
         text = printable(str((error.get("ctx") or {}).get("error", error["msg"])))
         name = re.split(r"[\s:(]", text, maxsplit=1)[0]
-        if name in _init_fields(cls):
-            return SchemaError(_join(prefix, name), text[len(name) :].lstrip(": "))
-        return SchemaError(prefix or cls.__name__, text)
-    return SchemaError(_loc_key(loc, prefix) or prefix or cls.__name__, _message(cls, error))
+        if name in _init_fields(owner):
+            return SchemaError(_join(table_key, name), text[len(name) :].lstrip(": "))
+        return SchemaError(table_key or cls.__name__, text)
+    at_field = bool(loc) and loc[-1] == field
+    return SchemaError(
+        _loc_key(loc, prefix) or prefix or cls.__name__, _message(owner, field, at_field, error)
+    )
 
 
-def _message(cls: type, error: Mapping[str, Any]) -> str:
-    """One of pydantic's errors in kame's words."""
+def _message(owner: type, field: str | None, at_field: bool, error: Mapping[str, Any]) -> str:
+    """One of pydantic's errors in kame's words (`owner`: the table type, `field`: its key)."""
     kind, ctx, got = error["type"], error.get("ctx") or {}, error.get("input")
     shown = show_value(got)
-    name = _field_name(tuple(error["loc"]))
-    hint = _hints(cls).get(name) if name in _init_fields(cls) else None
     if kind in ("unexpected_keyword_argument", "extra_forbidden"):
-        return f"unknown key (known: {', '.join(_init_fields(cls))})"
+        return f"unknown key (known: {', '.join(_init_fields(owner))})"
     if kind in ("missing", "missing_argument"):
         return "missing (this key is required)"
     signs = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
@@ -284,10 +301,10 @@ def _message(cls: type, error: Mapping[str, Any]) -> str:
         return f"{len(str(got))} characters: at most {ctx.get('max_length')}"
     if kind == "value_error":
         return str(ctx.get("error", error["msg"]))
-    if kind == "dataclass_exact_type":
+    if kind in ("dataclass_type", "dataclass_exact_type", "model_type", "dict_type"):
         return f"must be a table (got {shown})"
-    if hint is not None and len(error["loc"]) == 1:
-        return f"must be {describe(hint)} (got {shown})"
+    if at_field and field in _init_fields(owner):
+        return f"must be {describe(_hints(owner)[field])} (got {shown})"
     if kind in ("list_type", "tuple_type"):
         return f"must be a list (got {shown})"
     words = {"int_type": "an integer", "float_type": "a number", "bool_type": "true or false"}
@@ -296,7 +313,7 @@ def _message(cls: type, error: Mapping[str, Any]) -> str:
 
 def _error_order(error: Mapping[str, Any]) -> int:
     # A nested table's own error is more useful than "must be a table or none".
-    return 1 if error["type"] in ("none_required", "model_type", "dict_type", "dataclass_exact_type") else 0
+    return 1 if error["type"] in ("none_required", "model_type", "dict_type", "dataclass_type") else 0
 
 
 # --- output ---------------------------------------------------------------------------------------

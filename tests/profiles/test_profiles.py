@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from dataclasses import field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -12,7 +12,6 @@ import httpx
 import psutil
 import pytest
 from pydantic import Field
-from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from kame_cli.backends.stt.config import SttConfig
 from kame_cli.cli import run
@@ -137,17 +136,19 @@ def test_cloud_profile_backend_is_just_its_api_base() -> None:
 # --- the loader is generic: any config type, any new field ------------------------------------
 
 
-@pydantic_dataclass(frozen=True, slots=True, config=SETTINGS)
+@dataclass(frozen=True, slots=True)
 class _Inner:
+    __pydantic_config__ = SETTINGS
     rate: Annotated[float, Field(gt=0)] = 1.0
 
 
-@pydantic_dataclass(frozen=True, slots=True, config=SETTINGS)
+@dataclass(frozen=True, slots=True)
 class _Settings:
+    __pydantic_config__ = SETTINGS
     mode: Literal["fast", "slow"] = "fast"
     name: str | None = None
     count: Annotated[int, Field(ge=1, le=9)] = 3
-    tags: Annotated[tuple[str, ...], Field(strict=False)] = ()  # TOML arrays arrive as lists
+    tags: tuple[str, ...] = ()
     inner: _Inner = field(default_factory=_Inner)
 
     def __post_init__(self) -> None:

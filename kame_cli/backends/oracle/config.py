@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import field
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
-from pydantic.dataclasses import dataclass
 
 from kame_cli.backends.oracle.errors import ApiKeyMissingError
 from kame_cli.settings import SETTINGS, NonEmpty, not_blank
@@ -146,9 +145,11 @@ def _env_name(value: str) -> str:
     )
 
 
-@dataclass(frozen=True, slots=True, config=SETTINGS)
+@dataclass(frozen=True, slots=True)
 class LocalServerConfig:
     """A llama.cpp server (xllamacpp) that kame starts as a child process for this profile."""
+
+    __pydantic_config__ = SETTINGS
 
     gguf: NonEmpty = BUNDLED_GGUF
     """Path to a GGUF file (relative to the profile file), or `smollm2` for the bundled one."""
@@ -166,9 +167,11 @@ class LocalServerConfig:
     """How long the server may take to load the model and answer before the session gives up."""
 
 
-@dataclass(frozen=True, slots=True, config=SETTINGS)
+@dataclass(frozen=True, slots=True)
 class LlmConfig:
     """Which LLM answers as the oracle (any LiteLLM provider) and how long a call may take."""
+
+    __pydantic_config__ = SETTINGS
 
     provider: Annotated[str, Field(max_length=64), AfterValidator(_known_provider)]
     """A LiteLLM provider prefix (`openai`, `anthropic`, `gemini`, `ollama_chat`, ...; an unknown one
@@ -224,9 +227,11 @@ def _template(value: str) -> str:
     return value
 
 
-@dataclass(frozen=True, slots=True, config=SETTINGS)
+@dataclass(frozen=True, slots=True)
 class PromptConfig:
     """The prompt text: a system message, and a template that receives the conversation."""
+
+    __pydantic_config__ = SETTINGS
 
     system: Annotated[str, Field(max_length=32_768), AfterValidator(not_blank)] = DEFAULT_SYSTEM_PROMPT
     """The system message: the oracle's role (the reference's idea: predict, be short, spoken words)."""
@@ -243,9 +248,11 @@ class PromptConfig:
     the reference sends them."""
 
 
-@dataclass(frozen=True, slots=True, config=SETTINGS)
+@dataclass(frozen=True, slots=True)
 class PolicyConfig:
     """KAME's restart policy (the reference defaults) and the back-off after a failed call."""
+
+    __pydantic_config__ = SETTINGS
 
     poll_interval_s: Annotated[float, Field(ge=0.01, le=60)] = 0.5
     """How often the restart rule is checked (the reference polls every 0.5 s)."""

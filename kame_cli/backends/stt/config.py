@@ -6,10 +6,10 @@ Each field declares its own type, bounds and documentation (see `kame_cli.settin
 from __future__ import annotations
 
 import typing
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import Field
-from pydantic.dataclasses import dataclass
 
 from kame_cli.settings import INT64_MAX, SETTINGS, NonEmpty
 
@@ -32,9 +32,11 @@ COMPUTE_TYPES: tuple[str, ...] = typing.get_args(ComputeType)
 _WHISPER_INPUT_S = 30.0  # Whisper's encoder takes at most 30 s of audio
 
 
-@dataclass(frozen=True, slots=True, config=SETTINGS)
+@dataclass(frozen=True, slots=True)
 class SttConfig:
     """faster-whisper model and the streaming recognizer's timing."""
+
+    __pydantic_config__ = SETTINGS
 
     model: NonEmpty = "auto"
     """A faster-whisper size name, a local CTranslate2 directory, or `auto` (by device)."""
