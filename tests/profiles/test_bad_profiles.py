@@ -153,6 +153,10 @@ CASES = {
         GOOD_LLM + "[frontend]\nseed = 100000000000000000000000000\n",
         "[frontend] seed: must be <= 4294967295",
     ),
+    "date_for_a_string": (
+        GOOD_LLM + "[stt]\nmodel = 1979-05-27\n",
+        "[stt] model: a date or time is no setting: quote it if it is text",
+    ),
     "frontend_negative_temperature": (
         GOOD_LLM + "[frontend]\ntemperature_text = -0.1\n",
         "[frontend] temperature_text: must be >= 0 (got -0.1)",
