@@ -26,3 +26,19 @@ def test_every_key_of_every_table_is_on_the_page_with_its_documentation() -> Non
             assert key.doc, f"[{section}] {key.name} has no docstring: say what it does"
             assert f"- `{key.name}` (" in page
             assert " ".join(key.doc.split()) in page
+
+
+def test_help_loads_no_config_type() -> None:
+    # `kame --help` registers `kame profiles`; the config types (and pydantic) load on first use.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from kame_cli.cli import run\n"
+        "assert run(['--help']) == 0\n"
+        "loaded = [m for m in ('kame_cli.profiles.profile', 'kame_cli.settings') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
