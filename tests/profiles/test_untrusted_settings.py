@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,31 +13,24 @@ import pytest
 from kame_cli.cli import run
 
 ROOT = Path(__file__).resolve().parents[2]
-NOBODY = 65534
 
 
 @pytest.fixture
-def unreadable_config_dir() -> Iterator[Path]:
-    """A KAME_CONFIG_DIR whose `profiles` folder its user cannot read (mode 000).
-
-    Outside pytest's private temporary folder, so that the unprivileged user the command runs as
-    (when the suite runs as root, who reads anything) can reach it.
-    """
-    root = Path(tempfile.mkdtemp(prefix="kame-unreadable-"))
-    root.chmod(0o755)
-    (root / "profiles").mkdir()
-    (root / "profiles" / "mine.toml").write_text('[llm]\nprovider = "openai"\nmodel = "m"\n')
-    (root / "profiles").chmod(0)
+def unreadable_config_dir(tmp_path: Path) -> Iterator[Path]:
+    """A KAME_CONFIG_DIR whose `profiles` folder its owner cannot read (mode 000)."""
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "mine.toml").write_text('[llm]\nprovider = "openai"\nmodel = "m"\n')
+    (tmp_path / "profiles").chmod(0)
     try:
-        yield root
+        yield tmp_path
     finally:
-        (root / "profiles").chmod(0o755)
-        shutil.rmtree(root)
+        (tmp_path / "profiles").chmod(0o755)
 
 
 def _kame_as_user(args: list[str], config_dir: Path) -> subprocess.CompletedProcess[str]:
-    # Root reads any folder: run as `nobody` then (setpriv is util-linux's, on every Debian).
-    drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    # Root reads any folder through two capabilities: the command runs without them (setpriv is
+    # util-linux's, on every Debian), still as root, so it reads the checkout as before.
+    drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
     prefix = drop if os.geteuid() == 0 else []
     env = {**os.environ, "KAME_CONFIG_DIR": str(config_dir)}
     return subprocess.run(
