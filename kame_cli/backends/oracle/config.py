@@ -95,17 +95,14 @@ def _known_provider(value: str) -> str:
 
 
 def _http_url(value: str) -> str:
-    if (problem := _api_base_problem(value)) is not None:
-        raise ValueError(problem)
-    return value
+    """An http(s) URL without credentials in it, that parses (an unclosed IPv6 bracket, a bad port or
+    no host fail every request later: refused when the profile loads). The URL is never echoed: it
+    may hold credentials."""
+    from urllib.parse import urlsplit
 
-
-def _api_base_problem(value: str) -> str | None:
-    """Why `value` is not an http(s) URL without credentials; the URL itself is never echoed (it may
-    hold them)."""
     if _USERINFO.search(value):
         # httpx and LiteLLM do not send `user:pass@` as a header: no request would ever leave.
-        return (
+        raise ValueError(
             "holds credentials (user:password@): kame does not send those; remove them and put the "
             "key in an environment variable named by api_key_env (sent as a bearer key)"
         )
@@ -114,26 +111,17 @@ def _api_base_problem(value: str) -> str | None:
         or not value.isprintable()
         or any(c.isspace() for c in value)
     ):
-        return "must be an http:// or https:// URL, e.g. http://127.0.0.1:8080/v1"
-    return _url_problem(value)
-
-
-def _url_problem(url: str) -> str | None:
-    """Why `url` does not parse (an unclosed IPv6 bracket, a bad port, no host), or None.
-
-    Checked when the profile loads: otherwise the LLM library fails on every request, and the
-    session retries a URL that can never work.
-    """
-    from urllib.parse import urlsplit
-
+        raise ValueError("must be an http:// or https:// URL, e.g. http://127.0.0.1:8080/v1")
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(value)
         parts.port  # noqa: B018 (parsing the port is the check: it raises on a bad one)
     except ValueError as err:
-        return f"not a valid URL ({err}): e.g. http://127.0.0.1:8080/v1 or http://[::1]:8080/v1"
+        raise ValueError(
+            f"not a valid URL ({err}): e.g. http://127.0.0.1:8080/v1 or http://[::1]:8080/v1"
+        ) from None
     if not parts.hostname:
-        return "not a valid URL (no host): e.g. http://127.0.0.1:8080/v1"
-    return None
+        raise ValueError("not a valid URL (no host): e.g. http://127.0.0.1:8080/v1")
+    return value
 
 
 def _env_name(value: str) -> str:
