@@ -87,3 +87,26 @@ def test_good_urls_still_load(tmp_path, capsys) -> None:
         path.write_text(BASE + f'api_base = "{url}"\n')
         assert run(["profiles", "show", str(path)]) == 0
         assert f'api_base = "{url}"' in capsys.readouterr().out
+
+
+def test_talk_with_an_unparsable_api_base_stops_before_anything_starts(tmp_path, capsys) -> None:
+    # It used to start a session whose every request failed as "server error 500".
+    path = tmp_path / "bad-url.toml"
+    path.write_text(BASE + 'api_base = "http://[::1"\n')
+    log_dir = tmp_path / "log"
+    code = run(
+        [
+            "talk",
+            "--profile",
+            str(path),
+            "--no-ui",
+            "--input",
+            str(tmp_path / "q.wav"),
+            "--log-dir",
+            str(log_dir),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{path}: [llm] api_base: not a valid URL (Invalid IPv6 URL)" in err
+    assert not log_dir.exists()
