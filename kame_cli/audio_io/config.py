@@ -30,7 +30,7 @@ class AudioConfig:
     """`linear`: kame's frequency-domain Kalman filter, which keeps the user's words while the
     assistant speaks (the microphone is muted only while the filter first converges); `webrtc`:
     WebRTC's AEC3, whose suppressor also takes most of a user who talks over the assistant for echo,
-    but which copes with a speaker that distorts (figures in the README's echo section)."""
+    but which copes with a speaker that distorts (figures in docs/echo.md)."""
     noise_suppression: bool = False
     """WebRTC's noise suppressor on the microphone, with the canceller (off: it can blur speech for STT)."""
     high_pass: bool = True
