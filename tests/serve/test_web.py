@@ -17,6 +17,7 @@ import soundfile as sf
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.serve.conftest import Server, start_server
@@ -38,7 +39,7 @@ def question_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def browser(microphone: Path) -> webdriver.Chrome:
+def browser(microphone: Path, *, allow_microphone: bool = True) -> webdriver.Chrome:
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for argument in (
@@ -46,7 +47,8 @@ def browser(microphone: Path) -> webdriver.Chrome:
         "--no-sandbox",
         "--disable-dev-shm-usage",
         "--use-fake-device-for-media-stream",
-        "--use-fake-ui-for-media-stream",
+        # The permission prompt answered yes, or (the user says no) every prompt denied.
+        "--use-fake-ui-for-media-stream" if allow_microphone else "--deny-permission-prompts",
         f"--use-file-for-fake-audio-capture={microphone}",
         "--window-size=1200,1000",
     ):
@@ -142,6 +144,39 @@ def test_a_wrong_token_shows_the_refusal(secured: Server, chrome: webdriver.Chro
     assert secured.sessions() == []
 
 
+def test_the_microphone_denied_says_how_to_allow_it(server: Server, question_wav: Path) -> None:
+    driver = browser(question_wav, allow_microphone=False)
+    try:
+        before = len(server.sessions())
+        driver.get(server.url + "/")
+        driver.find_element(By.CSS_SELECTOR, "[data-testid=start]").click()
+        wait(driver, lambda d: "Microphone denied" in status(d), 30)
+        assert driver.find_element(By.CSS_SELECTOR, "[data-testid=start]").text == "Start"
+        assert len(server.sessions()) == before
+    finally:
+        driver.quit()
+
+
+def test_a_second_page_waits_with_its_place_then_talks(
+    server: Server, chrome: webdriver.Chrome, question_wav: Path
+) -> None:
+    chrome.get(server.url + "/")
+    chrome.find_element(By.CSS_SELECTOR, "[data-testid=start]").click()
+    wait(chrome, lambda d: stats(d)["state"] == "talking", 60)
+    second = browser(question_wav)
+    try:
+        second.get(server.url + "/")
+        second.find_element(By.CSS_SELECTOR, "[data-testid=start]").click()
+        wait(second, lambda d: "place 1 in the queue" in status(d), 30)
+        assert stats(second)["state"] == "queued"
+        # The first page stops (by keyboard): the second one's turn comes.
+        chrome.find_element(By.CSS_SELECTOR, "[data-testid=start]").send_keys(Keys.ENTER)
+        wait(chrome, lambda d: status(d) == "Stopped.", 10)
+        wait(second, lambda d: stats(d)["state"] == "talking" and stats(d)["audioPacketsReceived"] > 0, 60)
+    finally:
+        second.quit()
+
+
 def test_a_server_stopped_mid_session_shows_connection_lost(tmp_path: Path, chrome: webdriver.Chrome) -> None:
     running = start_server(tmp_path / "logs")
     try:
@@ -178,6 +213,7 @@ ws.onerror = () => {{ window.result = "error"; }};
 
 def test_a_page_from_another_origin_cannot_open_a_session(server: Server, chrome: webdriver.Chrome) -> None:
     before = len(server.sessions())
+    refused_before = refused_for_origin(server)
     handler = type("Handler", (_ForeignPage,), {"target": f"ws://127.0.0.1:{server.port}/api/chat?kame=1"})
     foreign = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=foreign.serve_forever, daemon=True)
@@ -191,5 +227,12 @@ def test_a_page_from_another_origin_cannot_open_a_session(server: Server, chrome
         foreign.shutdown()
         foreign.server_close()
     assert len(server.sessions()) == before
+    assert refused_for_origin(server) == refused_before + 1
+
+
+def refused_for_origin(server: Server) -> float:
     text = urllib.request.urlopen(server.url + "/metrics", timeout=5).read().decode()
-    assert 'kame_refused_total{reason="origin"}' in text
+    for line in text.splitlines():
+        if line.startswith('kame_refused_total{reason="origin"}'):
+            return float(line.split()[-1])
+    return 0.0
