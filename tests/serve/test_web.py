@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -188,6 +189,20 @@ def test_a_server_stopped_mid_session_shows_connection_lost(tmp_path: Path, chro
         assert chrome.find_element(By.CSS_SELECTOR, "[data-testid=start]").text == "Start"
     finally:
         running.terminate()
+
+
+def test_the_page_and_its_files_are_served_with_a_strict_policy(server: Server) -> None:
+    with urllib.request.urlopen(server.url + "/", timeout=5) as response:
+        policy = response.headers["Content-Security-Policy"]
+        assert 'src="static/app.js"' in response.read().decode()
+    assert "default-src 'self'" in policy
+    assert f"ws://127.0.0.1:{server.port}" in policy
+    with urllib.request.urlopen(server.url + "/static/ogg.js", timeout=5) as response:
+        assert "javascript" in response.headers["Content-Type"]
+    for missing in ("/static/nothing.js", "/static/..%2Fserver.py", "/static/__init__.py"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(server.url + missing, timeout=5)
+        assert refused.value.code == 404, missing
 
 
 class _ForeignPage(BaseHTTPRequestHandler):
