@@ -136,13 +136,22 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         running.terminate()
 
 
-def test_a_wrong_token_shows_the_refusal(secured: Server, chrome: webdriver.Chrome) -> None:
+def test_a_wrong_token_shows_the_refusal_and_the_right_one_talks(
+    secured: Server, chrome: webdriver.Chrome
+) -> None:
     chrome.get(secured.url + "/")
     chrome.find_element(By.CSS_SELECTOR, "[data-testid=token]").send_keys("wrong-token")
     chrome.find_element(By.CSS_SELECTOR, "[data-testid=start]").click()
     wait(chrome, lambda d: "Wrong access token" in status(d), 30)
     assert stats(chrome)["state"] == "refused"
     assert secured.sessions() == []
+    # The right one opens a session (the page sends it as ?token=: a browser cannot set the header).
+    token = chrome.find_element(By.CSS_SELECTOR, "[data-testid=token]")
+    token.clear()
+    token.send_keys("right-token")
+    chrome.find_element(By.CSS_SELECTOR, "[data-testid=start]").click()
+    wait(chrome, lambda d: stats(d)["state"] == "talking" and stats(d)["audioPacketsReceived"] > 0, 60)
+    assert len(secured.sessions()) == 1
 
 
 def test_the_microphone_denied_says_how_to_allow_it(server: Server, question_wav: Path) -> None:

@@ -45,6 +45,9 @@ $("controls").addEventListener("submit", (event) => {
   else start();
 });
 
+// Leaving the page ends its session at once, so that the server frees the front-end for the next.
+window.addEventListener("pagehide", () => session?.stop("Stopped."));
+
 async function start() {
   if (typeof AudioEncoder === "undefined" || typeof AudioDecoder === "undefined") {
     say("This browser has no WebCodecs audio (AudioEncoder/AudioDecoder): use a recent Chromium, Safari or Firefox.", true);
@@ -254,7 +257,7 @@ class Session {
     this.source?.disconnect();
     this.stream?.getTracks().forEach((t) => t.stop());
     for (const codec of [this.encoder, this.decoder]) if (codec && codec.state !== "closed") codec.close();
-    this.context?.close();
+    this.context?.close().catch(() => {}); // already closed: nothing left to free
     if (session === this) session = null;
   }
 }
