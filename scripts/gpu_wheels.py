@@ -53,6 +53,8 @@ class Wheel:
     name: str
     version: str
     why: str
+    mib: float
+    """Its size as built: the plan's budget adds these up without downloading."""
     keep: str | None = None
 
 
@@ -76,9 +78,15 @@ def read_plan(path: Path = PLAN) -> Plan:
             continue
         match = re.fullmatch(r"([A-Za-z0-9_.-]+)==([A-Za-z0-9_.+!-]+)", words[0])
         options = dict(word.split("=", 1) for word in words[1:] if "=" in word)
-        if match is None or len(options) != len(words) - 1 or set(options) - {"keep"}:
-            raise ValueError(f"{path.name}:{number}: expected NAME==VERSION [keep=GLOB] # why, got {raw!r}")
-        plan.wheels.append(Wheel(match[1], match[2], why.strip(), options.get("keep")))
+        if match is None or len(options) != len(words) - 1 or set(options) - {"keep", "mib"}:
+            raise ValueError(f"{path.name}:{number}: expected NAME==VERSION mib=SIZE [keep=GLOB] # why")
+        try:
+            mib = float(options["mib"])
+        except (KeyError, ValueError):
+            raise ValueError(
+                f"{path.name}:{number}: mib=SIZE (the wheel's MiB as built) is missing"
+            ) from None
+        plan.wheels.append(Wheel(match[1], match[2], why.strip(), mib, options.get("keep")))
     return plan
 
 
@@ -104,15 +112,15 @@ def download(plan: Plan, dest: Path) -> None:
 
 
 def trim(wheel: Path, keep: str) -> tuple[int, int]:
-    """Rewrite `wheel` without the native libraries (*.so) that do not match `keep`; RECORD follows.
-    Returns (bytes before, bytes after)."""
+    """Rewrite `wheel` without the native libraries (*.so) that match none of `keep`'s comma-separated
+    globs; RECORD follows. Returns (bytes before, bytes after)."""
     before = wheel.stat().st_size
     dropped: set[str] = set()
     trimmed = wheel.with_suffix(".trim")
     with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(trimmed, "w", zipfile.ZIP_DEFLATED) as out:
         for info in src.infolist():
             name = info.filename
-            if name.endswith(".so") and not fnmatch.fnmatch(name, keep):
+            if name.endswith(".so") and not any(fnmatch.fnmatch(name, glob) for glob in keep.split(",")):
                 dropped.add(name)
                 continue
             data = src.read(info)
@@ -120,9 +128,12 @@ def trim(wheel: Path, keep: str) -> tuple[int, int]:
                 lines = data.decode().splitlines(keepends=True)
                 data = "".join(line for line in lines if line.split(",", 1)[0] not in dropped).encode()
             out.writestr(info, data)
-    if not any(fnmatch.fnmatch(n, keep) for n in zipfile.ZipFile(trimmed).namelist()):
+    with zipfile.ZipFile(trimmed) as done:
+        kept = [n for n in done.namelist() if n.endswith(".so")]
+    unmatched = [glob for glob in keep.split(",") if not any(fnmatch.fnmatch(n, glob) for n in kept)]
+    if unmatched:  # a new release renamed its libraries: keeping none would install a broken package
         trimmed.unlink()
-        raise SystemExit(f"gpu_wheels: {wheel.name} has no library matching keep={keep}: update the plan")
+        raise SystemExit(f"gpu_wheels: {wheel.name} has no library matching {unmatched}: update the plan")
     trimmed.replace(wheel)
     return before, wheel.stat().st_size
 
@@ -170,6 +181,15 @@ def main() -> int:
         set_bytes = sum(f.stat().st_size for f in files)
         for f in files:
             print(f"  {f.stat().st_size / 2**20:7.2f} MiB  {f.name}", file=log)
+        recorded = {canonical(w.name).replace("-", "_"): w.mib for w in plan.wheels}
+        for f in files:
+            mib, stem = f.stat().st_size / 2**20, f.name.split("-")[0].lower()
+            if abs(mib - recorded[stem]) > 0.05 + 0.05 * recorded[stem]:
+                print(
+                    f"gpu_wheels: {f.name} is {mib:.2f} MiB, the plan says {recorded[stem]}: update it",
+                    file=log,
+                )
+                report["stale_sizes"] = True
         total = set_bytes + tree
         report.update(set_bytes=set_bytes, total_bytes=total, files=len(files))
         print(
@@ -182,7 +202,7 @@ def main() -> int:
     if args.json:
         print(json.dumps(report))
     fits = int(report.get("total_bytes", tree)) <= LIMIT_BYTES  # type: ignore[call-overload]
-    return 0 if fits else 1
+    return 0 if fits and not report.get("stale_sizes") else 1
 
 
 if __name__ == "__main__":
