@@ -8,7 +8,7 @@
 #
 #   bash scripts/gpu_check.sh [all|PART...] [-- OUT_DIR]
 #
-# Parts, in order of value (each under `timeout`, all within GPU_CHECK_BUDGET_S, default 540 s):
+# Parts, in order of value (each under `timeout`, all within GPU_CHECK_BUDGET_S, default 480 s):
 #   env        GPU, driver, torch, CUDA 12 cuBLAS present or not, the set's completeness
 #   bf16       random:7b bf16, CUDA graphs on: step p50/p99 (engine and bare moshi), peak VRAM
 #   int8       the same with --quantize int8 (bitsandbytes' CUDA 13 library)
@@ -18,6 +18,9 @@
 #              where it is installed (the set does not carry it: docs/gpu.md says why)
 #   doctor     `kame doctor --model random:7b` on the machine
 #   overhead   (not in all) random:tiny: the engine's per-step extras one at a time
+#   sttcuda    (not in all) CTranslate2 on CUDA: the libraries it loads, tiny.en loaded there
+#   stttable   (not in all) `kame bench stt --device cuda` for small.en, distil-small.en, base.en, tiny.en
+#   frontend = env bf16 int8 nographs doctor overhead; stt = env sttcuda stttable paced (a full install)
 # Each part appends to OUT_DIR (default $OUT, else gpu-check-out) as it ends: summary.txt (lines),
 # results.jsonl ({"name", "exit", "wall_s", "peak_vram_mib", "result"} per part), logs.txt (stderr
 # tails). A call cut short still returns every part that ended.
@@ -31,7 +34,19 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ ${#PARTS[@]} -eq 0 ] && PARTS=(all)
-[ "${PARTS[0]}" = all ] && PARTS=(env bf16 int8 nographs serve paced doctor)
+case ${PARTS[0]} in
+    all) PARTS=(env bf16 int8 nographs serve paced doctor) ;;
+    frontend) PARTS=(env bf16 int8 nographs doctor overhead) ;;
+    # Where kame is installed in full (scripts/install.sh) and the hub can be reached: the STT on CUDA.
+    stt) PARTS=(env sttcuda stttable paced) ;;
+esac
+KNOWN=" env bf16 int8 nographs serve paced doctor overhead sttcuda stttable "
+for part in "${PARTS[@]}"; do
+    if [[ $KNOWN != *" $part "* ]]; then
+        echo "gpu_check: unknown part '$part': expected all, frontend, stt or one of:$KNOWN" >&2
+        exit 2
+    fi
+done
 mkdir -p "$OUT_DIR"
 WORK=$(mktemp -d /tmp/kame-gpu-check.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
@@ -39,7 +54,7 @@ PY=${PYTHON:-python3}
 SITE=${GPU_SITE:-/tmp/site}
 # random:tiny on cpu runs the same steps on a machine without a GPU (the dry run in docs/gpu.md).
 MODEL=${GPU_CHECK_MODEL:-random:7b} DEVICE=${GPU_CHECK_DEVICE:-cuda}
-BUDGET=${GPU_CHECK_BUDGET_S:-540}
+BUDGET=${GPU_CHECK_BUDGET_S:-480}
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 # Nothing can be fetched there: the hub and LiteLLM's price list must not be asked.
 export HF_HUB_OFFLINE=1 LITELLM_LOCAL_MODEL_COST_MAP=True
@@ -106,6 +121,14 @@ part_env() {
     fi
 }
 
+part_stttable() {
+    local audio=${AUDIO_DIR:-../shared/audio} model args=()
+    [ -d "$audio" ] && args=(--audio-dir "$audio")
+    for model in small.en distil-small.en base.en tiny.en; do
+        run "stt-$model" 90 "$PY" -m kame_cli.cli bench stt --model "$model" --device cuda --fast "${args[@]}"
+    done
+}
+
 part_serve() {
     if "$PY" -m kame_cli.cli bench serve --help >/dev/null 2>&1; then
         run serve 60 "$PY" -m kame_cli.cli bench serve --model "$MODEL" --device "$DEVICE" --json
@@ -119,14 +142,15 @@ say "kame GPU check (${PARTS[*]}) $(date -u +%FT%TZ) in $PWD, budget ${BUDGET} s
 for part in "${PARTS[@]}"; do
     case $part in
         env) part_env ;;
-        bf16) run bf16 140 "${PROBE[@]}" frontend --model "$MODEL" --device "$DEVICE" --steps 400 --rounds 4 ;;
-        int8) run int8 130 "${PROBE[@]}" frontend --model "$MODEL" --device "$DEVICE" --quantize int8 --steps 200 --rounds 2 ;;
-        nographs) run nographs 90 env NO_CUDA_GRAPH=1 "${PROBE[@]}" frontend --model "$MODEL" --device "$DEVICE" --steps 200 --rounds 2 ;;
+        bf16) run bf16 130 "${PROBE[@]}" frontend --model "$MODEL" --device "$DEVICE" --steps 400 --rounds 4 ;;
+        int8) run int8 120 "${PROBE[@]}" frontend --model "$MODEL" --device "$DEVICE" --quantize int8 --steps 200 --rounds 2 ;;
+        nographs) run nographs 80 env NO_CUDA_GRAPH=1 "${PROBE[@]}" frontend --model "$MODEL" --device "$DEVICE" --steps 200 --rounds 2 ;;
         serve) part_serve ;;
-        paced) run paced 80 "${PROBE[@]}" paced --model "$MODEL" --device "$DEVICE" --seconds 30 --stt ;;
+        paced) run paced 75 "${PROBE[@]}" paced --model "$MODEL" --device "$DEVICE" --seconds 30 --stt ;;
         doctor) run doctor 40 "$PY" -m kame_cli.cli doctor --model "$MODEL" --json ;;
         overhead) run overhead 90 "${PROBE[@]}" overhead --steps 300 --rounds 6 ;;
-        *) say "unknown part '$part': expected all, env, bf16, int8, nographs, serve, paced, doctor or overhead"; exit 2 ;;
+        sttcuda) run sttcuda 60 "$PY" -c 'import json, ctranslate2; from kame_cli.backends.stt.cuda import preload_cuda_libraries; from kame_cli.backends.stt.config import SttConfig; from kame_cli.backends.stt.model import load_stt_model; r = preload_cuda_libraries(); m = load_stt_model(SttConfig(model="tiny.en", device="auto")); print(json.dumps({"ct2": ctranslate2.__version__, "gpus": ctranslate2.get_cuda_device_count(), "libraries": r.describe(), "loaded": m.describe(), "fallback": m.fallback}))' ;;
+        stttable) part_stttable ;;
     esac
 done
 
