@@ -146,7 +146,7 @@ for part in "${PARTS[@]}"; do
         int8) run int8 120 "${PROBE[@]}" frontend --model "$MODEL" --device "$DEVICE" --quantize int8 --steps 200 --rounds 2 ;;
         nographs) run nographs 80 env NO_CUDA_GRAPH=1 "${PROBE[@]}" frontend --model "$MODEL" --device "$DEVICE" --steps 200 --rounds 2 ;;
         serve) part_serve ;;
-        paced) run paced 75 "${PROBE[@]}" paced --model "$MODEL" --device "$DEVICE" --seconds 30 --stt ;;
+        paced) run paced 90 "${PROBE[@]}" paced --model "$MODEL" --device "$DEVICE" --seconds 20 --stt ;;
         doctor) run doctor 40 "$PY" -m kame_cli.cli doctor --model "$MODEL" --json ;;
         overhead) run overhead 90 "${PROBE[@]}" overhead --steps 300 --rounds 6 ;;
         sttcuda) run sttcuda 60 "$PY" -c 'import json, ctranslate2; from kame_cli.backends.stt.cuda import preload_cuda_libraries; from kame_cli.backends.stt.config import SttConfig; from kame_cli.backends.stt.model import load_stt_model; r = preload_cuda_libraries(); m = load_stt_model(SttConfig(model="tiny.en", device="auto")); print(json.dumps({"ct2": ctranslate2.__version__, "gpus": ctranslate2.get_cuda_device_count(), "libraries": r.describe(), "loaded": m.describe(), "fallback": m.fallback}))' ;;

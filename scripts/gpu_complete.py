@@ -22,6 +22,7 @@ from packaging.requirements import Requirement
 from packaging.version import InvalidVersion, Version
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # kame itself travels as this checkout
 from gpu_wheels import canonical, read_image, read_plan
 
 # What scripts/gpu_check.sh and gpu_probe.py import on the way to their figures.

@@ -21,10 +21,10 @@ PY="$VENV/bin/python"
     tqdm aiohttp psutil typing-extensions httpx click
 # Whatever pip pulled in that the image does not list goes again: the scratch venv must lack what the device lacks.
 extra=$("$PY" - <<'EOF'
-import importlib.metadata as md, re
-norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()
-image = {norm(l.split("==")[0]) for l in open("scripts/gpu_image_packages.txt") if l.strip() and l[0] != "#"}
-print(" ".join(sorted({norm(d.metadata["Name"]) for d in md.distributions()} - image)))
+import importlib.metadata as md, sys
+sys.path.insert(0, "scripts")
+from gpu_wheels import canonical, read_image
+print(" ".join(sorted({canonical(d.metadata["Name"]) for d in md.distributions()} - set(read_image()))))
 EOF
 )
 [ -z "$extra" ] || "$PY" -m pip uninstall -q -y $extra

@@ -166,3 +166,7 @@ def test_everything_the_check_imports_is_in_the_image_or_the_set(tmp_path: Path)
     allowed = set(gw.read_image()) | {gw.canonical(w.name) for w in gw.read_plan().wheels} | {"kame-cli"}
     assert "moshi" in imported and "soundfile" in imported
     assert imported <= allowed, sorted(imported - allowed)
+
+
+def test_the_docs_give_the_command_as_the_script_builds_it() -> None:
+    assert gw.DEVICE_COMMAND in (ROOT / "docs" / "gpu.md").read_text(encoding="utf-8")
