@@ -56,8 +56,9 @@ SITE=${GPU_SITE:-/tmp/site}
 MODEL=${GPU_CHECK_MODEL:-random:7b} DEVICE=${GPU_CHECK_DEVICE:-cuda}
 BUDGET=${GPU_CHECK_BUDGET_S:-480}
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-# Nothing can be fetched there: the hub and LiteLLM's price list must not be asked.
-export HF_HUB_OFFLINE=1 LITELLM_LOCAL_MODEL_COST_MAP=True
+export LITELLM_LOCAL_MODEL_COST_MAP=True
+# Where the set was installed (the lent machine), nothing can be fetched: the hub must not be asked.
+[ -d "$SITE" ] && export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
 SUMMARY="$OUT_DIR/summary.txt" RESULTS="$OUT_DIR/results.jsonl" LOGS="$OUT_DIR/logs.txt"
 : >"$SUMMARY"
 : >"$RESULTS"
