@@ -60,6 +60,8 @@ class Wheel:
 
 @dataclass
 class Plan:
+    """scripts/gpu_wheels.txt read: the wheels that travel and the requirements they may leave unmet."""
+
     wheels: list[Wheel] = field(default_factory=list)
     waivers: dict[tuple[str, str], str] = field(default_factory=dict)
     """(package, requirement's package) -> why that unmet requirement does not matter."""
