@@ -33,4 +33,4 @@ rm -rf "$SITE"
 mkdir -p "$OUT_DIR"
 PYTHONPATH="$SITE" "$PY" scripts/gpu_complete.py "$SITE" | tee "$OUT_DIR/complete.txt"
 PYTHON="$PY" GPU_SITE="$SITE" PYTHONPATH="$SITE" GPU_CHECK_MODEL=random:tiny GPU_CHECK_DEVICE=cpu \
-    bash scripts/gpu_check.sh env bf16 int8 nographs serve paced -- "$OUT_DIR"
+    bash scripts/gpu_check.sh env bf16 int8 nographs serve batch paced -- "$OUT_DIR"
