@@ -178,31 +178,22 @@ def batch(args: argparse.Namespace) -> dict[str, Any]:
 
     from kame_cli.bench.frontend import _frames
     from kame_cli.engine.config import FrontendConfig
-    from kame_cli.engine.loader import Sampling, load_frontend
+    from kame_cli.engine.loader import load_frontend
 
     front = load_frontend(FrontendConfig(model=args.model, device=args.device, quantize=args.quantize))
-    cuda, mimi = front.device.type == "cuda", front.mimi
+    cuda = front.device.type == "cuda"
     if not cuda:
         torch.set_num_threads(front.cpu_threads)  # as `kame bench frontend` does
     frames = [torch.from_numpy(f).to(front.device) for f in _frames(args.steps, 0)]
     rows: dict[str, dict[str, Any]] = {}
     for size in args.sizes:
-        lm_gen = front.make_lm_gen(Sampling())
         if cuda:
             torch.cuda.reset_peak_memory_stats()
-        times: list[float] = []
-        with torch.no_grad(), front.step_context(), mimi.streaming(size), lm_gen.streaming(size):
-            for index, frame in enumerate([frames[0]] * 4 + frames):
-                if index == 4:  # warm-up over (CUDA graphs captured): measure from a fresh stream
-                    mimi.reset_streaming()
-                    lm_gen.reset_streaming()
-                started = time.perf_counter()
-                front.lm.set_oracle_token(front.text_padding_id)
-                tokens = lm_gen.step(mimi.encode(frame.expand(size, 1, -1)))
-                if tokens is not None:
-                    mimi.decode(tokens[:, 1:]).float().cpu()
-                if index >= 4:
-                    times.append((time.perf_counter() - started) * 1000.0)
+        try:
+            times = _batched_steps(front, frames, size)
+        except torch.cuda.OutOfMemoryError:  # the sizes that fitted are the answer
+            rows[str(size)] = {"p50_ms": None, "p99_ms": None, "out_of_memory": True}
+            break
         p50 = _pct(times, 50)
         rows[str(size)] = {
             "p50_ms": p50,
@@ -210,7 +201,6 @@ def batch(args: argparse.Namespace) -> dict[str, Any]:
             "p50_ms_per_session": round(p50 / size, 3) if p50 is not None else None,
             "peak_reserved_bytes": torch.cuda.max_memory_reserved() if cuda else None,
         }
-        del lm_gen
     fits = [int(size) for size, row in rows.items() if (row["p99_ms"] or 1e9) <= args.budget_ms]
     return {
         "model": args.model,
@@ -221,6 +211,29 @@ def batch(args: argparse.Namespace) -> dict[str, Any]:
         "budget_ms": args.budget_ms,
         "largest_batch_within_budget": max(fits, default=0),
     }
+
+
+def _batched_steps(front: Any, frames: list[Any], size: int) -> list[float]:
+    """Milliseconds per step of `size` streams stepped together, after 4 warm-up steps."""
+    import torch
+
+    from kame_cli.engine.loader import Sampling
+
+    lm_gen, mimi = front.make_lm_gen(Sampling()), front.mimi
+    times: list[float] = []
+    with torch.no_grad(), front.step_context(), mimi.streaming(size), lm_gen.streaming(size):
+        for index, frame in enumerate([frames[0]] * 4 + frames):
+            if index == 4:  # warm-up over (CUDA graphs captured): measure from a fresh stream
+                mimi.reset_streaming()
+                lm_gen.reset_streaming()
+            started = time.perf_counter()
+            front.lm.set_oracle_token(front.text_padding_id)
+            tokens = lm_gen.step(mimi.encode(frame.expand(size, 1, -1)))
+            if tokens is not None:
+                mimi.decode(tokens[:, 1:]).float().cpu()
+            if index >= 4:
+                times.append((time.perf_counter() - started) * 1000.0)
+    return times
 
 
 def stt_installed() -> str | None:
