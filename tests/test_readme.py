@@ -42,9 +42,6 @@ CHECKED_PAGES = (
 )
 """The pages whose fenced commands are checked: the README and the docs written with it."""
 MAX_README_LINES = 350
-WRITTEN_ON_OTHER_BRANCHES = {"gpu.md"}
-"""A page written beside the README on another branch (issue 32): linked before it lands; its
-headings are checked once it is here."""
 
 SHELL_LANGS = ("", "bash", "sh", "shell", "console")
 RUN_IN_PROCESS = {("profiles", "list"), ("profiles", "show"), ("version",), ("devices",)}
@@ -229,8 +226,6 @@ def test_links_reach_their_page_and_heading(page: Path) -> None:
             continue  # a web address
         file, _, anchor = target.partition("#")
         linked = (page.parent / file).resolve() if file else page
-        if linked.name in WRITTEN_ON_OTHER_BRANCHES and not linked.exists():
-            continue
         assert linked.is_file(), f"{page.name}: link to a missing file: {target}"
         if anchor:
             assert anchor in anchors(linked), f"{page.name}: no heading for the link {target}"
