@@ -8,7 +8,7 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 $SUDO apt-get update -qq
 # espeak-ng + sox: speech for tests; libportaudio2: sounddevice; tmux: the panel test.
-$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox libportaudio2 tmux >/dev/null
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox libportaudio2 tmux haproxy >/dev/null
 
 PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
