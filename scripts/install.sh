@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 $SUDO apt-get update -qq
-# espeak-ng + sox: speech for tests; libportaudio2: sounddevice; tmux: the panel test.
+# espeak-ng + sox: speech for tests; libportaudio2: sounddevice; tmux: the panel test;
+# haproxy: deploy/haproxy.cfg and its test.
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox libportaudio2 tmux haproxy >/dev/null
 
 PYTHON="${PYTHON:-python3}"
