@@ -76,6 +76,12 @@ class Balancer:
             r["svname"]: r for r in rows if r["pxname"] == "kame_serve" and r["svname"].startswith("kame")
         }
 
+    def command(self, line: str) -> str:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(str(self.stats))
+            sock.sendall(line.encode() + b"\n")
+            return b"".join(iter(lambda: sock.recv(65536), b"")).decode()
+
     def status(self, name: str) -> str:
         return self.servers().get(name, {}).get("status", "")
 
@@ -128,7 +134,6 @@ class Client:
                 f"closed before its session: {raw} (code {ws.close_code})"
             )
             message = protocol.decode(raw.data)
-            # A queued client is told its place: through the balancer, that means a full server got it.
             queued = isinstance(message, protocol.Metadata) and message.data.get("type") == "Queue"
             assert not queued, "the client was queued on a full server"
             if isinstance(message, protocol.Handshake):
@@ -206,7 +211,25 @@ async def _scenario(balancer: Balancer, one: Server, two: Server) -> None:
             return balancer.status("kame1") == "UP"
 
         await _until(one_up, 30, "haproxy puts the server back when a slot frees")
-        for client in (direct[1], third, fourth):
+
+        # Between two checks: with its checks paused, server one fills up yet stays in rotation, and
+        # leastconn picks it (no proxied session on it); its 503 (--max-queue 0) sends the upgrade
+        # request on to server two.
+        balancer.command("disable health kame_serve/kame1")
+        direct.append(await Client.open(http, one.url))
+        assert await _healthz(http, one) == 503
+        assert balancer.status("kame1") in ("UP", "no check"), balancer.status("kame1")
+        await third.close()
+
+        async def two_up() -> bool:
+            return await _active(http, two) == 1 and balancer.status("kame2") == "UP"
+
+        await _until(two_up, 30, "server two has a free slot and is back in rotation")
+        fifth = await Client.open(http, balancer.url)
+        assert (await _active(http, one), await _active(http, two)) == (2, 2)
+        retried = sum(int(r["wretr"] or 0) + int(r["wredis"] or 0) for r in balancer.servers().values())
+        assert retried >= 1, "the client reached server two without a retry: leastconn did not pick one"
+        for client in (*direct[1:], fourth, fifth):
             await client.close()
 
 
@@ -215,7 +238,7 @@ def servers(tmp_path: Path) -> Iterator[tuple[Server, Server]]:
     started: list[Server] = []
     try:
         for name in ("one", "two"):
-            started.append(start_server(tmp_path / name, "--max-sessions", "2", "--max-queue", "2"))
+            started.append(start_server(tmp_path / name, "--max-sessions", "2", "--max-queue", "0"))
         yield started[0], started[1]
     finally:
         for server in started:
@@ -236,4 +259,4 @@ def test_haproxy_spreads_sessions_and_skips_a_full_server(
     finally:
         balancer.stop()
         print((tmp_path / "haproxy.log").read_text()[-3000:])
-    assert len(one.sessions()) == 3 and len(two.sessions()) == 3, (one.sessions(), two.sessions())
+    assert len(one.sessions()) == 4 and len(two.sessions()) == 4, (one.sessions(), two.sessions())
