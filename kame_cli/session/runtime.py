@@ -260,7 +260,7 @@ class Session:
     def _spawn_backend(self, attempt: int) -> ChildProcess:
         assert self.plan.backend is not None
         setup = dataclasses.replace(self.plan.backend, attempt=attempt)
-        limit = 0 if self.plan.frontend.fast else _STT_FRAME_QUEUE
+        limit = 0 if self.plan.frontend.input.fast else _STT_FRAME_QUEUE
         child = ChildProcess(
             "backend",
             "kame_cli.session.backend_proc",
