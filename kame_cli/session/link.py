@@ -4,6 +4,9 @@
 nothing); `send_frame` does the same for audio frames but drops, and counts, beyond a bound, so a
 stalled or dead peer never makes the sender's memory grow. The reader thread hands every message
 to `on_message` and calls `on_closed` once when the peer is gone (it exited or was killed).
+
+A link runs over any `Wire` (the three calls of `multiprocessing.connection.Connection`): the
+socket between processes, or an in-memory pair in the supervisor's unit tests.
 """
 
 from __future__ import annotations
@@ -15,18 +18,28 @@ import sys
 import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Protocol
 
 _CLOSE = object()
 _FRAME = object()
 
 
+class Wire(Protocol):
+    """One end of a message channel: `recv` raises EOFError (or OSError) once the peer is gone."""
+
+    def send(self, obj: Any) -> None: ...
+
+    def recv(self) -> Any: ...
+
+    def close(self) -> None: ...
+
+
 class Link:
-    """A `Connection` with a sender thread and a reader thread; each side owns one Link per peer."""
+    """A `Wire` with a sender thread and a reader thread; each side owns one Link per peer."""
 
     def __init__(
         self,
-        conn: Connection,
+        conn: Wire,
         name: str,
         on_message: Callable[[Any], None],
         on_closed: Callable[[], None] | None = None,
