@@ -7,9 +7,10 @@ descriptor N), keeps the last lines of its stderr (a library's warnings would br
 those lines explain a death), and calls `on_gone(child)` once when the peer is gone.
 
 Public names, kept stable for every supervisor (`kame talk`'s, `kame serve`'s):
-- `ChildSpec`: what to start (role, module, setup message, attempt, descriptors to pass, frame bound);
-- `ChildProcess(spec, on_message, on_gone, launch=...)`: the running child; `stop(timeout)` asks it to
-  end with `Stop` and kills it after `timeout`; `returncode`, `exit_reason()`, `last_error_line()`;
+- `ChildProcess(role, module, setup, on_message, on_gone, *, attempt, pass_fds, frame_limit, launch)`:
+  the running child; `link` to send to it; `stop(timeout)` asks it to end with `Stop` and kills it
+  after `timeout`; `kill()`; `returncode`, `exit_reason()`, `last_error_line()`, `expected_end`;
+- `ChildSpec`: what a launcher starts (role, module, setup message, attempt, descriptors, frame bound);
 - `Launcher`: how a process and its wire come to be; `launch_module` is the real one (a subprocess and
   a socket pair); a test passes its own (a thread and an in-memory wire) and keeps everything else real.
 """
@@ -112,15 +113,21 @@ class ChildProcess:
 
     def __init__(
         self,
-        spec: ChildSpec,
+        role: ProcessRole,
+        module: str,
+        setup: Any,
         on_message: Callable[[Any], None],
         on_gone: Callable[[ChildProcess], None],
         *,
+        attempt: int = 1,
+        pass_fds: tuple[int, ...] = (),
+        frame_limit: int = 0,
         launch: Launcher = launch_module,
     ) -> None:
+        spec = ChildSpec(role, module, setup, attempt, pass_fds, frame_limit)
         self.spec = spec
-        self.role = spec.role
-        self.attempt = spec.attempt
+        self.role = role
+        self.attempt = attempt
         self.expected_end = False
         """True once the supervisor asked it to end (or killed it): its end is not a death."""
         self.stderr_tail: deque[str] = deque(maxlen=STDERR_LINES)
@@ -128,13 +135,13 @@ class ChildProcess:
         self.pid = self.process.pid
         self._gone_once = threading.Lock()
         self._on_gone = on_gone
-        self.link = Link(wire, spec.role, on_message, self._gone, frame_limit=spec.frame_limit)
+        self.link = Link(wire, role, on_message, self._gone, frame_limit=frame_limit)
         if stderr is not None:
             threading.Thread(
-                target=self._read_stderr, args=(stderr,), name=f"kame-{spec.role}-stderr", daemon=True
+                target=self._read_stderr, args=(stderr,), name=f"kame-{role}-stderr", daemon=True
             ).start()
         self.link.start()
-        self.link.send(spec.setup)
+        self.link.send(setup)
 
     def _read_stderr(self, stderr: Iterable[bytes]) -> None:
         for raw in stderr:

@@ -20,7 +20,8 @@ Faults: a back-end that dies is replaced once, and the voice goes on meanwhile; 
 dies ends the session with one line (exit 1), with the files complete up to then.
 
 Public names: `Session` (`launch`, `wait_ready`, `start`, `wait_input_end`, `finish`, `stop`,
-`failure`, `phase`), `SessionPlan`, `ReportedFailure`, `FRONTEND_MODULE`, `BACKEND_MODULE`.
+`failure`, `phase`), `SessionPlan`, `ReportedFailure`, `FRONTEND_MODULE`, `BACKEND_MODULE`; and,
+for the callers that imported it from here, `ChildProcess` (now in `session.child`).
 """
 
 from __future__ import annotations
@@ -51,11 +52,12 @@ from kame_cli.events import (
     OracleRequestStarted,
     OracleReset,
     ProcessEnded,
+    ProcessRole,
     ProcessStarted,
     SessionSummary,
     StepTiming,
 )
-from kame_cli.session.child import ChildProcess, ChildSpec, Launcher, launch_module
+from kame_cli.session.child import ChildProcess, Launcher, launch_module
 from kame_cli.session.dispatch import Dispatch
 from kame_cli.session.phases import ChildState, Phase, check_move
 from kame_cli.session.wire import (
@@ -183,18 +185,17 @@ class Session:
     def launch(self) -> None:
         """Start both children; they load their models in parallel."""
         p = self.plan
-        spec = ChildSpec("frontend", FRONTEND_MODULE, p.frontend, pass_fds=p.pass_fds)
-        self._frontend = self._spawn(spec)
+        self._frontend = self._spawn("frontend", FRONTEND_MODULE, p.frontend, pass_fds=p.pass_fds)
         for fd in p.pass_fds:
             os.close(fd)  # the front-end holds them now: its copy is the only writer
         if p.backend is not None:
             with self._cond:
                 self._backend = self._spawn_backend(1)
 
-    def _spawn(self, spec: ChildSpec) -> ChildProcess:
-        routes = self._from_frontend if spec.role == "frontend" else self._from_backend
-        child = ChildProcess(spec, routes, self._child_gone, launch=self._launch)
-        self.bus.publish(ProcessStarted(self.clock.now(), spec.role, child.pid, spec.attempt))
+    def _spawn(self, role: ProcessRole, module: str, setup: Any, **how: Any) -> ChildProcess:
+        routes = self._from_frontend if role == "frontend" else self._from_backend
+        child = ChildProcess(role, module, setup, routes, self._child_gone, launch=self._launch, **how)
+        self.bus.publish(ProcessStarted(self.clock.now(), role, child.pid, child.attempt))
         return child
 
     def _spawn_backend(self, attempt: int) -> ChildProcess:
@@ -203,7 +204,7 @@ class Session:
         setup = dataclasses.replace(self.plan.backend, attempt=attempt)
         limit = 0 if self.plan.frontend.input.fast else _STT_FRAME_QUEUE
         self._backend_state = ChildState.LOADING
-        return self._spawn(ChildSpec("backend", BACKEND_MODULE, setup, attempt=attempt, frame_limit=limit))
+        return self._spawn("backend", BACKEND_MODULE, setup, attempt=attempt, frame_limit=limit)
 
     def wait_ready(self, stop: threading.Event) -> bool:
         """Wait until both children loaded; False if `stop` was set first; raises a load failure."""
@@ -271,12 +272,12 @@ class Session:
             .on(Closed, self._frontend_closed_files)
         )
 
-    def _backend_live(self) -> ChildProcess | None:
+    def _running_backend(self) -> ChildProcess | None:
         backend = self._backend
         return backend if self._backend_state is ChildState.RUNNING else None
 
     def _user_frame(self, frame: UserFrame) -> None:
-        backend = self._backend_live()
+        backend = self._running_backend()
         if backend is None or not backend.link.send_frame(frame):
             self.counts.stt_frames_lost += 1
 
@@ -294,7 +295,7 @@ class Session:
 
     def _frontend_text(self, event: FrontendText) -> None:
         self.bus.publish(event)
-        backend = self._backend_live()
+        backend = self._running_backend()
         if backend is not None:
             backend.link.send(event)
 
@@ -307,7 +308,7 @@ class Session:
         with self._changing():
             if self._phase is Phase.RUNNING:
                 self._move_to(Phase.DRAINING)
-            backend = self._backend_live()
+            backend = self._running_backend()
             if backend is not None:
                 backend.link.send(message)
             else:
