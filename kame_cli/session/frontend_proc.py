@@ -26,7 +26,7 @@ import numpy as np
 
 from kame_cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE, AudioFileError, DeviceError, KameError
 from kame_cli.events import Event, OracleAppend, OracleClear, OracleReset
-from kame_cli.session.link import Link, serve_child
+from kame_cli.session.link import Link, control_messages, serve_child
 from kame_cli.session.wire import (
     Closed,
     EndOfInput,
@@ -224,15 +224,9 @@ class FrontendProcess:
         )
 
     def _wait_go(self) -> bool:
-        while not self._peer_gone.is_set():
-            try:
-                message = self._control.get(timeout=_POLL_S)
-            except queue.Empty:
-                continue
-            if isinstance(message, Go):
-                return True
-            if isinstance(message, Stop):
-                return False
+        for message in control_messages(self._control, self._peer_gone, _POLL_S):
+            if isinstance(message, Go | Stop):
+                return isinstance(message, Go)
         return False
 
     def _serve(self) -> None:
@@ -242,11 +236,7 @@ class FrontendProcess:
             recorder.start()
         self.source.start(self._on_input_frame)
         input_ended = stepping_rest = failure_sent = False
-        while not self._peer_gone.is_set():
-            try:
-                message = self._control.get(timeout=_POLL_S)
-            except queue.Empty:
-                message = None
+        for message in control_messages(self._control, self._peer_gone, _POLL_S, idle=True):
             if isinstance(message, Stop):
                 return
             if not input_ended and self.source.wait(0):

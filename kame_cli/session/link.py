@@ -16,7 +16,7 @@ import os
 import queue
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
@@ -122,6 +122,19 @@ class Link:
             self.broken = True
             if self._on_closed is not None:
                 self._on_closed()
+
+
+def control_messages(
+    control: queue.SimpleQueue[Any], peer_gone: threading.Event, poll_s: float, *, idle: bool = False
+) -> Iterator[Any]:
+    """A child's control messages (queued by its link's reader) as they come, until the supervisor is
+    gone; with `idle`, also None every `poll_s` without one, for a loop that has other work."""
+    while not peer_gone.is_set():
+        try:
+            yield control.get(timeout=poll_s)
+        except queue.Empty:
+            if idle:
+                yield None
 
 
 def serve_child(argv: list[str] | None, run: Callable[[Connection, Any], int]) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from kame_cli import events as ev
 from kame_cli.audio_io.aec_wiring import EchoSpec
 from kame_cli.backends.oracle.config import PolicyConfig, PromptConfig
 from kame_cli.backends.stt.config import SttConfig
@@ -24,36 +25,12 @@ from kame_cli.bus import EventBus
 from kame_cli.clock import SessionClock
 from kame_cli.engine.config import FrontendConfig
 from kame_cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE
-from kame_cli.events import (
-    BackendStatus,
-    Event,
-    FrontendText,
-    OracleClear,
-    OracleReset,
-    ProcessEnded,
-    ProcessStarted,
-    SessionSummary,
-    StepTiming,
-)
+from kame_cli.session import wire
 from kame_cli.session.dispatch import Dispatch
 from kame_cli.session.options import InputSpec, OutputSpec
 from kame_cli.session.phases import TRANSITIONS, Phase, PhaseError, check_move
 from kame_cli.session.runtime import ReportedFailure, Session, SessionPlan
 from kame_cli.session.talk import StopRequest
-from kame_cli.session.wire import (
-    BackendSetup,
-    Closed,
-    EndOfInput,
-    Failure,
-    FrontendDone,
-    FrontendSetup,
-    Go,
-    Ready,
-    Running,
-    Stop,
-    SttFlushed,
-    UserFrame,
-)
 from tests.session.fakes import FakeLauncher, Peer, Script, until_stop
 
 FRAMES = 5
@@ -70,39 +47,39 @@ def frontend(
     pause: threading.Event | None = None,
     dies: bool = False,
     ready: bool = True,
-    failure: Failure | None = None,
+    failure: wire.Failure | None = None,
 ) -> Script:
     """A front-end: loads, waits for Go, steps `frames` frames (waiting on `pause` halfway), then
     ends its input (a file) and serves until Stop; or dies, or fails, as asked."""
 
     def script(peer: Peer) -> int:
-        assert isinstance(peer.recv(), FrontendSetup)
+        assert isinstance(peer.recv(), wire.FrontendSetup)
         if failure is not None:
             peer.send(failure)
             until_stop(peer)
-            peer.send(Closed())
+            peer.send(wire.Closed())
             return 0
         if not ready:
             until_stop(peer)  # still loading when the stop came
-            peer.send(Closed())
+            peer.send(wire.Closed())
             return 0
-        peer.send(Ready("frontend", {"tokenizer_proto": b"tokens", "device": "cpu"}))
-        if isinstance(peer.recv_until(Go, Stop), Stop):
-            peer.send(Closed())
+        peer.send(wire.Ready("frontend", {"tokenizer_proto": b"tokens", "device": "cpu"}))
+        if isinstance(peer.recv_until(wire.Go, wire.Stop), wire.Stop):
+            peer.send(wire.Closed())
             return 0
         for index in range(frames):
             if index == frames // 2 and pause is not None:
                 assert pause.wait(WAIT_S)
-            peer.send(StepTiming(0.08 * index, index, 1.0, 2.0, 1.0, 4.0))
-            peer.send(UserFrame(index, bytes(8)))
-            peer.send(FrontendText(0.08 * index, index, f"w{index}"))
+            peer.send(ev.StepTiming(0.08 * index, index, 1.0, 2.0, 1.0, 4.0))
+            peer.send(wire.UserFrame(index, bytes(8)))
+            peer.send(ev.FrontendText(0.08 * index, index, f"w{index}"))
         if dies:
             return -signal.SIGKILL  # no goodbye: the supervisor learns it from the closed wire
         if ends:
-            peer.send(EndOfInput(frames))
-            peer.send(FrontendDone(frames))
+            peer.send(wire.EndOfInput(frames))
+            peer.send(wire.FrontendDone(frames))
         until_stop(peer)
-        peer.send(Closed((), {"steps": frames, "deadline_misses": 0, "dropped_frames": 0}))
+        peer.send(wire.Closed((), {"steps": frames, "deadline_misses": 0, "dropped_frames": 0}))
         return 0
 
     return script
@@ -113,28 +90,28 @@ def backend(*, dies_after: int | None = None, loaded: threading.Event | None = N
     on the end of input; dies (SIGKILL) after `dies_after` frames if asked."""
 
     def script(peer: Peer) -> int:
-        assert isinstance(peer.recv(), BackendSetup)
-        peer.send(Ready("backend"))
+        assert isinstance(peer.recv(), wire.BackendSetup)
+        peer.send(wire.Ready("backend"))
         if loaded is not None:
             loaded.set()
-        if isinstance(peer.recv_until(Go, Stop), Stop):
-            peer.send(Closed())
+        if isinstance(peer.recv_until(wire.Go, wire.Stop), wire.Stop):
+            peer.send(wire.Closed())
             return 0
-        peer.send(Running())
+        peer.send(wire.Running())
         frames = answered = 0
         while True:
             message = peer.recv()
-            if isinstance(message, UserFrame):
+            if isinstance(message, wire.UserFrame):
                 frames += 1
                 if frames == dies_after:
                     return -signal.SIGKILL
-            elif isinstance(message, FrontendText) and not answered:
+            elif isinstance(message, ev.FrontendText) and not answered:
                 answered = 1
-                peer.send(OracleReset(1))
-            elif isinstance(message, EndOfInput):
-                peer.send(SttFlushed())
-            elif isinstance(message, Stop):
-                peer.send(Closed((), {"stt_dropped_frames": 0, "stt_decodes_skipped": 0}))
+                peer.send(ev.OracleReset(1))
+            elif isinstance(message, wire.EndOfInput):
+                peer.send(wire.SttFlushed())
+            elif isinstance(message, wire.Stop):
+                peer.send(wire.Closed((), {"stt_dropped_frames": 0, "stt_decodes_skipped": 0}))
                 return 0
 
     return script
@@ -150,9 +127,9 @@ class Run:
         self.launcher = launcher
         self.bus = EventBus()
         self._events = self.bus.subscribe("test", maxsize=0)
-        self.seen: list[Event] = []
+        self.seen: list[ev.Event] = []
         clock = SessionClock()
-        setup = FrontendSetup(
+        setup = wire.FrontendSetup(
             frontend=FrontendConfig(model="random:tiny", device="cpu"),
             clock_origin=clock.origin,
             input=InputSpec(file=Path("question.wav")),
@@ -166,7 +143,7 @@ class Run:
             frames_to_backend=with_backend,
             frame_queue=0,
         )
-        back = BackendSetup(SttConfig(), None, PolicyConfig(), PromptConfig(), clock.origin, False, 1)
+        back = wire.BackendSetup(SttConfig(), None, PolicyConfig(), PromptConfig(), clock.origin, False, 1)
         plan = SessionPlan(setup, back if with_backend else None)
         self.session = Session(plan, self.bus, clock, launch=launcher)
 
@@ -181,12 +158,14 @@ class Run:
             except queue.Empty:
                 raise AssertionError("no such event was published") from None
 
-    def events(self) -> list[Event]:
+    def events(self) -> list[ev.Event]:
         self.seen.extend(self._events.drain())
         return self.seen
 
     def statuses(self, component: str) -> list[str]:
-        return [e.message for e in self.events() if isinstance(e, BackendStatus) and e.component == component]
+        return [
+            e.message for e in self.events() if isinstance(e, ev.BackendStatus) and e.component == component
+        ]
 
     def received(self, role: str, attempt: int = 1) -> list[Any]:
         return self.launcher.processes(role)[attempt - 1].peer.received
@@ -219,25 +198,25 @@ def test_a_file_session_loads_runs_drains_and_stops_in_order() -> None:
 
     # The back-end heard every frame, the words and the end of input; its tokenizer came with Go.
     heard = run.received("backend")
-    assert [m.index for m in heard if isinstance(m, UserFrame)] == list(range(FRAMES))
-    assert [m.text for m in heard if isinstance(m, FrontendText)] == [f"w{i}" for i in range(FRAMES)]
-    assert any(isinstance(m, EndOfInput) for m in heard)
-    assert next(m for m in heard if isinstance(m, Go)).tokenizer_proto == b"tokens"
+    assert [m.index for m in heard if isinstance(m, wire.UserFrame)] == list(range(FRAMES))
+    assert [m.text for m in heard if isinstance(m, ev.FrontendText)] == [f"w{i}" for i in range(FRAMES)]
+    assert any(isinstance(m, wire.EndOfInput) for m in heard)
+    assert next(m for m in heard if isinstance(m, wire.Go)).tokenizer_proto == b"tokens"
     # The oracle command went to the front-end; both children were asked to stop and exited 0.
-    assert OracleReset(1) in run.received("frontend")
-    assert all(isinstance(run.received(role)[-1], Stop) for role in ("frontend", "backend"))
+    assert ev.OracleReset(1) in run.received("frontend")
+    assert all(isinstance(run.received(role)[-1], wire.Stop) for role in ("frontend", "backend"))
     assert run.exit_codes() == [0, 0]
 
     events = run.events()
-    assert [(e.role, e.attempt) for e in events if isinstance(e, ProcessStarted)] == [
+    assert [(e.role, e.attempt) for e in events if isinstance(e, ev.ProcessStarted)] == [
         ("frontend", 1),
         ("backend", 1),
     ]
-    assert all(e.expected for e in events if isinstance(e, ProcessEnded))
+    assert all(e.expected for e in events if isinstance(e, ev.ProcessEnded))
     assert run.statuses("session") == ["started", "stopped"]
-    summary = next(e for e in events if isinstance(e, SessionSummary))
+    summary = next(e for e in events if isinstance(e, ev.SessionSummary))
     assert summary.steps == FRAMES and summary.backend_restarts == 0 and summary.stt_dropped_frames == 0
-    assert isinstance(events[-1], BackendStatus) and events[-1].message == "stopped"
+    assert isinstance(events[-1], ev.BackendStatus) and events[-1].message == "stopped"
 
 
 def test_a_backend_that_dies_is_replaced_once_and_the_voice_goes_on() -> None:
@@ -248,10 +227,10 @@ def test_a_backend_that_dies_is_replaced_once_and_the_voice_goes_on() -> None:
     run = Run(launcher)
     session = run_until_ready(run)
     session.start(threading.Event())
-    ended = run.wait_for(lambda e: isinstance(e, ProcessEnded) and e.role == "backend")
+    ended = run.wait_for(lambda e: isinstance(e, ev.ProcessEnded) and e.role == "backend")
     assert not ended.expected and ended.reason == "killed by SIGKILL"
     run.wait_for(
-        lambda e: isinstance(e, BackendStatus) and e.message.startswith("back-end process restarted")
+        lambda e: isinstance(e, ev.BackendStatus) and e.message.startswith("back-end process restarted")
     )
     assert session.phase is Phase.RUNNING and session.failure() is None
     resume.set()
@@ -262,13 +241,13 @@ def test_a_backend_that_dies_is_replaced_once_and_the_voice_goes_on() -> None:
     assert [s.attempt for s, _ in launcher.started if s.role == "backend"] == [1, 2]
     assert run.received("backend", 2)[0].attempt == 2  # its setup says which attempt it is
     # The dead producer's pending answer was withdrawn; the new one's generations follow the old.
-    to_frontend = [m for m in run.received("frontend") if isinstance(m, OracleReset | OracleClear)]
-    assert to_frontend == [OracleReset(1), OracleClear(1), OracleReset(2)]
+    to_frontend = [m for m in run.received("frontend") if isinstance(m, ev.OracleReset | ev.OracleClear)]
+    assert to_frontend == [ev.OracleReset(1), ev.OracleClear(1), ev.OracleReset(2)]
     # The front-end never stopped: the second back-end heard the frames after the restart.
-    later = [m.index for m in run.received("backend", 2) if isinstance(m, UserFrame)]
+    later = [m.index for m in run.received("backend", 2) if isinstance(m, wire.UserFrame)]
     assert later and later[-1] == 7
     assert run.statuses("stt") == ["back-end process died (killed by SIGKILL): restarting it"]
-    summary = next(e for e in run.events() if isinstance(e, SessionSummary))
+    summary = next(e for e in run.events() if isinstance(e, ev.SessionSummary))
     assert summary.backend_restarts == 1 and summary.steps == 8
 
 
@@ -285,7 +264,7 @@ def test_a_frontend_that_dies_ends_the_session_with_exit_1() -> None:
     assert session.phase is Phase.DONE
     assert run.statuses("frontend") == ["front-end process died (killed by SIGKILL)"]
     assert run.statuses("session") == ["started", "stopped"]
-    assert isinstance(run.received("backend")[-1], Stop)  # the back-end was stopped in order
+    assert isinstance(run.received("backend")[-1], wire.Stop)  # the back-end was stopped in order
 
 
 def test_a_stop_signal_while_loading_stops_the_children_quietly() -> None:
@@ -305,12 +284,12 @@ def test_a_stop_signal_while_loading_stops_the_children_quietly() -> None:
     run.session.stop()
     assert run.session.phase is Phase.DONE
     assert run.exit_codes() == [0, 0]
-    assert all(isinstance(run.received(role)[-1], Stop) for role in ("frontend", "backend"))
+    assert all(isinstance(run.received(role)[-1], wire.Stop) for role in ("frontend", "backend"))
     assert run.statuses("session") == ["stopped"]
 
 
 def test_a_load_failure_is_raised_with_the_childs_exit_code() -> None:
-    bad = Failure("bad checkpoint: give a KAME or Moshi checkpoint", EXIT_BAD_INPUT)
+    bad = wire.Failure("bad checkpoint: give a KAME or Moshi checkpoint", EXIT_BAD_INPUT)
     run = Run(FakeLauncher(frontend=[frontend(failure=bad)], backend=[backend()]))
     run.session.launch()
     with pytest.raises(ReportedFailure) as caught:
@@ -326,8 +305,8 @@ def test_a_load_failure_is_raised_with_the_childs_exit_code() -> None:
 def test_a_frontend_that_does_not_close_in_time_is_killed_and_said_so() -> None:
     def deaf(peer: Peer) -> int:
         peer.recv()  # its setup
-        peer.send(Ready("frontend", {}))
-        peer.recv_until(Go)
+        peer.send(wire.Ready("frontend", {}))
+        peer.recv_until(wire.Go)
         threading.Event().wait(WAIT_S)  # it never answers Stop
         return 0
 
