@@ -85,9 +85,15 @@ def frontend(
     return script
 
 
-def backend(*, dies_after: int | None = None, loaded: threading.Event | None = None) -> Script:
+def backend(
+    *,
+    dies_after: int | None = None,
+    loaded: threading.Event | None = None,
+    flush: threading.Event | None = None,
+) -> Script:
     """A back-end: loads, runs on Go, answers the front-end's first words with an oracle, flushes
-    on the end of input; dies (SIGKILL) after `dies_after` frames if asked."""
+    on the end of input (once `flush` is set, if given); dies (SIGKILL) after `dies_after` frames
+    if asked."""
 
     def script(peer: Peer) -> int:
         assert isinstance(peer.recv(), wire.BackendSetup)
@@ -109,6 +115,7 @@ def backend(*, dies_after: int | None = None, loaded: threading.Event | None = N
                 answered = 1
                 peer.send(ev.OracleReset(1))
             elif isinstance(message, wire.EndOfInput):
+                assert flush is None or flush.wait(WAIT_S)
                 peer.send(wire.SttFlushed())
             elif isinstance(message, wire.Stop):
                 peer.send(wire.Closed((), {"stt_dropped_frames": 0, "stt_decodes_skipped": 0}))
@@ -217,6 +224,23 @@ def test_a_file_session_loads_runs_drains_and_stops_in_order() -> None:
     summary = next(e for e in events if isinstance(e, ev.SessionSummary))
     assert summary.steps == FRAMES and summary.backend_restarts == 0 and summary.stt_dropped_frames == 0
     assert isinstance(events[-1], ev.BackendStatus) and events[-1].message == "stopped"
+
+
+def test_the_end_of_input_waits_for_the_stt_to_close_the_users_last_turn() -> None:
+    flush = threading.Event()
+    run = Run(FakeLauncher(frontend=[frontend()], backend=[backend(flush=flush)]))
+    session = run_until_ready(run)
+    session.start(threading.Event())
+    assert session.wait_input_end(WAIT_S)
+    finishing = threading.Thread(target=session.finish, args=(threading.Event(), WAIT_S))
+    finishing.start()
+    run.wait_for(lambda e: isinstance(e, ev.StepTiming) and e.step == FRAMES - 1)
+    assert session.phase is Phase.DRAINING and finishing.is_alive()  # the STT has not flushed yet
+    flush.set()
+    finishing.join(WAIT_S)
+    assert not finishing.is_alive() and session.phase is Phase.DONE and session.failure() is None
+    heard = run.received("backend")
+    assert [type(m) for m in heard[-2:]] == [wire.EndOfInput, wire.Stop]
 
 
 def test_a_backend_that_dies_is_replaced_once_and_the_voice_goes_on() -> None:
