@@ -38,6 +38,7 @@ from kame_cli.session.wire import Stop
 STDERR_LINES = 20
 _REAP_S = 2.0  # after its wire closed, a child has this long to exit before its status is read
 _KILL_WAIT_S = 5.0
+_STDERR_DRAIN_S = 0.5  # a grandchild holding the pipe open must not hold up the news of a death
 
 
 @dataclass(frozen=True)
@@ -136,10 +137,12 @@ class ChildProcess:
         self._gone_once = threading.Lock()
         self._on_gone = on_gone
         self.link = Link(wire, role, on_message, self._gone, frame_limit=frame_limit)
+        self._stderr_reader: threading.Thread | None = None
         if stderr is not None:
-            threading.Thread(
+            self._stderr_reader = threading.Thread(
                 target=self._read_stderr, args=(stderr,), name=f"kame-{role}-stderr", daemon=True
-            ).start()
+            )
+            self._stderr_reader.start()
         self.link.start()
         self.link.send(setup)
 
@@ -153,6 +156,9 @@ class ChildProcess:
         if self._gone_once.acquire(blocking=False):
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=_REAP_S)
+            if self._stderr_reader is not None:
+                # Its last lines explain a death: read them to the pipe's end before anyone asks.
+                self._stderr_reader.join(_STDERR_DRAIN_S)
             self._on_gone(self)
 
     @property
