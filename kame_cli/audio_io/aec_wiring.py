@@ -6,7 +6,8 @@ before any consumer (front-end, STT) sees it. Live, its reference is the speaker
 the recording's assistant channel, frame for frame.
 
 `EchoSpec` is what the command line asks (`--aec`, `--headphones`, `--echo-reference`); the session
-checks it with the other flags (`session.options.TalkOptions.validate`) and passes it down whole to
+checks it with the other flags (`session.options.TalkOptions.validate`, which calls `EchoSpec.check`;
+`kame talk --server` calls that alone) and passes it down whole to
 `build_microphone_echo`, which resolves it against the profile's `[audio]` table (`aec_mode`).
 """
 
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kame_cli.audio_io.aec import EchoCanceller, resolve_aec
-from kame_cli.audio_io.config import AudioConfig
+from kame_cli.audio_io.config import AEC_MODES, AudioConfig
 from kame_cli.bus import EventSink
 from kame_cli.clock import FRAME_SAMPLES, SessionClock
 from kame_cli.errors import ConfigError
@@ -66,9 +67,17 @@ class EchoSpec:
     """Replay a recorded session: the assistant's output as played while the input was recorded (a
     log's output.wav, or the same `--output-stereo` file)."""
 
+    def check(self) -> None:
+        """The echo flags' own contradictions, as one line (`TalkOptions.validate` calls it with the
+        checks between these and the other flags)."""
+        if self.aec is not None and self.aec not in AEC_MODES:
+            raise ConfigError(f"--aec must be one of {', '.join(AEC_MODES)} (got {self.aec!r})")
+        if self.headphones and self.aec == "on":
+            raise ConfigError("--headphones turns echo cancellation off: drop --aec on, or drop --headphones")
+
 
 def aec_mode(cfg: AudioConfig, echo: EchoSpec) -> str:
-    """The profile's `[audio] aec` with the command line's (`TalkOptions.validate` checked it) over it."""
+    """The profile's `[audio] aec` with the command line's (`EchoSpec.check` passed) over it."""
     if echo.headphones:
         return "off"
     return echo.aec if echo.aec is not None else cfg.aec

@@ -103,7 +103,6 @@ class TalkOptions:
     def validate(self) -> None:
         """Every check between flags (and of a flag's value) that needs no file: a ConfigError's one
         line that names the flag and the fix."""
-        from kame_cli.audio_io.config import AEC_MODES
         from kame_cli.engine.config import quantize_flag
 
         quantize_flag(self.frontend.quantize)
@@ -117,15 +116,11 @@ class TalkOptions:
             raise ConfigError(
                 "--profile is empty: give a profile name or a TOML path (see kame profiles list)"
             )
-        echo = self.echo
-        if echo.reference is not None and self.input.file is None:
+        if self.echo.reference is not None and self.input.file is None:
             raise ConfigError(
                 "--echo-reference replays a recording: it needs --input FILE (the recorded microphone)"
             )
-        if echo.aec is not None and echo.aec not in AEC_MODES:
-            raise ConfigError(f"--aec must be one of {', '.join(AEC_MODES)} (got {echo.aec!r})")
-        if echo.headphones and echo.aec == "on":
-            raise ConfigError("--headphones turns echo cancellation off: drop --aec on, or drop --headphones")
+        self.echo.check()  # --aec's value, --headphones with --aec on
 
     @property
     def plays(self) -> bool:
