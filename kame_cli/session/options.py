@@ -18,7 +18,7 @@ Public names: `TalkOptions`, `FrontendSpec`, `InputSpec`, `OutputSpec`, `EchoSpe
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +42,10 @@ class FrontendSpec:
     seed: int | None = None
 
     def apply(self, cfg: FrontendConfig) -> FrontendConfig:
-        """`cfg` with these overrides."""
+        """`cfg` with these overrides, each checked as the profile's key is (a bad `--device` is one
+        line naming the flag)."""
+        from kame_cli.settings import override
+
         overrides: dict[str, Any] = {}
         if self.model is not None:
             overrides["model"] = self.model
@@ -54,7 +57,7 @@ class FrontendSpec:
             overrides["quantize"] = self.quantize
         if self.seed is not None:
             overrides["seed"] = self.seed
-        return replace(cfg, **overrides)
+        return override(cfg, overrides)
 
 
 @dataclass(frozen=True)
