@@ -252,12 +252,17 @@ def _cpu_seconds(pid: int) -> float:
 def _local_steps(wav: Path, profile: str, model: str, directory: Path) -> list[float]:
     import io
 
+    from kame_cli.session.options import FrontendSpec, InputSpec
     from kame_cli.session.talk import TalkOptions, run_talk
 
-    run_talk(
-        TalkOptions(profile=profile, model=model, input_file=wav, log_dir=directory, no_ui=True),
-        out=io.StringIO(),
+    opts = TalkOptions(
+        profile=profile,
+        frontend=FrontendSpec(model=model),
+        input=InputSpec(file=wav),
+        log_dir=directory,
+        no_ui=True,
     )
+    run_talk(opts, out=io.StringIO())
     lines = (directory / "events.jsonl").read_text(encoding="utf-8").splitlines()
     steps = [json.loads(line) for line in lines]
     return [e["total_ms"] for e in steps if e["type"] == "StepTiming"]
