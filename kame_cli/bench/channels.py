@@ -38,7 +38,7 @@ def _sox(audio: np.ndarray, rate: int, out_args: Sequence[str], effects: Sequenc
         src, dst = Path(tmp) / "in.wav", Path(tmp) / "out.wav"
         sf.write(src, audio, rate, subtype="FLOAT")
         subprocess.run(
-            ["sox", "-q", str(src), *out_args, str(dst), *effects], check=True, capture_output=True
+            ["sox", "-q", "-D", str(src), *out_args, str(dst), *effects], check=True, capture_output=True
         )
         result, _ = sf.read(dst, dtype="float32", always_2d=False)
     return result
@@ -60,12 +60,12 @@ def telephone(audio: np.ndarray, rate: int) -> np.ndarray:
         src, gsm, back = Path(tmp) / "in.wav", Path(tmp) / "call.gsm", Path(tmp) / "back.wav"
         sf.write(src, narrow, PHONE_RATE, subtype="FLOAT")
         subprocess.run(
-            ["sox", "-q", str(src), "-r", str(PHONE_RATE), str(gsm), "sinc", f"{low}-{high}"],
+            ["sox", "-q", "-D", str(src), "-r", str(PHONE_RATE), str(gsm), "sinc", f"{low}-{high}"],
             check=True,
             capture_output=True,
         )
         subprocess.run(
-            ["sox", "-q", str(gsm), "-e", "floating-point", str(back)], check=True, capture_output=True
+            ["sox", "-q", "-D", str(gsm), "-e", "floating-point", str(back)], check=True, capture_output=True
         )
         decoded, _ = sf.read(back, dtype="float32", always_2d=False)
     return soxr.resample(decoded, PHONE_RATE, rate).astype(np.float32)
