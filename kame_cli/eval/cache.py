@@ -48,6 +48,9 @@ class EvalDir:
         except (OSError, ValueError):
             return None
 
+    def remove(self, qid: str, setup: str, name: str) -> None:
+        (self.folder(qid, setup) / name).unlink(missing_ok=True)
+
     def write(self, qid: str, setup: str, name: str, data: Any) -> None:
         folder = self.folder(qid, setup)
         folder.mkdir(parents=True, exist_ok=True)

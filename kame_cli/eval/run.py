@@ -137,8 +137,19 @@ class Evaluation:
                     self.failed.setdefault(setup.name, []).append(question.id)
                     progress.advance(f"{question.id} {setup.name}: session failed")
                     continue
-                self.cache.write(question.id, setup.name, ANSWERS, answers_to_json(answers))
+                self._store_answers(question, setup, answers_to_json(answers))
                 progress.advance(f"{question.id} {setup.name}: session done")
+
+    def _store_answers(self, question: Question, setup: Setup, data: dict[str, Any]) -> None:
+        """New answers: what was judged, or answered, from the old ones is stale and goes."""
+        stale = [setup.name]
+        if setup.kind == "frontend":
+            stale += [s.name for s in self.setups if s.kind == "cascade"]
+            for name in stale[1:]:
+                self.cache.remove(question.id, name, ANSWERS)
+        for name in stale:
+            self.cache.remove(question.id, name, JUDGED)
+        self.cache.write(question.id, setup.name, ANSWERS, data)
 
     def _read_answers(self, log_dir: Path, question: Question, spans: Any) -> list[TurnAnswer]:
         from kame_cli.eval.extract import OutputTranscriber, session_answers
@@ -206,7 +217,7 @@ class Evaluation:
             answers, note = await cascade_answers(client, self.first.prompt, heard)
             if note:
                 progress.note(f"  {question.id} {setup.name}: {note}")
-            self.cache.write(question.id, setup.name, ANSWERS, answers_to_json(answers, note=note))
+            self._store_answers(question, setup, answers_to_json(answers, note=note))
             progress.advance(f"{question.id} {setup.name}: cascade answered")
 
     async def _judge_pass(
