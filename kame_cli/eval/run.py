@@ -322,4 +322,11 @@ class Evaluation:
 
 
 def run_eval(opts: EvalOptions) -> int:
-    return Evaluation(opts).run()
+    """The whole command; its exit code (130 after Ctrl-C, once every child has stopped)."""
+    evaluation = Evaluation(opts)
+    try:
+        return evaluation.run()
+    except KeyboardInterrupt:
+        # Typer turns an interrupt into a silent exit 130; say it, as `kame talk` does.
+        print("kame: interrupted", file=sys.stderr)
+        return 130

@@ -104,8 +104,14 @@ def test_figure_has_its_panels(first_run: EvalRun) -> None:
     try:
         assert [ax.get_title(loc="left") for ax in fig.axes] == list(PANELS)
         onset, oracle, categories = fig.axes
-        assert len(onset.collections) == 3  # a point per setup that has a voice score and an onset
-        assert len(oracle.collections) == 2  # the front-end alone has no oracle
+        setups = first_run.result["setups"]
+
+        def placed(x: str, y: str) -> int:
+            return sum(s[x] is not None and s[y] is not None for s in setups)
+
+        # A point per setup that has both figures (the front-end alone has no oracle at all).
+        assert len(onset.collections) == placed("onset_p50_s", "voice_score") >= 1
+        assert len(oracle.collections) == placed("informed_oracle_p50_s", "oracle_score") <= 2
         assert len(categories.patches) == 3 * 3  # a bar per setup and category
     finally:
         import matplotlib.pyplot as plt
