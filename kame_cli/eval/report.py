@@ -35,9 +35,9 @@ class SetupReport:
         voice = [r.voice.score for r in self.rows if r.voice.score is not None]
         oracle = [r.oracle.score for r in self.rows if r.oracle is not None and r.oracle.score is not None]
         voice_mean, oracle_mean = _mean(voice), _mean(oracle)
-        failures = sum(r.voice.failure is not None for r in self.rows) + sum(
-            r.oracle is not None and r.oracle.failure is not None for r in self.rows
-        )
+        failures = sum(r.voice.failure is not None for r in self.rows)
+        if self.setup.kind == "tandem":  # a cascade's oracle is its voice: one rating, counted once
+            failures += sum(r.oracle is not None and r.oracle.failure is not None for r in self.rows)
         categories: dict[str, dict[str, float | None]] = {}
         for category in sorted({r.category for r in self.rows}):
             mine = [r for r in self.rows if r.category == category]

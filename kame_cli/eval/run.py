@@ -55,7 +55,7 @@ class Evaluation:
 
     def __init__(self, opts: EvalOptions) -> None:
         from kame_cli.eval.figure import check_figure_path
-        from kame_cli.profiles import load_profile
+        from kame_cli.profiles import check_profile, load_profile
 
         # Everything the user can get wrong is checked here, before anything is written.
         self.opts = opts
@@ -70,6 +70,8 @@ class Evaluation:
         self.profiles: dict[str, Profile] = {spec: load_profile(spec) for spec in specs}
         self.judge_spec = opts.judge or specs[0]
         self.judge_profile = self.profiles.get(self.judge_spec) or load_profile(self.judge_spec)
+        for profile in [*self.profiles.values(), self.judge_profile]:
+            check_profile(profile, online=False)  # an unset key or a missing GGUF: one line now
         self.setups = plan_setups(
             [(spec, p.name) for spec, p in self.profiles.items()],
             frontend_only=opts.frontend_only,
@@ -132,6 +134,14 @@ class Evaluation:
                 try:
                     run_session(setup, wav, log_dir, duration, self.session_opts)
                     answers = self._read_answers(log_dir, question, spans)
+                except ConfigError as err:
+                    if (log_dir / "events.jsonl").is_file():
+                        raise  # the session refused its input: the user's to fix
+                    # Ended with no log (stopped by a signal while loading): a failure, retried.
+                    progress.note(f"  {question.id} {setup.name}: session left no log: {err}")
+                    self.failed.setdefault(setup.name, []).append(question.id)
+                    progress.advance(f"{question.id} {setup.name}: session failed")
+                    continue
                 except SessionFailed as err:
                     progress.note(f"  {question.id} {setup.name}: session failed: {err}")
                     self.failed.setdefault(setup.name, []).append(question.id)

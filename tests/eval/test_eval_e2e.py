@@ -25,6 +25,8 @@ QUESTIONS = [
     {"id": "q3", "category": "reasoning", "turns": ["Is ten bigger than three?"], "reference": "Yes."},
 ]
 SETUPS = ("frontend", "tandem-offline", "cascade-offline")
+# Ten sessions and some thirty judge requests: minutes on two shared cores, more than the default bound.
+pytestmark = pytest.mark.timeout(1500)
 KEYS = {
     "name", "voice_score", "oracle_score", "transfer", "onset_p50_s", "informed_oracle_p50_s",
     "answers", "judge_failures", "categories",
