@@ -44,7 +44,8 @@ def draw(setups: Sequence[dict[str, Any]], title: str) -> Any:
         ax.set_xlabel(f"{x_key.removesuffix('_s').replace('_', ' ')} (s after end of speech)")
         ax.set_ylabel("mean score (1-10)")
         ax.set_ylim(0, 10.5)
-        ax.set_xlim(left=0)
+        placed = [s[x_key] for s in setups if s[x_key] is not None and s[y_key] is not None]
+        ax.set_xlim(0, max([*placed, 0.1]) * 1.3)  # room for the labels right of the points
         ax.grid(alpha=0.3)
     ax = axes[2]
     ax.set_title(PANELS[2], loc="left")
