@@ -15,6 +15,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from kame_cli.errors import ConfigError, printable
+
+SETTINGS = "settings.json"
+"""At the top of the folder: the session settings its answers were made with."""
 ANSWERS = "answers.json"
 JUDGED = "judged.json"
 LOG = "log"
@@ -25,6 +29,28 @@ class EvalDir:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+
+    def check_settings(self, settings: dict[str, Any]) -> None:
+        """Refuse (one line, exit 2) a folder made with other session settings; else create it and
+        record them, so a later run cannot mix answers made two ways."""
+        path = self.root / SETTINGS
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            old = None
+        if isinstance(old, dict) and old != settings:
+            changed = ", ".join(
+                f"{key} {old.get(key)!r} -> {value!r}"
+                for key, value in settings.items()
+                if old.get(key) != value
+            )
+            raise ConfigError(
+                f"--out {printable(str(self.root))}: holds answers made with other settings ({changed}): "
+                "give a new --out, or the same settings"
+            )
+        if old is None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._write_file(path, settings)
 
     def folder(self, qid: str, setup: str) -> Path:
         return self.root / qid / setup
@@ -54,7 +80,10 @@ class EvalDir:
     def write(self, qid: str, setup: str, name: str, data: Any) -> None:
         folder = self.folder(qid, setup)
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / name
+        self._write_file(folder / name, data)
+
+    @staticmethod
+    def _write_file(path: Path, data: Any) -> None:
         tmp = path.with_name(path.name + ".part")
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=1)

@@ -87,6 +87,17 @@ class Evaluation:
 
     # --- the work, in three passes ---------------------------------------------------------------
 
+    def session_settings(self) -> dict[str, Any]:
+        """What shapes every session's answers: a cached folder holds answers made with these only."""
+        opts = self.opts
+        return {
+            "model": opts.model,
+            "gap_s": opts.gap_s,
+            "fast": opts.fast,
+            "seed": opts.seed,
+            "voice": opts.voice,
+        }
+
     def session_setups(self) -> list[Setup]:
         """The sessions to run per question: those of the setups, and the front-end alone for a cascade."""
         sessions = [s for s in self.setups if s.kind != "cascade"]
@@ -95,7 +106,7 @@ class Evaluation:
         return sessions
 
     def run(self) -> int:
-        self.opts.out.mkdir(parents=True, exist_ok=True)
+        self.cache.check_settings(self.session_settings())
         sessions = self.session_setups()
         cascades = [s for s in self.setups if s.kind == "cascade"]
         total = len(self.questions) * (len(sessions) + len(cascades) + len(self.setups))
@@ -115,7 +126,14 @@ class Evaluation:
         return self._report()
 
     def _needs(self, question: Question, setup: Setup, name: str) -> bool:
-        return self.cache.read(question.id, setup.name, name) is None
+        """Whether that file is missing, or was made for another question text or another judge."""
+        data = self.cache.read(question.id, setup.name, name)
+        if name == JUDGED:
+            return (
+                not isinstance(data, dict) or data.get("judge_model") != self.judge_profile.llm.litellm_model
+            )
+        answers = answers_from_json(data)
+        return answers is None or [a.question for a in answers] != list(question.turns[: len(answers)])
 
     def _sessions(self, question: Question, sessions: Sequence[Setup], progress: EvalProgress) -> None:
         todo = [s for s in sessions if self._needs(question, s, ANSWERS)]
@@ -268,7 +286,8 @@ class Evaluation:
                 oracle.append((await judge.rate(a.question, a.oracle_text, history, reference)).to_json())
         if setup.kind == "cascade":
             oracle = voice  # its reply is the LLM's own answer: one text, one rating
-        return {"judge": judge.where, "voice": voice, "oracle": oracle}
+        model = self.judge_profile.llm.litellm_model
+        return {"judge": judge.where, "judge_model": model, "voice": voice, "oracle": oracle}
 
     # --- the report ---------------------------------------------------------------------------------
 
@@ -313,7 +332,8 @@ class Evaluation:
         for question in self.questions:
             answers = answers_from_json(self.cache.read(question.id, setup.name, ANSWERS))
             judged = self.cache.read(question.id, setup.name, JUDGED)
-            if answers is None or not isinstance(judged, dict):
+            stale = self._needs(question, setup, ANSWERS) or self._needs(question, setup, JUDGED)
+            if answers is None or not isinstance(judged, dict) or stale:
                 if question.id not in report.failed_questions:
                     report.failed_questions.append(question.id)
                 continue

@@ -131,3 +131,35 @@ def test_failing_judge_gives_judge_failures_in_the_figures(
     judged = EvalDir(out).read("q1", "tandem-fakejudge", JUDGED)
     kinds = {row["failure"] for row in judged["voice"] + judged["oracle"]}
     assert kinds == {"timeout" if case == "timeout" else "refused" if case == "refusal" else "malformed"}
+
+
+def test_another_judge_rates_again_and_other_session_settings_are_refused(
+    tmp_path: Path, judge_profile: Any
+) -> None:
+    questions = write_questions(
+        tmp_path / "q.jsonl",
+        [{"id": "q1", "category": "humanities", "turns": ["Who wrote Hamlet?", "When did he live?"]}],
+    )
+    out = tmp_path / "out"
+    with FaultyOpenAI(["Rating: 7\nReason: fine."]) as server:
+        profile = judge_profile(server.api_base)
+        _cached_answers(out, "tandem-fakejudge")
+        args = ["eval", "--questions", str(questions), "--profile", str(profile), "--out", str(out), "--json"]
+        first = run_kame(*args)
+        again = run_kame(*args)
+        assert server.completions() == 4  # the second run found every rating cached
+        other = tmp_path / "other.toml"
+        other.write_text(
+            profile.read_text().replace('model = "judge"', 'model = "judge-2"'), encoding="utf-8"
+        )
+        rejudged = run_kame(*args, "--judge", str(other))
+        assert server.completions() == 8  # a judgment is the judge's: another judge rates again
+        refused = run_kame(*args, "--gap", "9")
+    for done in (first, again, rejudged):
+        assert done.returncode == 0, done.stderr
+        assert json_line(done.stdout)["setups"][0]["voice_score"] == 7.0
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr.splitlines() == [
+        f"kame: error: --out {out}: holds answers made with other settings (gap_s 6.0 -> 9.0): "
+        "give a new --out, or the same settings"
+    ]
