@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kame_cli.errors import ConfigError
+from kame_cli.errors import ConfigError, printable
 from kame_cli.eval.answers import TurnAnswer, answers_from_json, answers_to_json
 from kame_cli.eval.cache import ANSWERS, JUDGED, EvalDir
 from kame_cli.eval.judge import Judge, Judgment
@@ -65,7 +65,9 @@ class Evaluation:
         if opts.figure is not None:
             check_figure_path(opts.figure)
         if opts.out.exists() and not opts.out.is_dir():
-            raise ConfigError(f"--out {opts.out}: not a folder: give a folder for the cached results")
+            raise ConfigError(
+                f"--out {printable(str(opts.out))}: not a folder: give a folder for the cached results"
+            )
         specs = list(opts.profiles) or ["offline"]
         self.profiles: dict[str, Profile] = {spec: load_profile(spec) for spec in specs}
         self.judge_spec = opts.judge or specs[0]
