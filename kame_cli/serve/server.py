@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kame_cli.errors import ConfigError, KameError, RuntimeFailure
-from kame_cli.serve import metadata, protocol
+from kame_cli.serve import metadata, page, protocol
 from kame_cli.serve.admission import Admission, Ticket
 from kame_cli.serve.metrics import ServeMetrics
 from kame_cli.serve.options import ServeOptions, frontend_config
@@ -51,7 +51,7 @@ class KameServer:
     def __init__(self, options: ServeOptions) -> None:
         self.options = options
         self.metrics = ServeMetrics()
-        self.admission = Admission(options.max_queue)
+        self.admission = Admission(options.max_queue, options.max_sessions)
         self.host: FrontendHost | None = None
         self.pool: BackendPool | None = None
         self.api_base: str | None = None
@@ -97,6 +97,7 @@ class KameServer:
         app.router.add_get("/api/chat", self.handle_chat)
         app.router.add_get("/healthz", self.handle_healthz)
         app.router.add_get("/metrics", self.handle_metrics)
+        page.add_routes(app)
         tls = self._tls()
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None, keepalive_timeout=5.0)
         await self._runner.setup()
@@ -161,7 +162,9 @@ class KameServer:
         profile = load_profile(o.profile)
         frontend = frontend_config(profile, o)
         check_environment(profile)
-        self.host = FrontendHost(HostSetup(frontend, o.jitter_frames), self._from_host, self._host_gone)
+        self.host = FrontendHost(
+            HostSetup(frontend, o.jitter_frames, o.max_sessions), self._from_host, self._host_gone
+        )
         self._stack.callback(self.host.stop)
         self.api_base = self._stack.enter_context(prepare_llm_backend(profile))
         deprioritize_llm_server()
