@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from kame_cli.bench.tandem.measures import TurnFigures
-    from kame_cli.bench.tandem.record import SessionRecord
+    from kame_cli.session.record import SessionRecord
 
 PANELS = (
     "audio: you (blue) and the assistant (orange)",
@@ -47,11 +47,16 @@ def draw_session(
     title: str | None = None,
     figures: Sequence[TurnFigures] | None = None,
     dpi: int = 110,
+    what: str | None = None,
 ) -> Figure:
-    """Read the log in `log_dir`, draw its timeline to `target` (.png or .svg); returns the figure."""
+    """Read the log in `log_dir`, draw its timeline to `target` (.png or .svg); returns the figure.
+    `what` names the target in errors (default: its path)."""
+    import io
+
     from kame_cli.bench.tandem.cascade import read_cascades
     from kame_cli.bench.tandem.measures import measure_turns, turns_from_segments, vad_segments
-    from kame_cli.bench.tandem.record import read_session
+    from kame_cli.session.files import write_user_file
+    from kame_cli.session.record import read_session
 
     record = read_session(log_dir)
     if figures is None:
@@ -59,7 +64,9 @@ def draw_session(
         turns = turns_from_segments(vad_segments(audio, rate))
         figures = measure_turns(record, turns, read_cascades(log_dir))
     fig = build_figure(record, figures, title=title or f"kame session · {log_dir}")
-    fig.savefig(target, dpi=dpi)
+    image = io.BytesIO()
+    fig.savefig(image, dpi=dpi, format=target.suffix.lower().lstrip(".") or "png")
+    write_user_file(target, image.getvalue(), what or str(target))
     return fig
 
 

@@ -171,9 +171,9 @@ def measure_run(
         turns_in_spans,
         vad_segments,
     )
-    from kame_cli.bench.tandem.record import read_session
     from kame_cli.bench.tandem.runner import run_measured
     from kame_cli.events import DeadlineMiss, StepTiming
+    from kame_cli.session.record import read_session
 
     load_before = os.getloadavg()[0]
     run: MeasuredRun = run_measured(profile, wav, log_dir, model=model, fast=fast, progress=say)

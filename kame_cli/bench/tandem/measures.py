@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from kame_cli.bench.tandem.cascade import CascadeResult
-    from kame_cli.bench.tandem.record import SessionRecord
+    from kame_cli.session.record import SessionRecord
 
 INFORMED_WORDS = 2
 VAD_RATE = 16_000
