@@ -82,7 +82,7 @@ def decode_line(line: str | bytes) -> Event | None:
     try:
         record = json.loads(line, parse_constant=_refuse_constant)
     except json.JSONDecodeError as err:
-        raise ValueError(f"not JSON ({err.msg} at column {err.colno})") from None
+        raise ValueError(f"not JSON ({err.msg}, column {err.colno})") from None
     except RecursionError:
         raise ValueError("JSON nested too deep") from None
     if not isinstance(record, dict):

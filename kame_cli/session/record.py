@@ -108,6 +108,8 @@ def read_session(directory: Path, *, paced: bool | None = None) -> SessionRecord
     if not directory.is_dir():
         raise ConfigError(f"{directory}: not a folder: give a folder written by `kame talk --log-dir DIR`")
     events = read_log(directory / EVENTS_FILE)
+    if not events:
+        raise ConfigError(f"{directory / EVENTS_FILE}: holds no events: the session log is empty or damaged")
     _regular_file(directory / INPUT_WAV, "the session log is incomplete")
     steps = sorted((e for e in events if isinstance(e, StepTiming)), key=lambda s: s.step)
     if paced is None:
