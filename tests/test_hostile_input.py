@@ -315,3 +315,46 @@ def test_in_a_real_process_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> N
         result = _kame(*args)
         line = _one_line_error(result.returncode, result.stderr)
         assert what in line, line
+
+
+@pytest.mark.parametrize(
+    "args", [["profiles", "list"], ["profiles", "show", "offline"], ["doctor"], ["--help"]]
+)
+def test_stdout_a_closed_pipe_is_one_line_and_exit_1(args: list[str]) -> None:
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before kame writes: `kame profiles list | true`
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "kame_cli.cli", *args],
+            cwd=ROOT,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("kame: error: standard output was closed"), done.stderr
+
+
+def test_doctor_on_a_cache_that_cannot_be_written_says_the_copy_is_not_made(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from kame_cli.doctor.llm import check_llm
+    from kame_cli.profiles import load_profile
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")
+    monkeypatch.setenv("KAME_CACHE_DIR", str(blocker / "kame"))  # no copy there, and none can be made
+    checks, _ = check_llm(load_profile("offline"))
+    (llm,) = [c for c in checks if c.name == "llm"]
+    assert llm.status == "ok" and "Q4_1.gguf" in llm.summary
+    assert "made at the first session" not in llm.summary
+    assert f"cache {blocker / 'kame'} cannot be written" in llm.summary and "KAME_CACHE_DIR" in llm.summary
+    monkeypatch.setenv("KAME_CACHE_DIR", str(tmp_path / "new-cache"))  # writable: the copy will be made
+    checks, _ = check_llm(load_profile("offline"))
+    assert any("made at the first session" in c.summary for c in checks)

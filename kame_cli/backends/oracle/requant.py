@@ -41,6 +41,19 @@ def existing_copy(source: Path, directory: Path | None = None) -> Path | None:
     return target if target.is_file() else None
 
 
+def cache_writable(directory: Path | None = None) -> bool:
+    """Whether the copy could be made: the cache folder, or the nearest folder above it that
+    exists, can be written (not a read-only file system, not a folder the user cannot write)."""
+    folder = cache_dir() if directory is None else directory
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    try:
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+    return folder.is_dir() and not read_only and os.access(folder, os.W_OK | os.X_OK)
+
+
 def q8_0_copy(source: Path, directory: Path | None = None) -> Path:
     """The Q8_0 copy of GGUF `source`, made now if the cache lacks it; raises OSError/ValueError.
 
