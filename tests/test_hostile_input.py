@@ -224,7 +224,7 @@ def no_llm_profile(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.timeout(120)
-def test_every_broken_wav_is_one_line_before_anything_loads(tmp_path: Path, no_llm_profile, capsys) -> None:
+def test_every_broken_wav_is_one_line_before_anything_loads(tmp_path: Path, no_llm_profile, capfd) -> None:
     assert len(WAV_CASES) >= 50, len(WAV_CASES)
     threads_before = threading.active_count()
     failures = []
@@ -234,7 +234,7 @@ def test_every_broken_wav_is_one_line_before_anything_loads(tmp_path: Path, no_l
         code = run(
             ["talk", "--profile", str(no_llm_profile), "--no-llm", "--no-ui", "--fast", "--input", str(path)]
         )
-        captured = capsys.readouterr()
+        captured = capfd.readouterr()
         try:
             line = _one_line_error(code, captured.err)
             assert f"input audio file '{path}'" in line, line
@@ -358,3 +358,26 @@ def test_doctor_on_a_cache_that_cannot_be_written_says_the_copy_is_not_made(
     monkeypatch.setenv("KAME_CACHE_DIR", str(tmp_path / "new-cache"))  # writable: the copy will be made
     checks, _ = check_llm(load_profile("offline"))
     assert any("made at the first session" in c.summary for c in checks)
+
+
+def test_an_input_file_name_that_is_not_utf8_is_read(tmp_path: Path) -> None:
+    import os
+
+    name = Path(os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9-fr\xe8re.wav"))  # an old Latin-1 archive
+    tone = (0.3 * np.sin(np.arange(24_000) * 2 * np.pi * 220 / 24_000)).astype(np.float32)
+    name.write_bytes(_wav_bytes(tone))
+    source = FileSource(name, paced=False)
+    assert len(list(source.frames())) == source.frame_count == 13
+
+
+def test_a_log_folder_name_that_is_not_utf8_is_plotted(tmp_path: Path, capfd) -> None:
+    import os
+
+    from tests.support.session_log import write_session_log
+
+    folder = Path(os.fsdecode(os.fsencode(tmp_path) + b"/s\xe9ance"))
+    write_session_log(tmp_path / "log").rename(folder)
+    assert run(["plot", str(folder)]) == 0, capfd.readouterr().err
+    out, err = capfd.readouterr()
+    assert err == "" and out == f"timeline: {tmp_path}/s\\udce9ance/timeline.png\n"
+    assert (folder / "timeline.png").stat().st_size > 10_000

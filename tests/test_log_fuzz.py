@@ -36,6 +36,11 @@ Damage = Callable[[Path], None]
 """Changes a copy of the good log folder in place."""
 
 
+class Raw(str):
+    """JSON text written into a line as it is (Python's json reads NaN and Infinity; a lone
+    surrogate can only be written as an escape)."""
+
+
 def _bad_values(hint: Any) -> Iterator[tuple[str, Any]]:
     """JSON values a field of type `hint` must not accept, each with a name."""
     arms = [hint]
@@ -50,17 +55,18 @@ def _bad_values(hint: Any) -> Iterator[tuple[str, Any]]:
         yield "bool", True
         yield "list", [1]
         yield "object", {"a": 1}
-        yield "nan", "NaN"
-        yield "infinity", "Infinity"
-        yield "minus_infinity", "-Infinity"
-        yield "overflow", "1e999"
-        yield "huge", "1e300"
+        yield "nan", Raw("NaN")
+        yield "infinity", Raw("Infinity")
+        yield "minus_infinity", Raw("-Infinity")
+        yield "overflow", Raw("1e999")
+        yield "huge", Raw("1e300")
         if origin is int:
             yield "fraction", 0.5
             yield "beyond_int64", 2**70
     elif origin is str:
         yield "int", 5
         yield "list", ["a"]
+        yield "lone_surrogate", Raw('"a\\udce9"')
     elif origin is bool:
         yield "string", "yes"
         yield "int", 1
@@ -71,16 +77,11 @@ def _bad_values(hint: Any) -> Iterator[tuple[str, Any]]:
         yield "int", 5
         yield "strings", ["a"]
         yield "fractions", [1.5]
-        yield "nan_inside", "[1, NaN]"
+        yield "nan_inside", Raw("[1, NaN]")
 
 
 def _raw(value: Any) -> str:
-    # Strings named like JSON's non-finite constants go out bare: Python's json reads them.
-    if isinstance(value, str) and (
-        value in ("NaN", "Infinity", "-Infinity", "1e999", "1e300") or "NaN" in value
-    ):
-        return value
-    return json.dumps(value)
+    return value if isinstance(value, Raw) else json.dumps(value)
 
 
 def _replace_line(index: int, text: str | bytes) -> Damage:
@@ -147,6 +148,10 @@ def _line_cases(lines: list[str]) -> Iterator[tuple[str, Damage, bool]]:
     older = json.dumps({"type": "OracleChunk", "t": 2.0, "generation": 1})
     yield "line.older_layout", _replace_line(middle, older), True
     yield "line.blank", _replace_line(middle, "   "), True
+    for name in ("FrontendText", "FinalTranscript", "OracleChunk"):  # "$" is a dollar, ESC a glyph
+        record = json.loads(lines[firsts[name]])
+        record["text"] = "$\\sqrt{ 5$ _^ \x1b[2J 東京 \u202e" + record["text"]
+        yield f"{name}.text_markup", _replace_line(firsts[name], json.dumps(record)), True
 
 
 def _wav_bytes(samples: np.ndarray, rate: int, subtype: str = "PCM_16") -> bytes:
@@ -241,7 +246,7 @@ def _copy(good: Path, target: Path) -> Path:
 
 
 @pytest.mark.timeout(240)
-def test_every_damaged_log_is_one_line_or_a_picture(good_log: Path, tmp_path: Path, capsys) -> None:
+def test_every_damaged_log_is_one_line_or_a_picture(good_log: Path, tmp_path: Path, capfd) -> None:
     cases = _all_cases(good_log)
     assert len(cases) >= 300, len(cases)
     failures = []
@@ -252,9 +257,9 @@ def test_every_damaged_log_is_one_line_or_a_picture(good_log: Path, tmp_path: Pa
         picture = tmp_path / f"case{index}.png"
         try:
             code = run(["plot", str(folder), "-o", str(picture)])
-            captured = capsys.readouterr()
+            captured = capfd.readouterr()
             if readable:
-                assert code == 0, captured.err
+                assert code == 0 and captured.err == "", captured.err
                 assert imread(picture)[..., :3].std() > 0.05, "a blank picture"
                 drawn += 1
                 continue
@@ -263,7 +268,7 @@ def test_every_damaged_log_is_one_line_or_a_picture(good_log: Path, tmp_path: Pa
             assert str(folder) in line, line
             if not name.startswith("output.wav"):  # replay does not read the assistant's audio
                 code = run(["replay", str(folder), "--profile", "offline"])
-                assert _one_line(code, capsys.readouterr().err) == line, "plot and replay read logs alike"
+                assert _one_line(code, capfd.readouterr().err) == line, "plot and replay read logs alike"
         except AssertionError as err:
             failures.append(f"{name}: {err}")
         finally:
@@ -275,12 +280,12 @@ def test_every_damaged_log_is_one_line_or_a_picture(good_log: Path, tmp_path: Pa
 # --- what plot writes -----------------------------------------------------------------------------
 
 
-def test_plot_never_writes_through_a_link_planted_in_the_log(good_log: Path, tmp_path: Path, capsys) -> None:
+def test_plot_never_writes_through_a_link_planted_in_the_log(good_log: Path, tmp_path: Path, capfd) -> None:
     folder = _copy(good_log, tmp_path / "log")
     precious = tmp_path / "precious.txt"
     precious.write_text("the user's own file\n")
     (folder / "timeline.png").symlink_to(precious)
-    line = _one_line(run(["plot", str(folder)]), capsys.readouterr().err)
+    line = _one_line(run(["plot", str(folder)]), capfd.readouterr().err)
     assert "symbolic link" in line and "timeline.png" in line, line
     assert precious.read_text() == "the user's own file\n"
     assert (folder / "timeline.png").is_symlink()
@@ -288,7 +293,7 @@ def test_plot_never_writes_through_a_link_planted_in_the_log(good_log: Path, tmp
 
 @pytest.mark.parametrize("kind", ["folder", "link", "fifo", "missing_folder"])
 def test_plot_output_that_cannot_be_written_is_one_line(
-    good_log: Path, tmp_path: Path, kind: str, capsys
+    good_log: Path, tmp_path: Path, kind: str, capfd
 ) -> None:
     target = tmp_path / "out.png"
     if kind == "folder":
@@ -299,7 +304,7 @@ def test_plot_output_that_cannot_be_written_is_one_line(
         os.mkfifo(target)
     else:
         target = tmp_path / "no-such-folder" / "out.png"
-    line = _one_line(run(["plot", str(good_log), "-o", str(target)]), capsys.readouterr().err)
+    line = _one_line(run(["plot", str(good_log), "-o", str(target)]), capfd.readouterr().err)
     assert f"--output {target}" in line, line
     assert not (tmp_path / "elsewhere.png").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ([] if kind == "missing_folder" else ["out.png"])

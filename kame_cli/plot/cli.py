@@ -15,7 +15,7 @@ def plot(
     ] = None,
 ) -> None:
     """Draw a session's timeline: audio, transcripts, oracle requests and tokens, words, step times."""
-    from kame_cli.errors import ConfigError
+    from kame_cli.errors import ConfigError, printable
 
     if not log_dir.is_dir():
         raise ConfigError(f"{log_dir}: not a folder: give a folder written by `kame talk --log-dir DIR`")
@@ -31,7 +31,7 @@ def plot(
     from kame_cli.plot.timeline import draw_session
 
     draw_session(log_dir, target, what=what)
-    typer.echo(f"timeline: {target}")
+    typer.echo(printable(f"timeline: {target}"))
 
 
 def register(app: typer.Typer) -> None:

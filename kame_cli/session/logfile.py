@@ -145,9 +145,13 @@ def _checked(value: Any, hint: Any) -> Any:
                 return number
         raise ValueError(f"{_shown(value)} is not a finite number in range")
     if hint is str:
-        if isinstance(value, str):
-            return value
-        raise ValueError(f"{_shown(value)} is not a string")
+        if not isinstance(value, str):
+            raise ValueError(f"{_shown(value)} is not a string")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("a string with a lone surrogate (\\ud800-\\udfff), not text") from None
+        return value
     raise TypeError(f"no log codec for field type {hint!r}")  # a new event field type: extend _checked
 
 
