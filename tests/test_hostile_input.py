@@ -381,3 +381,29 @@ def test_a_log_folder_name_that_is_not_utf8_is_plotted(tmp_path: Path, capfd) ->
     out, err = capfd.readouterr()
     assert err == "" and out == f"timeline: {tmp_path}/s\\udce9ance/timeline.png\n"
     assert (folder / "timeline.png").stat().st_size > 10_000
+
+
+def test_a_pipe_as_input_is_refused_up_front_without_blocking(tmp_path: Path) -> None:
+    import os
+
+    wav = tmp_path / "q.wav"
+    wav.write_bytes(_wav_bytes(np.zeros(24_000, dtype=np.float32)))
+    fifo = tmp_path / "no-writer.fifo"
+    os.mkfifo(fifo)
+    log_dir = tmp_path / "log"
+    common = ["--profile", "offline", "--no-llm", "--no-ui", "--log-dir", str(log_dir)]
+    # A FIFO nobody writes to (it used to block), and a shell's <(cat q.wav) with a writer (it used
+    # to pass the check, start both processes, write a log, then fail).
+    for command in (
+        [sys.executable, "-m", "kame_cli.cli", "talk", *common, "--input", str(fifo)],
+        [
+            "bash",
+            "-c",
+            f'exec "$0" -m kame_cli.cli talk {" ".join(common)} --input <(cat {wav})',
+            sys.executable,
+        ],
+    ):
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        line = _one_line_error(done.returncode, done.stderr)
+        assert "is a pipe or device, not a file" in line and "save the audio to a file" in line, line
+        assert not log_dir.exists(), "nothing written on exit 2"

@@ -37,6 +37,13 @@ def open_audio_file(path: str | os.PathLike[str]) -> soundfile.SoundFile:
         raise AudioFileError(f"input audio file '{p}' does not exist: check the path ({_FIX})")
     if p.is_dir():
         raise AudioFileError(f"input audio file '{p}' is a directory: {_FIX}")
+    if not p.is_file():
+        # Checked without opening it: a FIFO with no writer would block here. A pipe cannot be
+        # read twice, and a session's input is read by the up-front check, then by the front-end.
+        raise AudioFileError(
+            f"input audio file '{p}' is a pipe or device, not a file: kame reads its input twice "
+            "(a check, then the session); save the audio to a file first (e.g. cat > input.wav)"
+        )
     try:
         # Bytes: a file name that is not UTF-8 (an old Latin-1 archive) is opened as the file system
         # has it. Quiet: bytes that look like MPEG make libmpg123 print its guesses to fd 2.
