@@ -59,10 +59,22 @@ def open_output_fd(path: Path, *, private: bool) -> int:
     return fd
 
 
+def write_empty_wav(path: Path, *, stereo: bool = False) -> None:
+    """Create (or truncate) `path` as a valid WAV with no frames: what a session stopped before its
+    audio began leaves at the `--output` path, as one stopped a moment later would."""
+    fd = open_output_fd(path, private=False)
+    try:
+        os.write(fd, wav_header(2 if stereo else 1, 0))
+    except OSError as exc:
+        raise AudioWriteError(f"output file '{path}' could not be written ({exc.strerror})") from exc
+    finally:
+        os.close(fd)
+
+
 _HEADER_BYTES = 44
 
 
-def _wav_header(channels: int, data_bytes: int) -> bytes:
+def wav_header(channels: int, data_bytes: int) -> bytes:
     """A canonical 16-bit PCM RIFF/WAVE header for `data_bytes` of samples at 24 kHz."""
     block = channels * 2
     return struct.pack(
@@ -194,7 +206,7 @@ class WavSink:
 
     def _write_header(self) -> None:
         # The header goes out now: an empty file is already a valid WAV.
-        self._pwrite_all(_wav_header(len(self._sides), 0), 0)
+        self._pwrite_all(wav_header(len(self._sides), 0), 0)
 
     def _pwrite_all(self, data: bytes, offset: int) -> bool:
         """Write all of `data` at `offset`; on failure keep the error (reported at close), False."""
@@ -261,7 +273,7 @@ class WavSink:
                 os.ftruncate(self._fd, _HEADER_BYTES + self._data_bytes)
             return
         self._data_bytes += len(data)
-        header = _wav_header(len(self._sides), self._data_bytes)
+        header = wav_header(len(self._sides), self._data_bytes)
         # Only the two size fields change; rewriting them needs no new disk space.
         if self._pwrite_all(header[4:8], 4) and self._pwrite_all(header[40:44], 40):
             self.frames_written += len(chunks)

@@ -68,11 +68,11 @@ def build_session(
     pass_fds: tuple[int, ...] = ()
     wav_fds: list[int | None] = [None, None]
     if opts.log_dir is not None:
-        from kame_cli.session.files import INPUT_WAV, OUTPUT_WAV, open_session_file
+        from kame_cli.session.files import INPUT_WAV, OUTPUT_WAV, open_session_wav
         from kame_cli.session.log import SessionLog
 
         log = SessionLog(bus, opts.log_dir)
-        wav_fds = [open_session_file(log.directory, INPUT_WAV), open_session_file(log.directory, OUTPUT_WAV)]
+        wav_fds = [open_session_wav(log.directory, INPUT_WAV), open_session_wav(log.directory, OUTPUT_WAV)]
         pass_fds = tuple(fd for fd in wav_fds if fd is not None)
         log.start()
         stack.callback(_close_log, log)
@@ -133,11 +133,14 @@ def build_session(
         if use_llm:
             from kame_cli.profiles import prepare_llm_backend
 
-            session.api_base = stack.enter_context(prepare_llm_backend(profile))
+            try:
+                session.api_base = stack.enter_context(prepare_llm_backend(profile))
+            except InterruptedError:  # Ctrl-C while its Q8_0 copy was made or the server loaded
+                return None
             server_pid = _llm_server_pid()
             if server_pid is not None:
                 deprioritize_process_tree(server_pid, LLM_SERVER_NICENESS, idle=opts.realtime)
-        if not session.wait_ready(stop):
+        if not session.wait_ready(stop) or stop.is_set():  # a stop during loading: never "started"
             return None
     info = session.frontend_info
     pieces.table = info.get("pieces", [])

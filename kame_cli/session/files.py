@@ -80,6 +80,20 @@ def open_session_file(directory: Path, name: str) -> int:
     return fd
 
 
+def open_session_wav(directory: Path, name: str) -> int:
+    """`open_session_file` for a WAV the front-end fills: a valid empty mono WAV from the start, so
+    a session stopped before the front-end wrote its header still leaves a readable log."""
+    from kame_cli.audio_io.wav import wav_header
+
+    fd = open_session_file(directory, name)
+    try:
+        os.write(fd, wav_header(1, 0))
+    except OSError as err:
+        os.close(fd)
+        raise RuntimeFailure(f"--log-dir {directory}: {name} could not be written ({err.strerror})") from None
+    return fd
+
+
 _DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
 """Write errors of a disk that filled or failed (exit 1); any other error is the path's (exit 2)."""
 

@@ -102,8 +102,12 @@ def run_talk(
         if threading.current_thread() is threading.main_thread():
             stack.enter_context(stop.on_signals())
         built = build_session(opts, stack, out, stop.event)
-        if built is None:
-            return EXIT_OK  # stopped while loading: the stack stops what had started
+        if built is None:  # stopped while loading: the stack stops what had started
+            if opts.output_file is not None:  # and the file asked for exists, as after any stop
+                from kame_cli.audio_io.wav import write_empty_wav
+
+                write_empty_wav(opts.output_file, stereo=opts.output_stereo)
+            return EXIT_OK
         session, view = built
         with view:
             session.start(stop.event)
