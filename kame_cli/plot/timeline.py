@@ -13,17 +13,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kame_cli.bench.tandem.oracle_trace import Generation, trace_generations
 from kame_cli.clock import FRAME_SECONDS
 from kame_cli.errors import printable
 from kame_cli.events import DeadlineMiss, FinalTranscript, FrontendText, PartialTranscript, StepTiming
+from kame_cli.tandem.oracle_trace import Generation, trace_generations
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from kame_cli.bench.tandem.measures import TurnFigures
     from kame_cli.session.record import SessionRecord
+    from kame_cli.tandem.measures import TurnFigures
 
 PANELS = (
     "audio: you (blue) and the assistant (orange)",
@@ -55,10 +55,10 @@ def draw_session(
     import io
     import warnings
 
-    from kame_cli.bench.tandem.cascade import read_cascades
-    from kame_cli.bench.tandem.measures import measure_turns, turns_from_segments, vad_segments
     from kame_cli.session.files import write_user_file
     from kame_cli.session.record import read_session
+    from kame_cli.tandem.cascade import read_cascades
+    from kame_cli.tandem.measures import measure_turns, turns_from_segments, vad_segments
 
     record = read_session(log_dir)
     if figures is None:

@@ -193,3 +193,15 @@ def read_log(path: Path) -> list[Event]:
     if not any(isinstance(e, SessionStarted | SessionStopped) for e in events):
         events = list(with_session_marks(events))  # written before the marks existed
     return events
+
+
+def event_table() -> str:
+    """The Markdown table of every event a log holds (docs/session-log.md, checked by a test)."""
+    rows = ["| `type` | fields | what it says |", "|---|---|---|"]
+    for name, cls in EVENT_TYPES.items():
+        fields = ", ".join(
+            f"`{f.name}`" + ("" if f.default is dataclasses.MISSING else "?") for f, _ in _fields(cls)
+        )
+        summary = " ".join((cls.__doc__ or "").split()).replace("|", "\\|")
+        rows.append(f"| `{name}` | {fields} | {summary} |")
+    return "\n".join(rows) + "\n"

@@ -122,3 +122,31 @@ def test_a_log_written_before_the_marks_gets_them_from_its_status(tmp_path: Path
     record = read_session(folder)
     assert record.of_type(SessionStarted) == [SessionStarted(ORIGIN)]
     assert record.origin == ORIGIN and len(record.of_type(SessionStopped)) == 1
+
+
+def test_only_the_cli_imports_the_benches_and_logs_are_read_through_the_codec() -> None:
+    import ast
+
+    package = Path(__file__).resolve().parents[2] / "kame_cli"
+    importers, raw_readers = [], []
+    for path in package.rglob("*.py"):
+        relative = path.relative_to(package).as_posix()
+        source = path.read_text(encoding="utf-8")
+        for node in ast.walk(ast.parse(source)):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            outside = relative != "cli.py" and not relative.startswith("bench/")
+            if outside and any(n == "kame_cli.bench" or n.startswith("kame_cli.bench.") for n in names):
+                importers.append(relative)
+        codec = relative == "session/logfile.py"  # the one place that marks the start
+        if not codec and ('["type"] ==' in source or 'message == "started"' in source):
+            raw_readers.append(relative)
+    assert importers == [], importers
+    assert raw_readers == [], "a log read as raw dicts or a start found by its message"
+
+
+def test_the_docs_list_every_event_as_the_codec_reads_it() -> None:
+    from kame_cli.session.logfile import event_table
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "session-log.md").read_text(encoding="utf-8")
+    assert event_table() in page, "docs/session-log.md is stale: paste event_table()'s output into it"

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
-from kame_cli.bench.tandem.oracle_trace import trace_generations
 from kame_cli.events import OracleChunk, OracleFed, OracleFinished, OracleRequestStarted, PartialTranscript
 from kame_cli.session.logfile import decode_line
+from kame_cli.tandem.oracle_trace import trace_generations
 
 START = 256  # the front-end's text start token: no chunk ever carries it
 
