@@ -407,3 +407,24 @@ def test_a_pipe_as_input_is_refused_up_front_without_blocking(tmp_path: Path) ->
         line = _one_line_error(done.returncode, done.stderr)
         assert "is a pipe or device, not a file" in line and "save the audio to a file" in line, line
         assert not log_dir.exists(), "nothing written on exit 2"
+
+
+@pytest.mark.parametrize("kind", ["link", "fifo"])
+def test_output_never_written_through_a_link_or_into_a_fifo(
+    tmp_path: Path, no_llm_profile, kind, capfd
+) -> None:
+    import os
+
+    wav = tmp_path / "q.wav"
+    wav.write_bytes(_wav_bytes(np.zeros(24_000, dtype=np.float32)))
+    precious = tmp_path / "precious.txt"
+    precious.write_text("the user's own file\n")
+    out = tmp_path / "out.wav"
+    if kind == "link":
+        out.symlink_to(precious)  # planted in a shared folder
+    else:
+        os.mkfifo(out)  # nobody reads it: opening it to write would block
+    argv = ["talk", "--profile", str(no_llm_profile), "--no-llm", "--no-ui", "--fast", "--input", str(wav)]
+    line = _one_line_error(run([*argv, "--output", str(out)]), capfd.readouterr().err)
+    assert f"output file '{out}' is a " in line, line
+    assert precious.read_text() == "the user's own file\n"

@@ -27,11 +27,21 @@ _CLOSE = None
 
 
 def check_output_path(path: Path) -> None:
-    """Raises AudioFileError unless `path` can be created or overwritten; touches nothing."""
+    """Raises AudioFileError unless `path` can be created or overwritten; touches nothing. A link,
+    a FIFO or a device there is refused: kame never writes through one (a link planted in a shared
+    folder would point the recording at another file; a FIFO would block)."""
     fix = "choose a writable path or create its directory"
     folder = path.parent
+    if path.is_symlink():
+        raise AudioFileError(
+            f"output file '{path}' is a symbolic link: kame never writes through links; {fix}"
+        )
     if path.is_dir():
         raise AudioFileError(f"output file '{path}' is a directory: {fix}")
+    if path.exists() and not path.is_file():
+        raise AudioFileError(
+            f"output file '{path}' is a pipe or device, not a file: name a new or ordinary file"
+        )
     if not folder.is_dir():
         raise AudioFileError(f"output file '{path}' cannot be written (no directory '{folder}'): {fix}")
     if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
@@ -47,7 +57,7 @@ def open_output_fd(path: Path, *, private: bool) -> int:
     """`open_output_file` as a bare descriptor."""
     mode = 0o600 if private else 0o666
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     except OSError as exc:
         raise AudioFileError(
             f"output file '{path}' cannot be written ({exc.strerror}): "
