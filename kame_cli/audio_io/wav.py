@@ -27,9 +27,9 @@ _CLOSE = None
 
 
 def check_output_path(path: Path) -> None:
-    """Raises AudioFileError unless `path` can be created or overwritten; touches nothing. A link,
-    a FIFO or a device there is refused: kame never writes through one (a link planted in a shared
-    folder would point the recording at another file; a FIFO would block)."""
+    """Raises AudioFileError unless `path` can be created or overwritten; touches nothing. A link
+    or a FIFO there is refused: a link planted in a shared folder would point the recording at
+    another file, and a FIFO nobody reads would block. A device (/dev/null) is written as asked."""
     fix = "choose a writable path or create its directory"
     folder = path.parent
     if path.is_symlink():
@@ -38,10 +38,8 @@ def check_output_path(path: Path) -> None:
         )
     if path.is_dir():
         raise AudioFileError(f"output file '{path}' is a directory: {fix}")
-    if path.exists() and not path.is_file():
-        raise AudioFileError(
-            f"output file '{path}' is a pipe or device, not a file: name a new or ordinary file"
-        )
+    if path.is_fifo() or path.is_socket():
+        raise AudioFileError(f"output file '{path}' is a pipe, not a file: name a new or ordinary file")
     if not folder.is_dir():
         raise AudioFileError(f"output file '{path}' cannot be written (no directory '{folder}'): {fix}")
     if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
