@@ -29,6 +29,8 @@ __all__ = ["EVENT_TYPES", "LogFormatError", "decode_line", "encode_events", "eve
 EVENT_TYPES: dict[str, type] = {cls.__name__: cls for cls in typing.get_args(Event)}
 MAX_LINE_BYTES = 1 << 20
 """No event comes near this (a whole LLM answer is a few kB): a longer line is damage, not a log."""
+MAX_LOG_BYTES = 1 << 30
+"""An hour of session writes about 10 MB: a log a hundred times larger is not one, and is not read."""
 MAX_ABS_NUMBER = 1e12
 """Times, counts and milliseconds in a real log are far below this; beyond it a number is nonsense
 that would only make a plot unreadable (or a figure millions of inches wide)."""
@@ -172,7 +174,10 @@ def read_log(path: Path) -> list[Event]:
         raise LogFormatError(f"{path}: cannot be read ({err.strerror}): {_FIX}") from None
     if not stat.S_ISREG(info.st_mode):
         raise LogFormatError(f"{path}: not a regular file: {_FIX}")
+    if info.st_size > MAX_LOG_BYTES:
+        raise LogFormatError(f"{path}: {info.st_size} bytes, larger than any session's log: {_FIX}")
     try:
+        # Non-blocking: a FIFO swapped in after the check must not hang the reader.
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         with os.fdopen(fd, "rb") as file:
             data = file.read()

@@ -88,6 +88,10 @@ def test_bytes_that_are_not_utf8_and_huge_lines_are_refused(tmp_path: Path) -> N
     path.write_bytes(b"[" * 100_000 + b"]" * 100_000 + b"\n")
     with pytest.raises(LogFormatError, match=r"line 1: "):
         read_log(path)
+    with path.open("r+b") as sparse:  # no disk used: a hole
+        sparse.truncate((1 << 30) + 1)
+    with pytest.raises(LogFormatError, match=r"larger than any session's log"):
+        read_log(path)
 
 
 def test_newer_events_and_older_layouts_are_skipped_not_refused(tmp_path: Path) -> None:
