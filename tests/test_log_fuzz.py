@@ -148,6 +148,14 @@ def _line_cases(lines: list[str]) -> Iterator[tuple[str, Damage, bool]]:
     older = json.dumps({"type": "OracleChunk", "t": 2.0, "generation": 1})
     yield "line.older_layout", _replace_line(middle, older), True
     yield "line.blank", _replace_line(middle, "   "), True
+    # Finite numbers far from a session's, and a long text: drawn, however odd the picture.
+    for name, field, value in (
+        ("StepTiming", "t", -1e11),
+        ("StepTiming", "step", 10**12),
+        ("FrontendText", "text", "word " * 200_000),
+    ):
+        record = {**json.loads(lines[firsts[name]]), field: value}
+        yield f"{name}.{field}.extreme", _replace_line(firsts[name], json.dumps(record)), True
     for name in ("FrontendText", "FinalTranscript", "OracleChunk"):  # "$" is a dollar, ESC a glyph
         record = json.loads(lines[firsts[name]])
         record["text"] = "$\\sqrt{ 5$ _^ \x1b[2J 東京 \u202e" + record["text"]
