@@ -118,25 +118,27 @@ class LocalLlamaServer:
         self._workdir = tempfile.TemporaryDirectory(prefix="kame-llama-")
         ready = Path(self._workdir.name) / "ready"
         assert self.log_path is not None
-        with open(self.log_path, "wb") as log:
-            self._process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "kame_cli.backends.oracle.llama_child",
-                    f"--gguf={self.gguf}",
-                    f"--alias={self.alias}",
-                    f"--ready-file={ready}",
-                    *self._args,
-                ],
-                stdin=subprocess.PIPE,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                # Its own process group: a Ctrl-C in the terminal reaches kame, which stops it.
-                start_new_session=True,
-            )
         deadline = time.monotonic() + self._startup_timeout_s
+        # From before the child exists: a stop signal then only marks `stopped`, so it can never
+        # leave the server running, in its own session, out of the terminal's reach.
         with stop_signals() as stopped:
+            with open(self.log_path, "wb") as log:
+                self._process = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "kame_cli.backends.oracle.llama_child",
+                        f"--gguf={self.gguf}",
+                        f"--alias={self.alias}",
+                        f"--ready-file={ready}",
+                        *self._args,
+                    ],
+                    stdin=subprocess.PIPE,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    # Its own process group: a Ctrl-C in the terminal reaches kame, which stops it.
+                    start_new_session=True,
+                )
             while not ready.exists():
                 self._check_started(deadline, stopped)
                 time.sleep(0.02)

@@ -89,8 +89,10 @@ _MODULE = "kame_cli.backends.oracle.requant"
 
 @contextlib.contextmanager
 def stop_signals() -> Iterator[threading.Event]:
-    """An event set by Ctrl-C, SIGTERM or SIGHUP while the block runs, each signal also handled
-    as before (a session's stop request is still made). Outside the main thread: never set."""
+    """An event set by Ctrl-C, SIGTERM or SIGHUP while the block runs; the block must end soon
+    after it is set. A handler that records a stop (a session's) is called at once; Python's
+    KeyboardInterrupt or a signal's default action comes when the block ends. Outside the main
+    thread: never set."""
     seen = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield seen
@@ -103,9 +105,11 @@ def stop_signals() -> Iterator[threading.Event]:
         if previous == signal.SIG_IGN:
             return
         seen.set()
-        if callable(previous):
-            previous(signum, frame)
-        else:  # the default action (end the process): after the block has cleaned up
+        if callable(previous) and previous is not signal.default_int_handler:
+            previous(signum, frame)  # a handler that only records the request (kame talk's)
+        else:
+            # A KeyboardInterrupt or the default action (end the process) would strike wherever
+            # the block is, a child half started included: sent again once the block has cleaned up.
             redeliver.append(signum)
 
     for sig in _STOP_SIGNALS:
