@@ -71,9 +71,9 @@ def run(argv: Sequence[str] | None = None) -> int:
             args=list(argv) if argv is not None else None, prog_name="kame", standalone_mode=False
         )
     except SystemExit as exit_:
-        if _stdout_broke(stdout_was):
-            return _broken_pipe()
         code = exit_.code
+        if code == 1 and _stdout_broke(stdout_was):
+            return _broken_pipe()
         return code if isinstance(code, int) else (0 if code is None else 1)
     except click_errors.NoArgsIsHelpError as err:
         err.show()  # `kame` or `kame bench` alone: the help text, as Click would print it
