@@ -8,6 +8,7 @@ the recording's assistant channel, frame for frame.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,7 +70,7 @@ def input_channel(input_file: Path | None, echo_reference: Path | None) -> int |
     import soundfile
 
     try:
-        channels = soundfile.info(str(input_file)).channels
+        channels = soundfile.info(os.fsencode(input_file)).channels  # bytes: a name that is not UTF-8
     except (soundfile.LibsndfileError, OSError):
         return None  # FileSource reports the unreadable file in its own words
     return 0 if channels == 2 else None
