@@ -40,11 +40,13 @@ def _register_commands() -> None:
     from kame_cli.commands import register as register_session_commands
     from kame_cli.doctor.cli import register as register_doctor
     from kame_cli.profiles.cli import register as register_profiles
+    from kame_cli.serve.cli import register as register_serve
 
     register_session_commands(app)
     register_doctor(app)
     register_profiles(app)
     register_bench(app)
+    register_serve(app)
 
 
 _command: Any = None

@@ -98,8 +98,15 @@ def talk(
             "--output-stereo file), replayed through the echo canceller."
         ),
     ] = None,
+    server: Annotated[
+        str | None, typer.Option(help="Talk to a `kame serve` at this URL (ws:// or wss://) instead.")
+    ] = None,
 ) -> None:
     """Talk with the assistant: microphone and speaker, or a WAV file in and out."""
+    if server is not None:  # the tandem runs on that server; this side has the audio, panel and log
+        from kame_cli.serve.client import talk_remote
+
+        raise typer.Exit(talk_remote(**locals()))
     from kame_cli.engine.config import quantize_flag
     from kame_cli.session.talk import TalkOptions, run_talk
 

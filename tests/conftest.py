@@ -38,6 +38,7 @@ it goes to whichever worker is free."""
 
 COSTLY = (
     "tests/session/",
+    "tests/serve/",
     "tests/backends/stt/",
     "tests/audio_io/",
     "tests/doctor/",

@@ -6,7 +6,7 @@ import importlib
 
 import typer
 
-_STAGES = ("frontend", "stt", "oracle", "soak", "isolation", "echo", "tandem")
+_STAGES = ("frontend", "stt", "oracle", "soak", "isolation", "echo", "tandem", "serve")
 
 
 def register(app: typer.Typer) -> None:

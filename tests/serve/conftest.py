@@ -1,0 +1,95 @@
+"""A real `kame serve` (random:tiny front-end, offline profile: tiny.en and a local llama.cpp) on a
+free loopback port, for the tests of this folder."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.session.conftest import kame_command, kame_env
+
+_READY = re.compile(r"ready: (wss?)://127\.0\.0\.1:(\d+)/api/chat")
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[str]
+    port: int
+    log_dir: Path
+    stderr: list[str]
+    tls: bool = False
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    def sessions(self) -> list[Path]:
+        return sorted(self.log_dir.glob("session-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
+
+    def terminate(self, timeout: float = 5.0) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def start_server(
+    log_dir: Path, *args: str, timeout: float = 120.0, env: dict[str, str] | None = None
+) -> Server:
+    """`kame serve` on port 0; returns once it printed its ready line (its load failed: the test fails)."""
+    process = subprocess.Popen(
+        kame_command(
+            "serve",
+            "--model",
+            "random:tiny",
+            "--profile",
+            "offline",
+            "--port",
+            "0",
+            "--log-dir",
+            str(log_dir),
+            *args,
+        ),
+        env={**kame_env(), **(env or {})},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    assert process.stderr is not None
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        match = _READY.search(line)
+        if match:
+            import threading
+
+            # Keep reading, so that the server never blocks on a full pipe.
+            threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True).start()  # type: ignore[arg-type]
+            return Server(process, int(match.group(2)), log_dir, lines, tls=match.group(1) == "wss")
+    process.kill()
+    process.wait(5)
+    raise AssertionError("kame serve did not get ready:\n" + "".join(lines))
+
+
+@pytest.fixture(scope="package")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = start_server(tmp_path_factory.mktemp("serve") / "logs", "--max-queue", "1")
+    try:
+        yield running
+    finally:
+        running.terminate()
