@@ -24,7 +24,15 @@ from typing import Any, Literal
 from kame_cli.errors import ConfigError, printable
 from kame_cli.events import BackendStatus, Event, SessionStarted, SessionStopped
 
-__all__ = ["EVENT_TYPES", "LogFormatError", "decode_line", "encode_events", "event_record", "read_log"]
+__all__ = [
+    "EVENT_TYPES",
+    "LogFormatError",
+    "decode_line",
+    "decode_record",
+    "encode_events",
+    "event_record",
+    "read_log",
+]
 
 EVENT_TYPES: dict[str, type] = {cls.__name__: cls for cls in typing.get_args(Event)}
 MAX_LINE_BYTES = 1 << 20
@@ -87,6 +95,12 @@ def decode_line(line: str | bytes) -> Event | None:
         raise ValueError(f"not JSON ({err.msg}, column {err.colno})") from None
     except RecursionError:
         raise ValueError("JSON nested too deep") from None
+    return decode_record(record)
+
+
+def decode_record(record: Any) -> Event | None:
+    """The event a parsed JSON value describes (a log line's, or a `kame serve` metadata message's);
+    None for an unknown type or an older layout; ValueError saying why it is not an event."""
     if not isinstance(record, dict):
         raise ValueError(f"a JSON {type(record).__name__}, not an event object")
     name = record.get("type")
