@@ -162,6 +162,25 @@ def run_frontend_bench(
     quantize: str = "none",
 ) -> FrontendBenchResult:
     """Load `model`, then alternate bare and engine rounds of `steps // rounds` steps each."""
+    frontend, label = load_for_bench(model, device, half, cpu_threads, quantize)
+    result = FrontendBenchResult(label)
+    per_round = max(2, steps // max(1, rounds))
+    frames = _frames(per_round, seed)
+    for index in range(max(1, rounds)):
+        # Swap the order every round so that drift (clocks, other load) favours neither loop.
+        order = ("bare", "engine") if index % 2 == 0 else ("engine", "bare")
+        for which in order:
+            if which == "bare":
+                result.bare_ms.extend(_in_thread(lambda: _bare_round(frontend, frames, seed, warmup))[1:])
+            else:
+                result.engine_ms.extend(_engine_round(frontend, frames, seed, warmup, result))
+    return result
+
+
+def load_for_bench(
+    model: str, device: str, half: bool, cpu_threads: int, quantize: str
+) -> tuple[Frontend, str]:
+    """The front-end and the label that names it, its device, dtype, torch and load time."""
     import torch
 
     from kame_cli.engine.config import FrontendConfig
@@ -178,18 +197,32 @@ def run_frontend_bench(
         f"{', int8 linears' if frontend.quantized else ''}), "
         f"torch {torch.__version__}, loaded in {load_s:.1f} s"
     )
-    result = FrontendBenchResult(label)
-    per_round = max(2, steps // max(1, rounds))
-    frames = _frames(per_round, seed)
-    for index in range(max(1, rounds)):
-        # Swap the order every round so that drift (clocks, other load) favours neither loop.
-        order = ("bare", "engine") if index % 2 == 0 else ("engine", "bare")
-        for which in order:
-            if which == "bare":
-                result.bare_ms.extend(_in_thread(lambda: _bare_round(frontend, frames, seed, warmup))[1:])
-            else:
-                result.engine_ms.extend(_engine_round(frontend, frames, seed, warmup, result))
-    return result
+    return frontend, label
+
+
+def _batch_command(
+    model: str,
+    steps: int,
+    device: str,
+    rounds: int,
+    half: bool,
+    seed: int,
+    cpu_threads: int,
+    warmup: int,
+    quantize: str,
+    batch: int,
+    realtime: float,
+    as_json: bool,
+) -> None:
+    from kame_cli.bench.frontend_batch import batch_figures, batch_report, run_batch_bench, run_realtime
+
+    frontend, label = load_for_bench(model, device, half, cpu_threads, quantize)
+    result = run_batch_bench(frontend, label, batch, steps, rounds, seed, warmup)
+    if realtime > 0:
+        result.realtime = run_realtime(frontend, batch, realtime, seed, warmup)
+    typer.echo(batch_report(result, model), err=as_json)
+    if as_json:
+        typer.echo(json.dumps(batch_figures(result)))
 
 
 def _device_name(device: object) -> str:
@@ -264,12 +297,23 @@ def register(bench_app: typer.Typer) -> None:
         cpu_threads: int = typer.Option(1, min=1, help="torch threads on CPU."),
         warmup: int = typer.Option(4, min=2, help="Warm-up steps before each round."),
         quantize: str = typer.Option("none", help="int8: the LM's linear layers in int8 (CUDA only)."),
+        batch: int = typer.Option(
+            1, min=1, help="N > 1: the batched front-end's step at N sessions against 1 (kame serve)."
+        ),
+        realtime: float = typer.Option(
+            0.0, min=0.0, help="Then N (--batch) clients paced in real time for this many seconds."
+        ),
         as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout (table: stderr)."),
     ) -> None:
         """Per-step p50/p95/p99 of the front-end loop and its overhead over a bare moshi loop."""
         from kame_cli.engine.config import quantize_flag
 
         q = quantize_flag(quantize) or "none"
+        if batch > 1 or realtime > 0:
+            _batch_command(
+                model, steps, device, rounds, half, seed, cpu_threads, warmup, q, batch, realtime, as_json
+            )
+            return
         result = run_frontend_bench(model, steps, device, rounds, half, seed, cpu_threads, warmup, q)
         typer.echo(report(result, model), err=as_json)
         if as_json:

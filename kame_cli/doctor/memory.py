@@ -30,6 +30,11 @@ WHISPER_PARAMS = {
 }
 STT_ALLOWANCE = 0.25 * 2**30
 """CTranslate2's workspace and the encoder's activations for a 15 s window (estimate)."""
+SESSION_ALLOWANCE = 64 * 2**20
+"""Per session in a batch: its rows of the step's activations and its token caches (estimate)."""
+STT_SESSION_ALLOWANCE = 32 * 2**20
+"""Per session beside the one shared STT model: its audio window and its share of decode
+workspace (estimate)."""
 _NOT_LM = (
     "moshi_name",
     "mimi_name",
@@ -57,10 +62,24 @@ class FrontendMemory:
     mimi: int
     allowance: int
     int8: bool
+    mimi_state: int = 0
+    """One session's Mimi streaming state (its transformers' key/value caches)."""
 
     @property
     def total(self) -> int:
         return self.weights + self.kv_cache + self.mimi + self.allowance
+
+    @property
+    def per_session(self) -> int:
+        """What each session adds in a batch (`kame serve`): the LM's KV cache rows, Mimi's state,
+        the allowance for its activations, and its share of the shared STT."""
+        return self.kv_cache + self.mimi_state + SESSION_ALLOWANCE + STT_SESSION_ALLOWANCE
+
+    def sessions_fitting(self, free: int, beside: int = 0) -> int:
+        """Sessions a batch holds in `free` bytes once the shared parts (weights, Mimi, allowance,
+        and `beside`: the STT model, a local LLM) are in."""
+        shared = self.weights + self.mimi + self.allowance + beside
+        return max(0, (free - shared) // self.per_session)
 
 
 def lm_config_for(cfg: FrontendConfig) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -118,19 +137,29 @@ def frontend_memory(cfg: FrontendConfig, device: str) -> tuple[FrontendMemory, F
     # moshi keeps keys and values for `context` steps in every temporal layer (fp16 when int8).
     context = int(lm_kwargs.get("context") or 0)
     kv_cache = 2 * context * int(lm_kwargs["dim"]) * int(lm_kwargs["num_layers"]) * element
-    mimi = _mimi_bytes(mimi_config)
+    mimi, mimi_state = _mimi_bytes(mimi_config)
     allowance = int(RUNTIME_ALLOWANCE if cfg.model != builtin.TINY else 64 * 2**20)
-    as_loaded = FrontendMemory(int8 if q8_checkpoint else plain, kv_cache, mimi, allowance, q8_checkpoint)
-    return as_loaded, FrontendMemory(int8, kv_cache, mimi, allowance, True)
+    weights = int8 if q8_checkpoint else plain
+    as_loaded = FrontendMemory(weights, kv_cache, mimi, allowance, q8_checkpoint, mimi_state)
+    return as_loaded, FrontendMemory(int8, kv_cache, mimi, allowance, True, mimi_state)
 
 
-def _mimi_bytes(mimi_config: dict[str, Any] | None) -> int:
+def _mimi_bytes(mimi_config: dict[str, Any] | None) -> tuple[int, int]:
+    """(Mimi's weights, one session's Mimi streaming state), in bytes."""
     import torch
     from moshi.models.loaders import get_mimi
+    from moshi.modules.transformer import StreamingMultiheadAttention
 
     with torch.device("meta"):
         mimi = get_mimi(None, mimi_config, device="meta")
-    return sum(p.numel() * 4 for p in mimi.parameters())  # moshi runs Mimi in fp32
+    weights = sum(p.numel() * 4 for p in mimi.parameters())  # moshi runs Mimi in fp32
+    # Each attention layer keeps keys and values for `context` steps per session (fp32).
+    state = sum(
+        2 * layer.embed_dim * int(layer.context or 0) * 4
+        for layer in mimi.modules()
+        if isinstance(layer, StreamingMultiheadAttention)
+    )
+    return weights, state
 
 
 def stt_memory(model_name: str, model_dir: Path | None, device: str) -> int:
@@ -200,6 +229,11 @@ def memory_check(
         f"{', STT ' + gib(stt) if stt_device == device else ''}{llm_note}) of {gib(free)} free"
         f" ({gib(total)} total)"
     )
+    # kame serve batches sessions on one front-end and one STT: each adds only its own state.
+    beside = needed - front.total
+    sessions = front.sessions_fitting(free, beside)
+    if device == "cuda":  # on a CPU the step's time, not memory, bounds the sessions
+        summary += f"; kame serve: ~{sessions} sessions at {gib(front.per_session)} each (estimate)"
     details: Details = {
         "device": device,
         "free_bytes": free,
@@ -207,6 +241,8 @@ def memory_check(
         "needed_bytes": needed,
         "parts": parts,
         "int8_needed_bytes": None if front_int8 is None else core - front.total + front_int8.total,
+        "per_session_bytes": front.per_session,
+        "suggested_max_sessions": sessions,
     }
     if core > free:
         fix = "close other GPU work or use a GPU with more memory"

@@ -88,6 +88,14 @@ class OracleLMModel(LMModel):
         assert isinstance(state, _OracleLMState)
         state.oracle_tokens.fill_(token_id)
 
+    def set_oracle_tokens(self, token_ids: torch.Tensor) -> None:
+        """Set each row's oracle token for the next streamed step (`[B]` ids; in place: graph-safe)."""
+        state = self._streaming_state
+        if state is None:
+            raise RuntimeError("set_oracle_tokens needs a streaming LM: call it inside `lm_gen.streaming()`.")
+        assert isinstance(state, _OracleLMState)
+        state.oracle_tokens.copy_(token_ids.view(-1, 1))
+
     @property
     def oracle_keys(self) -> set[str]:
         """State-dict keys of the oracle table (`oracle_emb.weight`, plus any norm/low-rank ones)."""

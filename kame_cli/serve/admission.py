@@ -1,4 +1,5 @@
-"""Who gets the front-end: one active session, then a bounded queue in arrival order.
+"""Who gets the front-end: `slots` active sessions (one unless batched), then a bounded queue in
+arrival order.
 
 Runs on the server's event loop only (no locks). A client past `max_queue` is refused before its
 WebSocket is accepted (HTTP 503 with Retry-After); a queued one whose client leaves is removed.
@@ -22,30 +23,35 @@ class Ticket:
 
 
 class Admission:
-    """One slot and a queue of at most `max_queue` tickets."""
+    """`slots` slots and a queue of at most `max_queue` tickets."""
 
-    def __init__(self, max_queue: int) -> None:
+    def __init__(self, max_queue: int, slots: int = 1) -> None:
         self.max_queue = max_queue
-        self._active: Ticket | None = None
+        self.slots = slots
+        self._active: list[Ticket] = []
         self._waiting: collections.deque[Ticket] = collections.deque()
 
     @property
     def active(self) -> bool:
-        return self._active is not None
+        return bool(self._active)
+
+    @property
+    def active_count(self) -> int:
+        return len(self._active)
 
     @property
     def queued(self) -> int:
         return len(self._waiting)
 
     def can_start_now(self) -> bool:
-        return self._active is None and not self._waiting
+        return len(self._active) < self.slots and not self._waiting
 
     def enter(self) -> Ticket | None:
         """A ticket (its turn now, or queued), or None when the queue is full."""
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         ticket = Ticket(turn)
-        if self._active is None and not self._waiting:
-            self._active = ticket
+        if self.can_start_now():
+            self._active.append(ticket)
             turn.set_result(None)
             return ticket
         if len(self._waiting) >= self.max_queue:
@@ -63,12 +69,12 @@ class Admission:
     def leave(self, ticket: Ticket) -> None:
         """The ticket's client is done (or gave up waiting): the next in line gets the slot. Leaving
         twice is harmless."""
-        if ticket is self._active:
-            self._active = None
+        if ticket in self._active:
+            self._active.remove(ticket)
             while self._waiting:
                 nxt = self._waiting.popleft()
                 if not nxt.turn.done():
-                    self._active = nxt
+                    self._active.append(nxt)
                     nxt.turn.set_result(None)
                     return
         else:

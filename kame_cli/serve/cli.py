@@ -40,6 +40,13 @@ def serve(
     max_queue: Annotated[
         int, typer.Option("--max-queue", help="Clients that may wait for the front-end; past it: HTTP 503.")
     ] = 4,
+    max_sessions: Annotated[
+        int,
+        typer.Option(
+            "--max-sessions",
+            help="Sessions at once, batched on the one front-end (kame doctor suggests one for the card).",
+        ),
+    ] = 1,
     token_env: Annotated[
         str, typer.Option("--token-env", help="Environment variable holding the access token.")
     ] = "KAME_SERVER_TOKEN",
@@ -86,6 +93,7 @@ def serve(
         quantize=quantize_flag(quantize),
         log_dir=log_dir,
         max_queue=max_queue,
+        max_sessions=max_sessions,
         token_env=token_env,
         insecure_no_token=insecure_no_token,
         allow_origin=tuple(allow_origin or ()),

@@ -124,9 +124,14 @@ class FrontendHost:
         self.link = Link(conn, "frontend", self._on_message, self._peer_gone.set, frame_limit=_OUTPUT_QUEUE)
         self.frontend: Any = None
         self._running: _Running | None = None
+        self._batched: Any = None
+        """`serve.batch_host.BatchedSessions` with --max-sessions above 1, else None."""
 
     def _on_message(self, message: Any) -> None:
         # The link's reader thread: frames and oracle commands go straight on (neither call blocks).
+        batched = self._batched
+        if batched is not None and batched.on_message(message):
+            return
         running = self._running
         if isinstance(message, ClientFrame):
             if running is not None and running.session == message.session:
@@ -171,6 +176,12 @@ class FrontendHost:
         cfg = replace(self.setup.frontend, device=compute_device(self.setup.frontend))
         self.setup = replace(self.setup, frontend=cfg)
         frontend = self.frontend = load_frontend(cfg)
+        if self.setup.max_sessions > 1:
+            from kame_cli.serve.batch_host import BatchedSessions
+
+            batched = BatchedSessions(frontend, self.setup, self.link)
+            batched.start()  # warm at the batch size before "ready"
+            self._batched = batched
         pieces = [frontend.text_piece(i) or "" for i in range(frontend.text_tokenizer.vocab_size())]
         self.link.send(
             Ready(
@@ -190,6 +201,9 @@ class FrontendHost:
         from kame_cli.engine.loader import Sampling
         from kame_cli.engine.loop import FrontendLoop
 
+        if self._batched is not None:
+            self._batched.start_session(message.session, message.clock_origin)
+            return
         if self._running is not None:
             self._end(self._running.session)
         cfg = self.setup.frontend
@@ -222,6 +236,8 @@ class FrontendHost:
         self.link.send(SessionStarted(session))
 
     def _check_loop(self) -> None:
+        if self._batched is not None:
+            self._batched.check()
         running = self._running
         if running is not None and running.loop.error is not None:
             error = running.loop.error
@@ -231,6 +247,8 @@ class FrontendHost:
             self._end(running.session)
 
     def _end(self, session: int) -> None:
+        if self._batched is not None:
+            self._batched.end_session(session)
         running = self._running
         if running is None or running.session != session:
             return
@@ -252,6 +270,8 @@ class FrontendHost:
         )
 
     def _close(self) -> int:
+        if self._batched is not None:
+            self._batched.close()
         if self._running is not None:
             self._end(self._running.session)
         self.link.send(Closed((), {}))

@@ -23,6 +23,8 @@ class ServeOptions:
     quantize: str | None = None
     log_dir: Path | None = None
     max_queue: int = 4
+    max_sessions: int = 1
+    """Sessions stepped together on the one front-end (1: one at a time, as `kame talk` runs)."""
     token_env: str = "KAME_SERVER_TOKEN"
     insecure_no_token: bool = False
     allow_origin: tuple[str, ...] = ()
@@ -44,6 +46,8 @@ class ServeOptions:
     def check(self) -> ServeOptions:
         if self.max_queue < 0:
             raise ConfigError("--max-queue must be >= 0")
+        if self.max_sessions < 1:
+            raise ConfigError("--max-sessions must be >= 1 (sessions stepped together on the front-end)")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port {self.port}: expected 0 to 65535")
         token = os.environ.get(self.token_env) or None

@@ -51,7 +51,7 @@ class KameServer:
     def __init__(self, options: ServeOptions) -> None:
         self.options = options
         self.metrics = ServeMetrics()
-        self.admission = Admission(options.max_queue)
+        self.admission = Admission(options.max_queue, options.max_sessions)
         self.host: FrontendHost | None = None
         self.pool: BackendPool | None = None
         self.api_base: str | None = None
@@ -161,7 +161,9 @@ class KameServer:
         profile = load_profile(o.profile)
         frontend = frontend_config(profile, o)
         check_environment(profile)
-        self.host = FrontendHost(HostSetup(frontend, o.jitter_frames), self._from_host, self._host_gone)
+        self.host = FrontendHost(
+            HostSetup(frontend, o.jitter_frames, o.max_sessions), self._from_host, self._host_gone
+        )
         self._stack.callback(self.host.stop)
         self.api_base = self._stack.enter_context(prepare_llm_backend(profile))
         deprioritize_llm_server()

@@ -20,6 +20,8 @@ class HostSetup:
     frontend: FrontendConfig
     jitter_frames: int
     """Client frames held for the pacer beyond this are dropped, the oldest first (and counted)."""
+    max_sessions: int = 1
+    """Above 1: sessions are rows of one batched front-end (`engine.batch_loop`)."""
 
 
 @dataclass(frozen=True, slots=True)
