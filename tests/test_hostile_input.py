@@ -1,20 +1,18 @@
 """Hostile input ends cleanly: one line on stderr, exit code 2, no traceback, nothing left behind.
 
-A fuzz of broken profiles (generated from the config dataclasses themselves, so new fields are
+A fuzz of broken profiles (generated from the config types' declarations, so new fields are
 covered) and broken WAV files runs in-process through the CLI's one error path (`kame_cli.cli.run`),
 so hundreds of cases take seconds; a few real subprocesses check the same from the outside.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import struct
 import subprocess
 import sys
 import threading
 import tomllib
-import types
 import typing
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +26,7 @@ import tomli_w
 from kame_cli.audio_io.files import FileSource
 from kame_cli.cli import run
 from kame_cli.errors import AudioFileError
+from kame_cli.profiles.keys import Key, arms, keys_of
 from kame_cli.profiles.profile import section_types
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,20 +42,12 @@ def _one_line_error(code: int, err: str) -> str:
     return line
 
 
-# --- broken profiles, generated from the dataclasses' fields and metadata -----------------------
+# --- broken profiles, generated from the config types' own declarations -------------------------
 
 
-def _arms(hint: Any) -> list[Any]:
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return [a for a in typing.get_args(hint) if a is not type(None)]
-    return [hint]
-
-
-def _bad_values(field: dataclasses.Field[Any], hint: Any) -> Iterator[tuple[str, Any]]:
-    """Values no setting of this type and metadata accepts, each with a name."""
-    meta = field.metadata
-    arms = _arms(hint)
-    kinds = {typing.get_origin(a) or a for a in arms}
+def _bad_values(key: Key) -> Iterator[tuple[str, Any]]:
+    """Values no setting of this type and these constraints accepts, each with a name."""
+    kinds = {typing.get_origin(a) or a for a in arms(key.hint)}
     numeric = kinds & {int, float}
     if numeric:
         yield "string", "12"
@@ -64,11 +55,11 @@ def _bad_values(field: dataclasses.Field[Any], hint: Any) -> Iterator[tuple[str,
         yield "table", {"a": 1}
         yield "bool", True
         for bound in ("ge", "gt"):
-            if bound in meta:
-                yield f"below_{bound}", meta[bound] - 1
+            if bound in key.bounds:
+                yield f"below_{bound}", key.bounds[bound] - 1
         for bound in ("le", "lt"):
-            if bound in meta:
-                yield f"above_{bound}", meta[bound] + 1
+            if bound in key.bounds:
+                yield f"above_{bound}", key.bounds[bound] + 1
         if float in kinds:
             yield "inf", math.inf
             yield "minus_inf", -math.inf
@@ -80,35 +71,33 @@ def _bad_values(field: dataclasses.Field[Any], hint: Any) -> Iterator[tuple[str,
         yield "int", 5
         yield "list_for_string", ["a"]
         yield "huge", "x" * 70_000
-        if meta.get("nonempty"):
+        if key.nonempty:
             yield "blank", "   "
-        if "choices" in meta:
-            yield "unknown_choice", "no-such-choice\n\x1b[31m"
     if bool in kinds:
         yield "string_for_bool", "yes"
         yield "int_for_bool", 1
     if Literal in kinds:
         yield "unknown_literal", "no-such-mode"
+        yield "unknown_choice", "no-such-choice\n\x1b[31m"
         yield "int_for_literal", 3
     if kinds & {dict, typing.Mapping}:
         yield "int_for_table", 5
         yield "secret_inside", {"api_key": "sk-abcdefghijklmnop1234"}
-    if any(dataclasses.is_dataclass(a) for a in arms):
+    if key.table is not None:
         yield "int_for_table", 5
         yield "unknown_inner_key", {"no_such_key": 1}
 
 
 def _profile_cases() -> Iterator[tuple[str, str]]:
     for section, cls in section_types().items():
-        hints = typing.get_type_hints(cls)
-        for field in dataclasses.fields(cls):
-            for name, value in _bad_values(field, hints[field.name]):
+        for key in keys_of(cls):
+            for name, value in _bad_values(key):
                 tables = {k: dict(v) for k, v in GOOD.items()}
-                tables.setdefault(section, {})[field.name] = value
-                yield f"{section}.{field.name}.{name}", tomli_w.dumps(tables)
+                tables.setdefault(section, {})[key.name] = value
+                yield f"{section}.{key.name}.{name}", tomli_w.dumps(tables)
             yield (
-                f"{section}.{field.name}.unknown_neighbour",
-                tomli_w.dumps({**GOOD, section: {**GOOD.get(section, {}), f"{field.name}_x": 1}}),
+                f"{section}.{key.name}.unknown_neighbour",
+                tomli_w.dumps({**GOOD, section: {**GOOD.get(section, {}), f"{key.name}_x": 1}}),
             )
     good = tomli_w.dumps(GOOD)
     yield "description_int", "description = 5\n" + good

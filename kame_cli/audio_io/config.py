@@ -1,28 +1,32 @@
 """Audio settings, as read from a profile's `[audio]` table (CLI flags override them).
 
-Range checks live in each field's metadata (`choices`), so the profile loader reports the file and
-key at fault without knowing this class.
+Each field declares its own type, choices and documentation (see `kame_cli.settings`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import typing
+from dataclasses import dataclass
 from typing import Literal
 
-AEC_MODES = ("auto", "on", "off")
-AEC_ENGINES = ("webrtc", "linear")
+from kame_cli.settings import SETTINGS
 
 AecMode = Literal["auto", "on", "off"]
+AecEngine = Literal["webrtc", "linear"]
+AEC_MODES: tuple[str, ...] = typing.get_args(AecMode)
+AEC_ENGINES: tuple[str, ...] = typing.get_args(AecEngine)
 
 
 @dataclass(frozen=True, slots=True)
 class AudioConfig:
     """Echo cancellation and the microphone's clean-up (WebRTC audio processing)."""
 
-    aec: AecMode = field(default="auto", metadata={"choices": AEC_MODES})
+    __pydantic_config__ = SETTINGS
+
+    aec: AecMode = "auto"
     """`auto`: on when the assistant plays through a speaker while the microphone listens (or a
     recorded `--echo-reference` is replayed); off for file input, `--no-speaker` and headphones."""
-    aec_engine: str = field(default="linear", metadata={"choices": AEC_ENGINES})
+    aec_engine: AecEngine = "linear"
     """`linear`: kame's frequency-domain Kalman filter, which keeps the user's words while the
     assistant speaks (the microphone is muted only while the filter first converges); `webrtc`:
     WebRTC's AEC3, whose suppressor also takes most of a user who talks over the assistant for echo,

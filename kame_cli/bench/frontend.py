@@ -185,9 +185,11 @@ def load_for_bench(
 
     from kame_cli.engine.config import FrontendConfig
     from kame_cli.engine.loader import load_frontend
+    from kame_cli.settings import override
 
     started = time.perf_counter()
-    cfg = FrontendConfig(model=model, device=device, half=half, cpu_threads=cpu_threads, quantize=quantize)  # type: ignore[arg-type]
+    flags = {"model": model, "device": device, "half": half, "cpu_threads": cpu_threads, "quantize": quantize}
+    cfg = override(FrontendConfig(), flags)
     frontend = load_frontend(cfg)
     if frontend.device.type == "cpu":
         torch.set_num_threads(cpu_threads)

@@ -338,6 +338,7 @@ def score_clip(clip: Clip, run: StreamRun, offline: Offline, paced: bool, end_si
 def _parse_settings(settings: list[str], cfg: SttConfig) -> SttConfig:
     """`--set key=value` pairs applied to the `[stt]` settings (the profile's types and ranges)."""
     from kame_cli.errors import ConfigError
+    from kame_cli.settings import override
 
     fields = {f.name: f for f in dataclasses.fields(cfg)}
     changes: dict[str, Any] = {}
@@ -347,19 +348,15 @@ def _parse_settings(settings: list[str], cfg: SttConfig) -> SttConfig:
         if spec is None or not raw:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(fields)}")
         kind = type(getattr(cfg, spec.name))
+        value: Any
         try:
             value = kind(raw) if kind in (int, float) else raw
         except ValueError as err:
             raise ConfigError(f"--set {item!r}: {spec.name} takes a {kind.__name__}") from err
-        meta = spec.metadata
-        if (
-            ("ge" in meta and value < meta["ge"])
-            or ("gt" in meta and value <= meta["gt"])
-            or ("le" in meta and value > meta["le"])
-            or ("lt" in meta and value >= meta["lt"])
-            or ("choices" in meta and value not in meta["choices"])
-        ):
-            raise ConfigError(f"--set {item!r}: out of range for [stt] {spec.name}")
+        try:
+            override(cfg, {spec.name: value})  # the type checks its own range
+        except ConfigError:
+            raise ConfigError(f"--set {item!r}: out of range for [stt] {spec.name}") from None
         changes[spec.name] = value
     return dataclasses.replace(cfg, **changes)
 
@@ -394,9 +391,17 @@ def bench(
     from kame_cli.backends.stt.config import SttConfig
     from kame_cli.backends.stt.model import load_stt_model
     from kame_cli.clock import SessionClock
+    from kame_cli.settings import override
 
     out = sys.stderr if as_json else sys.stdout
-    cfg = SttConfig(model=model_name, device=device, cpu_threads=threads, step_s=step_s, beam_size=beam_size)
+    flags = {
+        "model": model_name,
+        "device": device,
+        "cpu_threads": threads,
+        "step_s": step_s,
+        "beam_size": beam_size,
+    }
+    cfg = override(SttConfig(), flags)
     cfg = _parse_settings(settings or [], cfg)
     model = load_stt_model(cfg)
     offline_model = WhisperModel(

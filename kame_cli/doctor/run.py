@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from kame_cli.doctor.report import Check, DoctorReport
@@ -34,6 +34,7 @@ def run_doctor(opts: DoctorOptions) -> DoctorReport:
     from kame_cli.engine import builtin
     from kame_cli.engine.checkpoint import looks_like_path
     from kame_cli.profiles import load_profile
+    from kame_cli.settings import override
 
     profile = load_profile(opts.profile)
     overrides: dict[str, Any] = {}
@@ -41,7 +42,7 @@ def run_doctor(opts: DoctorOptions) -> DoctorReport:
         overrides["model"] = opts.model
     if opts.quantize is not None:
         overrides["quantize"] = opts.quantize
-    frontend = replace(profile.frontend, **overrides)
+    frontend = override(profile.frontend, overrides)
     # As `kame talk` decides: only small local models may run on the CPU when the device is auto.
     needs_gpu = frontend.device == "cuda" or (
         frontend.device == "auto" and not (frontend.model == builtin.TINY or looks_like_path(frontend.model))

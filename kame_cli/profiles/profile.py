@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import sys
 import tomllib
 import typing
 from dataclasses import dataclass
@@ -149,13 +150,47 @@ class ProfileEntry:
 
 
 def list_profiles(user_dir: Path | None = None) -> list[ProfileEntry]:
-    """Every profile by name, user ones taking the place of shipped ones with the same name."""
+    """Every profile by name, user ones taking the place of shipped ones with the same name.
+
+    An unreadable user folder is one warning line on stderr; the shipped profiles are still listed.
+    """
     shipped = {p.stem: p for p in sorted(shipped_profiles_dir().glob("*.toml"))}
     users_dir = user_dir if user_dir is not None else user_profiles_dir()
-    users = {p.stem: p for p in sorted(users_dir.glob("*.toml"))} if users_dir.is_dir() else {}
+    users, problem = _user_files(users_dir)
+    if problem is not None:
+        _warn_once(problem)
     entries = [ProfileEntry(name, path, "user", shipped.get(name)) for name, path in users.items()]
     entries += [ProfileEntry(name, path, "shipped") for name, path in shipped.items() if name not in users]
     return sorted(entries, key=lambda e: e.name)
+
+
+def _user_files(directory: Path) -> tuple[dict[str, Path], str | None]:
+    """The user profiles by name, and why `directory` could not be read (None if it could, or is absent).
+
+    `Path.glob` would hide a folder it cannot read, and `Path.is_file` raises on one: both are avoided.
+    """
+    try:
+        if not directory.is_dir():
+            return {}, None
+        with os.scandir(directory) as found:
+            names = sorted(e.name for e in found if e.name.endswith(".toml"))
+        return {Path(name).stem: directory / name for name in names}, None
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        return {}, printable(
+            f"user profiles folder {directory} cannot be read ({reason}): fix its permissions "
+            f"(chmod u+rx) or point KAME_CONFIG_DIR elsewhere"
+        )
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(problem: str) -> None:
+    # A warning, not an error: the shipped profiles still work without the user's folder.
+    if problem not in _warned:
+        _warned.add(problem)
+        print(f"kame: warning: {problem}; using the shipped profiles", file=sys.stderr)
 
 
 def find_profile(name_or_path: str | None, user_dir: Path | None = None) -> tuple[str, Path, Source]:
@@ -176,10 +211,16 @@ def find_profile(name_or_path: str | None, user_dir: Path | None = None) -> tupl
     if not _NAME.match(spec):
         raise ProfileError(f"bad profile name {show_value(spec)}: use letters, digits, '-', '_' or '.'")
     users_dir = user_dir if user_dir is not None else user_profiles_dir()
-    for directory, source in ((users_dir, "user"), (shipped_profiles_dir(), "shipped")):
-        candidate = directory / f"{spec}.toml"
-        if candidate.is_file():
-            return spec, candidate, typing.cast(Source, source)
+    users, problem = _user_files(users_dir)
+    if spec in users:
+        return spec, users[spec], "user"
+    shipped = shipped_profiles_dir() / f"{spec}.toml"
+    if shipped.is_file():
+        if problem is not None:
+            _warn_once(problem)
+        return spec, shipped, "shipped"
+    if problem is not None:
+        raise ProfileError(f"no shipped profile named {show_value(spec)}, and the {problem}")
     known = ", ".join(e.name for e in list_profiles(user_dir)) or "none"
     raise ProfileError(
         printable(

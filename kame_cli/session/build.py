@@ -11,7 +11,6 @@ import contextlib
 import os
 import sys
 import threading
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TextIO
 
 from kame_cli.bus import EventBus
@@ -205,4 +204,6 @@ def frontend_config(profile: Profile, opts: TalkOptions) -> FrontendConfig:
         overrides["quantize"] = opts.quantize
     if opts.seed is not None:
         overrides["seed"] = opts.seed
-    return replace(profile.frontend, **overrides)
+    from kame_cli.settings import override
+
+    return override(profile.frontend, overrides)

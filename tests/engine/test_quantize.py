@@ -138,4 +138,4 @@ def test_the_profile_key_sets_int8_and_the_flag_overrides_it(tmp_path: Path) -> 
     bad.write_text(offline.replace('model = "random:tiny"', 'model = "random:tiny"\nquantize = "int4"'))
     with pytest.raises(ProfileError) as caught:
         load_profile(str(bad))
-    assert str(caught.value).endswith('[frontend] quantize: unknown value "int4" (known: none, int8)')
+    assert str(caught.value).endswith('[frontend] quantize: must be one of "none", "int8" (got "int4")')

@@ -68,7 +68,7 @@ CASES = {
     ),
     "stt_unknown_device": (
         GOOD_LLM + '[stt]\ndevice = "gpu"\n',
-        '[stt] device: unknown value "gpu" (known: auto, cuda, cpu)',
+        '[stt] device: must be one of "auto", "cuda", "cpu" (got "gpu")',
     ),
     "stt_vad_threshold_out_of_range": (
         GOOD_LLM + "[stt]\nvad_threshold = 1.0\n",
@@ -139,7 +139,7 @@ CASES = {
     ),
     "newline_in_value": (
         GOOD_LLM + '[stt]\ndevice = "cpu\\n\\u001b[31m"\n',
-        '[stt] device: unknown value "cpu\\n\\u001b[31m" (known: auto, cuda, cpu)',
+        '[stt] device: must be one of "auto", "cuda", "cpu" (got "cpu\\n\\u001b[31m")',
     ),
     "policy_unknown_variant": (
         GOOD_LLM + '[policy]\nafter_finish = "sometimes"\n',
@@ -152,6 +152,10 @@ CASES = {
     "frontend_seed_out_of_range": (
         GOOD_LLM + "[frontend]\nseed = 100000000000000000000000000\n",
         "[frontend] seed: must be <= 4294967295",
+    ),
+    "date_for_a_string": (
+        GOOD_LLM + "[stt]\nmodel = 1979-05-27\n",
+        "[stt] model: a date or time is no setting: quote it if it is text",
     ),
     "frontend_negative_temperature": (
         GOOD_LLM + "[frontend]\ntemperature_text = -0.1\n",

@@ -6,11 +6,12 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import httpx
 import psutil
 import pytest
+from pydantic import Field
 
 from kame_cli.backends.stt.config import SttConfig
 from kame_cli.cli import run
@@ -24,6 +25,7 @@ from kame_cli.profiles import (
 )
 from kame_cli.profiles.profile import parse_profile, tomllib
 from kame_cli.profiles.schema import SchemaError, build, to_toml
+from kame_cli.settings import SETTINGS
 
 SHIPPED = ["anthropic", "gemini", "offline", "ollama", "openai", "openai-compatible", "openai-nano"]
 
@@ -131,19 +133,21 @@ def test_cloud_profile_backend_is_just_its_api_base() -> None:
         assert api_base == "http://127.0.0.1:11434"
 
 
-# --- the loader is generic: any dataclass, any new field --------------------------------------
+# --- the loader is generic: any config type, any new field ------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class _Inner:
-    rate: float = field(default=1.0, metadata={"gt": 0})
+    __pydantic_config__ = SETTINGS
+    rate: Annotated[float, Field(gt=0)] = 1.0
 
 
 @dataclass(frozen=True, slots=True)
 class _Settings:
+    __pydantic_config__ = SETTINGS
     mode: Literal["fast", "slow"] = "fast"
     name: str | None = None
-    count: int = field(default=3, metadata={"ge": 1, "le": 9})
+    count: Annotated[int, Field(ge=1, le=9)] = 3
     tags: tuple[str, ...] = ()
     inner: _Inner = field(default_factory=_Inner)
 

@@ -17,6 +17,7 @@ FaultKind = Literal[
     "stalled",
     "disconnected",
     "bad_request",
+    "bad_url",
     "unexpected",
 ]
 
@@ -98,16 +99,34 @@ def _litellm_types() -> dict[str, type[BaseException]]:
     return {name: cls for name, cls in found.items() if isinstance(cls, type)}
 
 
-def _connect_failed(chain: list[BaseException]) -> bool:
-    """Whether the connection itself could not be made (refused, no route, DNS)."""
+_BAD_URL_TYPES = frozenset(
+    {"InvalidURL", "UnsupportedProtocol", "InvalidUrlClientError", "InvalidURLClientError"}
+)
+_CONNECT_TYPES = frozenset({"ConnectError", "ClientConnectorError", "ClientConnectorDNSError"})
+_CONNECT_TIMEOUT_TYPES = frozenset({"ConnectTimeout", "ConnectionTimeoutError", "ServerTimeoutError"})
+
+
+def _never_sent(chain: list[BaseException]) -> tuple[FaultKind, Literal["degraded", "error"], str] | None:
+    """Why the request never reached a server (a URL that does not parse, DNS, a refused or timed-out
+    connection), as (kind, state, words); None when it did reach one.
+
+    LiteLLM gives such failures a status of its own making (500): no server sent it, so these
+    causes are looked for before any status is believed.
+    """
     import socket
 
-    for e in chain:
-        if isinstance(e, ConnectionRefusedError | socket.gaierror):
-            return True
-        if type(e).__name__ in ("ConnectError", "ClientConnectorError", "ClientConnectorDNSError"):
-            return True
-    return False
+    names = {type(e).__name__ for e in chain}
+    if names & _BAD_URL_TYPES or any(type(e) is ValueError and "url" in str(e).lower() for e in chain):
+        return "bad_url", "error", "the URL does not parse: fix api_base"
+    if any(isinstance(e, socket.gaierror) for e in chain) or "ClientConnectorDNSError" in names:
+        return "unreachable", "error", "host name not found (DNS): check api_base"
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        return "unreachable", "error", "connection refused (is the server running?)"
+    if names & _CONNECT_TIMEOUT_TYPES:
+        return "unreachable", "degraded", "connection timed out"
+    if names & _CONNECT_TYPES:
+        return "unreachable", "error", "no connection (is the server running?)"
+    return None
 
 
 def _status_of(chain: list[BaseException]) -> int | None:
@@ -152,6 +171,13 @@ def classify(
         return LlmFault(kind, "degraded", f"{where}: {err}")
     if isinstance(err, StreamCutOff):
         return LlmFault("disconnected", "degraded", f"{where}: stream cut off ({err})")
+    if not first_chunk_seen and (cause := _never_sent(chain)) is not None:
+        kind_, state, words = cause
+        return LlmFault(
+            kind_,
+            state,
+            f"{where} is unreachable: {words}" if kind_ == "unreachable" else f"{where}: {words}",
+        )
     if status in (401, 403) or of("AuthenticationError", "PermissionDeniedError"):
         fix = (
             f"check the key in {key_env}"
@@ -163,8 +189,6 @@ def classify(
         return LlmFault("rate_limited", "degraded", f"{where} is rate limiting (429); backing off", 429)
     if status == 404 or of("NotFoundError"):
         return LlmFault("not_found", "error", f"{where}: model not found ({detail})", status)
-    if _connect_failed(chain) and not first_chunk_seen:
-        return LlmFault("unreachable", "error", f"{where} is unreachable (is the server running?)")
     if of("MidStreamFallbackError") or (first_chunk_seen and not of("Timeout")):
         return LlmFault("disconnected", "degraded", f"{where}: stream cut off ({detail})", status)
     if of("Timeout") or any(isinstance(e, TimeoutError) for e in chain):

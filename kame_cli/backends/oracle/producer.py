@@ -1,8 +1,10 @@
-"""The oracle producer: KAME's restart policy driving LLM streams into the front-end's oracle stream.
+"""The oracle producer: carries out KAME's restart policy with LLM streams into the oracle stream.
 
-It runs an asyncio loop in its own thread and alone owns the conversation and the LLM streams.
-Other threads hand it transcript and front-end events through `on_event`; it hands the front-end
-`OracleReset` / `OracleAppend` / `OracleClear` commands through `send`.
+It runs an asyncio loop in its own thread and alone owns the conversation, the policy's state and
+the LLM streams. Other threads hand it transcript and front-end events through `on_event`; it hands
+the front-end `OracleReset` / `OracleAppend` / `OracleClear` commands through `send`. When to start
+or restart is `RestartPolicy`'s decision (pure, in `policy.py`); this module polls it, starts and
+cancels the streams, and reports faults.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import contextlib
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -21,6 +22,7 @@ from kame_cli.backends.oracle.config import LlmConfig, PolicyConfig, PromptConfi
 from kame_cli.backends.oracle.executor import ClosingExecutor
 from kame_cli.backends.oracle.faults import LlmFault, classify
 from kame_cli.backends.oracle.llm import LlmClient
+from kame_cli.backends.oracle.policy import RestartPolicy, StartReason
 from kame_cli.backends.oracle.prompt import Conversation, build_messages
 from kame_cli.bus import EventSink
 from kame_cli.clock import SessionClock
@@ -88,19 +90,9 @@ class OracleProducer:
         self._client: LlmClient | None = None
         # Everything below belongs to the loop thread.
         self.conversation = Conversation(hold_context=prompt.hold_context)
+        self.restart = RestartPolicy(policy)
         self._generation = 0
         self._running: _Stream | None = None
-        self._pending = False
-        self._final_pending = False
-        # The STT's pause partial (`PolicyConfig.restart_on_pause`) holds words the request lacks.
-        self._pause_pending = False
-        self._words_at_start = 0
-        self._text_at_start: tuple[str, ...] = ()
-        # The last stream completed and, under the reference policy, is still the current answer.
-        self._answered = False
-        self._starts: deque[float] = deque()
-        self._retry_at = 0.0
-        self._backoff = policy.backoff_initial_s
         self._health: Literal["unknown", "ok", "degraded", "error"] = "unknown"
 
     # --- any thread ------------------------------------------------------------------------------
@@ -182,8 +174,7 @@ class OracleProducer:
             except queue.Empty:
                 break
             got_user_text |= self._ingest(event)
-        idle = self._running is None
-        if got_user_text and (self.policy.start_at_once if idle else self.policy.restart_at_once):
+        if got_user_text and self.restart.check_at_once(running=self._running is not None):
             self._evaluate(time.monotonic())
 
     def _ingest(self, event: Event) -> bool:
@@ -192,75 +183,33 @@ class OracleProducer:
             before = conversation.partial
             conversation.set_partial(event.text, event.audio_start)
             changed = bool(conversation.partial) and conversation.partial != before
-            if (
-                event.pause
-                and self.policy.restart_on_pause
-                and conversation.partial
-                and _words(conversation.partial) != self._text_at_start
-            ):
-                self._pause_pending = True
-            if changed or self._pause_pending:
-                self._pending = True
-                return True
-        elif isinstance(event, FinalTranscript):
+            return self.restart.on_partial(conversation.partial, changed=changed, pause=event.pause)
+        if isinstance(event, FinalTranscript):
             conversation.close_user_turn(event.text)
-            if event.text.strip():
-                answering = self._running is not None or self._answered
-                if (
-                    answering
-                    and not self.policy.restart_on_same_final
-                    and _words(event.text) == self._text_at_start
-                ):
-                    # The request already answering is for exactly these words: keep its answer.
-                    return False
-                self._pending = True
-                self._final_pending = True
-                return True
-        elif isinstance(event, FrontendText):
+            return self.restart.on_final(event.text, running=self._running is not None)
+        if isinstance(event, FrontendText):
             conversation.add_frontend_text(event.text)
         return False
 
     def _evaluate(self, now: float) -> None:
-        """KAME's policy: start when idle and text is pending; restart on enough new words or a final
-        (or, as an option, the STT's pause partial)."""
-        if not self._pending or self._closed or now < self._retry_at:
+        """Ask the policy at `now`; start (or restart) a stream when it says so."""
+        if self._closed:
             return
-        policy = self.policy
-        # The reference keeps a finished answer as the current stream: after it, as while a stream
-        # runs, a new request needs enough new words or a final.
-        current = self._running is not None or (self._answered and policy.after_finish == "new_words")
-        if current:
-            grown = self.conversation.user_words - self._words_at_start >= policy.min_new_words
-            final = self._final_pending and policy.restart_on_final
-            if not (grown or final or self._pause_pending):
-                return
-        while self._starts and self._starts[0] <= now - policy.restart_window_s:
-            self._starts.popleft()
-        if len(self._starts) >= policy.max_restarts:
-            return  # capped: the condition is checked again at the next poll
-        if self._final_pending:
-            reason = "final"
-        elif self._pause_pending:
-            reason = "pause"
-        elif self._running is not None:
-            reason = "words"
-        else:
-            reason = "first"
-        self._start(reason, now)
+        reason = self.restart.decide(
+            now, running=self._running is not None, user_words=self.conversation.user_words
+        )
+        if reason is not None:
+            self._start(reason, now)
 
-    def _start(self, reason: str, now: float) -> None:
+    def _start(self, reason: StartReason, now: float) -> None:
         self._cancel_running()
         self._generation += 1
         generation = self._generation
         conversation = self.conversation
         messages = build_messages(self.prompt, conversation.context, conversation.partial)
-        self._words_at_start = conversation.user_words
-        self._text_at_start = _words(conversation.current_user_text)
-        self._answered = False
-        self._pending = False
-        self._final_pending = False
-        self._pause_pending = False
-        self._starts.append(now)
+        self.restart.on_start(
+            now, user_words=conversation.user_words, user_text=conversation.current_user_text
+        )
         self._publish(
             OracleRequestStarted(
                 t=self._clock.now(),
@@ -326,7 +275,7 @@ class OracleProducer:
                     parts.append(raw)
             outcome = "completed"
             if self._is_live(generation):
-                self._answered = True
+                self.restart.on_completed()
             self._mark_ok()
         except asyncio.CancelledError:
             outcome = "cancelled"
@@ -342,7 +291,7 @@ class OracleProducer:
                     t=self._clock.now(), generation=generation, outcome=outcome, text="".join(parts).strip()
                 )
             )
-            if outcome == "completed" and self._pending and self.policy.start_at_once:
+            if outcome == "completed" and self.restart.start_after_completion():
                 self._evaluate(time.monotonic())
 
     def _on_fault(
@@ -363,11 +312,7 @@ class OracleProducer:
             # live first, so nothing of this generation can follow the clear.
             self._running = None
             self._send_command(OracleClear(generation))
-        now = time.monotonic()
-        delay = self._backoff
-        self._retry_at = now + delay
-        self._backoff = min(self._backoff * 2.0, self.policy.backoff_max_s)
-        self._pending = True  # the same text is tried again after the back-off
+        delay = self.restart.on_failed(time.monotonic())  # the same text is tried again after it
         self._health = fault.state
         self._publish(
             BackendStatus(
@@ -379,8 +324,7 @@ class OracleProducer:
         )
 
     def _mark_ok(self) -> None:
-        self._backoff = self.policy.backoff_initial_s
-        self._retry_at = 0.0
+        self.restart.on_answering()
         if self._health != "ok":
             self._health = "ok"
             assert self._client is not None
@@ -395,8 +339,3 @@ class OracleProducer:
 
     def _publish(self, event: Event) -> None:
         self._events.publish(event)
-
-
-def _words(text: str) -> tuple[str, ...]:
-    """A transcript's words for comparison: case and punctuation aside ("Paris." is "paris")."""
-    return tuple(w for w in (word.strip(".,!?;:\"'").lower() for word in text.split()) if w)

@@ -8,10 +8,9 @@ and noise cost nothing and produce no text.
 Partials: while a turn is open, each `process_iter()` re-decodes its window (greedy by default)
 and commits words by LocalAgreement-2 (what two consecutive hypotheses agree on). The committed
 words are forced as the decoder's prefix, so each decode only writes the rest; what it writes is
-first cleaned of re-reads (the 1-5 words just committed written again, or a run of 3+ words the
-window already holds), no word is committed before the turn holds `min_commit_s` of audio, and a
-commit never ends inside a number ("twenty" waits for "five", unless the latest hypothesis goes on
-with a word that cannot extend it); numbers agree by value ("Two" and "2"). A turn's first partial
+first cleaned of re-reads, and no word is committed before the turn holds `min_commit_s` of audio.
+The text rules (agreement, numbers, re-reads) are pure functions in `agreement.py`; this module
+keeps the audio, the VAD, the window and the decodes. A turn's first partial
 decode runs as soon as it holds `min_audio_s` of speech (`decode_due`), not at the next step.
 Past `trim_window_s` the window is cut at a pause after its committed words, to keep decodes
 cheap; the cut-off words prompt the next decodes.
@@ -31,11 +30,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from kame_cli.backends.stt import agreement
+from kame_cli.backends.stt.agreement import agreed_count, without_rereads, words_after_committed
 from kame_cli.backends.stt.audio import VAD_WINDOW, WHISPER_RATE, StreamingVad
 from kame_cli.backends.stt.config import SttConfig
 from kame_cli.backends.stt.decoder import WindowDecoder, Word, drop_repeats, join_words
 from kame_cli.backends.stt.model import SttModel
-from kame_cli.backends.stt.text import NUMBER_WORDS, normalize_words
+from kame_cli.backends.stt.text import normalize_words
 from kame_cli.events import FinalTranscript, PartialTranscript
 
 TranscriptEvent = PartialTranscript | FinalTranscript
@@ -49,12 +50,6 @@ _SNAP_S = 0.12
 """How far from an aligned word end a cut may move to land in a pause."""
 _MIN_KEEP_S = 1.0
 """A cut leaves at least this much audio in the window."""
-_OVERLAP_MAX = 5
-"""Longest run of just-committed words a decode may write again at its start (then dropped)."""
-_REREAD_MIN = 3
-"""Words in a row that, already in the window, may start a re-read of it."""
-_REREAD_SURE = 5
-"""Words in a row read again that make a re-read even when other words follow."""
 _PIECE_S = 10.0
 """A window cut this far past the start of a turn's undecoded audio ends a piece of its final:
 the piece is decoded then, once, so the final's own decode stays short however long the turn."""
@@ -280,7 +275,7 @@ class StreamingRecognizer:
         self.stats.decodes += 1
         words = self._without_rereads(turn, list(decoded.words))
         if turn.tentative is not None and self._pos - turn.start >= self._min_commit:
-            agreed = _outside_number(words, _common_prefix(turn.tentative, words))
+            agreed = agreed_count(turn.tentative, words)
             turn.committed += words[:agreed]
             turn.window_committed += words[:agreed]
             words = words[agreed:]
@@ -298,13 +293,7 @@ class StreamingRecognizer:
         last two): the turn's last words need not wait for the closing silence to run out. The
         partial is marked `pause` even when there is nothing to add (the partials already held the
         turn's words): it tells the oracle that the user has stopped, as a final would."""
-        keys = [w.key for w in turn.committed]
-        decoded = [w.key for w in words]
-        tail = keys[-2:]
-        starts = [
-            i + len(tail) for i in range(len(decoded) - len(tail) + 1) if decoded[i : i + len(tail)] == tail
-        ]
-        rest = words if not tail else words[starts[-1] :] if starts else []
+        rest = words_after_committed(turn.committed, words)
         if rest:
             turn.committed += rest
             turn.window_committed += rest
@@ -327,34 +316,8 @@ class StreamingRecognizer:
         )
 
     def _without_rereads(self, turn: _Turn, words: list[Word]) -> list[Word]:
-        """`words` (a decode's new words) without what only reads the window's audio again: the
-        last 1-5 committed words written again at their start, and everything from a re-read.
-
-        A re-read is a run of `_REREAD_MIN`+ words that the window's committed words or earlier
-        new words already hold, and that either goes on to the end of the hypothesis or is
-        `_REREAD_SURE` words long. Whisper reading its window again runs to the window's end;
-        a sentence that says "the invention of" twice goes on with other words after 3-4, and is
-        kept (dropping it held 10 words of `ljspeech_LJ001-0005` until the pause)."""
-        committed = [w.key for w in turn.committed]
-        for n in range(min(_OVERLAP_MAX, len(committed), len(words)), 0, -1):
-            if [w.key for w in words[:n]] == committed[-n:]:
-                words = words[n:]
-                break
-        keys = [w.key for w in (*turn.window_committed, *words)]
-        first = len(turn.window_committed)
-        starts: dict[tuple[str, ...], list[int]] = {}
-        for j in range(first - _REREAD_MIN + 1):
-            starts.setdefault(tuple(keys[j : j + _REREAD_MIN]), []).append(j)
-        for i in range(first, len(keys) - _REREAD_MIN + 1):
-            for j in starts.get(tuple(keys[i : i + _REREAD_MIN]), ()):
-                run = _REREAD_MIN
-                while i + run < len(keys) and j + run < i and keys[j + run] == keys[i + run]:
-                    run += 1
-                if i + run == len(keys) or run >= _REREAD_SURE:
-                    return words[: i - first]
-            j = i - _REREAD_MIN + 1
-            starts.setdefault(tuple(keys[j : i + 1]), []).append(j)
-        return words
+        """`words` (a decode's new words) without what only reads the window's audio again."""
+        return without_rereads(turn.committed, turn.window_committed, words)
 
     def _decode_piece(self, turn: _Turn, audio: np.ndarray, context: list[Word]) -> tuple[list[Word], str]:
         """Words and text of `audio` (part of `turn`) as its final has them: one decode, no prefix."""
@@ -482,43 +445,6 @@ class StreamingRecognizer:
             self._probs_first = window
 
 
-def _is_number(word: Word) -> bool:
-    key = word.key
-    return any(ch.isdigit() for ch in key) or key in NUMBER_WORDS
-
-
-def _extends_number(word: Word) -> bool:
-    """Whether `word` may go on a number before it ("twenty" "five", "100" "and", "3" "point")."""
-    return _is_number(word) or word.key in ("and", "point")
-
-
-def _outside_number(words: list[Word], agreed: int) -> int:
-    """`agreed`, moved back before a number it would end in: the next word may extend it
-    ("twenty" -> "twenty five", "100 and" -> "140"), so the number waits to be committed whole.
-    A number the latest hypothesis already follows with a word that cannot extend it is whole
-    ("1800" in "1800 he later"): kept, so it is not held to the end of the turn."""
-    if agreed < len(words) and words[agreed].key and not _extends_number(words[agreed]):
-        return agreed
-    while agreed > 0 and (
-        _is_number(words[agreed - 1])
-        or (agreed > 1 and words[agreed - 1].key in ("and", "point") and _is_number(words[agreed - 2]))
-    ):
-        agreed -= 1
-    return agreed
-
-
-def _same_word(a: Word, b: Word) -> bool:
-    """The same word for agreement; a number counts as the same however it is written ("Two" and
-    "2", "1,800" and "1800"): decodes of a growing window often switch between the forms."""
-    if a.key == b.key:
-        return bool(a.key)
-    return (_is_number(a) or _is_number(b)) and normalize_words(a.text) == normalize_words(b.text)
-
-
-def _common_prefix(a: list[Word], b: list[Word]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if not _same_word(x, y):
-            break
-        n += 1
-    return n
+# The agreement rules under the names the recognizer's tests import them by.
+_common_prefix = agreement.common_prefix
+_outside_number = agreement.outside_number

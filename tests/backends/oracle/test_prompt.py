@@ -43,3 +43,28 @@ def test_messages_hold_system_prompt_and_last_turns() -> None:
         },
     ]
     assert build_messages(prompt, [], "")[1]["content"] == "Talk:\n\nReply:"
+
+
+def test_hold_context_shows_the_conversation_as_it_stood_when_the_turn_began() -> None:
+    held = Conversation(hold_context=True)
+    plain = Conversation(hold_context=False)
+    for conversation in (held, plain):
+        conversation.set_partial("hello", turn_start=0.0)
+        conversation.close_user_turn("hello there")
+        conversation.add_frontend_text("\u2581Hi")
+        conversation.set_partial("what is", turn_start=2.0)  # a new turn begins
+        conversation.add_frontend_text("\u2581how")  # the front-end talks on during it
+        conversation.set_partial("what is the time", turn_start=2.0)
+    assert held.context == [Turn("User", "hello there"), Turn("Assistant", " Hi")]
+    assert plain.context == [Turn("User", "hello there"), Turn("Assistant", " Hi how")]
+    # The final's request too sees the held lines, then the final; the front-end's words join next turn.
+    held.close_user_turn("what is the time")
+    assert held.context == [
+        Turn("User", "hello there"),
+        Turn("Assistant", " Hi"),
+        Turn("User", "what is the time"),
+    ]
+    held.set_partial("thanks", turn_start=5.0)
+    assert (
+        held.context[-1] == Turn("User", "what is the time") and Turn("Assistant", " Hi how") in held.context
+    )
