@@ -18,9 +18,12 @@ import json, os, signal, sys, threading, time
 from pathlib import Path
 import psutil
 
+watched = []
+
 def interrupt_when(marker):
     def watch():
-        while not any(marker in " ".join(c.cmdline()) for c in psutil.Process().children()):
+        while not watched:
+            watched.extend(c.pid for c in psutil.Process().children() if marker in " ".join(c.cmdline()))
             time.sleep(0.005)
         os.kill(os.getpid(), signal.SIGINT)
     threading.Thread(target=watch, daemon=True).start()
@@ -39,7 +42,8 @@ try:
     outcome = "finished"
 except KeyboardInterrupt:
     outcome = "interrupted"
-print(json.dumps({"outcome": outcome, "children": [c.cmdline() for c in psutil.Process().children()]}))
+children = [c.cmdline() for c in psutil.Process().children()]
+print(json.dumps({"outcome": outcome, "children": children, "watched": watched}))
 """
 
 
@@ -51,24 +55,21 @@ def _run(*args: str) -> dict:
     return json.loads(done.stdout)
 
 
-def _running(marker: str) -> list[str]:
-    found = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        cmdline = " ".join(proc.info["cmdline"] or [])
-        if marker in cmdline and proc.info["status"] != psutil.STATUS_ZOMBIE:
-            found.append(cmdline)
-    return found
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def test_ctrl_c_during_the_conversion_leaves_no_converter_and_no_half_copy(tmp_path: Path) -> None:
     result = _run("convert", str(tmp_path))
-    assert result == {"outcome": "interrupted", "children": []}
+    assert result["outcome"] == "interrupted" and result["children"] == [], result
     assert [p.name for p in tmp_path.iterdir()] == [".gguf.lock"], "no copy, whole or half"
-    assert not _running(str(tmp_path))
+    assert result["watched"] and not any(_running(pid) for pid in result["watched"])
 
 
 def test_ctrl_c_while_the_server_loads_leaves_no_server() -> None:
-    before = set(_running("kame_cli.backends.oracle.llama_child"))
     result = _run("server")
-    assert result == {"outcome": "interrupted", "children": []}
-    assert set(_running("kame_cli.backends.oracle.llama_child")) <= before
+    assert result["outcome"] == "interrupted" and result["children"] == [], result
+    assert result["watched"] and not any(_running(pid) for pid in result["watched"])
