@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kame_cli.errors import ConfigError, KameError, RuntimeFailure
-from kame_cli.serve import metadata, protocol
+from kame_cli.serve import metadata, page, protocol
 from kame_cli.serve.admission import Admission, Ticket
 from kame_cli.serve.metrics import ServeMetrics
 from kame_cli.serve.options import ServeOptions, frontend_config
@@ -97,6 +97,7 @@ class KameServer:
         app.router.add_get("/api/chat", self.handle_chat)
         app.router.add_get("/healthz", self.handle_healthz)
         app.router.add_get("/metrics", self.handle_metrics)
+        page.add_routes(app)
         tls = self._tls()
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None, keepalive_timeout=5.0)
         await self._runner.setup()
