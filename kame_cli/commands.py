@@ -107,35 +107,24 @@ def talk(
         from kame_cli.serve.client import talk_remote
 
         raise typer.Exit(talk_remote(**locals()))
-    from kame_cli.engine.config import quantize_flag
-    from kame_cli.session.talk import TalkOptions, run_talk
+    from kame_cli.session.options import EchoSpec, FrontendSpec, InputSpec, OutputSpec, TalkOptions
+    from kame_cli.session.talk import run_talk
 
-    code = run_talk(
-        TalkOptions(
-            profile=profile,
-            model=model,
-            device=device,
-            half=half,
-            quantize=quantize_flag(quantize),
-            input_file=input_file,
-            fast=fast,
-            output_file=output_file,
-            output_stereo=output_stereo,
-            input_device=input_device,
-            output_device=output_device,
-            no_speaker=no_speaker,
-            log_dir=log_dir,
-            no_ui=no_ui,
-            no_llm=no_llm,
-            seed=seed,
-            realtime=realtime,
-            debug_step_delay_ms=debug_step_delay_ms,
-            aec=aec,
-            headphones=headphones,
-            echo_reference=echo_reference,
-        )
+    opts = TalkOptions(
+        profile=profile,
+        frontend=FrontendSpec(model=model, device=device, half=half, quantize=quantize, seed=seed),
+        input=InputSpec(file=input_file, fast=fast, device=input_device),
+        output=OutputSpec(
+            file=output_file, stereo=output_stereo, device=output_device, speaker=not no_speaker
+        ),
+        echo=EchoSpec(aec=aec, headphones=headphones, reference=echo_reference),
+        log_dir=log_dir,
+        no_ui=no_ui,
+        no_llm=no_llm,
+        realtime=realtime,
+        debug_step_delay_ms=debug_step_delay_ms,
     )
-    raise typer.Exit(code)
+    raise typer.Exit(run_talk(opts))
 
 
 def devices() -> None:

@@ -34,6 +34,25 @@ def probe_timeout_s() -> float:
     return float(constants.HF_HUB_ETAG_TIMEOUT)
 
 
+def transport_errors() -> tuple[type[Exception], ...]:
+    """The errors a refused, unresolvable or silent hub raises: huggingface_hub < 1.0 talks through
+    requests, 1.x through httpx. Catch them after HfHubHTTPError, which the hub raises for an answer."""
+    errors: list[type[Exception]] = []
+    try:
+        import requests
+
+        errors.append(requests.RequestException)
+    except ImportError:  # huggingface_hub 1.x no longer needs it
+        pass
+    try:
+        import httpx
+
+        errors.append(httpx.HTTPError)
+    except ImportError:  # huggingface_hub < 1.0 does not need it
+        pass
+    return tuple(errors)
+
+
 def offline_miss(subject: str, fallback: str) -> ModelNotAvailableError:
     """The error for a model that is not cached while the hub is off limits; `fallback` is the local fix."""
     return ModelNotAvailableError(
@@ -48,7 +67,6 @@ def list_repo_files(repo_id: str, revision: str | None, *, subject: str, fallbac
     Raises ModelNotAvailableError (one line, starting with `subject`, ending with `fallback` where a
     local copy is the way out) when the repo cannot be asked or does not exist.
     """
-    import requests
     from huggingface_hub import HfApi, constants
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -79,7 +97,7 @@ def list_repo_files(repo_id: str, revision: str | None, *, subject: str, fallbac
             f"{subject}: the Hugging Face hub at {constants.ENDPOINT} answered HTTP {status}: "
             f"retry later, or {fallback}"
         ) from None
-    except requests.RequestException as err:  # refused, DNS, TLS, or no answer within the timeout
+    except transport_errors() as err:  # refused, DNS, TLS, or no answer within the timeout
         raise ModelNotAvailableError(
             f"{subject}: not in the Hugging Face cache and the hub at {constants.ENDPOINT} is unreachable "
             f"({type(err).__name__} within {timeout:g} s): connect to the internet, or {fallback}"

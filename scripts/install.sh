@@ -8,8 +8,9 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 $SUDO apt-get update -qq
 # espeak-ng + sox: speech for tests; libportaudio2: sounddevice; tmux: the panel test;
-# chromium + chromium-driver: the web page's test (Selenium drives the system browser, no download).
-$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox libportaudio2 tmux chromium chromium-driver >/dev/null
+# chromium + chromium-driver: the web page's test (Selenium drives the system browser, no download);
+# haproxy: deploy/haproxy.cfg and its test.
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox libportaudio2 tmux chromium chromium-driver haproxy >/dev/null
 
 PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv

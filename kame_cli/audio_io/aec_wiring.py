@@ -4,12 +4,18 @@ The hook is a callable, frame in and frame out, that the session calls on every 
 before any consumer (front-end, STT) sees it. Live, its reference is the speaker's output as played
 (tapped in the speaker's callback); when a recorded session is replayed (`--echo-reference`), it is
 the recording's assistant channel, frame for frame.
+
+`EchoSpec` is what the command line asks (`--aec`, `--headphones`, `--echo-reference`); the session
+checks it with the other flags (`session.options.TalkOptions.validate`, which calls `EchoSpec.check`;
+`kame talk --server` calls that alone) and passes it down whole to
+`build_microphone_echo`, which resolves it against the profile's `[audio]` table (`aec_mode`).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,22 +56,39 @@ class MicrophoneEcho:
         return self.canceller.process(pcm, frame_latency, device_latency)
 
 
-def aec_mode(cfg: AudioConfig, *, aec: str | None, headphones: bool) -> str:
-    """The profile's `[audio] aec` with the command line's `--aec` / `--headphones` over it."""
-    if aec is not None and aec not in AEC_MODES:
-        raise ConfigError(f"--aec must be one of {', '.join(AEC_MODES)} (got {aec!r})")
-    if headphones and aec == "on":
-        raise ConfigError("--headphones turns echo cancellation off: drop --aec on, or drop --headphones")
-    if headphones:
+@dataclass(frozen=True)
+class EchoSpec:
+    """The command line's echo settings; None keeps the profile's `[audio] aec`."""
+
+    aec: str | None = None
+    """`auto` (on when a speaker plays into the microphone), `on` or `off`."""
+    headphones: bool = False
+    """The assistant plays into headphones: no echo to cancel (same as `aec = "off"`)."""
+    reference: Path | None = None
+    """Replay a recorded session: the assistant's output as played while the input was recorded (a
+    log's output.wav, or the same `--output-stereo` file)."""
+
+    def check(self) -> None:
+        """The echo flags' own contradictions, as one line (`TalkOptions.validate` calls it with the
+        checks between these and the other flags)."""
+        if self.aec is not None and self.aec not in AEC_MODES:
+            raise ConfigError(f"--aec must be one of {', '.join(AEC_MODES)} (got {self.aec!r})")
+        if self.headphones and self.aec == "on":
+            raise ConfigError("--headphones turns echo cancellation off: drop --aec on, or drop --headphones")
+
+
+def aec_mode(cfg: AudioConfig, echo: EchoSpec) -> str:
+    """The profile's `[audio] aec` with the command line's (`EchoSpec.check` passed) over it."""
+    if echo.headphones:
         return "off"
-    return aec if aec is not None else cfg.aec
+    return echo.aec if echo.aec is not None else cfg.aec
 
 
-def input_channel(input_file: Path | None, echo_reference: Path | None) -> int | None:
+def input_channel(input_file: Path | None, echo: EchoSpec) -> int | None:
     """0 (the user's channel) when the input is the same two-channel recording as the reference."""
-    if input_file is None or echo_reference is None:
+    if input_file is None or echo.reference is None:
         return None
-    if input_file.resolve() != echo_reference.resolve():
+    if input_file.resolve() != echo.reference.resolve():
         return None
     import soundfile
 
@@ -78,11 +101,10 @@ def input_channel(input_file: Path | None, echo_reference: Path | None) -> int |
 
 def build_microphone_echo(
     cfg: AudioConfig,
-    mode: str,
+    echo: EchoSpec,
     *,
     source: Any,
     speaker: SpeakerSink | None,
-    echo_reference: Path | None,
     events: EventSink | None,
     clock: SessionClock,
 ) -> MicrophoneEcho | None:
@@ -93,14 +115,17 @@ def build_microphone_echo(
 
     microphone = isinstance(source, MicrophoneSource)
     playing = microphone and speaker is not None
-    if not resolve_aec(mode, speaker_and_microphone=playing, echo_reference=echo_reference is not None):
+    recorded = echo.reference
+    if not resolve_aec(
+        aec_mode(cfg, echo), speaker_and_microphone=playing, echo_reference=recorded is not None
+    ):
         return None
     reference: Iterator[np.ndarray] | None = None
-    if echo_reference is not None:
-        probe = FileSource(echo_reference, paced=False)
+    if recorded is not None:
+        probe = FileSource(recorded, paced=False)
         channel = 1 if probe.source_channels == 2 else None
         probe.stop()
-        reference = FileSource(echo_reference, paced=False, channel=channel).frames()
+        reference = FileSource(recorded, paced=False, channel=channel).frames()
     try:
         canceller = EchoCanceller(
             engine=cfg.aec_engine,

@@ -104,6 +104,7 @@ def isolation(
 ) -> dict[str, Any]:
     """Run both sessions and return the figures."""
     from kame_cli.bench.soak import soak_input
+    from kame_cli.session.options import FrontendSpec, InputSpec
     from kame_cli.session.talk import TalkOptions, run_talk
     from kame_cli.stats import percentile
 
@@ -114,8 +115,8 @@ def isolation(
             log_dir = Path(tmp) / name
             opts = TalkOptions(
                 profile=profile,
-                model=model,
-                input_file=wav,
+                frontend=FrontendSpec(model=model),
+                input=InputSpec(file=wav),
                 log_dir=log_dir,
                 backends=name == "tandem",
                 realtime=realtime,

@@ -11,7 +11,12 @@ comes back. Figures:
   one before;
 - step p50/p99, deadline misses, late client frames (the server's counts);
 - the informed-oracle latency per turn (`kame bench tandem`'s measure (a), on each client's log);
-- the step p99 of a local `kame talk` of the same audio in the same run, and the ratio.
+- the step p99 of a local `kame talk` of the same audio in the same run, and the ratio;
+- the batch's cost: the server runs `--max-sessions N` (all N clients in one batch), and its step
+  p50 over the local session's (B = 1) in the same run is `step_ratio_vs_b1`; `sessions_held` counts
+  the clients that held real time (no audio gap); `cpu_per_session_pct` is the server's CPU (its
+  processes and their children: front-end host, back-ends) over the clients' run, per session, in %
+  of one core.
 """
 
 from __future__ import annotations
@@ -183,7 +188,7 @@ def informed_in_log(directory: Path, audio: Any) -> list[float]:
 def _start_server(profile: str, model: str, clients: int, log: TextIO) -> tuple[subprocess.Popen[str], str]:
     command = [
         sys.executable, "-m", "kame_cli.cli", "serve", "--port", "0", "--profile", profile,
-        "--model", model, "--max-queue", str(max(0, clients - 1)),
+        "--model", model, "--max-sessions", str(clients), "--max-queue", "0",
     ]  # fmt: skip
     process = subprocess.Popen(
         command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
@@ -223,20 +228,44 @@ def _late_frames(url: str) -> float:
     return _metric(url, "kame_late_frames_total")
 
 
-def _local_p99(wav: Path, profile: str, model: str, directory: Path) -> float:
+def _cpu_seconds(pid: int) -> float:
+    """CPU time of a process and everything under it, the children that ended included (their parent
+    collected their times)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for process in tree:
+        try:
+            t = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
+def _local_steps(wav: Path, profile: str, model: str, directory: Path) -> list[float]:
     import io
 
+    from kame_cli.session.options import FrontendSpec, InputSpec
     from kame_cli.session.talk import TalkOptions, run_talk
-    from kame_cli.stats import percentile
 
-    run_talk(
-        TalkOptions(profile=profile, model=model, input_file=wav, log_dir=directory, no_ui=True),
-        out=io.StringIO(),
+    opts = TalkOptions(
+        profile=profile,
+        frontend=FrontendSpec(model=model),
+        input=InputSpec(file=wav),
+        log_dir=directory,
+        no_ui=True,
     )
     from kame_cli.session.logfile import read_log
 
+    run_talk(opts, out=io.StringIO())
     events = read_log(directory / "events.jsonl")
-    return percentile([e.total_ms for e in events if isinstance(e, StepTiming)], 99)
+    return [e.total_ms for e in events if isinstance(e, StepTiming)]
 
 
 def _inputs(audio_dir: Path | None, clients: int, seconds: float, tmp: Path) -> list[Path]:
@@ -277,7 +306,7 @@ def bench_serve(
 
         sf.write(baseline_wav, audios[0], 24_000, subtype="PCM_16")
         print(f"serve bench: a local session of the same {seconds:.0f} s first…", file=log, flush=True)
-        local_p99 = _local_p99(baseline_wav, profile, model, tmp / "local")
+        local_steps = _local_steps(baseline_wav, profile, model, tmp / "local")
         local_informed = informed_in_log(tmp / "local", audios[0])
         process, url = _start_server(profile, model, clients, log)
         # The clients stand for other machines: on this one they yield the CPU to the server.
@@ -292,7 +321,9 @@ def bench_serve(
                     )
                 )
 
+            cpu_before, began = _cpu_seconds(process.pid), time.monotonic()
             runs = asyncio.run(everyone())
+            cpu_s, wall_s = _cpu_seconds(process.pid) - cpu_before, time.monotonic() - began
             late = _late_frames(url)
         finally:
             _stop_server(process)
@@ -305,6 +336,9 @@ def bench_serve(
         ]
     added = [ms for r in served for ms in r.added_ms]
     step_p99 = percentile(steps, 99) if steps else 0.0
+    local_p99 = percentile(local_steps, 99) if local_steps else 0.0
+    step_p50, local_p50 = (percentile(steps, 50) if steps else None), percentile(local_steps, 50)
+    gaps = [r.gaps() for r in served]
     return {
         "clients": clients,
         "seconds": seconds,
@@ -314,11 +348,15 @@ def bench_serve(
         "connect_to_first_audio_ms": [r.first_audio_ms for r in served],
         "round_trip_added_ms_p50": percentile(added, 50) if added else None,
         "round_trip_added_ms_p99": percentile(added, 99) if added else None,
-        "audio_gaps": [r.gaps() for r in served],
-        "step_p50_ms": percentile(steps, 50) if steps else None,
+        "audio_gaps": gaps,
+        "step_p50_ms": step_p50,
         "step_p99_ms": step_p99,
+        "local_step_p50_ms": local_p50,
         "local_step_p99_ms": local_p99,
         "step_p99_ratio_vs_local": step_p99 / local_p99 if local_p99 else None,
+        "step_ratio_vs_b1": step_p50 / local_p50 if step_p50 and local_p50 else None,
+        "sessions_held": sum(1 for g in gaps if g == 0),
+        "cpu_per_session_pct": round(100.0 * cpu_s / wall_s / len(served), 1) if served else None,
         "deadline_misses": sum(1 for r in served for e in r.events if isinstance(e, DeadlineMiss)),
         "late_frames": int(late),
         "informed_oracle_s": [[round(x, 3) for x in per] for per in informed],
@@ -347,6 +385,13 @@ def _print(f: dict[str, Any], out: TextIO) -> None:
         f"  step p50 {ms(f['step_p50_ms'])}  p99 {ms(f['step_p99_ms'])}"
         f"  (local {ms(f['local_step_p99_ms'])}, ratio {shown})  misses {f['deadline_misses']}"
         f"  late frames {f['late_frames']}",
+        file=out,
+    )
+    b1 = f["step_ratio_vs_b1"]
+    print(
+        f"  batch of {f['clients']}: step p50 {ms(f['step_p50_ms'])} over {ms(f['local_step_p50_ms'])} at"
+        f" B = 1: {'-' if b1 is None else f'{b1:.2f}'}x;  held real time (no gap): {f['sessions_held']}"
+        f" of {f['clients']};  server CPU per session {f['cpu_per_session_pct']} % of a core",
         file=out,
     )
     print(

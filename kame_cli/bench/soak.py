@@ -126,6 +126,7 @@ def soak(
     """Run the session and return the figures."""
     from kame_cli.bench.isolation import panel_terminal
     from kame_cli.session.logfile import read_log
+    from kame_cli.session.options import FrontendSpec, InputSpec
     from kame_cli.session.talk import TalkOptions, run_talk
     from kame_cli.stats import percentile
 
@@ -135,8 +136,8 @@ def soak(
         sampler = RssSampler()
         opts = TalkOptions(
             profile=profile,
-            model=model,
-            input_file=wav,
+            frontend=FrontendSpec(model=model),
+            input=InputSpec(file=wav),
             log_dir=log_dir,
             no_ui=not panel,
             no_llm=no_llm,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import enum
 import json
 import subprocess
 import sys
@@ -127,6 +128,37 @@ def directory_clips(directory: Path, out: TextIO) -> list[Clip]:
             f"--audio-dir {directory}: no .wav/.flac/.ogg file with a .txt transcript beside it"
         )
     return clips
+
+
+def through_channel(
+    clips: list[Clip], channel: str, seed: int, snr_db: float, offset: int = 0, every: int = 1
+) -> list[Clip]:
+    """Clips `offset::every` with their speech (the padding left as it is) through `channel`; the
+    noisy channel's babble comes from the whole set."""
+    from kame_cli.bench.channels import apply
+    from kame_cli.errors import AudioFileError
+
+    if channel == "noisy" and len(clips) < 2:
+        raise AudioFileError("--channel noisy: needs at least two clips (the others make the babble)")
+    lead, tail = round(_LEAD_S * _RATE), round(_TAIL_S * _RATE)
+    pool = [c.audio[lead : len(c.audio) - tail] for c in clips]
+    return [
+        dataclasses.replace(clips[i], audio=_padded(apply(channel, pool, i, _RATE, seed, snr_db)))
+        for i in range(offset, len(clips), every)
+    ]
+
+
+def describe_channel(channel: str, seed: int, snr_db: float) -> str:
+    from kame_cli.bench.channels import PHONE_BAND_HZ, PHONE_RATE, TEMPO_RANGE
+
+    return {
+        "clean": "clean (as recorded)",
+        "telephone": (
+            f"telephone ({PHONE_RATE} Hz, {PHONE_BAND_HZ[0]}-{PHONE_BAND_HZ[1]} Hz band-pass, GSM 06.10)"
+        ),
+        "noisy": f"noisy (babble of three other clips at {snr_db:g} dB SNR, seed {seed})",
+        "fast": f"fast (sox tempo {TEMPO_RANGE[0]}-{TEMPO_RANGE[1]} per clip, seed {seed})",
+    }[channel]
 
 
 # --- feeding the worker ---------------------------------------------------------------------------
@@ -383,6 +415,9 @@ def bench(
     every: int = 1,
     offset: int = 0,
     settings: list[str] | None = None,
+    channel: str = "clean",
+    seed: int = 0,
+    snr_db: float = 10.0,
 ) -> None:
     """Run every clip streaming and offline; print per-clip results, then the figures and targets."""
     import numpy as np
@@ -408,7 +443,7 @@ def bench(
         model.path, device=model.device, compute_type=model.compute_type, cpu_threads=threads
     )
     clips = directory_clips(audio_dir, out) if audio_dir is not None else espeak_clips(voice, speed)
-    clips = clips[offset::every]
+    clips = through_channel(clips, channel, seed, snr_db, offset, every)
     source = str(audio_dir) if audio_dir is not None else f"espeak-ng {voice} {speed} wpm"
     pace = "as fast as possible (lags in audio time)" if fast else "paced at real time"
     print(
@@ -417,6 +452,7 @@ def bench(
         file=out,
     )
     print(f"clips: {len(clips)} from {source} (every {every} from {offset}), fed {pace}", file=out)
+    print(f"channel: {describe_channel(channel, seed, snr_db)}", file=out)
     results: list[ClipResult] = []
     decode_ms: list[float] = []
     for clip in clips:
@@ -454,6 +490,9 @@ def bench(
         "clips": len(clips),
         "words": words,
         "paced": not fast,
+        "channel": channel,
+        "seed": seed,
+        "snr_db": snr_db if channel == "noisy" else None,
         "model": model.name,
         "step_s": cfg.step_s,
         "beam": cfg.beam_size,
@@ -534,6 +573,13 @@ def _mark(ok: bool) -> str:
     return "ok" if ok else "MISSED"
 
 
+class ChannelName(enum.StrEnum):
+    clean = "clean"
+    telephone = "telephone"
+    noisy = "noisy"
+    fast = "fast"
+
+
 def register(bench_app: typer.Typer) -> None:
     @bench_app.command("stt")
     def stt_command(
@@ -564,6 +610,12 @@ def register(bench_app: typer.Typer) -> None:
             list[str] | None,
             typer.Option("--set", help="An [stt] setting for this run, KEY=VALUE (repeatable)."),
         ] = None,
+        channel: Annotated[
+            ChannelName,
+            typer.Option(help="Apply to each clip: telephone (8 kHz GSM), noisy (babble), fast (tempo)."),
+        ] = ChannelName.clean,
+        seed: Annotated[int, typer.Option(help="Seed of the noisy and fast channels.")] = 0,
+        snr: Annotated[float, typer.Option(help="Speech-to-babble ratio (dB) of --channel noisy.")] = 10.0,
     ) -> None:
         """Streaming STT vs the same model offline: WER, duplicated words, commit lag, final latency, RTF."""
         bench(
@@ -580,4 +632,7 @@ def register(bench_app: typer.Typer) -> None:
             every,
             offset,
             settings,
+            channel.value,
+            seed,
+            snr,
         )

@@ -11,11 +11,10 @@ class HubUnavailable(Exception):
 
 def repo_file_sizes(repo_id: str, revision: str | None = None) -> dict[str, int]:
     """name -> bytes of every file in `repo_id`, or HubUnavailable."""
-    import requests
     from huggingface_hub import HfApi, constants
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
 
-    from kame_cli.hub import hub_offline, probe_timeout_s
+    from kame_cli.hub import hub_offline, probe_timeout_s, transport_errors
 
     if hub_offline():
         raise HubUnavailable("HF_HUB_OFFLINE is set")
@@ -29,7 +28,7 @@ def repo_file_sizes(repo_id: str, revision: str | None = None) -> dict[str, int]
     except HfHubHTTPError as err:
         status = err.response.status_code if err.response is not None else "no status"
         raise HubUnavailable(f"the hub at {constants.ENDPOINT} answered HTTP {status}") from None
-    except requests.RequestException as err:  # refused, DNS, TLS, or no answer within the timeout
+    except transport_errors() as err:  # refused, DNS, TLS, or no answer within the timeout
         raise HubUnavailable(
             f"the hub at {constants.ENDPOINT} is unreachable ({type(err).__name__} within {timeout:g} s)"
         ) from None

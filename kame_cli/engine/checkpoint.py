@@ -13,7 +13,7 @@ from typing import Any
 
 from kame_cli.engine.config import FrontendConfig
 from kame_cli.errors import CheckpointError, ModelNotAvailableError
-from kame_cli.hub import hub_offline, is_repo_id, list_repo_files, offline_miss
+from kame_cli.hub import hub_offline, is_repo_id, list_repo_files, offline_miss, transport_errors
 
 CONFIG_NAME = "config.json"
 # moshi's names for repos whose config.json does not name the files (and legacy repos without one).
@@ -164,12 +164,11 @@ class _HubRepo:
         return self._remote_files
 
     def _download(self, name: str) -> Path:
-        import requests
         from huggingface_hub import hf_hub_download
 
         try:
             return Path(hf_hub_download(self.repo_id, name, revision=self.revision, cache_dir=self.cache_dir))
-        except requests.RequestException as err:
+        except transport_errors() as err:
             first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise ModelNotAvailableError(
                 f"{self.repo_id}: downloading '{name}' failed ({first_line[:160]}): retry when online"

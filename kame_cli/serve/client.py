@@ -166,19 +166,13 @@ class RemoteSession:
         if (o.input_file is None and not o.no_speaker) or o.output_device is not None:
             speaker = SpeakerSink(o.output_device, clock=self.clock, events=self._local)
             self._outputs.append(speaker)
-        from kame_cli.audio_io.aec_wiring import aec_mode, build_microphone_echo
+        from kame_cli.audio_io.aec_wiring import EchoSpec, build_microphone_echo
         from kame_cli.audio_io.config import AudioConfig
 
-        audio = AudioConfig()
-        mode = aec_mode(audio, aec=o.aec, headphones=o.headphones)
+        echo = EchoSpec(aec=o.aec, headphones=o.headphones)
+        echo.check()
         self._echo = build_microphone_echo(
-            audio,
-            mode,
-            source=self._source,
-            speaker=speaker,
-            echo_reference=None,
-            events=self._local,
-            clock=self.clock,
+            AudioConfig(), echo, source=self._source, speaker=speaker, events=self._local, clock=self.clock
         )
 
     # --- run ----------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from kame_cli.clock import FRAME_SAMPLES, FRAME_SECONDS, SessionClock
 from kame_cli.errors import KameError
 from kame_cli.events import Event, FinalTranscript, FrontendText, PartialTranscript
 from kame_cli.priority import deprioritize_current_thread, idle_thread
-from kame_cli.session.link import Link, serve_child
+from kame_cli.session.link import Link, control_messages, serve_child
 from kame_cli.session.wire import (
     BackendSetup,
     Closed,
@@ -111,11 +111,7 @@ class BackendProcess:
             self.link.send(Failure.of(err, "the speech recognizer failed to load"))
             return self._close()
         self.link.send(Ready("backend"))
-        while not self._peer_gone.is_set():
-            try:
-                message = self._control.get(timeout=_POLL_S)
-            except queue.Empty:
-                continue
+        for message in control_messages(self._control, self._peer_gone, _POLL_S):
             if isinstance(message, Go):
                 self._start(model, message)
             elif isinstance(message, EndOfInput):

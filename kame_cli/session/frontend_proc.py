@@ -20,14 +20,13 @@ import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from kame_cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE, AudioFileError, DeviceError, KameError
 from kame_cli.events import Event, OracleAppend, OracleClear, OracleReset
-from kame_cli.session.link import Link, serve_child
+from kame_cli.session.link import Link, control_messages, serve_child
 from kame_cli.session.wire import (
     Closed,
     EndOfInput,
@@ -202,45 +201,32 @@ class FrontendProcess:
             self.recorders.append(WavSink("input.wav", private=True, fd=s.input_wav_fd))
         if s.output_wav_fd is not None:
             self._outputs.append(WavSink("output.wav", private=True, fd=s.output_wav_fd))
-        if s.input_file is not None:
+        if s.input.file is not None:
             from kame_cli.audio_io.aec_wiring import input_channel  # a stereo recording: user left
 
-            reference = None if s.echo_reference is None else Path(s.echo_reference)
-            channel = input_channel(Path(s.input_file), reference)
-            self.source = FileSource(s.input_file, paced=not s.fast, clock=clock, channel=channel)
+            channel = input_channel(s.input.file, s.echo)
+            self.source = FileSource(s.input.file, paced=not s.input.fast, clock=clock, channel=channel)
         else:
-            self.source = MicrophoneSource(s.input_device, clock=clock, events=self._events)
-        if s.output_file is not None:
-            wav = WavSink(s.output_file, stereo=s.output_stereo)
+            self.source = MicrophoneSource(s.input.device, clock=clock, events=self._events)
+        if s.output.file is not None:
+            wav = WavSink(s.output.file, stereo=s.output.stereo)
             self._outputs.append(wav)
-            if s.output_stereo:
+            if s.output.stereo:
                 self.recorders.append(_UserChannel(wav))
         speaker = None
-        if s.speaker or s.output_device is not None:
-            speaker = SpeakerSink(s.output_device, clock=clock, events=self._events)
+        if s.output.speaker:
+            speaker = SpeakerSink(s.output.device, clock=clock, events=self._events)
             self._outputs.append(speaker)
         from kame_cli.audio_io.aec_wiring import build_microphone_echo
 
         self.input_path.echo = build_microphone_echo(
-            s.audio,
-            s.aec,
-            source=self.source,
-            speaker=speaker,
-            echo_reference=None if s.echo_reference is None else Path(s.echo_reference),
-            events=self._events,
-            clock=clock,
+            s.audio, s.echo, source=self.source, speaker=speaker, events=self._events, clock=clock
         )
 
     def _wait_go(self) -> bool:
-        while not self._peer_gone.is_set():
-            try:
-                message = self._control.get(timeout=_POLL_S)
-            except queue.Empty:
-                continue
-            if isinstance(message, Go):
-                return True
-            if isinstance(message, Stop):
-                return False
+        for message in control_messages(self._control, self._peer_gone, _POLL_S):
+            if isinstance(message, Go | Stop):
+                return isinstance(message, Go)
         return False
 
     def _serve(self) -> None:
@@ -250,11 +236,7 @@ class FrontendProcess:
             recorder.start()
         self.source.start(self._on_input_frame)
         input_ended = stepping_rest = failure_sent = False
-        while not self._peer_gone.is_set():
-            try:
-                message = self._control.get(timeout=_POLL_S)
-            except queue.Empty:
-                message = None
+        for message in control_messages(self._control, self._peer_gone, _POLL_S, idle=True):
             if isinstance(message, Stop):
                 return
             if not input_ended and self.source.wait(0):
@@ -313,7 +295,7 @@ class FrontendProcess:
         # On the source's thread (a sound-card callback for the microphone): never blocks, except
         # that a fast file source waits while the front-end holds a backlog.
         loop = self.loop
-        if self.setup.fast:
+        if self.setup.input.fast:
             while loop.backlog > _FAST_MODE_BACKLOG and not self._stopping.is_set():
                 time.sleep(0.002)
         index = self._frames_in

@@ -4,6 +4,9 @@
 nothing); `send_frame` does the same for audio frames but drops, and counts, beyond a bound, so a
 stalled or dead peer never makes the sender's memory grow. The reader thread hands every message
 to `on_message` and calls `on_closed` once when the peer is gone (it exited or was killed).
+
+A link runs over any `Wire` (the three calls of `multiprocessing.connection.Connection`): the
+socket between processes, or an in-memory pair in the supervisor's unit tests.
 """
 
 from __future__ import annotations
@@ -13,20 +16,30 @@ import os
 import queue
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Protocol
 
 _CLOSE = object()
 _FRAME = object()
 
 
+class Wire(Protocol):
+    """One end of a message channel: `recv` raises EOFError (or OSError) once the peer is gone."""
+
+    def send(self, obj: Any) -> None: ...
+
+    def recv(self) -> Any: ...
+
+    def close(self) -> None: ...
+
+
 class Link:
-    """A `Connection` with a sender thread and a reader thread; each side owns one Link per peer."""
+    """A `Wire` with a sender thread and a reader thread; each side owns one Link per peer."""
 
     def __init__(
         self,
-        conn: Connection,
+        conn: Wire,
         name: str,
         on_message: Callable[[Any], None],
         on_closed: Callable[[], None] | None = None,
@@ -109,6 +122,19 @@ class Link:
             self.broken = True
             if self._on_closed is not None:
                 self._on_closed()
+
+
+def control_messages(
+    control: queue.SimpleQueue[Any], peer_gone: threading.Event, poll_s: float, *, idle: bool = False
+) -> Iterator[Any]:
+    """A child's control messages (queued by its link's reader) as they come, until the supervisor is
+    gone; with `idle`, also None every `poll_s` without one, for a loop that has other work."""
+    while not peer_gone.is_set():
+        try:
+            yield control.get(timeout=poll_s)
+        except queue.Empty:
+            if idle:
+                yield None
 
 
 def serve_child(argv: list[str] | None, run: Callable[[Connection, Any], int]) -> None:

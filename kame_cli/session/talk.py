@@ -4,6 +4,9 @@ Exit codes (returned, or carried by the KameError raised): 0 when the session ra
 user stopped it (Ctrl-C, SIGTERM, SIGHUP: one signal path, from the first moment on, model loading
 included); 1 when a part it cannot run without failed (the front-end died, the disk filled up);
 2 for bad input, found before anything loads.
+
+`TalkOptions` (what was asked) is declared in `session.options`; `build` turns it into a running
+`Session` (`session.runtime`), and `run_talk` drives that session's phases to their end.
 """
 
 from __future__ import annotations
@@ -13,12 +16,11 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 
 from kame_cli.errors import EXIT_OK
+from kame_cli.session.options import TalkOptions
 
 if TYPE_CHECKING:
     from kame_cli.session.runtime import Session
@@ -26,41 +28,6 @@ if TYPE_CHECKING:
 
 _UI_PERIOD_S = 0.1  # the panel refreshes ten times a second
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-@dataclass(frozen=True)
-class TalkOptions:
-    """What `kame talk` was asked; None keeps the profile's value."""
-
-    profile: str | None = None
-    model: str | None = None
-    device: str | None = None
-    half: bool = False
-    quantize: str | None = None
-    """`int8` (or `none`) overrides the profile's `[frontend] quantize`."""
-    input_file: Path | None = None
-    fast: bool = False
-    output_file: Path | None = None
-    output_stereo: bool = False
-    input_device: str | None = None
-    output_device: str | None = None
-    no_speaker: bool = False
-    log_dir: Path | None = None
-    no_ui: bool = False
-    no_llm: bool = False
-    seed: int | None = None
-    realtime: bool = False
-    """Ask for a real-time scheduling policy for the front-end process (one line if refused)."""
-    debug_step_delay_ms: float = 0.0
-    """Debug: sleep this long in every front-end step, as a too slow device would (lag bound tests)."""
-    backends: bool = True
-    """False: the front-end alone, no STT and no oracle (`kame bench isolation`'s baseline)."""
-    aec: str | None = None
-    """[aec] `auto`, `on` or `off`; None keeps the profile's `[audio] aec`."""
-    headphones: bool = False
-    """[aec] The assistant plays into headphones: no echo to cancel (same as `--aec off`)."""
-    echo_reference: Path | None = None
-    """[aec] Replay a recorded session: the assistant's output as played while `input_file` was recorded."""
 
 
 class StopRequest:
@@ -103,10 +70,10 @@ def run_talk(
             stack.enter_context(stop.on_signals())
         built = build_session(opts, stack, out, stop.event)
         if built is None:  # stopped while loading: the stack stops what had started
-            if opts.output_file is not None:  # and the file asked for exists, as after any stop
+            if opts.output.file is not None:  # and the file asked for exists, as after any stop
                 from kame_cli.audio_io.wav import write_empty_wav
 
-                write_empty_wav(opts.output_file, stereo=opts.output_stereo)
+                write_empty_wav(opts.output.file, stereo=opts.output.stereo)
             return EXIT_OK
         session, view = built
         with view:
@@ -114,7 +81,7 @@ def run_talk(
             if on_started is not None:
                 on_started()
             with _Painter(view):
-                file_mode = opts.input_file is not None
+                file_mode = opts.input.file is not None
                 while not stop.event.is_set():
                     _raise_failure(session)
                     if file_mode and session.wait_input_end(_UI_PERIOD_S):

@@ -10,11 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from kame_cli.audio_io.aec_wiring import EchoSpec
 from kame_cli.audio_io.config import AudioConfig
 from kame_cli.backends.oracle.config import LlmConfig, PolicyConfig, PromptConfig
 from kame_cli.backends.stt.config import SttConfig
 from kame_cli.engine.config import FrontendConfig
 from kame_cli.errors import KameError
+from kame_cli.session.options import InputSpec, OutputSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,13 +25,11 @@ class FrontendSetup:
 
     frontend: FrontendConfig
     clock_origin: float
-    input_file: str | None
-    fast: bool
-    input_device: str | None
-    output_file: str | None
-    output_stereo: bool
-    output_device: str | None
-    speaker: bool
+    input: InputSpec
+    output: OutputSpec
+    """`speaker` resolved: whether a speaker plays (`TalkOptions.plays`)."""
+    echo: EchoSpec
+    """The command line's echo settings, resolved against `audio` in the front-end process."""
     input_wav_fd: int | None
     """The log's input.wav, created by the supervisor (`session.files`) and passed to the child."""
     output_wav_fd: int | None
@@ -42,10 +42,6 @@ class FrontendSetup:
     """Frames for the STT the link may hold before it drops (0: unbounded, lossless)."""
     audio: AudioConfig = field(default_factory=AudioConfig)
     """The profile's `[audio]` table (echo cancellation settings)."""
-    aec: str = "off"
-    """`auto`, `on` or `off`, the command line's over the profile's (`audio_io.aec_wiring.aec_mode`)."""
-    echo_reference: str | None = None
-    """A recorded assistant output replayed through the canceller (`--echo-reference`)."""
 
 
 @dataclass(frozen=True, slots=True)

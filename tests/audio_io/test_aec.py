@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 
 from kame_cli.audio_io.aec import EchoCanceller, resolve_aec
-from kame_cli.audio_io.aec_wiring import aec_mode, build_microphone_echo
+from kame_cli.audio_io.aec_wiring import EchoSpec, aec_mode, build_microphone_echo
 from kame_cli.audio_io.callbacks import CaptureCallback, PlaybackCallback
 from kame_cli.audio_io.config import AudioConfig
 from kame_cli.audio_io.files import FileSource
 from kame_cli.audio_io.room import ManualClock, RoomSetup, SimulatedDuplex, shoebox_rir
 from kame_cli.clock import FRAME_SAMPLES, SAMPLE_RATE
-from kame_cli.errors import ConfigError
 from tests.support.speech import concat, synthesize
 
 ASSISTANT = (
@@ -246,14 +245,10 @@ def test_auto_runs_the_canceller_only_when_a_speaker_plays_while_a_microphone_li
     assert resolve_aec("off", speaker_and_microphone=True) is False
 
     cfg = AudioConfig()
-    assert aec_mode(cfg, aec=None, headphones=False) == "auto"
-    assert aec_mode(AudioConfig(aec="on"), aec=None, headphones=False) == "on"
-    assert aec_mode(AudioConfig(aec="on"), aec=None, headphones=True) == "off"  # --headphones
-    assert aec_mode(cfg, aec="off", headphones=False) == "off"
-    with pytest.raises(ConfigError, match="--headphones turns echo cancellation off"):
-        aec_mode(cfg, aec="on", headphones=True)
-    with pytest.raises(ConfigError, match="--aec must be one of auto, on, off"):
-        aec_mode(cfg, aec="maybe", headphones=False)
+    assert aec_mode(cfg, EchoSpec()) == "auto"
+    assert aec_mode(AudioConfig(aec="on"), EchoSpec()) == "on"
+    assert aec_mode(AudioConfig(aec="on"), EchoSpec(headphones=True)) == "off"  # --headphones
+    assert aec_mode(cfg, EchoSpec(aec="off")) == "off"
 
     wav = tmp_path / "in.wav"
     import soundfile as sf
@@ -264,12 +259,12 @@ def test_auto_runs_the_canceller_only_when_a_speaker_plays_while_a_microphone_li
     # A file source with no speaker: auto leaves the microphone path alone; on builds the canceller.
     assert (
         build_microphone_echo(
-            cfg, "auto", source=file_source, speaker=None, echo_reference=None, events=None, clock=clock
+            cfg, EchoSpec(aec="auto"), source=file_source, speaker=None, events=None, clock=clock
         )
         is None
     )
     hook = build_microphone_echo(
-        cfg, "on", source=file_source, speaker=None, echo_reference=None, events=None, clock=clock
+        cfg, EchoSpec(aec="on"), source=file_source, speaker=None, events=None, clock=clock
     )
     assert hook is not None
 
@@ -290,10 +285,9 @@ def test_aec_off_leaves_the_microphone_path_bit_exact(tmp_path: Path) -> None:
         source = FileSource(wav, paced=False)
         hook = build_microphone_echo(
             AudioConfig(),
-            mode,
+            EchoSpec(aec=mode),
             source=source,
             speaker=None,
-            echo_reference=None,
             events=None,
             clock=ManualClock(),
         )
@@ -313,7 +307,7 @@ DUPLEX = """
 import json, threading
 import numpy as np
 from kame_cli.audio_io import MicrophoneSource, SpeakerSink
-from kame_cli.audio_io.aec_wiring import build_microphone_echo
+from kame_cli.audio_io.aec_wiring import EchoSpec, build_microphone_echo
 from kame_cli.audio_io.config import AudioConfig
 from kame_cli.bus import EventBus
 from kame_cli.clock import SessionClock
@@ -322,7 +316,7 @@ bus, clock = EventBus(), SessionClock()
 events = bus.subscribe("events")
 speaker = SpeakerSink("kame_speaker", clock=clock, max_queued_frames=100)
 mic = MicrophoneSource("kame_mic", clock=clock)
-hook = build_microphone_echo(AudioConfig(), "on", source=mic, speaker=speaker, echo_reference=None,
+hook = build_microphone_echo(AudioConfig(), EchoSpec(aec="on"), source=mic, speaker=speaker,
                              events=bus, clock=clock)
 tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(1920 * 60) / 24000)).astype(np.float32)
 for step, frame in enumerate(tone.reshape(60, 1920)):

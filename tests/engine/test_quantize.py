@@ -126,14 +126,14 @@ def test_kame_talk_quantize_int8_on_cpu_exits_2_with_one_line(tmp_path: Path) ->
 def test_the_profile_key_sets_int8_and_the_flag_overrides_it(tmp_path: Path) -> None:
     from kame_cli.profiles import load_profile
     from kame_cli.session.build import frontend_config
-    from kame_cli.session.talk import TalkOptions
+    from kame_cli.session.options import FrontendSpec, TalkOptions
 
     offline = (REPO_ROOT / "profiles" / "offline.toml").read_text()
     profile = tmp_path / "int8.toml"
     profile.write_text(offline.replace('model = "random:tiny"', 'model = "random:tiny"\nquantize = "int8"'))
     loaded = load_profile(str(profile))
     assert frontend_config(loaded, TalkOptions()).quantize == "int8"
-    assert frontend_config(loaded, TalkOptions(quantize="none")).quantize == "none"
+    assert frontend_config(loaded, TalkOptions(frontend=FrontendSpec(quantize="none"))).quantize == "none"
     bad = tmp_path / "int4.toml"
     bad.write_text(offline.replace('model = "random:tiny"', 'model = "random:tiny"\nquantize = "int4"'))
     with pytest.raises(ProfileError) as caught:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 from tests.session.conftest import run_kame
 
@@ -26,3 +27,8 @@ def test_bench_serve_json_has_every_figure_from_a_real_run() -> None:
     assert len(figures["audio_gaps"]) == 1 and len(figures["connect_to_handshake_ms"]) == 1
     assert isinstance(figures["deadline_misses"], int) and isinstance(figures["late_frames"], int)
     assert "network path adds" in done.stderr
+    # The batch's cost: B = N (here 1) over the local B = 1 session, clients that held real time, CPU.
+    assert math.isfinite(figures["step_ratio_vs_b1"]) and figures["step_ratio_vs_b1"] > 0
+    assert figures["sessions_held"] == sum(1 for g in figures["audio_gaps"] if g == 0)
+    assert 0 < figures["cpu_per_session_pct"] < 100 * (os.cpu_count() or 1)
+    assert "held real time" in done.stderr
