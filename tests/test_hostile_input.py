@@ -422,9 +422,9 @@ def test_output_never_written_through_a_link_or_into_a_fifo(
 def test_a_non_utf8_recording_as_its_own_echo_reference_is_read(tmp_path: Path) -> None:
     import os
 
-    from kame_cli.audio_io.aec_wiring import input_channel
+    from kame_cli.audio_io.aec_wiring import EchoSpec, input_channel
 
     name = Path(os.fsdecode(os.fsencode(tmp_path) + b"/\xe9cho.wav"))
     tone = (0.3 * np.sin(np.arange(24_000) * 2 * np.pi * 220 / 24_000)).astype(np.float32)
     name.write_bytes(_wav_bytes(np.stack([tone, tone], axis=1)))
-    assert input_channel(name, name) == 0  # the user's channel of a stereo recording
+    assert input_channel(name, EchoSpec(reference=name)) == 0  # the user's channel of a stereo recording
