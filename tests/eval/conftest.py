@@ -1,0 +1,53 @@
+"""Helpers for `kame eval` tests: the command in a child process, and a profile for a fake judge."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+def run_kame(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env.update(NO_TORCH_COMPILE="1", HF_HUB_OFFLINE="1", LITELLM_LOCAL_MODEL_COST_MAP="True")
+    return subprocess.run(
+        [sys.executable, "-m", "kame_cli.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def json_line(stdout: str) -> dict[str, Any]:
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, f"--json must print one line on stdout, got {stdout!r}"
+    data = json.loads(lines[0])
+    assert isinstance(data, dict)
+    return data
+
+
+def write_questions(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def judge_profile(tmp_path: Path) -> Any:
+    """A profile whose LLM is an OpenAI-compatible server at `api_base` (a fake judge's)."""
+
+    def make(api_base: str, name: str = "fakejudge") -> Path:
+        path = tmp_path / f"{name}.toml"
+        path.write_text(
+            f'[llm]\nprovider = "openai"\nmodel = "judge"\napi_base = "{api_base}"\n'
+            "max_tokens = 40\ntimeout_s = 5.0\nread_timeout_s = 2.0\n",
+            encoding="utf-8",
+        )
+        return path
+
+    return make
