@@ -8,6 +8,7 @@ instead of Click's multi-line box.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -67,6 +68,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     click_errors = _click_exceptions()
     aborts = tuple(a for a in (typer.Abort, getattr(click_errors, "Abort", None)) if a is not None)
     command = _click_command()
+    stdout_was = _stdout_identity()
     try:
         # Not standalone: Click's usage errors come here instead of printing their own box.
         result = command.main(
@@ -74,6 +76,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         )
     except SystemExit as exit_:
         code = exit_.code
+        if code == 1 and _stdout_broke(stdout_was):
+            return _broken_pipe()
         return code if isinstance(code, int) else (0 if code is None else 1)
     except click_errors.NoArgsIsHelpError as err:
         err.show()  # `kame` or `kame bench` alone: the help text, as Click would print it
@@ -91,6 +95,29 @@ def run(argv: Sequence[str] | None = None) -> int:
         print("kame: interrupted", file=sys.stderr)
         return 130
     return result if isinstance(result, int) else 0
+
+
+BROKEN_PIPE = "kame: error: standard output was closed before all was written (a pipe whose reader ended)"
+
+
+def _stdout_identity() -> tuple[int, int] | None:
+    try:
+        info = os.fstat(1)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _stdout_broke(was: tuple[int, int] | None) -> bool:
+    # Typer and rich turn a write to a closed pipe into a bare exit 1; their only traces: Typer
+    # wraps sys.stdout, rich points file descriptor 1 at /dev/null.
+    return type(sys.stdout).__name__ == "PacifyFlushWrapper" or _stdout_identity() != was
+
+
+def _broken_pipe() -> int:
+    with contextlib.suppress(OSError):
+        print(BROKEN_PIPE, file=sys.stderr, flush=True)
+    return 1
 
 
 def _click_exceptions() -> Any:
@@ -132,8 +159,12 @@ def main() -> None:
     # Every part has been stopped and every file flushed and closed by now. Tearing down torch,
     # CTranslate2 and LiteLLM at interpreter exit takes over a second, which would break Ctrl-C's
     # promise to be gone within one, so leave at once.
-    sys.stdout.flush()
-    sys.stderr.flush()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # the last of the output was still buffered
+        code = _broken_pipe() if code == 0 else code
+    with contextlib.suppress(OSError):
+        sys.stderr.flush()
     os._exit(code)
 
 

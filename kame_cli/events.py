@@ -257,6 +257,24 @@ class AecStatus:
     cpu_ms_per_frame: float
 
 
+# --- the session's bounds in its log (written by the log writer, not published on the bus) -------
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStarted:
+    """The session's parts were ready and its input began to flow: the user is heard from `t` on."""
+
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStopped:
+    """The session stopped; `reason` is what its final status said."""
+
+    t: float
+    reason: str
+
+
 Event = (
     FrontendText
     | StepTiming
@@ -274,4 +292,6 @@ Event = (
     | ProcessEnded
     | SessionSummary
     | AecStatus
+    | SessionStarted
+    | SessionStopped
 )

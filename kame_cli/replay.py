@@ -55,11 +55,11 @@ def run_replay(
     as_json: bool,
     first_turns: int | None = None,
 ) -> int:
-    from kame_cli.bench.tandem.bench import SessionFailed, measure_run
-    from kame_cli.bench.tandem.measures import turns_from_segments, vad_segments
-    from kame_cli.bench.tandem.record import read_session
     from kame_cli.errors import ConfigError
     from kame_cli.profiles import load_profile
+    from kame_cli.session.record import read_session
+    from kame_cli.tandem.measured import SessionFailed, measure_run
+    from kame_cli.tandem.measures import turns_from_segments, vad_segments
 
     out = sys.stderr if as_json else sys.stdout
 

@@ -213,7 +213,7 @@ def no_llm_profile(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.timeout(120)
-def test_every_broken_wav_is_one_line_before_anything_loads(tmp_path: Path, no_llm_profile, capsys) -> None:
+def test_every_broken_wav_is_one_line_before_anything_loads(tmp_path: Path, no_llm_profile, capfd) -> None:
     assert len(WAV_CASES) >= 50, len(WAV_CASES)
     threads_before = threading.active_count()
     failures = []
@@ -223,7 +223,7 @@ def test_every_broken_wav_is_one_line_before_anything_loads(tmp_path: Path, no_l
         code = run(
             ["talk", "--profile", str(no_llm_profile), "--no-llm", "--no-ui", "--fast", "--input", str(path)]
         )
-        captured = capsys.readouterr()
+        captured = capfd.readouterr()
         try:
             line = _one_line_error(code, captured.err)
             assert f"input audio file '{path}'" in line, line
@@ -304,3 +304,127 @@ def test_in_a_real_process_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> N
         result = _kame(*args)
         line = _one_line_error(result.returncode, result.stderr)
         assert what in line, line
+
+
+@pytest.mark.parametrize(
+    "args", [["profiles", "list"], ["profiles", "show", "offline"], ["doctor"], ["--help"]]
+)
+def test_stdout_a_closed_pipe_is_one_line_and_exit_1(args: list[str]) -> None:
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before kame writes: `kame profiles list | true`
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "kame_cli.cli", *args],
+            cwd=ROOT,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("kame: error: standard output was closed"), done.stderr
+
+
+def test_doctor_on_a_cache_that_cannot_be_written_says_the_copy_is_not_made(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from kame_cli.doctor.llm import check_llm
+    from kame_cli.profiles import load_profile
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")
+    monkeypatch.setenv("KAME_CACHE_DIR", str(blocker / "kame"))  # no copy there, and none can be made
+    checks, _ = check_llm(load_profile("offline"))
+    (llm,) = [c for c in checks if c.name == "llm"]
+    assert llm.status == "ok" and "Q4_1.gguf" in llm.summary
+    assert "made at the first session" not in llm.summary
+    assert f"cache {blocker / 'kame'} cannot be written" in llm.summary and "KAME_CACHE_DIR" in llm.summary
+    monkeypatch.setenv("KAME_CACHE_DIR", str(tmp_path / "new-cache"))  # writable: the copy will be made
+    checks, _ = check_llm(load_profile("offline"))
+    assert any("made at the first session" in c.summary for c in checks)
+
+
+def test_an_input_file_name_that_is_not_utf8_is_read(tmp_path: Path) -> None:
+    import os
+
+    name = Path(os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9-fr\xe8re.wav"))  # an old Latin-1 archive
+    tone = (0.3 * np.sin(np.arange(24_000) * 2 * np.pi * 220 / 24_000)).astype(np.float32)
+    name.write_bytes(_wav_bytes(tone))
+    source = FileSource(name, paced=False)
+    assert len(list(source.frames())) == source.frame_count == 13
+
+
+def test_a_log_folder_name_that_is_not_utf8_is_plotted(tmp_path: Path, capfd) -> None:
+    import os
+
+    from tests.support.session_log import write_session_log
+
+    folder = Path(os.fsdecode(os.fsencode(tmp_path) + b"/s\xe9ance"))
+    write_session_log(tmp_path / "log").rename(folder)
+    assert run(["plot", str(folder)]) == 0, capfd.readouterr().err
+    out, err = capfd.readouterr()
+    assert err == "" and out == f"timeline: {tmp_path}/s\\udce9ance/timeline.png\n"
+    assert (folder / "timeline.png").stat().st_size > 10_000
+
+
+def test_a_pipe_as_input_is_refused_up_front_without_blocking(tmp_path: Path) -> None:
+    import os
+
+    wav = tmp_path / "q.wav"
+    wav.write_bytes(_wav_bytes(np.zeros(24_000, dtype=np.float32)))
+    fifo = tmp_path / "no-writer.fifo"
+    os.mkfifo(fifo)
+    log_dir = tmp_path / "log"
+    common = ["--profile", "offline", "--no-llm", "--no-ui", "--log-dir", str(log_dir)]
+    # A FIFO nobody writes to (it used to block), and a shell's <(cat q.wav) with a writer (it used
+    # to pass the check, start both processes, write a log, then fail).
+    for command in (
+        [sys.executable, "-m", "kame_cli.cli", "talk", *common, "--input", str(fifo)],
+        [
+            "bash",
+            "-c",
+            f'exec "$0" -m kame_cli.cli talk {" ".join(common)} --input <(cat {wav})',
+            sys.executable,
+        ],
+    ):
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        line = _one_line_error(done.returncode, done.stderr)
+        assert "is a pipe or device, not a file" in line and "save the audio to a file" in line, line
+        assert not log_dir.exists(), "nothing written on exit 2"
+
+
+@pytest.mark.parametrize("kind", ["link", "fifo"])
+def test_output_never_written_through_a_link_or_into_a_fifo(
+    tmp_path: Path, no_llm_profile, kind, capfd
+) -> None:
+    import os
+
+    wav = tmp_path / "q.wav"
+    wav.write_bytes(_wav_bytes(np.zeros(24_000, dtype=np.float32)))
+    precious = tmp_path / "precious.txt"
+    precious.write_text("the user's own file\n")
+    out = tmp_path / "out.wav"
+    if kind == "link":
+        out.symlink_to(precious)  # planted in a shared folder
+    else:
+        os.mkfifo(out)  # nobody reads it: opening it to write would block
+    argv = ["talk", "--profile", str(no_llm_profile), "--no-llm", "--no-ui", "--fast", "--input", str(wav)]
+    line = _one_line_error(run([*argv, "--output", str(out)]), capfd.readouterr().err)
+    assert f"output file '{out}' is a " in line, line
+    assert precious.read_text() == "the user's own file\n"
+
+
+def test_a_non_utf8_recording_as_its_own_echo_reference_is_read(tmp_path: Path) -> None:
+    import os
+
+    from kame_cli.audio_io.aec_wiring import EchoSpec, input_channel
+
+    name = Path(os.fsdecode(os.fsencode(tmp_path) + b"/\xe9cho.wav"))
+    tone = (0.3 * np.sin(np.arange(24_000) * 2 * np.pi * 220 / 24_000)).astype(np.float32)
+    name.write_bytes(_wav_bytes(np.stack([tone, tone], axis=1)))
+    assert input_channel(name, EchoSpec(reference=name)) == 0  # the user's channel of a stereo recording

@@ -13,6 +13,7 @@ checks it with the other flags (`session.options.TalkOptions.validate`, which ca
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,7 +93,7 @@ def input_channel(input_file: Path | None, echo: EchoSpec) -> int | None:
     import soundfile
 
     try:
-        channels = soundfile.info(str(input_file)).channels
+        channels = soundfile.info(os.fsencode(input_file)).channels  # bytes: a name that is not UTF-8
     except (soundfile.LibsndfileError, OSError):
         return None  # FileSource reports the unreadable file in its own words
     return 0 if channels == 2 else None

@@ -37,10 +37,20 @@ def open_audio_file(path: str | os.PathLike[str]) -> soundfile.SoundFile:
         raise AudioFileError(f"input audio file '{p}' does not exist: check the path ({_FIX})")
     if p.is_dir():
         raise AudioFileError(f"input audio file '{p}' is a directory: {_FIX}")
+    if not p.is_file():
+        # Checked without opening it: a FIFO with no writer would block here. A pipe cannot be
+        # read twice, and a session's input is read by the up-front check, then by the front-end.
+        raise AudioFileError(
+            f"input audio file '{p}' is a pipe or device, not a file: kame reads its input twice "
+            "(a check, then the session); save the audio to a file first (e.g. cat > input.wav)"
+        )
     try:
-        sound = soundfile.SoundFile(str(p), mode="r")
+        # Bytes: a file name that is not UTF-8 (an old Latin-1 archive) is opened as the file system
+        # has it. Quiet: bytes that look like MPEG make libmpg123 print its guesses to fd 2.
+        with _quiet_native_stderr():
+            sound = soundfile.SoundFile(os.fsencode(p), mode="r")
     except (soundfile.LibsndfileError, OSError) as exc:
-        reason = " ".join(str(exc).split())
+        reason = " ".join(str(getattr(exc, "error_string", None) or exc).split())
         raise AudioFileError(f"input audio file '{p}' cannot be read as audio ({reason}): {_FIX}") from exc
     if sound.frames <= 0:
         sound.close()
@@ -95,7 +105,7 @@ def _wav_shortfall(path: Path) -> tuple[int, int] | None:
 def _quiet_native_stderr() -> Iterator[None]:
     """File descriptor 2 sent to a scratch file meanwhile: libmpg123 prints a line per odd frame
     straight to it (94 lines for one real mp3), under any Python-level redirection. Used only while
-    the file opens, before the session's threads start."""
+    a file opens or decodes: a line another thread writes meanwhile would be lost with them."""
     with tempfile.TemporaryFile() as scratch:
         saved = os.dup(2)
         try:

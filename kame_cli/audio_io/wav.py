@@ -27,11 +27,19 @@ _CLOSE = None
 
 
 def check_output_path(path: Path) -> None:
-    """Raises AudioFileError unless `path` can be created or overwritten; touches nothing."""
+    """Raises AudioFileError unless `path` can be created or overwritten; touches nothing. A link
+    or a FIFO there is refused: a link planted in a shared folder would point the recording at
+    another file, and a FIFO nobody reads would block. A device (/dev/null) is written as asked."""
     fix = "choose a writable path or create its directory"
     folder = path.parent
+    if path.is_symlink():
+        raise AudioFileError(
+            f"output file '{path}' is a symbolic link: kame never writes through links; {fix}"
+        )
     if path.is_dir():
         raise AudioFileError(f"output file '{path}' is a directory: {fix}")
+    if path.is_fifo() or path.is_socket():
+        raise AudioFileError(f"output file '{path}' is a pipe, not a file: name a new or ordinary file")
     if not folder.is_dir():
         raise AudioFileError(f"output file '{path}' cannot be written (no directory '{folder}'): {fix}")
     if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
@@ -47,7 +55,7 @@ def open_output_fd(path: Path, *, private: bool) -> int:
     """`open_output_file` as a bare descriptor."""
     mode = 0o600 if private else 0o666
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     except OSError as exc:
         raise AudioFileError(
             f"output file '{path}' cannot be written ({exc.strerror}): "
@@ -59,10 +67,22 @@ def open_output_fd(path: Path, *, private: bool) -> int:
     return fd
 
 
+def write_empty_wav(path: Path, *, stereo: bool = False) -> None:
+    """Create (or truncate) `path` as a valid WAV with no frames: what a session stopped before its
+    audio began leaves at the `--output` path, as one stopped a moment later would."""
+    fd = open_output_fd(path, private=False)
+    try:
+        os.write(fd, wav_header(2 if stereo else 1, 0))
+    except OSError as exc:
+        raise AudioWriteError(f"output file '{path}' could not be written ({exc.strerror})") from exc
+    finally:
+        os.close(fd)
+
+
 _HEADER_BYTES = 44
 
 
-def _wav_header(channels: int, data_bytes: int) -> bytes:
+def wav_header(channels: int, data_bytes: int) -> bytes:
     """A canonical 16-bit PCM RIFF/WAVE header for `data_bytes` of samples at 24 kHz."""
     block = channels * 2
     return struct.pack(
@@ -194,7 +214,7 @@ class WavSink:
 
     def _write_header(self) -> None:
         # The header goes out now: an empty file is already a valid WAV.
-        self._pwrite_all(_wav_header(len(self._sides), 0), 0)
+        self._pwrite_all(wav_header(len(self._sides), 0), 0)
 
     def _pwrite_all(self, data: bytes, offset: int) -> bool:
         """Write all of `data` at `offset`; on failure keep the error (reported at close), False."""
@@ -261,7 +281,7 @@ class WavSink:
                 os.ftruncate(self._fd, _HEADER_BYTES + self._data_bytes)
             return
         self._data_bytes += len(data)
-        header = _wav_header(len(self._sides), self._data_bytes)
+        header = wav_header(len(self._sides), self._data_bytes)
         # Only the two size fields change; rewriting them needs no new disk space.
         if self._pwrite_all(header[4:8], 4) and self._pwrite_all(header[40:44], 40):
             self.frames_written += len(chunks)

@@ -23,6 +23,15 @@ from typing import Annotated, Any, TextIO
 
 import typer
 
+from kame_cli.events import (
+    DeadlineMiss,
+    Event,
+    FinalTranscript,
+    FramesDropped,
+    OracleRequestStarted,
+    StepTiming,
+)
+
 P99_RATIO_TARGET = 1.2
 
 
@@ -67,12 +76,22 @@ def panel_terminal(columns: int = 120, rows: int = 50) -> Iterator[TextIO]:
                 os.environ[key] = value
 
 
-def session_events(log_dir: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (log_dir / "events.jsonl").read_text(encoding="utf-8").splitlines()]
+def session_events(log_dir: Path) -> list[Event]:
+    from kame_cli.session.logfile import read_log
+
+    return read_log(log_dir / "events.jsonl")
 
 
-def step_times(events: list[dict[str, Any]]) -> list[float]:
-    return [e["total_ms"] for e in events if e["type"] == "StepTiming"]
+def step_times(events: list[Event]) -> list[float]:
+    return [e.total_ms for e in events if isinstance(e, StepTiming)]
+
+
+def _count(events: list[Event], cls: type) -> int:
+    return sum(1 for e in events if isinstance(e, cls))
+
+
+def _dropped(events: list[Event]) -> int:
+    return sum(e.count for e in events if isinstance(e, FramesDropped))
 
 
 def isolation(
@@ -91,7 +110,7 @@ def isolation(
 
     with tempfile.TemporaryDirectory(prefix="kame-isolation-") as tmp:
         wav = input_file or soak_input(Path(tmp) / "input.wav", seconds / 60.0)
-        runs: dict[str, list[dict[str, Any]]] = {}
+        runs: dict[str, list[Event]] = {}
         for name in ("alone", "tandem"):
             log_dir = Path(tmp) / name
             opts = TalkOptions(
@@ -111,7 +130,7 @@ def isolation(
             runs[name] = session_events(log_dir)
     alone, tandem = step_times(runs["alone"]), step_times(runs["tandem"])
     p99_alone, p99_tandem = percentile(alone, 99), percentile(tandem, 99)
-    misses = sum(1 for e in runs["tandem"] if e["type"] == "DeadlineMiss")
+    misses = _count(runs["tandem"], DeadlineMiss)
     return {
         "steps_alone": len(alone),
         "steps_tandem": len(tandem),
@@ -121,11 +140,11 @@ def isolation(
         "p99_tandem_ms": p99_tandem,
         "p99_ratio": p99_tandem / p99_alone if p99_alone else 0.0,
         "deadline_misses": misses,
-        "deadline_misses_alone": sum(1 for e in runs["alone"] if e["type"] == "DeadlineMiss"),
-        "dropped_frames_alone": sum(e["count"] for e in runs["alone"] if e["type"] == "FramesDropped"),
-        "dropped_frames": sum(e["count"] for e in runs["tandem"] if e["type"] == "FramesDropped"),
-        "oracle_requests": sum(1 for e in runs["tandem"] if e["type"] == "OracleRequestStarted"),
-        "finals": sum(1 for e in runs["tandem"] if e["type"] == "FinalTranscript"),
+        "deadline_misses_alone": _count(runs["alone"], DeadlineMiss),
+        "dropped_frames_alone": _dropped(runs["alone"]),
+        "dropped_frames": _dropped(runs["tandem"]),
+        "oracle_requests": _count(runs["tandem"], OracleRequestStarted),
+        "finals": _count(runs["tandem"], FinalTranscript),
         "realtime": realtime,
     }
 

@@ -38,6 +38,7 @@ import typer
 
 from kame_cli.clock import FRAME_SAMPLES, FRAME_SECONDS
 from kame_cli.errors import ConfigError, RuntimeFailure
+from kame_cli.events import DeadlineMiss, Event, SessionStarted, StepTiming
 from kame_cli.priority import deprioritize_current_thread
 
 _READY = re.compile(r"ready: (wss?)://[^:]+:(\d+)/api/chat")
@@ -58,7 +59,7 @@ class ClientRun:
     added_ms: list[float] = field(default_factory=list)
     indices: list[int] = field(default_factory=list)
     arrivals: list[float] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
     audio_start: float | None = None
     """When this client's audio time 0 began (monotonic): its frame k went out at k + 1 frames after."""
     session_offset: float | None = None
@@ -126,7 +127,7 @@ async def _client(name: str, url: str, audio: Any, seed: int, max_burst: int = _
                         elif info is not None and not isinstance(
                             info, metadata.QueuePlace | metadata.TokenPieces
                         ):
-                            run.events.append(message.data)
+                            run.events.append(info)
 
             receiving = asyncio.create_task(receive())
             start = loop.time()
@@ -159,12 +160,14 @@ def _informed_latencies(run: ClientRun, audio: Any, directory: Path) -> list[flo
     import soundfile as sf
 
     directory.mkdir(parents=True)
-    lines = "".join(json.dumps(e) + "\n" for e in run.events)
-    (directory / "events.jsonl").write_text(lines, encoding="utf-8")
+    from kame_cli.session.logfile import encode_events, with_session_marks
+
+    events = list(with_session_marks(run.events))
+    (directory / "events.jsonl").write_bytes(encode_events(events))
     # The session started before this client's audio time 0 (its handshake, then its first burst):
     # the measures read audio time a as session time "started" + a, so the input is written with
     # that much silence first.
-    started = next((e["t"] for e in run.events if _is_started(e)), None)
+    started = next((e.t for e in events if isinstance(e, SessionStarted)), None)
     origin = run.origin()
     lead = 0 if started is None or origin is None else max(0, round((origin - started) * 24_000))
     heard = np.concatenate([np.zeros(lead, np.float32), np.asarray(audio, np.float32)])
@@ -172,14 +175,10 @@ def _informed_latencies(run: ClientRun, audio: Any, directory: Path) -> list[flo
     return informed_in_log(directory, heard)
 
 
-def _is_started(event: dict[str, Any]) -> bool:
-    return event.get("type") == "BackendStatus" and event.get("message") == "started"
-
-
 def informed_in_log(directory: Path, audio: Any) -> list[float]:
     """(a) for each turn of the session logged in `directory`, whose input is `audio`."""
-    from kame_cli.bench.tandem.measures import measure_turns, turns_from_segments, vad_segments
-    from kame_cli.bench.tandem.record import read_session
+    from kame_cli.session.record import read_session
+    from kame_cli.tandem.measures import measure_turns, turns_from_segments, vad_segments
 
     record = read_session(directory, paced=True)
     figures = measure_turns(record, turns_from_segments(vad_segments(audio, 24_000)))
@@ -262,10 +261,11 @@ def _local_steps(wav: Path, profile: str, model: str, directory: Path) -> list[f
         log_dir=directory,
         no_ui=True,
     )
+    from kame_cli.session.logfile import read_log
+
     run_talk(opts, out=io.StringIO())
-    lines = (directory / "events.jsonl").read_text(encoding="utf-8").splitlines()
-    steps = [json.loads(line) for line in lines]
-    return [e["total_ms"] for e in steps if e["type"] == "StepTiming"]
+    events = read_log(directory / "events.jsonl")
+    return [e.total_ms for e in events if isinstance(e, StepTiming)]
 
 
 def _inputs(audio_dir: Path | None, clients: int, seconds: float, tmp: Path) -> list[Path]:
@@ -328,7 +328,7 @@ def bench_serve(
         finally:
             _stop_server(process)
         served = [r for r in runs if not r.refused]
-        steps = [e["total_ms"] for r in served for e in r.events if e["type"] == "StepTiming"]
+        steps = [e.total_ms for r in served for e in r.events if isinstance(e, StepTiming)]
         informed = [
             _informed_latencies(r, audios[i], tmp / f"client-{i}")
             for i, r in enumerate(runs)
@@ -357,7 +357,7 @@ def bench_serve(
         "step_ratio_vs_b1": step_p50 / local_p50 if step_p50 and local_p50 else None,
         "sessions_held": sum(1 for g in gaps if g == 0),
         "cpu_per_session_pct": round(100.0 * cpu_s / wall_s / len(served), 1) if served else None,
-        "deadline_misses": sum(1 for r in served for e in r.events if e["type"] == "DeadlineMiss"),
+        "deadline_misses": sum(1 for r in served for e in r.events if isinstance(e, DeadlineMiss)),
         "late_frames": int(late),
         "informed_oracle_s": [[round(x, 3) for x in per] for per in informed],
         "local_informed_oracle_s": [round(x, 3) for x in local_informed],

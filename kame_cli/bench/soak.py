@@ -9,6 +9,7 @@ and when it ends (targets: 0 misses, 0 drops, RSS growth <= 20 MB over 10 minute
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import sys
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Annotated, Any, TextIO
 
 import typer
+
+from kame_cli.events import AudioXrun, OracleChunk, SessionSummary, StepTiming
 
 MISS_TARGET = 0
 DROP_TARGET = 0
@@ -122,6 +125,7 @@ def soak(
 ) -> dict[str, Any]:
     """Run the session and return the figures."""
     from kame_cli.bench.isolation import panel_terminal
+    from kame_cli.session.logfile import read_log
     from kame_cli.session.options import FrontendSpec, InputSpec
     from kame_cli.session.talk import TalkOptions, run_talk
     from kame_cli.stats import percentile
@@ -145,15 +149,15 @@ def soak(
             run_talk(opts, out=out, on_started=lambda: sampler.start())
         sampler.stop()
         wall = time.monotonic() - started
-        events = [json.loads(line) for line in (log_dir / "events.jsonl").read_text().splitlines()]
-    kinds = Counter(e["type"] for e in events)
-    steps = [e["total_ms"] for e in events if e["type"] == "StepTiming"]
-    ttft = [e["latency_ms"] for e in events if e["type"] == "OracleChunk" and e["first"]]
-    xruns = Counter(e["kind"] for e in events if e["type"] == "AudioXrun")
+        events = read_log(log_dir / "events.jsonl")
+    kinds = Counter(type(e).__name__ for e in events)
+    steps = [e.total_ms for e in events if isinstance(e, StepTiming)]
+    ttft = [e.latency_ms for e in events if isinstance(e, OracleChunk) and e.first]
+    xruns = Counter(e.kind for e in events if isinstance(e, AudioXrun))
     first, last = sampler.samples[0], sampler.samples[-1]
     # After one minute: the allocators of torch, CTranslate2 and Python have seen the first answers.
     minute = next((i for i, row in enumerate(sampler.samples) if row[0] - first[0] >= 60.0), 0)
-    summary: dict[str, Any] = next((e for e in events if e["type"] == "SessionSummary"), {})
+    summary = next((dataclasses.asdict(e) for e in events if isinstance(e, SessionSummary)), {})
     figures = {
         "audio_s": len(steps) * 0.08,
         "wall_s": wall,

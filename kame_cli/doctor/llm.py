@@ -78,7 +78,15 @@ def _local_child(profile: Profile) -> tuple[Check, LlmMemory | None]:
         "started with the session"
     )
     if served == gguf and profile.llm.server.gguf == BUNDLED_GGUF:  # type: ignore[union-attr]
-        summary += "; its Q8_0 copy (faster prompts) is made at the first session, about 10 s"
+        from kame_cli.backends.oracle.requant import cache_dir, cache_writable
+
+        if cache_writable():
+            summary += "; its Q8_0 copy (faster prompts) is made at the first session, about 10 s"
+        else:
+            summary += (
+                f"; kame's cache {cache_dir()} cannot be written, so it stays Q4_1 (prompts read slower): "
+                "set KAME_CACHE_DIR to a writable folder for the faster Q8_0 copy"
+            )
     return Check("llm", "ok", summary), LlmMemory(f"llama.cpp {profile.llm.model} {gib(size)}", size, "cpu")
 
 

@@ -1,8 +1,8 @@
 """One session's log read into a `TurnAnswer` per question turn.
 
-The log is read with the tandem bench's typed reader (`kame_cli.bench.tandem.record`, to become the
-session layer's `read_log()`), and the turns and the informed oracle are found as the tandem bench
-finds them (`kame_cli.bench.tandem.measures`): the two tools measure the same things the same way.
+The log is read with the session layer's typed reader (`kame_cli.session.record`, through
+`read_log()`), and the turns and the informed oracle are found as the tandem bench
+finds them (`kame_cli.tandem.measures`): the two tools measure the same things the same way.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from kame_cli.backends.stt.config import SttConfig
-    from kame_cli.bench.tandem.oracle_trace import Generation
+    from kame_cli.tandem.oracle_trace import Generation
 
 _WHISPER_RATE = 16_000
 
@@ -63,10 +63,10 @@ def session_answers(
     transcriber: OutputTranscriber | None,
 ) -> list[TurnAnswer]:
     """A `TurnAnswer` per spoken turn (`spans`: each turn's start and end of gap in the input audio)."""
-    from kame_cli.bench.tandem.measures import informed, measure_turns, turns_in_spans, vad_segments
-    from kame_cli.bench.tandem.oracle_trace import trace_generations
-    from kame_cli.bench.tandem.record import read_session
     from kame_cli.events import FrontendText
+    from kame_cli.session.record import read_session
+    from kame_cli.tandem.measures import informed, measure_turns, turns_in_spans, vad_segments
+    from kame_cli.tandem.oracle_trace import trace_generations
 
     record = read_session(log_dir, paced=paced)
     audio, rate = record.input_audio()

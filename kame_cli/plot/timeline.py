@@ -13,16 +13,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kame_cli.bench.tandem.oracle_trace import Generation, trace_generations
 from kame_cli.clock import FRAME_SECONDS
+from kame_cli.errors import printable
 from kame_cli.events import DeadlineMiss, FinalTranscript, FrontendText, PartialTranscript, StepTiming
+from kame_cli.tandem.oracle_trace import Generation, trace_generations
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from kame_cli.bench.tandem.measures import TurnFigures
-    from kame_cli.bench.tandem.record import SessionRecord
+    from kame_cli.session.record import SessionRecord
+    from kame_cli.tandem.measures import TurnFigures
 
 PANELS = (
     "audio: you (blue) and the assistant (orange)",
@@ -47,19 +48,33 @@ def draw_session(
     title: str | None = None,
     figures: Sequence[TurnFigures] | None = None,
     dpi: int = 110,
+    what: str | None = None,
 ) -> Figure:
-    """Read the log in `log_dir`, draw its timeline to `target` (.png or .svg); returns the figure."""
-    from kame_cli.bench.tandem.cascade import read_cascades
-    from kame_cli.bench.tandem.measures import measure_turns, turns_from_segments, vad_segments
-    from kame_cli.bench.tandem.record import read_session
+    """Read the log in `log_dir`, draw its timeline to `target` (.png or .svg); returns the figure.
+    `what` names the target in errors (default: its path)."""
+    import io
+    import warnings
+
+    from kame_cli.session.files import write_user_file
+    from kame_cli.session.record import read_session
+    from kame_cli.tandem.cascade import read_cascades
+    from kame_cli.tandem.measures import measure_turns, turns_from_segments, vad_segments
 
     record = read_session(log_dir)
     if figures is None:
         audio, rate = record.input_audio()
         turns = turns_from_segments(vad_segments(audio, rate))
         figures = measure_turns(record, turns, read_cascades(log_dir))
-    fig = build_figure(record, figures, title=title or f"kame session · {log_dir}")
-    fig.savefig(target, dpi=dpi)
+    import matplotlib
+
+    image = io.BytesIO()
+    # The texts are the log's (what was heard and said): a "$" in them is a dollar, not mathtext.
+    with matplotlib.rc_context({"text.parse_math": False}), warnings.catch_warnings():
+        # A glyph the font lacks (CJK, a control character in the log) is drawn as a box, not a warning.
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        fig = build_figure(record, figures, title=title or printable(f"kame session · {log_dir}"))
+        fig.savefig(image, dpi=dpi, format=target.suffix.lower().lstrip(".") or "png")
+    write_user_file(target, image.getvalue(), what or str(target))
     return fig
 
 

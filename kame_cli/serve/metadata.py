@@ -76,8 +76,8 @@ def from_json(data: dict[str, Any]) -> Info | None:
             return SessionTime(float(data["t"]))
         if kind == "TokenPieces":
             return TokenPieces(tuple(str(p) for p in data["pieces"]), int(data["start_id"]))
-        from kame_cli.bench.tandem.record import parse_record
+        from kame_cli.session.logfile import decode_record
 
-        return parse_record(data)
+        return decode_record(data)
     except (KeyError, TypeError, ValueError):
         return None

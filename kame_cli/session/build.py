@@ -73,11 +73,11 @@ def _open_log(opts: TalkOptions, bus: EventBus, stack: contextlib.ExitStack) -> 
     """With `--log-dir`: the log's writer, started, and its two WAV files' descriptors for the front-end."""
     if opts.log_dir is None:
         return None, None
-    from kame_cli.session.files import INPUT_WAV, OUTPUT_WAV, open_session_file
+    from kame_cli.session.files import INPUT_WAV, OUTPUT_WAV, open_session_wav
     from kame_cli.session.log import SessionLog
 
     log = SessionLog(bus, opts.log_dir)
-    fds = open_session_file(log.directory, INPUT_WAV), open_session_file(log.directory, OUTPUT_WAV)
+    fds = open_session_wav(log.directory, INPUT_WAV), open_session_wav(log.directory, OUTPUT_WAV)
     log.start()
     stack.callback(_close_log, log)
     return fds
@@ -140,11 +140,14 @@ def _load(
         if use_llm:
             from kame_cli.profiles import prepare_llm_backend
 
-            session.api_base = stack.enter_context(prepare_llm_backend(profile))
+            try:
+                session.api_base = stack.enter_context(prepare_llm_backend(profile))
+            except InterruptedError:  # Ctrl-C while its Q8_0 copy was made or the server loaded
+                return False
             server_pid = _llm_server_pid()
             if server_pid is not None:
                 deprioritize_process_tree(server_pid, LLM_SERVER_NICENESS, idle=opts.realtime)
-        return session.wait_ready(stop)
+        return session.wait_ready(stop) and not stop.is_set()  # a stop during loading: never "started"
 
 
 class _Pieces:

@@ -3,13 +3,12 @@
 Lines go out whole: each batch is written with `os.write` from a known offset, and a write that
 fails (disk full) is cut back to the last whole line, so `events.jsonl` never ends in half a line.
 After a failed write the log stops writing (the session goes on) and `error` says why.
+The line format (and its reader, `read_log`) is `kame_cli.session.logfile`'s.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import os
 import queue
 import threading
@@ -20,19 +19,11 @@ from kame_cli.errors import LogWriteError
 from kame_cli.events import Event
 from kame_cli.priority import deprioritize_current_thread
 from kame_cli.session.files import EVENTS_FILE, open_session_file, prepare_log_dir
+from kame_cli.session.logfile import encode_events, event_record, with_session_marks
 
 __all__ = ["SessionLog", "event_record", "prepare_log_dir"]
 
 _FLUSH_EVERY_S = 0.2
-
-
-def event_record(event: Event) -> dict[str, object]:
-    """The JSON object written for one event: its type name plus its fields."""
-    record: dict[str, object] = {"type": type(event).__name__}
-    for field in dataclasses.fields(event):
-        value = getattr(event, field.name)
-        record[field.name] = list(value) if isinstance(value, tuple) else value
-    return record
 
 
 class SessionLog:
@@ -77,7 +68,7 @@ class SessionLog:
     def _write(self, events: list[Event]) -> None:
         if not events or self.error is not None:
             return
-        data = "".join(json.dumps(event_record(e), ensure_ascii=False) + "\n" for e in events).encode()
+        data = encode_events(with_session_marks(events))
         view = memoryview(data)
         try:
             while view:

@@ -69,8 +69,12 @@ def run_talk(
         if threading.current_thread() is threading.main_thread():
             stack.enter_context(stop.on_signals())
         built = build_session(opts, stack, out, stop.event)
-        if built is None:
-            return EXIT_OK  # stopped while loading: the stack stops what had started
+        if built is None:  # stopped while loading: the stack stops what had started
+            if opts.output.file is not None:  # and the file asked for exists, as after any stop
+                from kame_cli.audio_io.wav import write_empty_wav
+
+                write_empty_wav(opts.output.file, stereo=opts.output.stereo)
+            return EXIT_OK
         session, view = built
         with view:
             session.start(stop.event)

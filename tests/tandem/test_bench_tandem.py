@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 
-from kame_cli.bench.tandem.measures import informed
-from kame_cli.bench.tandem.oracle_trace import trace_generations
-from kame_cli.bench.tandem.record import read_session
 from kame_cli.events import OracleChunk, OracleFed
+from kame_cli.session.record import read_session
+from kame_cli.tandem.measures import informed
+from kame_cli.tandem.oracle_trace import trace_generations
 from tests.tandem.conftest import QUESTIONS, BenchRun, run_kame
 
 

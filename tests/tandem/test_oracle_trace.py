@@ -3,9 +3,11 @@ log lines read back as events."""
 
 from __future__ import annotations
 
-from kame_cli.bench.tandem.oracle_trace import trace_generations
-from kame_cli.bench.tandem.record import parse_record
+import json
+
 from kame_cli.events import OracleChunk, OracleFed, OracleFinished, OracleRequestStarted, PartialTranscript
+from kame_cli.session.logfile import decode_line
+from kame_cli.tandem.oracle_trace import trace_generations
 
 START = 256  # the front-end's text start token: no chunk ever carries it
 
@@ -56,6 +58,6 @@ def test_two_resets_before_one_step_only_the_newest_is_fed() -> None:
 def test_a_log_written_before_a_field_was_added_reads_with_its_default() -> None:
     old = {"type": "PartialTranscript", "t": 1.0, "committed": "what is", "tentative": "the"}
     old["audio_end"] = 0.9
-    assert parse_record(old) == PartialTranscript(1.0, "what is", "the", 0.9, pause=False)
+    assert decode_line(json.dumps(old)) == PartialTranscript(1.0, "what is", "the", 0.9, pause=False)
     # A field without a default still has to be there: such a line is left out, not half-read.
-    assert parse_record({k: v for k, v in old.items() if k != "committed"}) is None
+    assert decode_line(json.dumps({k: v for k, v in old.items() if k != "committed"})) is None

@@ -5,9 +5,9 @@ from __future__ import annotations
 from matplotlib.collections import LineCollection
 from matplotlib.image import imread
 
-from kame_cli.bench.tandem.record import read_session
 from kame_cli.events import DeadlineMiss, OracleFed, OracleRequestStarted
 from kame_cli.plot.timeline import PANELS, draw_session
+from kame_cli.session.record import read_session
 from tests.tandem.conftest import QUESTIONS, BenchRun, run_kame
 
 

@@ -8,12 +8,14 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
 
 from kame_cli.backends.oracle.config import BUNDLED_GGUF
 from kame_cli.backends.oracle.errors import LlmServerError
+from kame_cli.backends.oracle.requant import stop_signals
 from kame_cli.errors import ModelNotAvailableError
 
 _BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -53,6 +55,8 @@ def serving_gguf(gguf: str, *, make: bool = True) -> Path:
 
     try:
         return q8_0_copy(path) if make else (existing_copy(path) or path)
+    except InterruptedError:
+        raise  # a stop signal came meanwhile: the caller stops, it starts no server
     except (OSError, ValueError, ImportError):
         return path
 
@@ -114,38 +118,50 @@ class LocalLlamaServer:
         self._workdir = tempfile.TemporaryDirectory(prefix="kame-llama-")
         ready = Path(self._workdir.name) / "ready"
         assert self.log_path is not None
-        with open(self.log_path, "wb") as log:
-            self._process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "kame_cli.backends.oracle.llama_child",
-                    f"--gguf={self.gguf}",
-                    f"--alias={self.alias}",
-                    f"--ready-file={ready}",
-                    *self._args,
-                ],
-                stdin=subprocess.PIPE,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                # Its own process group: a Ctrl-C in the terminal reaches kame, which stops it.
-                start_new_session=True,
-            )
         deadline = time.monotonic() + self._startup_timeout_s
-        while not ready.exists():
-            if self._process.poll() is not None:
-                tail = self._log_tail()
-                self.stop()
-                raise LlmServerError(f"local LLM server on {self.gguf.name} exited at start: {tail}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise LlmServerError(
-                    f"local LLM server on {self.gguf.name} not ready after {self._startup_timeout_s:.0f} s: "
-                    "raise [llm.server] startup_timeout_s"
+        # From before the child exists: a stop signal then only marks `stopped`, so it can never
+        # leave the server running, in its own session, out of the terminal's reach.
+        with stop_signals() as stopped:
+            with open(self.log_path, "wb") as log:
+                self._process = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "kame_cli.backends.oracle.llama_child",
+                        f"--gguf={self.gguf}",
+                        f"--alias={self.alias}",
+                        f"--ready-file={ready}",
+                        *self._args,
+                    ],
+                    stdin=subprocess.PIPE,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    # Its own process group: a Ctrl-C in the terminal reaches kame, which stops it.
+                    start_new_session=True,
                 )
-            time.sleep(0.02)
+            while not ready.exists():
+                self._check_started(deadline, stopped)
+                time.sleep(0.02)
         self.url = ready.read_text(encoding="utf-8").strip()
         return self.url
+
+    def _check_started(self, deadline: float, stopped: threading.Event) -> None:
+        """Raise if the starting server died, is late, or a stop signal came (InterruptedError)."""
+        assert self._process is not None
+        if stopped.is_set():
+            self.kill()
+            self.stop()
+            raise InterruptedError("stopped while the local LLM server loaded")
+        if self._process.poll() is not None:
+            tail = self._log_tail()
+            self.stop()
+            raise LlmServerError(f"local LLM server on {self.gguf.name} exited at start: {tail}")
+        if time.monotonic() > deadline:
+            self.stop()
+            raise LlmServerError(
+                f"local LLM server on {self.gguf.name} not ready after {self._startup_timeout_s:.0f} s: "
+                "raise [llm.server] startup_timeout_s"
+            )
 
     def kill(self) -> None:
         """SIGKILL the server at once (what a crash looks like to its clients)."""

@@ -17,8 +17,14 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 _TARGET = "Q8_0"
@@ -41,6 +47,19 @@ def existing_copy(source: Path, directory: Path | None = None) -> Path | None:
     return target if target.is_file() else None
 
 
+def cache_writable(directory: Path | None = None) -> bool:
+    """Whether the copy could be made: the cache folder, or the nearest folder above it that
+    exists, can be written (not a read-only file system, not a folder the user cannot write)."""
+    folder = cache_dir() if directory is None else directory
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    try:
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+    return folder.is_dir() and not read_only and os.access(folder, os.W_OK | os.X_OK)
+
+
 def q8_0_copy(source: Path, directory: Path | None = None) -> Path:
     """The Q8_0 copy of GGUF `source`, made now if the cache lacks it; raises OSError/ValueError.
 
@@ -52,15 +71,88 @@ def q8_0_copy(source: Path, directory: Path | None = None) -> Path:
     if target.is_file():
         return target
     directory.mkdir(parents=True, exist_ok=True)
-    with _locked(directory / ".gguf.lock"):
+    with stop_signals() as stopped, _locked(directory / ".gguf.lock", stopped):
         if not target.is_file():
             partial = target.with_suffix(f".part{os.getpid()}")
             try:
-                convert(source, partial)
+                _convert_in_child(source, partial, stopped)
                 os.replace(partial, target)
             finally:
                 partial.unlink(missing_ok=True)
     return target
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_POLL_S = 0.02
+_MODULE = "kame_cli.backends.oracle.requant"
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[threading.Event]:
+    """An event set by Ctrl-C, SIGTERM or SIGHUP while the block runs; the block must end soon
+    after it is set. A handler that records a stop (a session's) is called at once; Python's
+    KeyboardInterrupt or a signal's default action comes when the block ends. Outside the main
+    thread: never set."""
+    seen = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+    before: dict[int, Any] = {sig: signal.getsignal(sig) for sig in _STOP_SIGNALS}
+    redeliver: list[int] = []
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        previous = before[signum]
+        if previous == signal.SIG_IGN:
+            return
+        seen.set()
+        if callable(previous) and previous is not signal.default_int_handler:
+            previous(signum, frame)  # a handler that only records the request (kame talk's)
+        else:
+            # A KeyboardInterrupt or the default action (end the process) would strike wherever
+            # the block is, a child half started included: sent again once the block has cleaned up.
+            redeliver.append(signum)
+
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, handler)
+    try:
+        yield seen
+    finally:
+        for number, previous in before.items():
+            signal.signal(number, previous)
+        for signum in redeliver[:1]:
+            os.kill(os.getpid(), signum)
+
+
+def _convert_in_child(source: Path, destination: Path, stopped: threading.Event) -> None:
+    """`convert` in a child process, so that a stop signal ends it at once (numpy does not return
+    to the interpreter for seconds, and a thread cannot be stopped); InterruptedError then."""
+    with tempfile.TemporaryFile() as errors:
+        child = subprocess.Popen(
+            [sys.executable, "-m", _MODULE, "--convert", str(source), str(destination)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+            start_new_session=True,  # a Ctrl-C in the terminal reaches kame, which ends it
+        )
+        try:
+            while True:
+                try:
+                    child.wait(_POLL_S)
+                    break
+                except subprocess.TimeoutExpired:
+                    if stopped.is_set():
+                        raise InterruptedError(
+                            f"stopped while making the Q8_0 copy of {source.name}"
+                        ) from None
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        if child.returncode != 0:
+            errors.seek(0)
+            words = errors.read().decode(errors="replace").split()
+            tail = " ".join(words[-30:]) or f"exit code {child.returncode}"
+            raise ValueError(f"converting {source.name} to Q8_0 failed: {tail}")
 
 
 def _copy_name(source: Path) -> str:
@@ -71,9 +163,15 @@ def _copy_name(source: Path) -> str:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def _locked(path: Path, stopped: threading.Event) -> Iterator[None]:
     with open(path, "a+b") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        while True:  # another process converts meanwhile: wait for it, or for a stop signal
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if stopped.wait(_POLL_S):
+                    raise InterruptedError(f"stopped while waiting for {path.parent} to be free") from None
         try:
             yield
         finally:
@@ -135,8 +233,13 @@ def convert(source: Path, destination: Path) -> None:
 
 
 def main() -> None:
-    """`python -m kame_cli.backends.oracle.requant`: make the bundled model's copy now (install.sh)."""
+    """`python -m kame_cli.backends.oracle.requant`: make the bundled model's copy now (install.sh);
+    with `--convert SOURCE DESTINATION`, the conversion alone (the child `q8_0_copy` runs)."""
     from kame_cli.backends.oracle.local_server import bundled_gguf_path
+
+    if sys.argv[1:2] == ["--convert"] and len(sys.argv) == 4:
+        convert(Path(sys.argv[2]), Path(sys.argv[3]))
+        return
 
     source = bundled_gguf_path()
     try:

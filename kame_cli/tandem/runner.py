@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from kame_cli.bench.tandem.cascade import CascadeClient, CascadeResult, write_cascades
-from kame_cli.bench.tandem.record import parse_lines
 from kame_cli.errors import ConfigError
 from kame_cli.profiles import Profile
+from kame_cli.session.logfile import decode_line
+from kame_cli.tandem.cascade import CascadeClient, CascadeResult, write_cascades
 
 _POLL_S = 0.02
 
@@ -135,6 +135,8 @@ def run_measured(
 
 
 def _follow(follower: LogFollower, cascade: CascadeClient) -> None:
-    for event in parse_lines(follower.read()):
-        cascade.observe(event)
+    for line in follower.read():
+        event = decode_line(line) if line.strip() else None
+        if event is not None:
+            cascade.observe(event)
     cascade.poll()

@@ -24,14 +24,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from kame_cli.backends.stt.text import normalize_words
-from kame_cli.bench.tandem.oracle_trace import Generation, trace_generations
 from kame_cli.events import FinalTranscript, FrontendText, PartialTranscript
+from kame_cli.tandem.oracle_trace import Generation, trace_generations
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from kame_cli.bench.tandem.cascade import CascadeResult
-    from kame_cli.bench.tandem.record import SessionRecord
+    from kame_cli.session.record import SessionRecord
+    from kame_cli.tandem.cascade import CascadeResult
 
 INFORMED_WORDS = 2
 VAD_RATE = 16_000
@@ -93,9 +93,12 @@ def vad_segments(audio: np.ndarray, rate: int, min_silence_ms: int = 600) -> lis
     import numpy as np
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-    from kame_cli.bench.stt import resampled
+    from kame_cli.audio_io.resampling import StreamResampler
 
-    audio16 = resampled(np.asarray(audio, np.float32), rate, VAD_RATE) if rate != VAD_RATE else audio
+    audio16 = np.asarray(audio, np.float32)
+    if rate != VAD_RATE:  # through the resampler the live audio path uses
+        resampler = StreamResampler(rate, VAD_RATE)
+        audio16 = np.concatenate([resampler.process(audio16), resampler.flush()])
     options = VadOptions(min_silence_duration_ms=min_silence_ms, speech_pad_ms=0, min_speech_duration_ms=150)
     stamps = get_speech_timestamps(audio16, options, sampling_rate=VAD_RATE)
     return [(s["start"] / VAD_RATE, s["end"] / VAD_RATE) for s in stamps]
