@@ -39,3 +39,9 @@ class StreamResampler:
         """Forget the filter's state: the next block starts a new stream."""
         if self._stream is not None:
             self._stream.clear()
+
+
+def resampled(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    """A whole clip at `rate_out`, through the same streaming resampler the live audio path uses."""
+    resampler = StreamResampler(rate_in, rate_out)
+    return np.concatenate([resampler.process(audio), resampler.flush()])

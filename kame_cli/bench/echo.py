@@ -118,7 +118,8 @@ def _active_rms(x: np.ndarray) -> float:
 
 def _user_clips(audio_dir: Path | None, voice: str) -> list[tuple[str, str, np.ndarray]]:
     """(name, reference, 24 kHz audio) for the user's lines: espeak-ng, or real speech from a folder."""
-    from kame_cli.bench.stt import directory_clips, espeak
+    from kame_cli.audio_io.speech import espeak
+    from kame_cli.bench.stt import directory_clips
 
     if audio_dir is None:
         return [
@@ -145,7 +146,7 @@ def _scene(
 ) -> _Scene:
     import numpy as np
 
-    from kame_cli.bench.stt import espeak
+    from kame_cli.audio_io.speech import espeak
 
     lines = rng.choice(len(ASSISTANT_LINES), size=4, replace=False)
     a1 = espeak(ASSISTANT_LINES[lines[0]], assistant_voice, 165)
@@ -274,9 +275,9 @@ def run_seed(
     import numpy as np
     from scipy.signal import fftconvolve
 
+    from kame_cli.audio_io.resampling import resampled
     from kame_cli.audio_io.room import SPEED_OF_SOUND, RoomSetup, shoebox_rirs
     from kame_cli.backends.stt.text import normalize_words, word_errors
-    from kame_cli.bench.stt import resampled
 
     rng = np.random.default_rng(seed)
     setup = RoomSetup.draw(rng)

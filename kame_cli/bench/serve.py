@@ -289,7 +289,7 @@ def bench_serve(
     max_burst: int = _MAX_BURST,
 ) -> dict[str, Any]:
     """Run the local baseline, then the server with `clients` clients; return the figures."""
-    from kame_cli.bench.stt import resampled
+    from kame_cli.audio_io.resampling import resampled
     from kame_cli.stats import percentile
 
     with tempfile.TemporaryDirectory(prefix="kame-bench-serve-") as tmp_name:

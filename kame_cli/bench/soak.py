@@ -40,7 +40,7 @@ def soak_input(path: Path, minutes: float, pause_s: float = 4.0) -> Path:
     import numpy as np
     import soundfile as sf
 
-    from kame_cli.bench.stt import espeak
+    from kame_cli.audio_io.speech import espeak
 
     pause = np.zeros(int(pause_s * 24_000), np.float32)
     clips = [np.concatenate([espeak(text, "en-us", 150), pause]) for text in _QUESTIONS]

@@ -21,13 +21,11 @@ import dataclasses
 import difflib
 import enum
 import json
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
@@ -74,27 +72,6 @@ class Clip:
     """24 kHz mono float32, with `_LEAD_S` of silence before the speech and `_TAIL_S` after."""
 
 
-def resampled(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
-    """A whole clip at `rate_out`, through the same streaming resampler the live audio path uses."""
-    import numpy as np
-
-    from kame_cli.audio_io.resampling import StreamResampler
-
-    resampler = StreamResampler(rate_in, rate_out)
-    return np.concatenate([resampler.process(audio), resampler.flush()])
-
-
-def espeak(text: str, voice: str, speed: int, rate: int = _RATE) -> np.ndarray:
-    """espeak-ng speech for `text` at `rate` Hz."""
-    import soundfile as sf
-
-    out = subprocess.run(
-        ["espeak-ng", "-v", voice, "-s", str(speed), "-z", "--stdout", text], check=True, capture_output=True
-    ).stdout
-    audio, native = sf.read(BytesIO(out), dtype="float32")
-    return resampled(audio, native, rate)
-
-
 def _padded(audio: np.ndarray, rate: int = _RATE) -> np.ndarray:
     import numpy as np
 
@@ -103,6 +80,8 @@ def _padded(audio: np.ndarray, rate: int = _RATE) -> np.ndarray:
 
 
 def espeak_clips(voice: str, speed: int) -> list[Clip]:
+    from kame_cli.audio_io.speech import espeak
+
     return [Clip(f"q{i + 1}", q, _padded(espeak(q, voice, speed))) for i, q in enumerate(QUESTIONS)]
 
 
@@ -110,6 +89,7 @@ def directory_clips(directory: Path, out: TextIO) -> list[Clip]:
     """Every audio file in `directory` that has a `.txt` transcript beside it."""
     from kame_cli.audio_io.files import open_audio_file
     from kame_cli.audio_io.frames import downmix
+    from kame_cli.audio_io.resampling import resampled
     from kame_cli.errors import AudioFileError
 
     if not directory.is_dir():
@@ -248,6 +228,7 @@ class Offline:
 
 def offline_decode(whisper: WhisperModel, clip: Clip, beam: int) -> Offline:
     """The whole clip through faster-whisper's `transcribe` (30 s windows, its usual fallbacks)."""
+    from kame_cli.audio_io.resampling import resampled
     from kame_cli.backends.stt.text import normalize_words
 
     segments, _ = whisper.transcribe(

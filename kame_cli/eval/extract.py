@@ -42,7 +42,7 @@ class OutputTranscriber:
             self._model = WhisperModel(
                 loaded.path, device=loaded.device, compute_type=loaded.compute_type, cpu_threads=1
             )
-        from kame_cli.bench.stt import resampled
+        from kame_cli.audio_io.resampling import resampled
 
         segments, _ = self._model.transcribe(
             resampled(audio, rate, _WHISPER_RATE),

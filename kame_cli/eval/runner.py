@@ -45,8 +45,8 @@ def write_input(
 ) -> list[tuple[float, float, str]]:
     """The session's input WAV: each spoken turn followed by `gap_s` of silence for the reply;
     returns each turn's span (start, end of its gap, text) in seconds of that audio."""
-    from kame_cli.bench.tandem.bench import Question as SpokenTurn
-    from kame_cli.bench.tandem.bench import session_input
+    from kame_cli.tandem.questions import Question as SpokenTurn
+    from kame_cli.tandem.questions import session_input
 
     spoken = [
         SpokenTurn(f"t{i + 1}", text, audio) for i, (text, audio) in enumerate(zip(texts, turns, strict=True))

@@ -50,12 +50,12 @@ def recorded_file(folder: Path, qid: str, turn: int) -> Path | None:
 def spoken_turns(question: Question, voice: str) -> list[np.ndarray]:
     """Each turn of `question` as 24 kHz mono float32 speech."""
     if voice == ESPEAK:
-        from kame_cli.bench.stt import espeak
+        from kame_cli.audio_io.speech import espeak
 
         return [espeak(text, ESPEAK_VOICE, ESPEAK_WPM, RATE) for text in question.turns]
     from kame_cli.audio_io.files import open_audio_file
     from kame_cli.audio_io.frames import downmix
-    from kame_cli.bench.stt import resampled
+    from kame_cli.audio_io.resampling import resampled
 
     clips = []
     for turn in range(len(question.turns)):

@@ -140,9 +140,7 @@ def test_only_the_cli_imports_the_benches_and_logs_are_read_through_the_codec() 
         for node in ast.walk(ast.parse(source)):
             names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
-            # eval/ still takes its speech and question helpers from bench/ (espeak, resampled,
-            # Question, session_input): to move with them, not a reason to widen this rule.
-            outside = relative != "cli.py" and not relative.startswith(("bench/", "eval/"))
+            outside = relative != "cli.py" and not relative.startswith("bench/")
             if outside and any(n == "kame_cli.bench" or n.startswith("kame_cli.bench.") for n in names):
                 importers.append(relative)
         codec = relative == "session/logfile.py"  # the one place that marks the start

@@ -6,14 +6,14 @@ import json
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kame_cli.errors import AudioFileError, ConfigError
+from kame_cli.tandem.questions import RATE, Question, session_input
 
 if TYPE_CHECKING:
-    import numpy as np
+    pass
 
 
 QUESTIONS = (
@@ -24,23 +24,13 @@ QUESTIONS = (
     "How far away is the moon from the earth?",
     "Why is the sky blue during the day?",
 )
-RATE = 24_000
-_LEAD_S = 0.5
 _AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
-
-
-@dataclass(frozen=True)
-class Question:
-    name: str
-    text: str
-    audio: np.ndarray
-    """24 kHz mono float32, the speech alone."""
 
 
 def espeak_questions(
     texts: Sequence[str] = QUESTIONS, voice: str = "en-us", speed: int = 150
 ) -> list[Question]:
-    from kame_cli.bench.stt import espeak
+    from kame_cli.audio_io.speech import espeak
 
     return [Question(f"q{i + 1}", text, espeak(text, voice, speed)) for i, text in enumerate(texts)]
 
@@ -49,7 +39,7 @@ def directory_questions(directory: Path, note: Callable[[str], None]) -> list[Qu
     """Every WAV/FLAC/OGG file in `directory` with a `.txt` transcript beside it, in name order."""
     from kame_cli.audio_io.files import open_audio_file
     from kame_cli.audio_io.frames import downmix
-    from kame_cli.bench.stt import resampled
+    from kame_cli.audio_io.resampling import resampled
 
     if not directory.is_dir():
         raise AudioFileError(f"--audio-dir {directory}: not a directory: give a folder of WAV/FLAC + .txt")
@@ -67,24 +57,6 @@ def directory_questions(directory: Path, note: Callable[[str], None]) -> list[Qu
             f"--audio-dir {directory}: no .wav/.flac/.ogg file with a .txt transcript beside it"
         )
     return questions
-
-
-def session_input(questions: Sequence[Question], gap_s: float, path: Path) -> list[tuple[float, float, str]]:
-    """Write the session's input (lead silence, then each question followed by `gap_s` of silence);
-    returns each question's span (start, end of its gap, text) in seconds of that audio."""
-    import numpy as np
-    import soundfile as sf
-
-    parts = [np.zeros(round(_LEAD_S * RATE), np.float32)]
-    spans = []
-    at = _LEAD_S
-    for q in questions:
-        length = len(q.audio) / RATE
-        spans.append((at, at + length + gap_s, q.text))
-        parts += [q.audio.astype(np.float32), np.zeros(round(gap_s * RATE), np.float32)]
-        at += length + gap_s
-    sf.write(path, np.concatenate(parts), RATE, subtype="PCM_16")
-    return spans
 
 
 def run_bench(
