@@ -264,6 +264,7 @@ def _speech(path: Path, seconds: float) -> Path:
 
 
 def paced(args: argparse.Namespace) -> dict[str, Any]:
+    from kame_cli.session.options import FrontendSpec, InputSpec
     from kame_cli.session.talk import TalkOptions, run_talk
 
     missing = stt_installed() if args.stt else "not asked for (--stt)"
@@ -271,10 +272,8 @@ def paced(args: argparse.Namespace) -> dict[str, Any]:
         log_dir = Path(tmp) / "log"
         opts = TalkOptions(
             profile="offline",  # tiny.en on CPU: CTranslate2's CUDA build needs CUDA 12's cuBLAS
-            model=args.model,
-            device=args.device,
-            quantize=args.quantize,
-            input_file=_speech(Path(tmp) / "input.wav", args.seconds),
+            frontend=FrontendSpec(model=args.model, device=args.device, quantize=args.quantize),
+            input=InputSpec(file=_speech(Path(tmp) / "input.wav", args.seconds)),
             log_dir=log_dir,
             no_ui=True,
             no_llm=True,
