@@ -300,13 +300,19 @@ class ServeSession:
 
     async def _close_for(self, ws: web.WebSocketResponse, closed: SessionClosed) -> None:
         await self._tell_error(ws, closed)
+        timed_out = False
         try:
             await asyncio.wait_for(ws.close(code=closed.code, message=closed.reason[:120].encode()), 1.0)
         except (TimeoutError, ConnectionError, RuntimeError):
-            # A client that does not read cannot take a close frame either: drop the connection.
-            transport = self.transport
-            if transport is not None and isinstance(transport, asyncio.WriteTransport):
-                transport.abort()
+            timed_out = True
+        # A client that does not read cannot take a close frame either: drop the connection. Bytes
+        # still unsent by now mean the same (a timed-out send can leave the socket closing with its
+        # buffer held, and the connection open, for as long as the client does not read).
+        transport = self.transport
+        if isinstance(transport, asyncio.WriteTransport) and (
+            timed_out or transport.get_write_buffer_size() > 0
+        ):
+            transport.abort()
 
     def _open_log(self) -> None:
         if self.log_dir is None:
