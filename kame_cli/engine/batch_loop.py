@@ -24,7 +24,7 @@ from kame_cli.bus import EventSink
 from kame_cli.clock import FRAME_SAMPLES, FRAME_SECONDS, SessionClock
 from kame_cli.engine.batch import WARMUP_STEPS, BatchedFrontend, SlotOutput, SlotsFull
 from kame_cli.engine.loader import Frontend, Sampling
-from kame_cli.errors import DeviceError, KameError
+from kame_cli.engine.loop import warmup_failure
 from kame_cli.events import DeadlineMiss, FrontendText, OracleCommand, OracleFed, StepTiming
 
 JITTER_FRAMES = 3
@@ -156,14 +156,12 @@ class BatchLoop:
         self._ready.wait()
         if self.error is not None:
             self._thread.join()
-            if isinstance(self.error, KameError):
-                raise self.error
-            first = str(self.error).splitlines()[0] if str(self.error) else ""
-            raise DeviceError(
-                f"batched front-end warm-up failed on {self.frontend.device} "
-                f"({type(self.error).__name__}: {first}): "
-                "try fewer sessions (--max-sessions) or a smaller model"
-            ) from self.error
+            raise warmup_failure(
+                self.error,
+                "batched front-end",
+                self.frontend.device,
+                "try fewer sessions (--max-sessions) or a smaller model",
+            )
 
     def open_session(
         self,

@@ -135,13 +135,8 @@ class FrontendLoop:
         self._ready.wait()
         if self.error is not None:
             self._thread.join()
-            if isinstance(self.error, KameError):
-                raise self.error
-            first = str(self.error).splitlines()[0] if str(self.error) else type(self.error).__name__
-            raise DeviceError(
-                f"front-end warm-up failed on {self.frontend.device} ({type(self.error).__name__}: {first}): "
-                "try --device cpu or a smaller model"
-            ) from self.error
+            hint = "try --device cpu or a smaller model"
+            raise warmup_failure(self.error, "front-end", self.frontend.device, hint)
 
     def submit_frame(self, pcm: np.ndarray) -> None:
         """Queue one 1920-sample float32 mono frame at 24 kHz; copies it, never blocks.
@@ -386,3 +381,13 @@ class _CudaStageTimer:
         e = self._events
         e[3].synchronize()  # already reached: the step copied its output to the host
         return (e[0].elapsed_time(e[1]), e[1].elapsed_time(e[2]), e[2].elapsed_time(e[3]))
+
+
+def warmup_failure(error: BaseException, what: str, device: object, hint: str) -> KameError:
+    """The one-line error a loop's start raises when its thread failed while warming up."""
+    if isinstance(error, KameError):
+        return error
+    first = str(error).splitlines()[0] if str(error) else type(error).__name__
+    failure = DeviceError(f"{what} warm-up failed on {device} ({type(error).__name__}: {first}): {hint}")
+    failure.__cause__ = error
+    return failure
