@@ -56,6 +56,8 @@ from kame_cli.events import (
     ProcessStarted,
     SessionSummary,
     StepTiming,
+    ToolCallFinished,
+    ToolCallStarted,
 )
 from kame_cli.session.child import ChildProcess, Launcher, launch_module
 from kame_cli.session.dispatch import Dispatch
@@ -87,9 +89,19 @@ _POLL_S = 0.05
 _EVENT_TYPES: tuple[type, ...] = get_args(Event)
 
 _Numbered = TypeVar(
-    "_Numbered", OracleRequestStarted, OracleChunk, OracleFinished, OracleReset, OracleAppend, OracleClear
+    "_Numbered",
+    OracleRequestStarted,
+    OracleChunk,
+    OracleFinished,
+    OracleReset,
+    OracleAppend,
+    OracleClear,
+    ToolCallStarted,
+    ToolCallFinished,
 )
-_NumberedEvent = TypeVar("_NumberedEvent", OracleRequestStarted, OracleChunk, OracleFinished)
+_NumberedEvent = TypeVar(
+    "_NumberedEvent", OracleRequestStarted, OracleChunk, OracleFinished, ToolCallStarted, ToolCallFinished
+)
 _NumberedCommand = TypeVar("_NumberedCommand", OracleAppend, OracleClear)
 
 
@@ -340,6 +352,8 @@ class Session:
             .on(OracleRequestStarted, self._oracle_event)
             .on(OracleChunk, self._oracle_event)
             .on(OracleFinished, self._oracle_event)
+            .on(ToolCallStarted, self._oracle_event)
+            .on(ToolCallFinished, self._oracle_event)
             .on(OracleReset, self._oracle_reset)
             .on(OracleAppend, self._oracle_command)
             .on(OracleClear, self._oracle_command)
