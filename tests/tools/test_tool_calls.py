@@ -239,7 +239,7 @@ def test_a_server_that_cannot_start_is_one_status_line_and_the_oracle_goes_on(to
 
 
 def test_python_runs_kames_own_interpreter() -> None:
-    from kame_cli.backends.tools.host import _command
+    from kame_cli.backends.tools.host import program
 
-    assert _command("python") == sys.executable
-    assert _command("/usr/bin/env") == "/usr/bin/env"
+    assert program("python") == sys.executable
+    assert program("/usr/bin/env") == "/usr/bin/env"

@@ -92,3 +92,26 @@ def test_a_bad_tools_entry_is_one_line_and_exit_2(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert expected in err, err
+
+
+def test_profiles_check_finds_a_missing_program_or_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = GOOD_LLM + '[[tools]]\nname = "x"\ncommand = "no-such-program-kame"\nallow = ["a"]\n'
+    assert run(["profiles", "check", str(_write(tmp_path, missing)), "--no-online"]) == 2
+    assert "[[tools]] #1 (x): command: program 'no-such-program-kame' not found" in capsys.readouterr().err
+    folder = GOOD_LLM + ORDERS + 'cwd = "gone"\n'
+    assert run(["profiles", "check", str(_write(tmp_path, folder)), "--no-online"]) == 2
+    assert "[[tools]] #1 (orders): cwd: folder" in capsys.readouterr().err
+
+
+def test_profiles_check_online_starts_each_server(tmp_path: Path) -> None:
+    from kame_cli.backends.tools.check import check_tools
+    from kame_cli.errors import ProfileError
+
+    crashes = (
+        GOOD_LLM + '[[tools]]\nname = "x"\ncommand = "python"\nargs = ["-c", "print(1/0)"]\nallow = ["a"]\n'
+    )
+    profile = load_profile(str(_write(tmp_path, crashes)))
+    with pytest.raises(ProfileError, match=r"\[\[tools\]\] x did not start: .*ZeroDivisionError"):
+        check_tools(profile.shown_path, profile.tools, online=True)

@@ -70,12 +70,22 @@ class ToolHost:
         self._tools: dict[str, ToolSpec] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._closing: asyncio.Event | None = None
+        self._settled: asyncio.Event | None = None
+        self._starting = len(self._servers)
 
     def start(self) -> None:
         """Start every server's connection task (returns at once; tools are offered once listed)."""
         self._closing = asyncio.Event()
+        self._settled = asyncio.Event()
+        if not self._servers:
+            self._settled.set()
         for server in self._servers.values():
             self._tasks.append(asyncio.get_running_loop().create_task(self._connection(server)))
+
+    async def settled(self) -> None:
+        """Return once every server has started or failed to (its status line said so)."""
+        assert self._settled is not None, "start() first"
+        await self._settled.wait()
 
     def server_of(self, tool: str) -> str:
         """The name of the server offering `tool` ("" when none does)."""
@@ -110,9 +120,8 @@ class ToolHost:
         text = _text_of(result)
         cut = text[: server.max_result_chars]
         if result.is_error:
-            return ToolResult(
-                "error", cut, len(text), len(text) > len(cut), _short(text) or "the tool failed"
-            )
+            why = _short(text) or "the tool failed"
+            return ToolResult("error", f"error: {cut}", len(text), len(text) > len(cut), why)
         if len(text) > len(cut):
             cut += f"\n[cut: {len(cut)} of {len(text)} characters]"
         return ToolResult("ok", cut, len(text), len(text) > server.max_result_chars)
@@ -142,16 +151,14 @@ class ToolHost:
                         client = await stack.enter_async_context(_client(server, errlog))
                         listing = await client.list_tools()
                 except TimeoutError:
-                    self._report(
-                        "error",
-                        _start_failed(server, f"not ready within {server.start_timeout_s:g} s", errlog),
-                    )
+                    why = f"not ready within {server.start_timeout_s:g} s"
+                    self._started("error", _start_failed(server, why, errlog))
                     return
                 except Exception as err:  # a missing program, a refused URL, a server that crashed
-                    self._report("error", _start_failed(server, _one_line(err), errlog))
+                    self._started("error", _start_failed(server, _one_line(err), errlog))
                     return
-                self._offer(server, listing.tools, time.monotonic() - started)
                 self._clients[server.name] = client
+                self._offer(server, listing.tools, time.monotonic() - started)
                 assert self._closing is not None
                 await self._closing.wait()
         except Exception as err:  # the connection broke while it ran, or while it closed
@@ -180,7 +187,13 @@ class ToolHost:
             text += f"; the server has no {', '.join(missing)} (check allow)"
         if unset:
             text += f"; {', '.join(unset)} not set in kame's environment"
-        self._report("degraded" if missing or unset else "ok", text)
+        self._started("degraded" if missing or unset else "ok", text)
+
+    def _started(self, state: StatusState, message: str) -> None:
+        self._report(state, message)
+        self._starting -= 1
+        if self._starting == 0 and self._settled is not None:
+            self._settled.set()
 
 
 def _client(server: ToolServerConfig, errlog: TextIO) -> Any:
@@ -191,7 +204,7 @@ def _client(server: ToolServerConfig, errlog: TextIO) -> Any:
         return Client(server.url)
     assert server.command is not None
     params = StdioServerParameters(
-        command=_command(server.command),
+        command=program(server.command),
         args=list(server.args),
         env={name: os.environ[name] for name in server.env if name in os.environ},
         cwd=server.cwd,
@@ -200,7 +213,7 @@ def _client(server: ToolServerConfig, errlog: TextIO) -> Any:
     return Client(stdio_client(params, errlog=errlog))
 
 
-def _command(command: str) -> str:
+def program(command: str) -> str:
     """`python` is kame's own interpreter: it has the `mcp` SDK a Python server needs."""
     return sys.executable if command in ("python", "python3") else command
 
