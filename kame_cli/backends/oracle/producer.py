@@ -107,6 +107,7 @@ class OracleProducer:
         self._tool_servers = tuple(tools)
         self._tools: ToolHost | None = None
         self._tools_health: Literal["ok", "degraded", "error"] = "ok"
+        self._tools_settled = threading.Event()
         # Everything below belongs to the loop thread.
         self.conversation = Conversation(hold_context=prompt.hold_context)
         self.restart = RestartPolicy(policy)
@@ -117,13 +118,21 @@ class OracleProducer:
     # --- any thread ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Import LiteLLM (about 2 s, so before audio starts) and start the producer's thread."""
+        """Import LiteLLM (about 2 s, so before audio starts) and start the producer's thread; with
+        tools, import the MCP SDK too and wait until every tool server has started or failed to
+        (bounded by their `start_timeout_s`), so that the first request already has the tools."""
         if self._thread is not None:
             raise RuntimeError("OracleProducer.start() called twice")
         self._client = LlmClient(self.llm, self._api_base)
+        if self._tool_servers:
+            from kame_cli.backends.tools.host import import_sdk
+
+            import_sdk()  # 1-2 s of imports that would otherwise block the loop's first polls
         self._thread = threading.Thread(target=self._run, name="kame-oracle", daemon=False)
         self._thread.start()
         self._ready.wait(timeout=5.0)
+        if self._tool_servers:
+            self._tools_settled.wait(timeout=max(s.start_timeout_s for s in self._tool_servers) + 1.0)
 
     def on_event(self, event: Event) -> None:
         """Hand over a transcript or front-end event; never blocks, callable from any thread."""
@@ -175,6 +184,8 @@ class OracleProducer:
 
             self._tools = ToolHost(self._tool_servers, self._tool_status)
             self._tools.start()  # requests go without tools until the servers have listed theirs
+            settling = asyncio.get_running_loop().create_task(self._tools.settled())
+            settling.add_done_callback(lambda _task: self._tools_settled.set())
         try:
             self._drain_inbox()
             while True:

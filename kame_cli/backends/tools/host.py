@@ -196,6 +196,14 @@ class ToolHost:
             self._settled.set()
 
 
+def import_sdk() -> None:
+    """Import the MCP SDK's client now, in the calling thread, not on the loop when servers start."""
+    import importlib
+
+    for name in ("mcp", "mcp.client.stdio", "mcp.client.streamable_http"):
+        importlib.import_module(name)
+
+
 def _client(server: ToolServerConfig, errlog: TextIO) -> Any:
     from mcp import Client, StdioServerParameters
     from mcp.client.stdio import stdio_client
