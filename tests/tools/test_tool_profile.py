@@ -82,12 +82,12 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize(("text", "expected"), list(CASES.values()), ids=list(CASES))
 def test_a_bad_tools_entry_is_one_line_and_exit_2(
-    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    text: str, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    text, expected = CASES[case]
-    path = _write(tmp_path, GOOD_LLM + text if case != "not_an_array" else text + GOOD_LLM)
+    # A top-level key must come before the first table.
+    path = _write(tmp_path, text + GOOD_LLM if text.startswith("tools =") else GOOD_LLM + text)
     assert run(["profiles", "check", str(path), "--no-online"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err

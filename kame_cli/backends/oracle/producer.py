@@ -379,36 +379,28 @@ class OracleProducer:
         """One tool call with its events; a restart cancels it here (the MCP request with it)."""
         assert self._tools is not None
         server = self._tools.server_of(request.name)
-        self._publish(
-            ToolCallStarted(
-                t=self._clock.now(),
-                generation=generation,
-                call_id=request.call_id,
-                server=server,
-                name=request.name,
-                arguments=request.shown_arguments(),
-            )
-        )
+        call = (generation, request.call_id, server, request.name)
+        self._publish(ToolCallStarted(self._clock.now(), *call, request.shown_arguments()))
         began = time.monotonic()
         result: ToolResult | None = None
         try:
             result = await self._tools.call(request)
             return result
         finally:
-            self._publish(
-                ToolCallFinished(
-                    t=self._clock.now(),
-                    generation=generation,
-                    call_id=request.call_id,
-                    server=server,
-                    name=request.name,
-                    outcome=result.outcome if result is not None else "cancelled",
-                    duration_ms=(time.monotonic() - began) * 1000.0,
-                    result_chars=result.chars if result is not None else 0,
-                    truncated=result.truncated if result is not None else False,
-                    message=result.message if result is not None else "a restart cancelled it",
+            took_ms = (time.monotonic() - began) * 1000.0
+            if result is None:  # cancelled: a restart superseded the request
+                ended = ToolCallFinished(self._clock.now(), *call, "cancelled", took_ms, 0, False, "restart")
+            else:
+                ended = ToolCallFinished(
+                    self._clock.now(),
+                    *call,
+                    result.outcome,
+                    took_ms,
+                    result.chars,
+                    result.truncated,
+                    result.message,
                 )
-            )
+            self._publish(ended)
             if result is not None:
                 self._tool_call_status(request, result)
 

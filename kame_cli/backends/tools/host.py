@@ -26,14 +26,14 @@ from kame_cli.backends.tools.config import ToolServerConfig
 StatusState = Literal["ok", "degraded", "error"]
 Report = Callable[[StatusState, str], None]
 Outcome = Literal["ok", "error", "timeout", "unavailable"]
-
-_MESSAGE_CHARS = 200
-_CLOSE_S = 1.0
+_MESSAGE_CHARS = 200  # of a tool's or a server's words in a status line
+_CLOSE_S = 1.0  # for the servers to end, then again once their tasks are cancelled
 
 
 @dataclass(frozen=True, slots=True)
 class ToolSpec:
-    """An allowed tool of a started server, as the LLM is offered it."""
+    """An allowed tool of a started server, as the LLM is offered it (`parameters`: the JSON
+    schema of its arguments, as the server lists it)."""
 
     server: str
     name: str
