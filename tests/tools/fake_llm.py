@@ -1,7 +1,8 @@
 """A wire-level fake of OpenAI's streaming chat completions with tool calls (the bundled SmolLM2
 cannot call tools): asked with `tools`, it streams one call of `call_name` (its arguments split in
 pieces, as real servers send them, `finish_reason: tool_calls`); asked again with the tool's result
-as the last message, it streams an answer that quotes the result."""
+as the last message, it streams an answer that quotes the result (or, with `always_call`, calls
+again); with `tool_choice: "none"` or no tools it answers in words."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ class _ToolCallingHandler(_JsonHandler):
         last = messages[-1] if messages else {}
         self.start_chunked("text/event-stream")
         try:
-            if last.get("role") == "tool":
+            if last.get("role") == "tool" and not owner.always_call:
                 self._words(["From the tool: ", str(last.get("content", ""))[:QUOTED]])
             elif body.get("tools") and body.get("tool_choice") != "none":
                 self._call(owner.call_name, owner.call_arguments)
@@ -64,6 +65,8 @@ class ToolCallingLlm(_LoopbackHttp):
         super().__init__()
         self.call_name = "lookup_order"
         self.call_arguments = json.dumps({"order_id": "A17"})
+        self.always_call = False
+        """Ask for the tool again after its result (until `tool_choice` is "none")."""
 
     @property
     def api_base(self) -> str:

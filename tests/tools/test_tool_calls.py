@@ -162,6 +162,7 @@ def test_the_tools_result_reaches_the_oracle_stream(session: Session, tokenizer:
         ("hang", {"tag": "timeout"}, "timeout", "no answer within timeout_s=1.5 s"),
         ("fail", {"order_id": "B2"}, "error", "the order database is down (B2)"),
         ("huge", {}, "ok", ""),
+        ("not_allowed", {}, "unavailable", "not_allowed is not an allowed tool"),
     ],
 )
 def test_a_tool_that_hangs_fails_or_floods_never_stops_the_oracle(
@@ -187,6 +188,19 @@ def test_a_tool_that_hangs_fails_or_floods_never_stops_the_oracle(
     later = session.ask("lookup_order", {"order_id": "A17"})
     assert session.finished(later).outcome == "completed"
     assert session.call_of(later).outcome == "ok"
+
+
+def test_tool_rounds_are_bounded_then_the_llm_must_answer_in_words(session: Session) -> None:
+    session.llm.always_call = True
+    try:
+        generation = session.ask("lookup_order", {"order_id": "A17"})
+        finished = session.finished(generation)
+    finally:
+        session.llm.always_call = False
+    calls = [e for e in session.recorder.of(ToolCallFinished) if e.generation == generation]
+    assert [c.outcome for c in calls] == ["ok", "ok"]  # [llm] max_tool_rounds = 2
+    assert session.llm.bodies()[-1]["tool_choice"] == "none"
+    assert finished.outcome == "completed" and finished.text == f"{BRIDGE} I can answer without tools."
 
 
 def test_a_restart_in_the_middle_of_a_tool_call_cancels_it(session: Session) -> None:
