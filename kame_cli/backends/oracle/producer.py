@@ -183,7 +183,7 @@ class OracleProducer:
             from kame_cli.backends.tools.host import ToolHost
 
             self._tools = ToolHost(self._tool_servers, self._tool_status)
-            self._tools.start()  # requests go without tools until the servers have listed theirs
+            self._tools.start()  # a server not ready yet (past start()'s wait) is offered once it is
             settling = asyncio.get_running_loop().create_task(self._tools.settled())
             settling.add_done_callback(lambda _task: self._tools_settled.set())
         try:
@@ -323,7 +323,10 @@ class OracleProducer:
             # Past the last round the LLM may still see the tools, but must answer in words.
             choice = "none" if rounds >= self.llm.max_tool_rounds else None
             said = len(answer.parts)
-            stream = self._client.stream(history, tools=schemas, tool_choice=choice, calls=calls)
+            # Without tools offered, a call the LLM makes up anyway is ignored, not run.
+            stream = self._client.stream(
+                history, tools=schemas, tool_choice=choice, calls=calls if schemas else None
+            )
             async with contextlib.aclosing(stream) as chunks:
                 async for raw in chunks:
                     if not self._emit(generation, raw, started, answer):
