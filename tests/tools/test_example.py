@@ -18,7 +18,7 @@ from kame_cli.backends.tools.calls import ToolCallRequest
 from kame_cli.backends.tools.config import ToolServerConfig
 from kame_cli.backends.tools.host import ToolHost, ToolResult
 from kame_cli.profiles.profile import load_profile
-from tests.support.llm_server import free_port
+from tests.support.llm_server import _JsonHandler, _LoopbackHttp, free_port
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "tools"
 
@@ -78,3 +78,37 @@ def test_the_example_server_answers_over_streamable_http(http_server: str) -> No
     told, offered, result = asyncio.run(_ask(server))
     assert told[0].startswith("ok shop: lookup_order, store_hours ready") and len(offered) == 2
     assert result.outcome == "ok" and "two blue kettles" in result.text
+
+
+class _Refusing(_JsonHandler):
+    def do_POST(self) -> None:
+        self.owner.record("POST", self.path, self.headers.get("Authorization"))
+        self.send_json(401, {"error": "unauthorized"})
+
+    do_GET = do_POST
+
+
+class RefusingServer(_LoopbackHttp):
+    """An HTTP endpoint that records each request's Authorization header and answers 401."""
+
+    handler = _Refusing
+
+
+def test_a_url_servers_key_is_sent_as_a_bearer_and_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "sk-test-0123456789abcdefghij"
+    monkeypatch.setenv("KAME_TEST_MCP_KEY", secret)
+    with RefusingServer() as refusing:
+        server = ToolServerConfig(
+            name="remote", allow=("x",), url=f"{refusing.url}/mcp", api_key_env="KAME_TEST_MCP_KEY"
+        )
+        told, offered, result = asyncio.run(_ask(server))
+        sent = [header for _, _, header in refusing.requests]
+    assert sent and set(sent) == {f"Bearer {secret}"}
+    assert told[0].startswith("error remote did not start") and secret not in told[0] and offered == []
+    assert result.outcome == "unavailable"
+    monkeypatch.delenv("KAME_TEST_MCP_KEY")
+    told, _, _ = asyncio.run(_ask(server))
+    assert told == [
+        "error remote did not start: environment variable KAME_TEST_MCP_KEY is not set: export "
+        "KAME_TEST_MCP_KEY=... before starting kame; the oracle goes on without its tools"
+    ]

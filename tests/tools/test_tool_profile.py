@@ -78,6 +78,10 @@ CASES = {
         '[[tools]]\nname = "x"\nurl = "http://127.0.0.1:1/mcp"\nargs = ["a"]\nallow = ["a"]\n',
         "[[tools]] #1: args: args, env and cwd are for a stdio server",
     ),
+    "key_for_stdio": (
+        '[[tools]]\nname = "x"\ncommand = "y"\nallow = ["a"]\napi_key_env = "KEY"\n',
+        "[[tools]] #1: api_key_env: a bearer key is for a url server",
+    ),
     "not_an_array": ('tools = "orders"\n', "tools: must be an array of tables ([[tools]])"),
 }
 

@@ -66,6 +66,9 @@ class ToolServerConfig:
     folder (so `args = ["server.py"]` finds a script beside the profile)."""
     url: Annotated[str, Field(max_length=2048), AfterValidator(_http_url)] | None = None
     """A streamable-HTTP MCP endpoint (e.g. `http://127.0.0.1:8000/mcp`) instead of `command`."""
+    api_key_env: Annotated[str, Field(max_length=128), AfterValidator(_env_name)] | None = None
+    """For a `url` server: the NAME of the environment variable whose value is sent as a bearer key
+    (`Authorization: Bearer ...`); the key itself never goes in a profile."""
     env: Annotated[tuple[str, ...], AfterValidator(_env_names)] = ()
     """Names of environment variables passed to a stdio server (by NAME: values, secrets included,
     come from kame's environment and are never written anywhere). Beside them it gets only a safe
@@ -80,6 +83,8 @@ class ToolServerConfig:
     def __post_init__(self) -> None:
         if (self.command is None) == (self.url is None):
             raise ValueError("command: give either command (stdio) or url (streamable HTTP), not both")
+        if self.url is None and self.api_key_env is not None:
+            raise ValueError("api_key_env: a bearer key is for a url server; a stdio server gets env")
         if self.url is not None and (self.args or self.env or self.cwd is not None):
             raise ValueError("args: args, env and cwd are for a stdio server (command), not a url")
 

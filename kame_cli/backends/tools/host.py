@@ -148,7 +148,7 @@ class ToolHost:
                 stack.callback(errlog.close)
                 try:
                     async with asyncio.timeout(server.start_timeout_s):
-                        client = await stack.enter_async_context(_client(server, errlog))
+                        client = await stack.enter_async_context(_client(server, errlog, stack))
                         listing = await client.list_tools()
                 except TimeoutError:
                     why = f"not ready within {server.start_timeout_s:g} s"
@@ -204,12 +204,18 @@ def import_sdk() -> None:
         importlib.import_module(name)
 
 
-def _client(server: ToolServerConfig, errlog: TextIO) -> Any:
+class _KeyMissing(Exception):
+    """The variable naming a server's key is unset: said as it is, without an exception's name."""
+
+
+def _client(server: ToolServerConfig, errlog: TextIO, stack: contextlib.AsyncExitStack) -> Any:
     from mcp import Client, StdioServerParameters
     from mcp.client.stdio import stdio_client
 
     if server.url is not None:
-        return Client(server.url)
+        if server.api_key_env is None:
+            return Client(server.url)
+        return Client(_http_with_key(server.url, server.api_key_env, stack))
     assert server.command is not None
     params = StdioServerParameters(
         command=program(server.command),
@@ -224,6 +230,22 @@ def _client(server: ToolServerConfig, errlog: TextIO) -> Any:
 def program(command: str) -> str:
     """`python` is kame's own interpreter: it has the `mcp` SDK a Python server needs."""
     return sys.executable if command in ("python", "python3") else command
+
+
+def _http_with_key(url: str, name: str, stack: contextlib.AsyncExitStack) -> Any:
+    """The streamable-HTTP transport to `url`, sending the key from variable `name` as a bearer key."""
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    key = os.environ.get(name)
+    if not key:
+        raise _KeyMissing(f"environment variable {name} is not set: export {name}=... before starting kame")
+    # The SDK's own timeouts for MCP: a server may hold a response stream open for long.
+    http = httpx2.AsyncClient(
+        headers={"Authorization": f"Bearer {key}"}, timeout=httpx2.Timeout(30.0, read=300.0)
+    )
+    stack.push_async_callback(http.aclose)
+    return streamable_http_client(url, http_client=http)
 
 
 def _errlog() -> TextIO:
@@ -271,4 +293,6 @@ def _one_line(err: BaseException) -> str:
     while isinstance(err, BaseExceptionGroup) and err.exceptions:
         err = err.exceptions[0]
     text = _short(str(err))
+    if isinstance(err, _KeyMissing):
+        return text
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
