@@ -24,7 +24,9 @@ def tool_call_text(event: ToolCallStarted | ToolCallFinished) -> str:
     """One tool call in words, for the plain lines, the panel and `kame replay`."""
     if isinstance(event, ToolCallStarted):
         return f"tool {event.server}.{event.name}({event.arguments}) running"
-    size = f", {event.result_chars} chars" + (" (cut)" if event.truncated else "")
+    size = (
+        f", {event.result_chars} chars" + (" (cut)" if event.truncated else "") if event.result_chars else ""
+    )
     why = f": {event.message}" if event.message else ""
     return f"tool {event.server}.{event.name} {event.outcome} in {event.duration_ms:.0f} ms{size}{why}"
 
