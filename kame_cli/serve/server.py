@@ -177,6 +177,7 @@ class KameServer:
                 clock_origin=time.monotonic(),
                 realtime=True,
                 attempt=1,
+                tools=profile.tools,
             )
         )
         self._stack.callback(self.pool.close)

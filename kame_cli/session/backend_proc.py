@@ -179,6 +179,7 @@ class BackendProcess:
             events=self._events,
             clock=self._clock,
             api_base=go.api_base,
+            tools=s.tools,
         )
 
     def _end_input(self) -> None:
