@@ -178,7 +178,8 @@ class KameServer:
                 realtime=True,
                 attempt=1,
                 tools=profile.tools,
-            )
+            ),
+            slots=o.max_sessions,
         )
         self._stack.callback(self.pool.close)
         self.pool.fill()
