@@ -116,7 +116,6 @@ def _plan(
         clock_origin=clock.origin,
         realtime=realtime_pace,
         attempt=1,
-        idle_priority=opts.realtime,
     )
     pass_fds = tuple(fd for fd in wav_fds if fd is not None)
     return SessionPlan(frontend, backend if opts.backends else None, pass_fds)

@@ -55,8 +55,6 @@ class BackendSetup:
     clock_origin: float
     realtime: bool
     attempt: int
-    idle_priority: bool = False
-    """`--realtime`: the whole process runs under SCHED_IDLE, on CPU time nothing else wants."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import soundfile as sf
 
+from kame_cli.priority import can_leave_idle
 from tests.session.conftest import (
     assert_valid_session_files,
     pid_alive,
@@ -27,13 +28,21 @@ from tests.support.speech import concat, synthesize
 FRAME = 1920
 
 
-def _policies(pid: int) -> set[int]:
+def _policies(pid: int) -> list[int]:
     """The scheduling policy of every thread of `pid` (one that ends meanwhile is left out)."""
-    policies = set()
+    policies = []
     for tid in os.listdir(f"/proc/{pid}/task"):
         with contextlib.suppress(ProcessLookupError):
-            policies.add(os.sched_getscheduler(int(tid)))
+            policies.append(os.sched_getscheduler(int(tid)))
     return policies
+
+
+def _idle_but_one(policies: list[int]) -> bool:
+    """The back-end's layout: every thread but its starvation guard's under SCHED_IDLE, where this
+    user may leave SCHED_IDLE again; else none (they run at niceness 19 then)."""
+    if not can_leave_idle():
+        return os.SCHED_IDLE not in policies
+    return policies.count(os.SCHED_OTHER) == 1 and policies.count(os.SCHED_IDLE) == len(policies) - 1
 
 
 def test_backend_killed_mid_session_is_restarted_and_the_voice_goes_on(tmp_path: Path) -> None:
@@ -55,7 +64,12 @@ def test_backend_killed_mid_session_is_restarted_and_the_voice_goes_on(tmp_path:
         pids = session_pids(read_events(events_path))
         frontend_policy = os.sched_getscheduler(pids["frontend"][0])
         backend_nice = os.getpriority(os.PRIO_PROCESS, pids["backend"][0])
-        backend_policies = _policies(pids["backend"][0])
+        # Every thread of the back-end but its starvation guard's runs on CPU time nothing else
+        # wants (the guard may lift them for a while on a loaded machine: wait for a quiet moment).
+        deadline = time.monotonic() + 30
+        while not _idle_but_one(backend_policies := _policies(pids["backend"][0])):
+            assert time.monotonic() < deadline, backend_policies
+            time.sleep(0.1)
         wait_for_event(events_path, lambda e: e["type"] == "FinalTranscript", timeout=30)
         (backend,) = pids["backend"]
         os.kill(backend, signal.SIGKILL)
@@ -72,8 +86,6 @@ def test_backend_killed_mid_session_is_restarted_and_the_voice_goes_on(tmp_path:
         (line,) = stderr_lines(stderr)
         assert line.startswith("kame: --realtime refused (")
     assert backend_nice >= 10
-    # --realtime also puts the back-end, every thread of it, on CPU time nothing else wants.
-    assert backend_policies == {os.SCHED_IDLE}
 
     events = assert_valid_session_files(log_dir, out_wav)
     died = next(e for e in events if e["type"] == "ProcessEnded" and e["role"] == "backend")
