@@ -176,6 +176,7 @@ def isolation(
         "oracle_requests": _count(events, OracleRequestStarted),
         "finals": _count(events, FinalTranscript),
         "backend_cores_tandem": _mean([w.background_cores for w in done if w.kind == "tandem"]),
+        "backend_idle_share": _mean([w.idle_share for w in done if w.kind == "tandem"]),
         "outside_cores_alone": _mean([w.outside_cores for w in done if w.kind == "alone"]),
         "outside_cores_tandem": _mean([w.outside_cores for w in done if w.kind == "tandem"]),
         "loadavg_start": load_start[0],
@@ -197,7 +198,8 @@ def _print(f: dict[str, Any], out: TextIO) -> None:
         f"  back-ends running : {f['steps_tandem']} steps  p50 {f['p50_tandem_ms']:.1f} ms  "
         f"p99 {f['p99_tandem_ms']:.1f} ms  misses {f['deadline_misses']}  "
         f"(load from outside kame {f['outside_cores_tandem']:.2f} cores; back-ends used "
-        f"{f['backend_cores_tandem']:.2f}; user turns {f['finals']}, oracle requests {f['oracle_requests']})",
+        f"{f['backend_cores_tandem']:.2f}, under SCHED_IDLE {100 * f['backend_idle_share']:.0f} % of the "
+        f"time; user turns {f['finals']}, oracle requests {f['oracle_requests']})",
         file=out,
     )
     print(

@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 WindowKind = Literal["alone", "tandem"]
-BACKGROUND_MARKS = ("kame_cli.session.backend_proc", "kame_cli.backends.oracle.llama_child")
+BACKEND_MARK = "kame_cli.session.backend_proc"
+BACKGROUND_MARKS = (BACKEND_MARK, "kame_cli.backends.oracle.llama_child")
 """Command-line marks of the processes an "alone" window stops."""
+_SAMPLE_S = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,9 @@ class Window:
     """CPU time the machine spent outside kame's processes, per second of the window."""
     background_cores: float
     """CPU time of the back-end process and the llama.cpp child, per second of the window."""
+    idle_share: float = 0.0
+    """Share of the window the back-end spent under SCHED_IDLE (its `StarvationGuard` lifts it
+    to niceness 10 while the STT is starved, e.g. by load from outside kame)."""
 
     def holds(self, step_end: float, step_ms: float, settle_s: float) -> bool:
         """Whether a step that ended at `step_end` ran wholly inside the window, past its first
@@ -72,6 +77,13 @@ def _cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _policy(tid: int) -> int | None:
+    try:
+        return os.sched_getscheduler(tid)
+    except OSError:
+        return None
 
 
 def _descendants(pid: int) -> list[tuple[int, str]]:
@@ -126,6 +138,20 @@ class AlternatingWindows:
                 os.kill(pid, signal.SIGCONT)
         self._stopped.clear()
 
+    def _watch(self, until: float) -> list[bool] | None:
+        """Until `until`, whether the back-end is under SCHED_IDLE, a few times a second; None if
+        `stop()` came first."""
+        from kame_cli.priority import threads_of
+
+        samples = []
+        while (left := until - time.monotonic()) > 0:
+            if self._halt.wait(min(left, _SAMPLE_S)):
+                return None
+            for pid, cmd in _descendants(os.getpid()):
+                if BACKEND_MARK in cmd:
+                    samples.append(any(_policy(tid) == os.SCHED_IDLE for tid in threads_of(pid)))
+        return samples
+
     def _run(self) -> None:
         tick = os.sysconf("SC_CLK_TCK")
         try:
@@ -139,7 +165,8 @@ class AlternatingWindows:
                 tree = [os.getpid(), *(pid for pid, _ in _descendants(os.getpid()))]
                 background = self._background()
                 own = {pid: _cpu_seconds(pid) for pid in tree}
-                if self._halt.wait(self.window_s):
+                idle_samples = self._watch(start + self.window_s)
+                if idle_samples is None:
                     return
                 end = time.monotonic()
                 spent = end - start
@@ -147,7 +174,14 @@ class AlternatingWindows:
                 in_background = sum(_cpu_seconds(pid) - own[pid] for pid in background if pid in own)
                 outside = (_busy_jiffies() - busy) / tick - kame
                 self.windows.append(
-                    Window(kind, start, end, max(0.0, outside) / spent, max(0.0, in_background) / spent)
+                    Window(
+                        kind,
+                        start,
+                        end,
+                        max(0.0, outside) / spent,
+                        max(0.0, in_background) / spent,
+                        sum(idle_samples) / len(idle_samples) if idle_samples else 0.0,
+                    )
                 )
         finally:
             self._resume()
