@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, TextIO
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
@@ -32,6 +32,9 @@ from kame_cli.events import (
     SessionSummary,
     StepTiming,
 )
+
+if TYPE_CHECKING:
+    from kame_cli.session.options import TalkOptions
 
 P99_RATIO_TARGET = 1.2
 WINDOW_S = 5.0
@@ -84,6 +87,15 @@ def panel_terminal(columns: int = 120, rows: int = 50) -> Iterator[TextIO]:
                 os.environ[key] = value
 
 
+def file_session(wav: Path, profile: str, model: str, log_dir: Path, **more: Any) -> TalkOptions:
+    """`kame talk --profile P --model M --input WAV --log-dir DIR` (and `more` options), as a bench
+    runs it: at real-time pace."""
+    from kame_cli.session.options import FrontendSpec, InputSpec, TalkOptions
+
+    spec = FrontendSpec(model=model)
+    return TalkOptions(profile=profile, frontend=spec, input=InputSpec(file=wav), log_dir=log_dir, **more)
+
+
 def session_events(log_dir: Path) -> list[Event]:
     from kame_cli.session.logfile import read_log
 
@@ -110,8 +122,7 @@ def isolation(
     """Run the session in alternating windows and return the figures."""
     from kame_cli.bench.soak import soak_input
     from kame_cli.bench.windows import AlternatingWindows, steps_in
-    from kame_cli.session.options import FrontendSpec, InputSpec
-    from kame_cli.session.talk import TalkOptions, run_talk
+    from kame_cli.session.talk import run_talk
     from kame_cli.stats import percentile
 
     pairs = max(1, round(seconds / window_s))
@@ -128,13 +139,7 @@ def isolation(
     with tempfile.TemporaryDirectory(prefix="kame-isolation-") as tmp:
         wav = input_file or soak_input(Path(tmp) / "input.wav", audio_s / 60.0)
         log_dir = Path(tmp) / "tandem"
-        opts = TalkOptions(
-            profile=profile,
-            frontend=FrontendSpec(model=model),
-            input=InputSpec(file=wav),
-            log_dir=log_dir,
-            realtime=realtime,
-        )
+        opts = file_session(wav, profile, model, log_dir, realtime=realtime)
         print(
             f"isolation: {pairs} x {window_s:.0f} s alone and {pairs} x {window_s:.0f} s beside the "
             "back-ends, alternated, in real time…",
