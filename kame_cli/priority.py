@@ -127,8 +127,9 @@ def can_leave_idle() -> bool:
     return allowed == [True]
 
 
-GUARD_TRIP_S = 2.0
-"""The STT this far behind the user (seconds of audio queued): it is starved, lift it."""
+GUARD_TRIP_S = 3.0
+"""The STT this far behind the user (seconds of audio queued): it is starved, lift it. Above the
+2 s of frames the supervisor holds for a back-end that stalls, which arrive at once when it goes on."""
 GUARD_CLEAR_S = 0.5
 """Back under this: it has caught up, back to SCHED_IDLE."""
 GUARD_PERIOD_S = 0.2

@@ -100,7 +100,7 @@ def test_without_privilege_the_threads_stay_at_the_floor(guard_child: GuardChild
 
 
 def test_a_starved_stt_is_lifted_catches_up_and_goes_back_to_idle(tmp_path: Path) -> None:
-    wav = write_wav(tmp_path / "q.wav", concat([0.3, synthesize("How many legs does a spider have?"), 1.5]))
+    wav = write_wav(tmp_path / "q.wav", concat([0.3, synthesize("How many legs does a spider have?"), 2.5]))
     child = GuardChild("--stt", str(wav))
     try:
         reversible = child.state["reversible"]
