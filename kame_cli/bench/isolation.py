@@ -182,6 +182,8 @@ def isolation(
         "finals": _count(events, FinalTranscript),
         "backend_cores_tandem": _mean([w.background_cores for w in done if w.kind == "tandem"]),
         "backend_idle_share": _mean([w.idle_share for w in done if w.kind == "tandem"]),
+        "supervisor_cores_alone": _mean([w.supervisor_cores for w in done if w.kind == "alone"]),
+        "supervisor_cores_tandem": _mean([w.supervisor_cores for w in done if w.kind == "tandem"]),
         "outside_cores_alone": _mean([w.outside_cores for w in done if w.kind == "alone"]),
         "outside_cores_tandem": _mean([w.outside_cores for w in done if w.kind == "tandem"]),
         "loadavg_start": load_start[0],
@@ -196,13 +198,15 @@ def _print(f: dict[str, Any], out: TextIO) -> None:
     print(
         f"  back-ends stopped : {f['steps_alone']} steps  p50 {f['p50_alone_ms']:.1f} ms  "
         f"p99 {f['p99_alone_ms']:.1f} ms  misses {f['deadline_misses_alone']}  "
-        f"(load from outside kame {f['outside_cores_alone']:.2f} cores)",
+        f"(load from outside kame {f['outside_cores_alone']:.2f} cores; supervisor "
+        f"{f['supervisor_cores_alone']:.2f})",
         file=out,
     )
     print(
         f"  back-ends running : {f['steps_tandem']} steps  p50 {f['p50_tandem_ms']:.1f} ms  "
         f"p99 {f['p99_tandem_ms']:.1f} ms  misses {f['deadline_misses']}  "
-        f"(load from outside kame {f['outside_cores_tandem']:.2f} cores; back-ends used "
+        f"(load from outside kame {f['outside_cores_tandem']:.2f} cores; supervisor "
+        f"{f['supervisor_cores_tandem']:.2f}; back-ends used "
         f"{f['backend_cores_tandem']:.2f}, under SCHED_IDLE {100 * f['backend_idle_share']:.0f} % of the "
         f"time; user turns {f['finals']}, oracle requests {f['oracle_requests']})",
         file=out,

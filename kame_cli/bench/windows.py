@@ -37,6 +37,8 @@ class Window:
     """CPU time the machine spent outside kame's processes, per second of the window."""
     background_cores: float
     """CPU time of the back-end process and the llama.cpp child, per second of the window."""
+    supervisor_cores: float = 0.0
+    """CPU time of the supervisor (this process: the panel, the log, the routing), per second."""
     idle_share: float = 0.0
     """Share of the window the back-end spent under SCHED_IDLE (its `StarvationGuard` lifts it
     to niceness 10 while the STT is starved, e.g. by load from outside kame)."""
@@ -172,6 +174,7 @@ class AlternatingWindows:
                 spent = end - start
                 kame = sum(_cpu_seconds(pid) - before for pid, before in own.items())
                 in_background = sum(_cpu_seconds(pid) - own[pid] for pid in background if pid in own)
+                supervisor = _cpu_seconds(os.getpid()) - own[os.getpid()]
                 outside = (_busy_jiffies() - busy) / tick - kame
                 self.windows.append(
                     Window(
@@ -180,6 +183,7 @@ class AlternatingWindows:
                         end,
                         max(0.0, outside) / spent,
                         max(0.0, in_background) / spent,
+                        supervisor / spent,
                         sum(idle_samples) / len(idle_samples) if idle_samples else 0.0,
                     )
                 )
