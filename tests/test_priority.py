@@ -4,19 +4,34 @@ may not leave SCHED_IDLE; and a real STT that got no CPU for seconds catches up 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from kame_cli.priority import BACKGROUND_NICENESS, FLOOR_NICENESS, GUARD_TRIP_S
+from kame_cli.priority import (
+    BACKGROUND_NICENESS,
+    FLOOR_NICENESS,
+    GUARD_TRIP_S,
+    LLM_SERVER_NICENESS,
+    deprioritize_process_tree,
+    threads_of,
+)
 from tests.session.conftest import write_wav
 from tests.support.speech import concat, synthesize
+
+
+def _placement(pid: int, tid: int) -> tuple[int, int]:
+    """(policy, niceness) of one thread, from /proc/PID/task/TID/stat (fields 41 and 19)."""
+    stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(stat[38]), int(stat[16])
 
 
 class GuardChild:
@@ -46,13 +61,8 @@ class GuardChild:
 
     def others(self) -> set[tuple[int, int]]:
         """(policy, niceness) of every thread but the guard's, from /proc/PID/task/*/stat."""
-        found = set()
-        for tid in os.listdir(f"/proc/{self.process.pid}/task"):
-            if int(tid) == self.state["guard_tid"]:
-                continue
-            stat = Path(f"/proc/{self.process.pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
-            found.add((int(stat[38]), int(stat[16])))  # fields 41 (policy) and 19 (nice)
-        return found
+        pid = self.process.pid
+        return {_placement(pid, tid) for tid in threads_of(pid) if tid != self.state["guard_tid"]}
 
     def close(self) -> None:
         assert self.process.stdin is not None
@@ -119,3 +129,30 @@ def test_a_starved_stt_is_lifted_catches_up_and_goes_back_to_idle(tmp_path: Path
     finally:
         if child.process.poll() is None:
             child.process.kill()
+
+
+def test_the_llm_server_child_goes_below_the_back_end_every_thread() -> None:
+    # As `kame talk` does to the llama.cpp child once it is up (its threads exist by then).
+    script = "import threading, sys; [threading.Thread(target=sys.stdin.read).start() for _ in range(2)]"
+    child = subprocess.Popen([sys.executable, "-S", "-c", script], stdin=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while len(threads_of(child.pid)) < 3:
+            assert time.monotonic() < deadline, "the child's threads never started"
+            time.sleep(0.01)
+        assert deprioritize_process_tree(child.pid, LLM_SERVER_NICENESS) == 3
+        assert {_placement(child.pid, tid) for tid in threads_of(child.pid)} == {
+            (os.SCHED_OTHER, LLM_SERVER_NICENESS)
+        }
+        # --realtime: on CPU time nothing else wants.
+        deprioritize_process_tree(child.pid, LLM_SERVER_NICENESS, idle=True)
+        assert {_placement(child.pid, tid) for tid in threads_of(child.pid)} == {
+            (os.SCHED_IDLE, LLM_SERVER_NICENESS)
+        }
+    finally:
+        # An idle process dies slowly on a busy machine (its exit needs CPU time too): back to normal.
+        for tid in threads_of(child.pid):
+            with contextlib.suppress(OSError):
+                os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+        child.kill()
+        child.wait()
