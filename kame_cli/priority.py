@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 BACKGROUND_NICENESS = 10
@@ -109,22 +110,23 @@ def threads_of(pid: int) -> list[int]:
 
 
 def can_leave_idle() -> bool:
-    """Whether this process may move a thread out of SCHED_IDLE again, at its current niceness
-    (CAP_SYS_NICE, or an RLIMIT_NICE that allows it). Tried on a throwaway thread."""
-    allowed: list[bool] = []
+    """Whether this thread, once under SCHED_IDLE, may leave it again at its current niceness: the
+    kernel allows it with an RLIMIT_NICE of at least 20 - niceness, or with CAP_SYS_NICE."""
+    if not hasattr(os, "SCHED_IDLE"):
+        return False
+    try:
+        niceness = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        if resource.getrlimit(resource.RLIMIT_NICE)[0] >= 20 - niceness:
+            return True
+        status = Path("/proc/self/status").read_bytes().splitlines()
+    except (AttributeError, OSError, ValueError):
+        return False
+    effective = next((line.split()[1] for line in status if line.startswith(b"CapEff:")), b"0")
+    return bool(int(effective, 16) >> _CAP_SYS_NICE & 1)
 
-    def probe() -> None:
-        try:
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-            allowed.append(True)
-        except (AttributeError, OSError):
-            allowed.append(False)
 
-    thread = threading.Thread(target=probe, name="kame-idle-probe")
-    thread.start()
-    thread.join()
-    return allowed == [True]
+_CAP_SYS_NICE = 23
+"""The capability's bit in /proc/PID/status's CapEff (linux/capability.h)."""
 
 
 GUARD_TRIP_S = 3.0
@@ -139,8 +141,9 @@ class StarvationGuard:
     """Keeps every other thread of this process under SCHED_IDLE while `lag_s()` stays under
     `trip_s`, and at niceness `lifted` from then until it is back under `clear_s`.
 
-    Its own thread is never idle: it must run to lift the others. It applies the policy again
-    every `period_s`, so threads started meanwhile follow. Where the process may not leave
+    Its own thread is never idle: it must run to lift the others; nor are the threads `keep()`
+    names (a reader that must hear "stop" at once). It applies the policy again every `period_s`,
+    so threads started meanwhile follow. Where the process may not leave
     SCHED_IDLE again (`can_leave_idle`), the others stay at niceness 19 instead: never starved
     outright, and no guard is needed.
     """
@@ -149,12 +152,14 @@ class StarvationGuard:
         self,
         lag_s: Callable[[], float],
         *,
+        keep: Callable[[], Iterable[int]] = tuple,
         trip_s: float = GUARD_TRIP_S,
         clear_s: float = GUARD_CLEAR_S,
         lifted: int = BACKGROUND_NICENESS,
         period_s: float = GUARD_PERIOD_S,
     ) -> None:
         self._lag_s = lag_s
+        self._keep = keep
         self.trip_s, self.clear_s, self.lifted = trip_s, clear_s, lifted
         self._period_s = period_s
         self.reversible = can_leave_idle()
@@ -164,6 +169,7 @@ class StarvationGuard:
         """How many times the work fell `trip_s` behind."""
         self.tid = 0
         """The guard thread's id, once started."""
+        self._released = False
         self._halt = threading.Event()
         self._applied = threading.Event()
         # Started by a thread that is not idle (yet): threads inherit their creator's policy.
@@ -174,20 +180,35 @@ class StarvationGuard:
         self._thread.start()
         self._applied.wait()
 
+    def release(self) -> None:
+        """Lift the threads for good (any thread may call it, at once): the process is ending, and
+        its exit needs CPU time too, which under SCHED_IDLE on a busy machine could take seconds."""
+        self._released = True
+        self.starved = True
+        self._place_all()
+
     def stop(self) -> None:
+        """Stop watching, and `release()`."""
         self._halt.set()
         self._thread.join(1.0)
+        self.release()
 
     def check(self) -> None:
         """Read the lag, move between idle and lifted, and apply the policy to every other thread."""
+        if self._released:
+            return
         lag = self._lag_s()
         if not self.starved and lag > self.trip_s:
             self.starved = True
             self.trips += 1
         elif self.starved and lag <= self.clear_s:
             self.starved = False
+        self._place_all()
+
+    def _place_all(self) -> None:
+        spared = {self.tid, *self._keep()}
         for tid in threads_of(os.getpid()):
-            if tid != self.tid:
+            if tid not in spared:
                 self._place(tid)
 
     def _place(self, tid: int) -> None:

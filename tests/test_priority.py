@@ -61,8 +61,12 @@ class GuardChild:
 
     def others(self) -> set[tuple[int, int]]:
         """(policy, niceness) of every thread but the guard's, from /proc/PID/task/*/stat."""
-        pid = self.process.pid
-        return {_placement(pid, tid) for tid in threads_of(pid) if tid != self.state["guard_tid"]}
+        pid, spared = self.process.pid, (self.state["guard_tid"], self.state["kept_tid"])
+        return {_placement(pid, tid) for tid in threads_of(pid) if tid not in spared}
+
+    def kept(self) -> tuple[int, int]:
+        """(policy, niceness) of the thread the guard keeps out of SCHED_IDLE."""
+        return _placement(self.process.pid, self.state["kept_tid"])
 
     def close(self) -> None:
         assert self.process.stdin is not None
@@ -96,6 +100,11 @@ def test_threads_idle_while_keeping_up_and_lifted_while_starved(guard_child: Gua
     assert guard_child.others() == {(os.SCHED_OTHER, BACKGROUND_NICENESS)}
     assert not guard_child.send("lag 0.2")["starved"]
     assert guard_child.others() == {(os.SCHED_IDLE, BACKGROUND_NICENESS)}
+    assert guard_child.kept()[0] == os.SCHED_OTHER
+    # Told to stop: lifted for good, whatever the lag says (an idle process exits slowly when busy).
+    guard_child.send("release")
+    assert guard_child.send("lag 0")["starved"]
+    assert guard_child.others() == {(os.SCHED_OTHER, BACKGROUND_NICENESS)}
     guard_child.close()
 
 

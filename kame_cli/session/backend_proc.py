@@ -115,6 +115,8 @@ class BackendProcess:
             if self.oracle is not None:
                 self.oracle.on_event(message)
         else:
+            if isinstance(message, Stop) and self.guard is not None:
+                self.guard.release()  # the main thread must not wait for spare CPU time to end
             self._control.put(message)
 
     def _on_frame(self, message: UserFrame) -> None:
@@ -195,9 +197,15 @@ class BackendProcess:
         if s.realtime:
             # Fed from a file as fast as it goes, nothing here has a deadline to protect: the
             # process stays at niceness 10, and its queue is a backlog by design, not starvation.
-            self.guard = StarvationGuard(self._lag)
+            # The link's reader stays out of SCHED_IDLE: it hears "stop", and queues the user's
+            # frames, so a starved STT shows as a backlog.
+            self.guard = StarvationGuard(self._lag, keep=self._link_reader)
             self.guard.start()
         self.link.send(Running())
+
+    def _link_reader(self) -> list[int]:
+        reader = f"kame-{self.link.name}-read"
+        return [t.native_id for t in threading.enumerate() if t.name == reader and t.native_id is not None]
 
     def _oracle(self, go: Go) -> Any:
         import sentencepiece

@@ -8,7 +8,8 @@ known points:
 - `check`: one `check()` (with `--stt`, the lag is the back-end's `SttLag` over a real worker);
 - `feed`: (`--stt`) queue the WAV's frames to a worker that has not started: it hears nothing,
   as a starved one would;
-- `run`: (`--stt`) start the worker, end the input and wait for its final transcript (printed).
+- `run`: (`--stt`) start the worker, end the input and wait for its final transcript (printed);
+- `release`: `release()`, as the back-end does when told to stop.
 Each answer is one JSON object: the guard's state.
 """
 
@@ -44,15 +45,19 @@ def main() -> None:
     finals: list[str] = []
     worker = _stt_worker(finals) if args.stt else None
     stt_lag = SttLag(worker)
-    guard = StarvationGuard(stt_lag if worker is not None else lambda: lag[0])
-    # Two threads that only wait, as the back-end's link threads do: the guard must place them too.
+    # Two threads that only wait, as the back-end's link threads do: the guard places the first and
+    # keeps out of SCHED_IDLE the second, as the back-end does its link's reader.
     idle = threading.Event()
-    for n in range(2):
-        threading.Thread(target=idle.wait, name=f"waiter-{n}", daemon=True).start()
+    waiters = [threading.Thread(target=idle.wait, name=f"waiter-{n}", daemon=True) for n in range(2)]
+    for waiter in waiters:
+        waiter.start()
+    kept = [waiters[1].native_id or 0]
+    guard = StarvationGuard(stt_lag if worker is not None else lambda: lag[0], keep=lambda: kept)
     guard.start()
 
     def answer(**extra: Any) -> None:
-        state = {"guard_tid": guard.tid, "reversible": guard.reversible, "starved": guard.starved}
+        state = {"guard_tid": guard.tid, "kept_tid": kept[0], "reversible": guard.reversible}
+        state["starved"] = guard.starved
         print(json.dumps({**state, "trips": guard.trips, **extra}), flush=True)
 
     answer(ready=True)
@@ -62,6 +67,10 @@ def main() -> None:
             lag[0] = float(value)
         elif command == "feed":
             _feed(worker, args.stt)
+        elif command == "release":
+            guard.release()
+            answer(finals=finals)
+            continue
         elif command == "run":
             worker.start()
             stt_lag.input_ended()
