@@ -139,34 +139,23 @@ GUARD_PERIOD_S = 0.2
 
 class StarvationGuard:
     """Keeps every other thread of this process under SCHED_IDLE while `lag_s()` stays under
-    `trip_s`, and at niceness `lifted` from then until it is back under `clear_s`.
+    `GUARD_TRIP_S`, and at niceness 10 from then until it is back under `GUARD_CLEAR_S`.
 
     Its own thread is never idle: it must run to lift the others; nor are the threads `keep()`
-    names (a reader that must hear "stop" at once). It applies the policy again every `period_s`,
-    so threads started meanwhile follow. Where the process may not leave
+    names (a reader that must hear "stop" at once). It applies the policy again every
+    `GUARD_PERIOD_S`, so threads started meanwhile follow. Where the process may not leave
     SCHED_IDLE again (`can_leave_idle`), the others stay at niceness 19 instead: never starved
     outright, and no guard is needed.
     """
 
-    def __init__(
-        self,
-        lag_s: Callable[[], float],
-        *,
-        keep: Callable[[], Iterable[int]] = tuple,
-        trip_s: float = GUARD_TRIP_S,
-        clear_s: float = GUARD_CLEAR_S,
-        lifted: int = BACKGROUND_NICENESS,
-        period_s: float = GUARD_PERIOD_S,
-    ) -> None:
+    def __init__(self, lag_s: Callable[[], float], *, keep: Callable[[], Iterable[int]] = tuple) -> None:
         self._lag_s = lag_s
         self._keep = keep
-        self.trip_s, self.clear_s, self.lifted = trip_s, clear_s, lifted
-        self._period_s = period_s
         self.reversible = can_leave_idle()
         self.starved = False
         """Whether the guarded threads are lifted out of SCHED_IDLE now."""
         self.trips = 0
-        """How many times the work fell `trip_s` behind."""
+        """How many times the work fell `GUARD_TRIP_S` behind."""
         self.tid = 0
         """The guard thread's id, once started."""
         self._released = False
@@ -198,10 +187,10 @@ class StarvationGuard:
         if self._released:
             return
         lag = self._lag_s()
-        if not self.starved and lag > self.trip_s:
+        if not self.starved and lag > GUARD_TRIP_S:
             self.starved = True
             self.trips += 1
-        elif self.starved and lag <= self.clear_s:
+        elif self.starved and lag <= GUARD_CLEAR_S:
             self.starved = False
         self._place_all()
 
@@ -220,7 +209,7 @@ class StarvationGuard:
             with contextlib.suppress(OSError):  # the thread ended in between
                 if os.sched_getscheduler(tid) == os.SCHED_IDLE:
                     os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
-                os.setpriority(os.PRIO_PROCESS, tid, self.lifted)
+                os.setpriority(os.PRIO_PROCESS, tid, BACKGROUND_NICENESS)
 
     def _run(self) -> None:
         self.tid = threading.get_native_id()
@@ -228,5 +217,5 @@ class StarvationGuard:
             self.check()
         finally:
             self._applied.set()
-        while not self._halt.wait(self._period_s):
+        while not self._halt.wait(GUARD_PERIOD_S):
             self.check()
