@@ -54,6 +54,7 @@ from kame_cli.events import (
     ProcessEnded,
     ProcessRole,
     ProcessStarted,
+    Retrieval,
     SessionSummary,
     StepTiming,
 )
@@ -87,9 +88,16 @@ _POLL_S = 0.05
 _EVENT_TYPES: tuple[type, ...] = get_args(Event)
 
 _Numbered = TypeVar(
-    "_Numbered", OracleRequestStarted, OracleChunk, OracleFinished, OracleReset, OracleAppend, OracleClear
+    "_Numbered",
+    OracleRequestStarted,
+    OracleChunk,
+    OracleFinished,
+    OracleReset,
+    OracleAppend,
+    OracleClear,
+    Retrieval,
 )
-_NumberedEvent = TypeVar("_NumberedEvent", OracleRequestStarted, OracleChunk, OracleFinished)
+_NumberedEvent = TypeVar("_NumberedEvent", OracleRequestStarted, OracleChunk, OracleFinished, Retrieval)
 _NumberedCommand = TypeVar("_NumberedCommand", OracleAppend, OracleClear)
 
 
@@ -340,6 +348,7 @@ class Session:
             .on(OracleRequestStarted, self._oracle_event)
             .on(OracleChunk, self._oracle_event)
             .on(OracleFinished, self._oracle_event)
+            .on(Retrieval, self._oracle_event)
             .on(OracleReset, self._oracle_reset)
             .on(OracleAppend, self._oracle_command)
             .on(OracleClear, self._oracle_command)

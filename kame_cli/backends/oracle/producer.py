@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from kame_cli.backends.oracle.config import LlmConfig, PolicyConfig, PromptConfig
 from kame_cli.backends.oracle.executor import ClosingExecutor
@@ -41,6 +42,9 @@ from kame_cli.events import (
     PartialTranscript,
 )
 from kame_cli.priority import deprioritize_current_thread
+
+if TYPE_CHECKING:
+    from kame_cli.knowledge.retriever import Retriever
 
 Tokenize = Callable[[str], list[int]]
 
@@ -71,6 +75,7 @@ class OracleProducer:
         events: EventSink,
         clock: SessionClock,
         api_base: str | None = None,
+        knowledge: Retriever | None = None,
     ) -> None:
         self.llm = llm
         self.policy = policy
@@ -80,6 +85,7 @@ class OracleProducer:
         self._events = events
         self._clock = clock
         self._api_base = api_base
+        self._knowledge = knowledge  # [knowledge]: the user's documents (kame_cli/knowledge)
         self._inbox: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -219,7 +225,21 @@ class OracleProducer:
             )
         )
         assert self._loop is not None
-        task = self._loop.create_task(self._stream(generation, messages, now))
+        # --- [knowledge] begin: the request's words retrieve passages for its prompt, in `_stream`
+        # (awaited there, so a restart cancels the retrieval with the stream); what the messages hold
+        # is taken now, as they stand at the start.
+        inform: Callable[[], Awaitable[list[dict[str, str]]]] | None = None
+        if self._knowledge is not None:
+            inform = functools.partial(
+                self._knowledge.inform,
+                generation,
+                self.prompt,
+                list(conversation.context),
+                conversation.partial,
+                conversation.current_user_text,
+            )
+        # --- [knowledge] end
+        task = self._loop.create_task(self._stream(generation, messages, now, inform))
         self._running = _Stream(generation, task)
 
     def _cancel_running(self) -> None:
@@ -238,12 +258,20 @@ class OracleProducer:
         self._send_command(command)
         return True
 
-    async def _stream(self, generation: int, messages: list[dict[str, str]], started: float) -> None:
+    async def _stream(
+        self,
+        generation: int,
+        messages: list[dict[str, str]],
+        started: float,
+        inform: Callable[[], Awaitable[list[dict[str, str]]]] | None = None,
+    ) -> None:
         assert self._client is not None
         parts: list[str] = []
         outcome: Literal["completed", "cancelled", "failed"] = "failed"
         sent_any = False
         try:
+            if inform is not None:  # [knowledge]: the messages with the retrieved passages
+                messages = await inform()
             async with contextlib.aclosing(self._client.stream(messages)) as chunks:
                 async for raw in chunks:
                     piece = raw.strip()
