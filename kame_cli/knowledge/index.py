@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 
 SCHEMA = 1
 Progress = Callable[[int, int, str], None]
-"""Called with (files done, files to read, the file being read) while an index is refreshed."""
+"""Called with (documents read, documents to read, the one being read now; "" at the end) while an
+index is refreshed; not called when no document needs reading."""
 
 _TABLES = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -118,14 +119,21 @@ def refresh(
     documents = resolve_documents(config.documents)
     recorded, same_settings = _read_records(target, config)
     updates: list[_Update] = []
-    for number, document in enumerate(documents):
+    to_read: list[tuple[Document, int, int, str]] = []
+    for document in documents:
+        before = recorded.get(str(document.path)) if same_settings else None
+        checked = _check(document, before)
+        if isinstance(checked, _Update):
+            updates.append(checked)
+        elif checked is not None:
+            to_read.append((document, *checked))
+    for number, (document, size, mtime_ns, digest) in enumerate(to_read):
         if progress is not None:
-            progress(number, len(documents), document.name)
-        update = _update_for(document, recorded.get(str(document.path)) if same_settings else None, config)
-        if update is not None:
-            updates.append(update)
-    if progress is not None:
-        progress(len(documents), len(documents), "")
+            progress(number, len(to_read), document.name)
+        passages = cut(document.name, read_document(document.path), config.passage_chars)
+        updates.append(_Update(document, size, mtime_ns, digest, passages))
+    if progress is not None and to_read:
+        progress(len(to_read), len(to_read), "")
     wanted = {str(d.path) for d in documents}
     removed = sorted(p for p in recorded if p not in wanted) if same_settings else []
     new_passages = [p for u in updates if u.passages is not None for p in u.passages]
@@ -152,7 +160,9 @@ def refresh(
     return report
 
 
-def _update_for(document: Document, before: _Recorded | None, config: KnowledgeConfig) -> _Update | None:
+def _check(document: Document, before: _Recorded | None) -> _Update | tuple[int, int, str] | None:
+    """None: unchanged; an `_Update` without passages: the same bytes under a new size/mtime
+    record; else (size, mtime, hash) of a document to read."""
     try:
         info = document.path.stat()
     except OSError as err:
@@ -165,8 +175,7 @@ def _update_for(document: Document, before: _Recorded | None, config: KnowledgeC
     digest = _sha256(document.path)
     if before is not None and before.sha256 == digest:
         return _Update(document, info.st_size, info.st_mtime_ns, digest, None)
-    passages = cut(document.name, read_document(document.path), config.passage_chars)
-    return _Update(document, info.st_size, info.st_mtime_ns, digest, passages)
+    return info.st_size, info.st_mtime_ns, digest
 
 
 def _sha256(path: Path) -> str:
