@@ -28,6 +28,7 @@ from kame_cli.session.wire import (
     EndOfInput,
     Failure,
     Go,
+    Notice,
     Ready,
     Running,
     Stop,
@@ -136,6 +137,10 @@ class BackendProcess:
             # 6-7 s of CPU on a small machine (LiteLLM builds ~2400 pydantic models): now, while the
             # front-end loads, not when the first words come.
             import_litellm()
+            if self.setup.knowledge is not None:  # [knowledge] the index, made or refreshed if stale
+                from kame_cli.knowledge.session import prepare_index
+
+                prepare_index(self.setup.knowledge, lambda line: self.link.send(Notice(line)))
         warming.join()
         if failed:
             raise failed[0]
@@ -182,7 +187,15 @@ class BackendProcess:
             events=self._events,
             clock=self._clock,
             api_base=go.api_base,
+            knowledge=self._retriever(),
         )
+
+    def _retriever(self) -> Any:
+        if self.setup.knowledge is None:
+            return None
+        from kame_cli.knowledge.session import open_retriever
+
+        return open_retriever(self.setup.knowledge, events=self._events, clock=self._clock)
 
     def _end_input(self) -> None:
         stt = self.stt

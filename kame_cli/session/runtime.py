@@ -349,6 +349,7 @@ class Session:
             .on(OracleChunk, self._oracle_event)
             .on(OracleFinished, self._oracle_event)
             .on(Retrieval, self._oracle_event)
+            .on(Notice, self._notice)  # [knowledge] the index's progress while the back-end loads
             .on(OracleReset, self._oracle_reset)
             .on(OracleAppend, self._oracle_command)
             .on(OracleClear, self._oracle_command)

@@ -16,6 +16,7 @@ from kame_cli.backends.oracle.config import LlmConfig, PolicyConfig, PromptConfi
 from kame_cli.backends.stt.config import SttConfig
 from kame_cli.engine.config import FrontendConfig
 from kame_cli.errors import KameError
+from kame_cli.knowledge.config import KnowledgeConfig
 from kame_cli.session.options import InputSpec, OutputSpec
 
 
@@ -57,6 +58,8 @@ class BackendSetup:
     attempt: int
     idle_priority: bool = False
     """`--realtime`: the whole process runs under SCHED_IDLE, on CPU time nothing else wants."""
+    knowledge: KnowledgeConfig | None = None
+    """[knowledge] The profile's documents (None: none named): indexed before the oracle starts."""
 
 
 @dataclass(frozen=True, slots=True)
