@@ -29,7 +29,7 @@ PANELS = (
     "audio: you (blue) and the assistant (orange)",
     "speech recognition: words heard",
     "oracle requests (LLM): bar from request to end, ▶ first chunk, | chunks; green completed, grey "
-    "cancelled, red failed; thick edge: informed",
+    "cancelled, red failed; thick edge: informed; ◆ documents retrieved (purple; hollow: none found)",
     "oracle tokens fed to the front-end",
     "front-end words (what the voice says)",
     "front-end step time",
@@ -278,8 +278,19 @@ def _oracle_panel(
         _note(ax, _request_label(gen), (gen.started_t - t0, y + 0.2), (0, 0), fontsize=7, color="#212121")
         answer = _answer_label(gen) + ("  (informed)" if knows else "")
         _note(ax, answer, (gen.started_t - t0, y - 0.2), (0, 0), fontsize=7, color=color, va="top")
+    _retrieval_marks(ax, record, dict(zip((g.number for g in ordered), rows, strict=True)))
     ax.set_ylim(-max(rows, default=0) - 0.7, 0.7)
     ax.set_yticks([])
+
+
+def _retrieval_marks(ax: Axes, record: SessionRecord, rows: dict[int, int]) -> None:
+    """[knowledge] A diamond where each request's passages were ready, on that request's row."""
+    from kame_cli.events import Retrieval
+
+    for ev in record.of_type(Retrieval):
+        if ev.generation in rows:
+            found = "#6a1b9a" if ev.sources else "none"
+            ax.plot([ev.t - record.origin], [-rows[ev.generation]], "D", ms=5, color="#6a1b9a", mfc=found)
 
 
 def _fed_panel(ax: Axes, record: SessionRecord, generations: dict[int, Generation]) -> None:

@@ -15,7 +15,9 @@ from kame_cli.events import (
     OracleRequestStarted,
     ProcessEnded,
     ProcessStarted,
+    Retrieval,
 )
+from kame_cli.ui.state import retrieval_text
 
 
 class LineView:
@@ -51,6 +53,8 @@ class LineView:
             return f"oracle #{event.generation} first token after {event.latency_ms:.0f} ms"
         if isinstance(event, OracleFinished):
             return f"oracle #{event.generation} {event.outcome}: {event.text!r}"
+        if isinstance(event, Retrieval):
+            return f"documents {retrieval_text(event)}"
         if isinstance(event, BackendStatus):
             return f"{event.component} {event.state}: {event.message}"
         if isinstance(event, ProcessEnded) and not event.expected:
