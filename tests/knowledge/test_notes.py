@@ -31,16 +31,16 @@ def test_the_budget_keeps_whole_passages_in_rank_order() -> None:
     assert notes_block([], 2000) == ("", 0)
 
 
-def test_notes_follow_the_conversation_so_its_prefix_stays_the_same() -> None:
+def test_notes_come_before_the_conversation_so_the_same_passages_keep_the_prefix() -> None:
     prompt = PromptConfig()
     turns = [Turn("User", "hello"), Turn("Assistant", "hi there")]
-    plain = build_messages(prompt, turns, "can I return my kettle")
     block, _ = notes_block([RETURNS], 2000)
+    plain = build_messages(prompt, turns, "can I return my kettle")
     informed = build_messages(prompt, turns, "can I return my kettle", block)
     assert informed[0] == plain[0]
-    user = informed[1]["content"]
-    said = "User: can I return my kettle"
-    conversation_end = plain[1]["content"].index(said) + len(said)
-    assert user[:conversation_end] == plain[1]["content"][:conversation_end]
-    assert user.index(NOTES_HEADING) > conversation_end
-    assert user.rstrip().endswith("The assistant's reply:")
+    assert informed[1]["content"] == f"{block}\n\n{plain[1]['content']}"
+    # A restart on more words that retrieve the same passage: only the user's line differs.
+    later = build_messages(prompt, turns, "can I return my kettle after a month", block)
+    first, second = informed[1]["content"], later[1]["content"]
+    shared = len(first) - len(first.split("User: can I return my kettle")[1])
+    assert first[:shared] == second[:shared] and shared > len(block) + len("User: hello")

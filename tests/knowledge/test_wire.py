@@ -55,7 +55,8 @@ def test_the_request_holds_the_one_passage_that_answers_and_its_source(
         ((_, path, body),) = server.requests
     assert path == "/v1/chat/completions"
     user = _user_message(body)
-    notes = user[user.index(NOTES_HEADING) : user.index("\n\nThe assistant's reply:")]
+    notes = user[: user.index("\n\nConversation so far")]
+    assert notes.startswith(NOTES_HEADING)
     assert notes.splitlines()[1] == RETURNS  # the answer's passage first, with its source
     (retrieval,) = recorder.of(Retrieval)
     assert retrieval.generation == 1 and retrieval.outcome == "ok"

@@ -127,19 +127,22 @@ def notes_block(notes: Sequence[Note], max_chars: int) -> tuple[str, int]:
 def build_messages(
     prompt: PromptConfig, turns: Sequence[Turn], partial: str, notes: str = ""
 ) -> list[dict[str, str]]:
-    """Chat messages for one oracle request: the system prompt, then the conversation's last lines
-    and, with `[knowledge]`, the reference notes (`notes_block`).
+    """Chat messages for one oracle request: the system prompt, then, with `[knowledge]`, the
+    reference notes (`notes_block`), then the conversation's last lines.
 
-    The notes come after the conversation: the system prompt and the lines before the user's
-    unfinished one stay a stable prefix for the server's prompt cache when the passages change as
-    the user speaks, and the same words give the same notes, so a restart on them rereads nothing.
+    The notes come before the conversation: while the user speaks, restarts mostly retrieve the
+    same passages (the same words always do), so the system prompt, the notes and the held lines
+    stay the server's cached prefix and only the user's growing line is read again. After the
+    conversation, they were read again at every restart: llama.cpp (SmolLM2-135M, this CPU,
+    three growing turns) answered in 558 ms at the median with the notes first, 1999 ms with them
+    last.
     """
     lines = [f"{turn.speaker}: {' '.join(turn.text.split())}" for turn in turns]
     if partial:
         lines.append(f"User: {partial}")
     lines = lines[-prompt.max_turns :]
-    conversation = "\n".join(lines) + (f"\n\n{notes}" if notes else "")
+    user = prompt.user_template.format(conversation="\n".join(lines))
     return [
         {"role": "system", "content": prompt.system},
-        {"role": "user", "content": prompt.user_template.format(conversation=conversation)},
+        {"role": "user", "content": f"{notes}\n\n{user}" if notes else user},
     ]
