@@ -344,6 +344,14 @@ class KnowledgeIndex:
         )
         return [_hit(row) for row in rows]
 
+    def headings(self) -> list[str]:
+        """Every distinct heading trail, in document order."""
+        rows = self._db().execute(
+            "SELECT heading FROM passages WHERE heading != '' "
+            "GROUP BY heading ORDER BY min(document), min(ordinal)"
+        )
+        return [str(row[0]) for row in rows]
+
     def passages(self, ids: Sequence[int]) -> dict[int, Hit]:
         """The passages with these ids."""
         marks = ",".join("?" * len(ids))
