@@ -7,21 +7,23 @@ import math
 import shutil
 from pathlib import Path
 
-import pytest
-
 from kame_cli.bench.oracle import figures, report, run_oracle_bench
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "knowledge"
 
 
-def test_one_run_times_the_producer_with_and_without_retrieval(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("KAME_CACHE_DIR", str(tmp_path / "cache"))  # the index, out of the user's cache
+def test_one_run_times_the_producer_with_and_without_retrieval(tmp_path: Path) -> None:
     shutil.copytree(EXAMPLE, tmp_path / "example")
-    result = run_oracle_bench(str(tmp_path / "example" / "help-desk.toml"), runs=2, warmup=0, max_tokens=2)
+    profile = tmp_path / "example" / "help-desk.toml"
+    # The index beside the copy, not in the user's cache (which keeps the served GGUF's Q8_0 copy).
+    text = profile.read_text(encoding="utf-8").replace(
+        "[knowledge]\n", '[knowledge]\nindex = "index.sqlite"\n'
+    )
+    profile.write_text(text, encoding="utf-8")
+    result = run_oracle_bench(str(profile), runs=1, warmup=0, max_tokens=1)
+    assert (tmp_path / "example" / "index.sqlite").is_file()
     out = figures(result)
-    assert out["runs"] == 2 and len(result.informed_ms) == len(result.producer_ms) == 2
+    assert out["runs"] == 1 and len(result.informed_ms) == len(result.producer_ms) == 1
     assert 0 < out["retrieval_added_ms_p50"] <= out["retrieval_added_ms_p95"]
     assert 0 < out["informed_partial_to_append_p50_ms"] <= out["informed_partial_to_append_p99_ms"]
     assert math.isfinite(out["knowledge_added_ms_p50"])
