@@ -284,10 +284,6 @@ class Retrieval:
 
     t: float
     generation: int
-    query: str
-    """The user's words the passages were looked up with."""
-    sources: tuple[str, ...]
-    """Where each passage in the request is from (`handbook.md > Returns`), best first."""
     duration_ms: float
     """From the request's start to its prompt being ready: what retrieval added before the LLM call."""
     outcome: Literal["ok", "timeout", "failed"]
@@ -295,6 +291,10 @@ class Retrieval:
     `failed`: the index or the embedding model failed (the request went out without notes)."""
     chars: int
     """Characters of reference notes the request carries (bounded by `max_prompt_chars`)."""
+    query: str
+    """The user's words the passages were looked up with."""
+    sources: tuple[str, ...]
+    """Where each passage in the request is from (`handbook.md > Returns`), best first."""
 
 
 Event = (

@@ -255,7 +255,6 @@ def run_oracle_bench(profile_name: str, runs: int, warmup: int, max_tokens: int)
     from kame_cli.backends.oracle.producer import OracleProducer
     from kame_cli.backends.oracle.prompt import build_messages
     from kame_cli.bus import EventBus
-    from kame_cli.clock import SessionClock
     from kame_cli.events import OracleChunk, OracleFinished, Retrieval
     from kame_cli.profiles import check_environment, load_profile, prepare_llm_backend
 
@@ -275,20 +274,7 @@ def run_oracle_bench(profile_name: str, runs: int, warmup: int, max_tokens: int)
         finished = bus.subscribe("bench", maxsize=0, accept=lambda e: isinstance(e, OracleFinished))
         chunks = bus.subscribe("chunks", maxsize=0, accept=lambda e: isinstance(e, OracleChunk) and e.first)
         probe = _ProducerProbe()
-        producer = OracleProducer(
-            llm,
-            # Each round's partial is a new text of about the same length: under the reference
-            # rule a finished answer stays current until 2 more words come, so the producer would
-            # send nothing. The path is what is timed here, not the rule.
-            dataclasses.replace(profile.policy, after_finish="any_change"),
-            profile.prompt,
-            tokenize=tokenizer.encode,
-            send=probe.send,
-            events=bus,
-            clock=SessionClock(),
-            api_base=api_base,
-        )
-        producer.start()
+        producer = _started_producer(profile, llm, tokenizer, bus, api_base, probe)
         informed, informed_probe, retrievals = _informed_producer(profile, llm, tokenizer, bus, api_base)
 
         async def litellm_ms(messages: list[dict[str, str]]) -> float:
@@ -379,7 +365,6 @@ def _informed_producer(
     probe = _ProducerProbe()
     if not profile.knowledge.documents:
         return None, probe, None
-    from kame_cli.backends.oracle.producer import OracleProducer
     from kame_cli.clock import SessionClock
     from kame_cli.events import Retrieval
     from kame_cli.knowledge.session import open_retriever, prepare_index
@@ -387,19 +372,40 @@ def _informed_producer(
     prepare_index(profile.knowledge, lambda line: typer.echo(line, err=True))
     retrievals = bus.subscribe("retrievals", maxsize=0, accept=lambda e: isinstance(e, Retrieval))
     clock = SessionClock()
-    informed = OracleProducer(
+    knowledge = open_retriever(profile.knowledge, events=bus, clock=clock)
+    informed = _started_producer(profile, llm, tokenizer, bus, api_base, probe, clock, knowledge)
+    return informed, probe, retrievals
+
+
+def _started_producer(
+    profile: Profile,
+    llm: Any,
+    tokenizer: Any,
+    bus: Any,
+    api_base: str | None,
+    probe: _ProducerProbe,
+    clock: Any = None,
+    knowledge: Any = None,
+) -> Any:
+    from kame_cli.backends.oracle.producer import OracleProducer
+    from kame_cli.clock import SessionClock
+
+    producer = OracleProducer(
         llm,
+        # Each round's partial is a new text of about the same length: under the reference rule a
+        # finished answer stays current until 2 more words come, so the producer would send
+        # nothing. The path is what is timed here, not the rule.
         dataclasses.replace(profile.policy, after_finish="any_change"),
         profile.prompt,
         tokenize=tokenizer.encode,
         send=probe.send,
         events=bus,
-        clock=clock,
+        clock=clock or SessionClock(),
         api_base=api_base,
-        knowledge=open_retriever(profile.knowledge, events=bus, clock=clock),
+        knowledge=knowledge,
     )
-    informed.start()
-    return informed, probe, retrievals
+    producer.start()
+    return producer
 
 
 def _document_questions(profile: Profile) -> list[str]:

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-import threading
 from typing import Any
 
-from tests.support.llm_server import _JsonHandler, _LoopbackHttp
+from tests.support.llm_server import FaultyOpenAI, _JsonHandler
 
 DIMENSIONS = 1024
 SYNONYMS = {"reimbursement": "refund", "money": "refund", "appliance": "kettle"}
@@ -32,7 +31,7 @@ class _Handler(_JsonHandler):
         body = self.read_json() or {}
         owner.record("POST", self.path, body)
         if owner.delay_s:
-            owner.release.wait(owner.delay_s)
+            owner.stopping.wait(owner.delay_s)
         inputs = body.get("input") or []
         inputs = [inputs] if isinstance(inputs, str) else inputs
         data: list[dict[str, Any]] = [
@@ -49,23 +48,11 @@ class _Handler(_JsonHandler):
         )
 
 
-class FakeEmbeddings(_LoopbackHttp):
+class FakeEmbeddings(FaultyOpenAI):
     """`POST /v1/embeddings`; `delay_s` makes every answer that late (a slow embedding server)."""
 
     handler = _Handler
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.delay_s = 0.0
-        self.release = threading.Event()
-
-    @property
-    def api_base(self) -> str:
-        return f"{self.url}/v1"
+    delay_s = 0.0
 
     def calls(self) -> int:
         return sum(1 for path in self.paths() if path.endswith("/embeddings"))
-
-    def stop(self) -> None:
-        self.release.set()
-        super().stop()

@@ -54,6 +54,7 @@ def test_index_builds_then_reads_only_what_changed(
         (["docs/image.png"], "is not a supported document type"),
         (["docs/broken.pdf"], "not a readable PDF"),
         (["docs/latin1.txt"], "not UTF-8 text"),
+        ([], "[knowledge] documents: none named"),
     ],
 )
 def test_a_bad_document_path_is_one_line_and_exit_2_with_nothing_written(
@@ -90,12 +91,3 @@ def test_an_unreadable_document_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert f"{secret} cannot be read (Permission denied)" in done.stderr
     assert not (tmp_path / "index.sqlite").exists()
-
-
-def test_a_profile_without_documents_says_what_to_add(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    profile = tmp_path / "plain.toml"
-    profile.write_text('[llm]\nprovider = "openai"\nmodel = "m"\n', encoding="utf-8")
-    assert run(["knowledge", "index", str(profile)]) == 2
-    assert "[knowledge] documents: none named" in capsys.readouterr().err

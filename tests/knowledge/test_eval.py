@@ -14,24 +14,11 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "knowledge"
 
 
 def _options(out: Path, *profiles: str) -> EvalOptions:
-    return EvalOptions(
-        questions=EXAMPLE / "questions.jsonl",
-        profiles=list(profiles),
-        frontend_only=False,
-        cascade=False,
-        judge=None,
-        voice="espeak-ng",
-        out=out,
-        as_json=True,
-        figure=None,
-        model=None,
-        gap_s=6.0,
-        fast=True,
-        seed=0,
-        judge_timeout_s=60.0,
-        limit=None,
-        knowledge=True,
-    )
+    # questions, profiles, frontend_only, cascade, judge, voice, out, as_json, figure, model, gap_s,
+    # fast, seed, judge_timeout_s, limit
+    questions = EXAMPLE / "questions.jsonl"
+    args = (questions, list(profiles), False, False, None, "espeak-ng", out, True, None, None, 6.0, True, 0)
+    return EvalOptions(*args, 60.0, None, knowledge=True)
 
 
 def test_a_profile_with_documents_gets_a_twin_without_them(tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ from kame_cli.ui.panel import render_panel
 from kame_cli.ui.state import ViewState
 from tests.support.session_log import ORIGIN, session_events, write_session_log
 
-FOUND = Retrieval(1.2, 3, "return the kettle", ("handbook.md > Returns", "faq.md"), 4.4, "ok", 300)
-LATE = Retrieval(2.0, 4, "shipping", (), 250.7, "timeout", 0)
+FOUND = Retrieval(1.2, 3, 4.4, "ok", 300, "return the kettle", ("handbook.md > Returns", "faq.md"))
+LATE = Retrieval(2.0, 4, 250.7, "timeout", 0, "shipping", ())
 
 
 def test_the_panel_shows_the_last_retrieval_with_its_sources_and_time() -> None:

@@ -17,7 +17,7 @@ from kame_cli.events import FinalTranscript, OracleFinished, Retrieval
 from kame_cli.knowledge.config import KnowledgeConfig
 from kame_cli.knowledge.index import KnowledgeIndex
 from kame_cli.knowledge.retriever import Retriever
-from tests.backends.oracle.harness import partial, running_producer, train_tokenizer
+from tests.backends.oracle.harness import Recorder, partial, running_producer, train_tokenizer
 from tests.support.llm_server import FaultyOpenAI
 
 RETURNS = (
@@ -41,18 +41,29 @@ def _user_message(body: dict[str, Any]) -> str:
     return str(body["messages"][-1]["content"])
 
 
+def _ask(
+    knowledge: Callable[[EventBus, SessionClock], Retriever], said: str, tokenizer: Any
+) -> tuple[dict[str, Any], str, Recorder]:
+    """One request for `said` through a producer with `knowledge`: its body and path as the
+    endpoint received them, and what the producer published."""
+    with FaultyOpenAI(pieces=["Let me see."]) as server:
+        llm = LlmConfig(provider="openai", model="fake", api_base=server.api_base, max_tokens=8)
+        with running_producer(llm, tokenizer=tokenizer, api_base=server.api_base, knowledge=knowledge) as (
+            producer,
+            recorder,
+        ):
+            producer.on_event(partial(said))
+            recorder.wait(lambda r: bool(r.of(OracleFinished)), 10.0, "the answer")
+        ((_, path, body),) = server.requests
+    return body, path, recorder
+
+
 def test_the_request_holds_the_one_passage_that_answers_and_its_source(
     indexed: tuple[KnowledgeConfig, KnowledgeIndex], tokenizer: Any
 ) -> None:
     config, index = indexed
-    with FaultyOpenAI(pieces=["Within forty five days."]) as server:
-        llm = LlmConfig(provider="openai", model="fake", api_base=server.api_base, max_tokens=16)
-        with running_producer(
-            llm, tokenizer=tokenizer, api_base=server.api_base, knowledge=retriever_of(config, index)
-        ) as (producer, recorder):
-            producer.on_event(partial("how many days do I have to return the kettle"))
-            recorder.wait(lambda r: bool(r.of(OracleFinished)), 10.0, "the answer")
-        ((_, path, body),) = server.requests
+    said = "how many days do I have to return the kettle"
+    body, path, recorder = _ask(retriever_of(config, index), said, tokenizer)
     assert path == "/v1/chat/completions"
     user = _user_message(body)
     notes = user[: user.index("\n\nConversation so far")]
@@ -61,7 +72,7 @@ def test_the_request_holds_the_one_passage_that_answers_and_its_source(
     (retrieval,) = recorder.of(Retrieval)
     assert retrieval.generation == 1 and retrieval.outcome == "ok"
     assert retrieval.sources[0] == "handbook.md > Acme handbook > Returns"
-    assert retrieval.query == "how many days do I have to return the kettle"
+    assert retrieval.query == said
     assert retrieval.chars == len(notes) and retrieval.duration_ms > 0
 
 
@@ -101,14 +112,7 @@ def test_a_late_index_or_embedding_call_never_holds_the_request(
             return super().search(match, limit)
 
     late = SlowIndex(index.path)
-    with FaultyOpenAI(pieces=["Let me see."]) as server:
-        llm = LlmConfig(provider="openai", model="fake", api_base=server.api_base, max_tokens=8)
-        with running_producer(
-            llm, tokenizer=tokenizer, api_base=server.api_base, knowledge=retriever_of(slow, late)
-        ) as (producer, recorder):
-            producer.on_event(partial("how long is the toaster warranty"))
-            recorder.wait(lambda r: bool(r.of(OracleFinished)), 10.0, "the answer")
-        ((_, _, body),) = server.requests
+    body, _, recorder = _ask(retriever_of(slow, late), "how long is the toaster warranty", tokenizer)
     (retrieval,) = recorder.of(Retrieval)
     assert retrieval.outcome == "timeout" and retrieval.sources == () and retrieval.chars == 0
     assert retrieval.duration_ms < 150

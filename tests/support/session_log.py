@@ -55,7 +55,7 @@ def session_events(audio_s: float) -> list[Event]:
         if k == 20:
             events.append(PartialTranscript(t, "what is the capital", "", 1.6, 0.3, pause=True))
             events.append(OracleRequestStarted(t, 1, "pause", "what is the capital"))
-            events.append(Retrieval(t, 1, "what is the capital", ("atlas.md > France",), 4.2, "ok", 180))
+            events.append(Retrieval(t, 1, 4.2, "ok", 180, "what is the capital", ("atlas.md > France",)))
         if k == 22:
             events.append(OracleChunk(t, 1, "Paris", (11, 12), True, 160.0))
             events.append(OracleFed(t, k, START_TOKEN, 2))
