@@ -102,6 +102,7 @@ def run_replay(
             result["label"] = label
             if (target / "events.jsonl").is_file():
                 _say_retrievals(say, label, read_session(target).events)
+            _say_tool_calls(target, say)
             failed |= bool(result["error"])
             results.append(result)
     _table(results, labels, turns, out)
@@ -128,6 +129,20 @@ def _say_retrievals(say: Any, label: str, events: Sequence[Any]) -> None:
     line = retrieval_line(events)
     if line is not None:
         say(f"{label}: {line}")
+
+
+def _say_tool_calls(log_dir: Path, say: Any) -> None:
+    """A line per tool call the profile's LLM made during the replay (none: nothing said)."""
+    from kame_cli.events import ToolCallFinished
+    from kame_cli.session.logfile import read_log
+    from kame_cli.ui.lines import tool_call_text
+
+    path = log_dir / "events.jsonl"
+    if not path.is_file():  # the session failed before it wrote one: its error is told already
+        return
+    for event in read_log(path):
+        if isinstance(event, ToolCallFinished):
+            say(f"  oracle #{event.generation} {tool_call_text(event)}")
 
 
 def _labels(names: Sequence[str]) -> list[str]:

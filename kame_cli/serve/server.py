@@ -178,6 +178,7 @@ class KameServer:
                 realtime=True,
                 attempt=1,
                 knowledge=profile.knowledge if profile.knowledge.documents else None,
+                tools=profile.tools,
             )
         )
         self._stack.callback(self.pool.close)

@@ -188,6 +188,7 @@ class BackendProcess:
             clock=self._clock,
             api_base=go.api_base,
             knowledge=self._retriever(),
+            tools=s.tools,
         )
 
     def _retriever(self) -> Any:

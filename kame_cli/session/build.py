@@ -118,6 +118,7 @@ def _plan(
         attempt=1,
         idle_priority=opts.realtime,
         knowledge=profile.knowledge if use_llm and profile.knowledge.documents else None,
+        tools=profile.tools,
     )
     pass_fds = tuple(fd for fd in wav_fds if fd is not None)
     return SessionPlan(frontend, backend if opts.backends else None, pass_fds)

@@ -57,6 +57,8 @@ from kame_cli.events import (
     Retrieval,
     SessionSummary,
     StepTiming,
+    ToolCallFinished,
+    ToolCallStarted,
 )
 from kame_cli.session.child import ChildProcess, Launcher, launch_module
 from kame_cli.session.dispatch import Dispatch
@@ -96,8 +98,18 @@ _Numbered = TypeVar(
     OracleAppend,
     OracleClear,
     Retrieval,
+    ToolCallStarted,
+    ToolCallFinished,
 )
-_NumberedEvent = TypeVar("_NumberedEvent", OracleRequestStarted, OracleChunk, OracleFinished, Retrieval)
+_NumberedEvent = TypeVar(
+    "_NumberedEvent",
+    OracleRequestStarted,
+    OracleChunk,
+    OracleFinished,
+    Retrieval,
+    ToolCallStarted,
+    ToolCallFinished,
+)
 _NumberedCommand = TypeVar("_NumberedCommand", OracleAppend, OracleClear)
 
 
@@ -350,6 +362,8 @@ class Session:
             .on(OracleFinished, self._oracle_event)
             .on(Retrieval, self._oracle_event)
             .on(Notice, self._notice)  # [knowledge] the index's progress while the back-end loads
+            .on(ToolCallStarted, self._oracle_event)
+            .on(ToolCallFinished, self._oracle_event)
             .on(OracleReset, self._oracle_reset)
             .on(OracleAppend, self._oracle_command)
             .on(OracleClear, self._oracle_command)

@@ -54,6 +54,6 @@ def test_the_plot_marks_each_retrieval_on_its_request_s_row(tmp_path: Path) -> N
     log = write_session_log(tmp_path / "log")
     fig = draw_session(log, tmp_path / "session.png", figures=[])
     oracle = fig.axes[2]
-    (mark,) = [line for line in oracle.lines if line.get_marker() == "D"]
+    (mark,) = [line for line in oracle.lines if line.get_marker() == "D" and line.get_color() == "#6a1b9a"]
     (retrieval,) = [e for e in session_events(1.0) if isinstance(e, Retrieval)]
     assert list(mark.get_xdata()) == [retrieval.t - ORIGIN]
