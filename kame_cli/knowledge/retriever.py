@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Literal
 
 from kame_cli.backends.oracle.config import PromptConfig
@@ -48,6 +49,9 @@ class Retriever:
         self._clock = clock
         self._hybrid = config.embedding_model is not None and index.vectors is not None
         self._query_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        # Its own thread: in the loop's default pool a search could wait behind LiteLLM building
+        # requests (pure Python, slow at the back-end's low priority).
+        self._searcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kame-knowledge")
 
     async def find(self, text: str) -> tuple[list[Passage], Outcome]:
         """The best `top_k` passages for `text`, and whether the time budget or a part failed."""
@@ -58,7 +62,7 @@ class Retriever:
         pool = max(4 * top_k, 20) if self._hybrid else top_k
         try:
             bm25 = await asyncio.wait_for(
-                loop.run_in_executor(None, self.index.search, fts_query(text), pool), budget
+                loop.run_in_executor(self._searcher, self.index.search, fts_query(text), pool), budget
             )
         except TimeoutError:
             return [], "timeout"
