@@ -16,6 +16,8 @@ from typing import Annotated, Any
 
 import typer
 
+from kame_cli.cli_options import JsonOption
+
 
 def replay(
     log_dir: Annotated[Path, typer.Argument(help="A recorded session (kame talk --log-dir DIR).")],
@@ -36,7 +38,7 @@ def replay(
             "--turns", min=1, help="Only the first N user turns (the input is cut where turn N+1 starts)."
         ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Replay a recorded session with other profiles; a side-by-side table per user turn."""
     code = run_replay(

@@ -357,16 +357,20 @@ class Session:
         return (
             Dispatch()
             .on_each(_EVENT_TYPES, self.bus.publish)
-            .on(OracleRequestStarted, self._oracle_event)
-            .on(OracleChunk, self._oracle_event)
-            .on(OracleFinished, self._oracle_event)
-            .on(Retrieval, self._oracle_event)
+            .on_each(
+                (
+                    OracleRequestStarted,
+                    OracleChunk,
+                    OracleFinished,
+                    Retrieval,
+                    ToolCallStarted,
+                    ToolCallFinished,
+                ),
+                self._oracle_event,
+            )
             .on(Notice, self._notice)  # [knowledge] the index's progress while the back-end loads
-            .on(ToolCallStarted, self._oracle_event)
-            .on(ToolCallFinished, self._oracle_event)
             .on(OracleReset, self._oracle_reset)
-            .on(OracleAppend, self._oracle_command)
-            .on(OracleClear, self._oracle_command)
+            .on_each((OracleAppend, OracleClear), self._oracle_command)
             .on(Ready, self._backend_ready)
             .on(Running, self._backend_running)
             .on(SttFlushed, self._stt_flushed)
