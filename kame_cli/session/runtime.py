@@ -357,17 +357,7 @@ class Session:
         return (
             Dispatch()
             .on_each(_EVENT_TYPES, self.bus.publish)
-            .on_each(
-                (
-                    OracleRequestStarted,
-                    OracleChunk,
-                    OracleFinished,
-                    Retrieval,
-                    ToolCallStarted,
-                    ToolCallFinished,
-                ),
-                self._oracle_event,
-            )
+            .on_each(_NumberedEvent.__constraints__, self._oracle_event)
             .on(Notice, self._notice)  # [knowledge] the index's progress while the back-end loads
             .on(OracleReset, self._oracle_reset)
             .on_each((OracleAppend, OracleClear), self._oracle_command)
