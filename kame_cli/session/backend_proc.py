@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import queue
 import threading
 import time
 from multiprocessing.connection import Connection
@@ -26,13 +25,14 @@ from kame_cli.clock import FRAME_SAMPLES, FRAME_SECONDS, SessionClock
 from kame_cli.errors import KameError
 from kame_cli.events import Event, FinalTranscript, FrontendText, PartialTranscript
 from kame_cli.priority import BACKGROUND_NICENESS, StarvationGuard, deprioritize_process_tree
-from kame_cli.session.link import Link, control_messages, serve_child
+from kame_cli.session.link import ChildLink, Link, serve_child
 from kame_cli.session.wire import (
     BackendSetup,
     Closed,
     EndOfInput,
     Failure,
     Go,
+    Notice,
     Ready,
     Running,
     Stop,
@@ -96,9 +96,7 @@ class BackendProcess:
 
     def __init__(self, conn: Connection, setup: BackendSetup) -> None:
         self.setup = setup
-        self._control: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._peer_gone = threading.Event()
-        self.link = Link(conn, "backend", self._on_message, self._peer_gone.set)
+        self.link = ChildLink(conn, "backend", self._on_message)
         self._events = _Events(self.link)
         self._clock = SessionClock(setup.clock_origin)
         self.stt: Any = None
@@ -117,7 +115,7 @@ class BackendProcess:
         else:
             if isinstance(message, Stop) and self.guard is not None:
                 self.guard.release()  # the main thread must not wait for spare CPU time to end
-            self._control.put(message)
+            self.link.defer(message)
 
     def _on_frame(self, message: UserFrame) -> None:
         stt = self.stt
@@ -141,7 +139,7 @@ class BackendProcess:
             self.link.send(Failure.of(err, "the speech recognizer failed to load"))
             return self._close()
         self.link.send(Ready("backend"))
-        for message in control_messages(self._control, self._peer_gone, _POLL_S):
+        for message in self.link.messages(_POLL_S):
             if isinstance(message, Go):
                 self._start(model, message)
             elif isinstance(message, EndOfInput):
@@ -166,6 +164,10 @@ class BackendProcess:
             # 6-7 s of CPU on a small machine (LiteLLM builds ~2400 pydantic models): now, while the
             # front-end loads, not when the first words come.
             import_litellm()
+            if self.setup.knowledge is not None:  # [knowledge] the index, made or refreshed if stale
+                from kame_cli.knowledge.session import prepare_index
+
+                prepare_index(self.setup.knowledge, lambda line: self.link.send(Notice(line)))
         warming.join()
         if failed:
             raise failed[0]
@@ -224,7 +226,16 @@ class BackendProcess:
             events=self._events,
             clock=self._clock,
             api_base=go.api_base,
+            knowledge=self._retriever(),
+            tools=s.tools,
         )
+
+    def _retriever(self) -> Any:
+        if self.setup.knowledge is None:
+            return None
+        from kame_cli.knowledge.session import open_retriever
+
+        return open_retriever(self.setup.knowledge, events=self._events, clock=self._clock)
 
     def _end_input(self) -> None:
         stt = self.stt
