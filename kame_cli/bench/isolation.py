@@ -116,6 +116,7 @@ def isolation(
     model: str,
     input_file: Path | None,
     log: TextIO,
+    *,
     realtime: bool = False,
     window_s: float = WINDOW_S,
 ) -> dict[str, Any]:
