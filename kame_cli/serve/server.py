@@ -177,6 +177,7 @@ class KameServer:
                 clock_origin=time.monotonic(),
                 realtime=True,
                 attempt=1,
+                knowledge=profile.knowledge if profile.knowledge.documents else None,
                 tools=profile.tools,
             ),
             slots=o.max_sessions,
