@@ -197,8 +197,12 @@ class BackendPool:
         with self._lock:
             self._closed = True
             spares, self._spares = self._spares, []
-        for spare in spares:
-            spare.stop()
+        # Together: each may take its whole close timeout (one still importing does not hear Stop).
+        stopping = [threading.Thread(target=spare.stop, name="kame-spare-stop") for spare in spares]
+        for thread in stopping:
+            thread.start()
+        for thread in stopping:
+            thread.join()
 
 
 def deprioritize_llm_server() -> None:

@@ -194,6 +194,8 @@ class KameServer:
         runner, self._runner = self._runner, None
         for site in list(runner.sites):
             await site.stop()  # no new connections from here on
+        if self.pool is not None:
+            await asyncio.to_thread(self.pool.close)  # before the sessions end: none is replaced
         for session in list(self._sessions.values()):
             session.stop(1001, "the server is shutting down")
         for ws in list(self._waiting):
