@@ -29,7 +29,7 @@ from kame_cli.serve.security import (
     origin_allowed,
     token_matches,
 )
-from kame_cli.serve.session import ClientKind, ClientStream, ServeSession, SessionClosed
+from kame_cli.serve.session import ClientKind, ClientStream, ServeSession, SessionClosed, read_until
 from kame_cli.serve.wire import HostSetup, SessionMessage
 
 if TYPE_CHECKING:
@@ -330,27 +330,15 @@ class KameServer:
         stream = ClientStream(None)  # the heartbeat finds a queued client that is gone
         self._waiting.add(ws)
         try:
-            while not ticket.ready:
-                receive = asyncio.ensure_future(stream.next(ws))
-                waited: set[asyncio.Future[Any]] = {receive, ticket.turn}
-                done, _ = await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
-                if receive not in done:
-                    receive.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError, SessionClosed):
-                        await receive
-                    break
-                try:
-                    message = receive.result()
-                    if message is None:
-                        return False
-                    if isinstance(message, protocol.Audio):
-                        stream.pcm(message.ogg)
-                except SessionClosed as closed:
-                    with contextlib.suppress(ConnectionError, RuntimeError, asyncio.TimeoutError):
-                        await asyncio.wait_for(
-                            ws.close(code=closed.code, message=closed.reason[:120].encode()), 1.0
-                        )
+            try:
+                if not await read_until(ws, stream, ticket.turn):
                     return False
+            except SessionClosed as closed:
+                with contextlib.suppress(ConnectionError, RuntimeError, asyncio.TimeoutError):
+                    await asyncio.wait_for(
+                        ws.close(code=closed.code, message=closed.reason[:120].encode()), 1.0
+                    )
+                return False
             return ticket.ready and not ws.closed
         finally:
             self._waiting.discard(ws)

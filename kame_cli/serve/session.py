@@ -71,6 +71,29 @@ class ClientKind:
         return self.handshake
 
 
+async def read_until(ws: web.WebSocketResponse, stream: ClientStream, until: asyncio.Future[Any]) -> bool:
+    """Read what the client sends, checked and dropped, until `until` is done; False if it left first.
+
+    A client that waits on the server (queued, or its session starting) must still be read: aiohttp
+    reads the heartbeat's pongs only inside `receive()`, and closes a socket whose pong went unread.
+    Audio goes through `stream`'s decoder, so the Ogg stream stays whole for what comes after.
+    Raises `SessionClosed` for what breaks the protocol."""
+    while not until.done():
+        receive = asyncio.ensure_future(stream.next(ws, idle=False))
+        done, _ = await asyncio.wait({receive, until}, return_when=asyncio.FIRST_COMPLETED)
+        if receive not in done:
+            receive.cancel()
+            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError, SessionClosed):
+                await receive
+            break
+        message = receive.result()
+        if message is None:
+            return False
+        if isinstance(message, protocol.Audio):
+            stream.pcm(message.ogg)
+    return True
+
+
 class SessionClosed(Exception):
     """Why a session's WebSocket is to be closed: a close code and a one-line reason."""
 
@@ -91,12 +114,13 @@ class ClientStream:
         self.idle_timeout_s = idle_timeout_s
         self._opus = sphn.OpusStreamReader(24_000)
 
-    async def next(self, ws: web.WebSocketResponse) -> protocol.Message | None:
-        """The next message; None when the client closed; `SessionClosed` for what breaks the protocol."""
+    async def next(self, ws: web.WebSocketResponse, *, idle: bool = True) -> protocol.Message | None:
+        """The next message; None when the client closed; `SessionClosed` for what breaks the protocol.
+        `idle=False`: no idle timeout (the client waits on the server, and may stay quiet)."""
         from aiohttp import WSMsgType
 
         try:
-            message = await ws.receive(timeout=self.idle_timeout_s)
+            message = await ws.receive(timeout=self.idle_timeout_s if idle else None)
         except TimeoutError:
             raise SessionClosed(1001, f"no message for {self.idle_timeout_s or 0:.0f} s: idle") from None
         if message.type == WSMsgType.TEXT:
@@ -236,7 +260,8 @@ class ServeSession:
             self.bus.forward("client", forward, lambda _: True)
         try:
             self._open_log()
-            await self._start_parts()
+            stream = ClientStream(self.idle_timeout_s)
+            await self._start_reading(ws, stream)
             # The handshake goes first, before anything queued meanwhile (events, the voice's first frames).
             if self.client.handshake:
                 await ws.send_bytes(protocol.encode(protocol.Handshake()))
@@ -248,7 +273,7 @@ class ServeSession:
                 ):
                     await ws.send_bytes(protocol.encode(protocol.Metadata(metadata.to_json(first))))
             sender = asyncio.create_task(self._send_loop())
-            await self._receive(ws)
+            await self._receive(ws, stream)
         except SessionClosed as closed:
             self._closing = self._closing or closed
         except ConnectionError:
@@ -321,6 +346,21 @@ class ServeSession:
             self._wavs.append(wav)
         self._log.start()
 
+    async def _start_reading(self, ws: web.WebSocketResponse, stream: ClientStream) -> None:
+        """Start the session's parts while reading the client (a slow start must not let the heartbeat
+        close it). The start always runs to its end, even when the client left: a session the host
+        started is then ended by `_finish`, not leaked."""
+        start = asyncio.ensure_future(self._start_parts())
+        try:
+            present = await read_until(ws, stream, start)
+        except SessionClosed:
+            with contextlib.suppress(SessionClosed):
+                await start
+            raise
+        await start
+        if not present:
+            raise ConnectionError("the client left while its session started")
+
     async def _start_parts(self) -> None:
         backend = self.backend
         if backend is not None:
@@ -341,8 +381,7 @@ class ServeSession:
             raise SessionClosed(1011, "the front-end did not start the session") from None
         self.bus.publish(BackendStatus(self.clock.now(), "session", "ok", "started"))
 
-    async def _receive(self, ws: web.WebSocketResponse) -> None:
-        stream = ClientStream(self.idle_timeout_s)
+    async def _receive(self, ws: web.WebSocketResponse, stream: ClientStream) -> None:
         while (message := await stream.next(ws)) is not None:
             if isinstance(message, protocol.Audio):
                 self._on_pcm(stream.pcm(message.ogg))

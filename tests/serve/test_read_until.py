@@ -1,0 +1,91 @@
+"""A client waiting on the server (queued, or its session starting) is read meanwhile, so the
+WebSocket heartbeat sees its pongs: aiohttp reads pongs only inside `receive()` and closes a socket
+whose pong went unread. Real aiohttp server and client on loopback, with a short heartbeat."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+from aiohttp import WSMsgType, web
+
+from kame_cli.serve import protocol
+from kame_cli.serve.session import ClientStream, read_until
+
+HEARTBEAT_S = 0.2
+WAIT_S = 1.0
+"""How long the server makes the client wait: several heartbeats."""
+
+
+@contextlib.asynccontextmanager
+async def _serving(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> AsyncIterator[aiohttp.ClientSession]:
+    """The handler on a loopback port, served as `kame serve` serves (AppRunner, TCPSite), and a
+    client session whose base URL is that port."""
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as client:
+            yield client
+    finally:
+        await runner.cleanup()
+
+
+async def _wait_then_handshake(reading: bool) -> tuple[WSMsgType, bytes | None]:
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S)
+        await ws.prepare(request)
+        ready = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(WAIT_S, ready.set_result, None)
+        if reading:
+            assert await read_until(ws, ClientStream(None), ready)
+        else:
+            await ready
+        if not ws.closed:
+            await ws.send_bytes(protocol.encode(protocol.Handshake()))
+            await ws.receive()  # until the client closes
+        return ws
+
+    async with _serving(handler) as client:
+        ws = await client.ws_connect("/", autoping=True)
+        message = await ws.receive(timeout=WAIT_S + 5)
+        await ws.close()
+        return message.type, message.data if message.type == WSMsgType.BINARY else None
+
+
+def test_a_waiting_client_that_is_read_gets_its_handshake() -> None:
+    kind, data = asyncio.run(_wait_then_handshake(reading=True))
+    assert (kind, data) == (WSMsgType.BINARY, b"\x00")
+
+
+def test_a_waiting_client_that_is_not_read_is_closed_by_the_heartbeat() -> None:
+    # What the session's start did before it read the client: the pong went unread.
+    kind, _ = asyncio.run(_wait_then_handshake(reading=False))
+    assert kind in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING)
+
+
+def test_a_client_that_leaves_while_waiting_is_told_apart() -> None:
+    async def main() -> bool:
+        result: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+        async def handler(request: web.Request) -> web.WebSocketResponse:
+            ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S)
+            await ws.prepare(request)
+            never = asyncio.get_running_loop().create_future()
+            result.set_result(await read_until(ws, ClientStream(None), never))
+            return ws
+
+        async with _serving(handler) as client:
+            ws = await client.ws_connect("/")
+            await ws.close()
+            return await asyncio.wait_for(result, 5)
+
+    assert asyncio.run(main()) is False
