@@ -162,7 +162,7 @@ class OracleFinished:
 
 # --- health of every part -----------------------------------------------------------------------
 
-Component = Literal["frontend", "stt", "llm", "audio", "session", "backend"]
+Component = Literal["frontend", "stt", "llm", "audio", "session", "backend", "tools"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +257,45 @@ class AecStatus:
     cpu_ms_per_frame: float
 
 
+# --- tool calls of the oracle's LLM (MCP servers, `kame_cli.backends.tools`) ----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallStarted:
+    """The LLM answering oracle `generation` asked for a tool; it runs while the voice goes on."""
+
+    t: float
+    generation: int
+    call_id: str
+    server: str
+    name: str
+    arguments: str
+    """The arguments' JSON as the LLM wrote it, cut to 300 characters."""
+
+
+ToolOutcome = Literal["ok", "error", "timeout", "unavailable", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallFinished:
+    """A tool call ended: `ok`, `error` (the tool or the server failed), `timeout`, `unavailable`
+    (no such allowed tool running) or `cancelled` (a restart superseded its oracle: nothing of it
+    was used)."""
+
+    t: float
+    generation: int
+    call_id: str
+    server: str
+    name: str
+    outcome: ToolOutcome
+    duration_ms: float
+    result_chars: int
+    """The result's size before it was cut to the server's `max_result_chars`."""
+    truncated: bool
+    message: str
+    """Why it failed (empty when `ok`)."""
+
+
 # --- the session's bounds in its log (written by the log writer, not published on the bus) -------
 
 
@@ -273,6 +312,28 @@ class SessionStopped:
 
     t: float
     reason: str
+
+
+# --- the user's documents (kame_cli.knowledge) ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Retrieval:
+    """Passages of the user's documents retrieved for oracle request `generation` from the user's words."""
+
+    t: float
+    generation: int
+    duration_ms: float
+    """From the request's start to its prompt being ready: what retrieval added before the LLM call."""
+    outcome: Literal["ok", "timeout", "failed"]
+    """`timeout`: `[knowledge] timeout_ms` ran out (the request took what was found by then);
+    `failed`: the index or the embedding model failed (the request went out without notes)."""
+    chars: int
+    """Characters of reference notes the request carries (bounded by `max_prompt_chars`)."""
+    query: str
+    """The user's words the passages were looked up with."""
+    sources: tuple[str, ...]
+    """Where each passage in the request is from (`handbook.md > Returns`), best first."""
 
 
 Event = (
@@ -294,4 +355,7 @@ Event = (
     | AecStatus
     | SessionStarted
     | SessionStopped
+    | Retrieval
+    | ToolCallStarted
+    | ToolCallFinished
 )

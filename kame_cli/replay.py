@@ -16,6 +16,8 @@ from typing import Annotated, Any
 
 import typer
 
+from kame_cli.cli_options import JsonOption
+
 
 def replay(
     log_dir: Annotated[Path, typer.Argument(help="A recorded session (kame talk --log-dir DIR).")],
@@ -36,7 +38,7 @@ def replay(
             "--turns", min=1, help="Only the first N user turns (the input is cut where turn N+1 starts)."
         ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Replay a recorded session with other profiles; a side-by-side table per user turn."""
     code = run_replay(
@@ -88,6 +90,7 @@ def run_replay(
             wav = Path(tmp) / "input-cut.wav"
             sf.write(str(wav), audio, rate, subtype="PCM_16")
         say(f"replay of {log_dir}: {len(turns)} of {heard} user turns, {len(audio) / rate:.1f} s of input")
+        _say_retrievals(say, "recorded", recorded.events)
         results: list[dict[str, Any]] = []
         failed = False
         for label, prof in zip(labels, profiles, strict=True):
@@ -99,6 +102,9 @@ def run_replay(
                 print(f"kame: {err}", file=sys.stderr)
                 return 1
             result["label"] = label
+            if (target / "events.jsonl").is_file():
+                _say_retrievals(say, label, read_session(target).events)
+            _say_tool_calls(target, say)
             failed |= bool(result["error"])
             results.append(result)
     _table(results, labels, turns, out)
@@ -116,6 +122,29 @@ def run_replay(
         figures = {r["label"]: {k: v for k, v in r.items() if k != "questions"} for r in results}
         print(json.dumps({"source": str(log_dir), "fast": fast, "turns": rows, "profiles": figures}))
     return 1 if failed else 0
+
+
+def _say_retrievals(say: Any, label: str, events: Sequence[Any]) -> None:
+    """[knowledge] One line on what the user's documents gave the session, when it retrieved any."""
+    from kame_cli.knowledge.summary import retrieval_line
+
+    line = retrieval_line(events)
+    if line is not None:
+        say(f"{label}: {line}")
+
+
+def _say_tool_calls(log_dir: Path, say: Any) -> None:
+    """A line per tool call the profile's LLM made during the replay (none: nothing said)."""
+    from kame_cli.events import ToolCallFinished
+    from kame_cli.session.logfile import read_log
+    from kame_cli.ui.lines import tool_call_text
+
+    path = log_dir / "events.jsonl"
+    if not path.is_file():  # the session failed before it wrote one: its error is told already
+        return
+    for event in read_log(path):
+        if isinstance(event, ToolCallFinished):
+            say(f"  oracle #{event.generation} {tool_call_text(event)}")
 
 
 def _labels(names: Sequence[str]) -> list[str]:

@@ -36,6 +36,7 @@ from typing import Annotated, Any, TextIO
 
 import typer
 
+from kame_cli.cli_options import JsonOption
 from kame_cli.clock import FRAME_SAMPLES, FRAME_SECONDS
 from kame_cli.errors import ConfigError, RuntimeFailure
 from kame_cli.events import DeadlineMiss, Event, SessionStarted, StepTiming
@@ -251,16 +252,10 @@ def _cpu_seconds(pid: int) -> float:
 def _local_steps(wav: Path, profile: str, model: str, directory: Path) -> list[float]:
     import io
 
-    from kame_cli.session.options import FrontendSpec, InputSpec
-    from kame_cli.session.talk import TalkOptions, run_talk
+    from kame_cli.bench.isolation import file_session
+    from kame_cli.session.talk import run_talk
 
-    opts = TalkOptions(
-        profile=profile,
-        frontend=FrontendSpec(model=model),
-        input=InputSpec(file=wav),
-        log_dir=directory,
-        no_ui=True,
-    )
+    opts = file_session(wav, profile, model, directory, no_ui=True)
     from kame_cli.session.logfile import read_log
 
     run_talk(opts, out=io.StringIO())
@@ -420,7 +415,7 @@ def register(bench_app: typer.Typer) -> None:
             int,
             typer.Option("--burst", min=1, max=25, help="Frames a client may hold back and send at once."),
         ] = _MAX_BURST,
-        as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+        as_json: JsonOption = False,
     ) -> None:
         """kame serve on loopback with N real clients: handshake, added latency, gaps, steps."""
         human = sys.stderr if as_json else sys.stdout

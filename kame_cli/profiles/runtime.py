@@ -21,6 +21,9 @@ def check_environment(profile: Profile) -> str | None:
     `kame profiles check` to print; callers that only need the check can ignore it. The key's value
     is never shown.
     """
+    from kame_cli.knowledge.session import check_documents
+
+    check_documents(profile.knowledge, profile.shown_path)  # [knowledge] bad paths: before anything loads
     if api_key_from_env(profile.llm, profile.shown_path) is None:
         return None
     return f"{profile.llm.api_key_env} is set"
@@ -50,6 +53,10 @@ def check_profile(profile: Profile, *, online: bool = True) -> list[str]:
 
         if importlib.util.find_spec("xllamacpp") is None:
             raise ProfileError(f"{profile.shown_path}: [llm.server] needs xllamacpp: pip install xllamacpp")
+    if profile.tools:
+        from kame_cli.backends.tools.check import check_tools
+
+        passed += check_tools(profile.shown_path, profile.tools, online=online)
     if not online:
         return passed
     if llm.provider in OLLAMA_PROVIDERS:

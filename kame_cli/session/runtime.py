@@ -54,8 +54,11 @@ from kame_cli.events import (
     ProcessEnded,
     ProcessRole,
     ProcessStarted,
+    Retrieval,
     SessionSummary,
     StepTiming,
+    ToolCallFinished,
+    ToolCallStarted,
 )
 from kame_cli.session.child import ChildProcess, Launcher, launch_module
 from kame_cli.session.dispatch import Dispatch
@@ -87,9 +90,26 @@ _POLL_S = 0.05
 _EVENT_TYPES: tuple[type, ...] = get_args(Event)
 
 _Numbered = TypeVar(
-    "_Numbered", OracleRequestStarted, OracleChunk, OracleFinished, OracleReset, OracleAppend, OracleClear
+    "_Numbered",
+    OracleRequestStarted,
+    OracleChunk,
+    OracleFinished,
+    OracleReset,
+    OracleAppend,
+    OracleClear,
+    Retrieval,
+    ToolCallStarted,
+    ToolCallFinished,
 )
-_NumberedEvent = TypeVar("_NumberedEvent", OracleRequestStarted, OracleChunk, OracleFinished)
+_NumberedEvent = TypeVar(
+    "_NumberedEvent",
+    OracleRequestStarted,
+    OracleChunk,
+    OracleFinished,
+    Retrieval,
+    ToolCallStarted,
+    ToolCallFinished,
+)
 _NumberedCommand = TypeVar("_NumberedCommand", OracleAppend, OracleClear)
 
 
@@ -337,12 +357,10 @@ class Session:
         return (
             Dispatch()
             .on_each(_EVENT_TYPES, self.bus.publish)
-            .on(OracleRequestStarted, self._oracle_event)
-            .on(OracleChunk, self._oracle_event)
-            .on(OracleFinished, self._oracle_event)
+            .on_each(_NumberedEvent.__constraints__, self._oracle_event)
+            .on(Notice, self._notice)  # [knowledge] the index's progress while the back-end loads
             .on(OracleReset, self._oracle_reset)
-            .on(OracleAppend, self._oracle_command)
-            .on(OracleClear, self._oracle_command)
+            .on_each((OracleAppend, OracleClear), self._oracle_command)
             .on(Ready, self._backend_ready)
             .on(Running, self._backend_running)
             .on(SttFlushed, self._stt_flushed)

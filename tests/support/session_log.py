@@ -36,6 +36,12 @@ def session_events(audio_s: float) -> list[ev.Event]:
         if k == 20:
             events.append(ev.PartialTranscript(t, "what is the capital", "", 1.6, 0.3, pause=True))
             events.append(ev.OracleRequestStarted(t, 1, "pause", "what is the capital"))
+            events.append(ev.Retrieval(t, 1, 4.2, "ok", 180, "what is the capital", ("atlas.md > France",)))
+            events.append(ev.ToolCallStarted(t, 1, "call_1", "atlas", "capital_of", '{"country": "France"}'))
+        if k == 21:
+            events.append(
+                ev.ToolCallFinished(t, 1, "call_1", "atlas", "capital_of", "ok", 70.0, 5, False, "")
+            )
         if k == 22:
             events.append(ev.OracleChunk(t, 1, "Paris", (11, 12), True, 160.0))
             events.append(ev.OracleFed(t, k, START_TOKEN, 2))

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from kame_cli.backends.oracle.config import LlmConfig, PolicyConfig, PromptConfig
 from kame_cli.backends.oracle.producer import OracleProducer
+from kame_cli.backends.tools.config import ToolServerConfig
 from kame_cli.bus import EventBus
 from kame_cli.clock import SessionClock
 from kame_cli.events import Event, OracleAppend, OracleClear, OracleCommand, OracleReset, PartialTranscript
@@ -109,8 +110,13 @@ def running_producer(
     *,
     tokenizer: Any,
     api_base: str | None,
+    knowledge: Callable[[EventBus, SessionClock], Any] | None = None,
+    tools: Sequence[ToolServerConfig] = (),
 ) -> Iterator[tuple[OracleProducer, Recorder]]:
+    """A started producer whose commands and events a `Recorder` keeps; `knowledge` makes its
+    retriever from the recorder's bus and the producer's clock."""
     recorder = Recorder()
+    clock = SessionClock()
     producer = OracleProducer(
         llm,
         policy or PolicyConfig(),
@@ -118,8 +124,10 @@ def running_producer(
         tokenize=tokenizer.encode,
         send=recorder.send,
         events=recorder.bus,
-        clock=SessionClock(),
+        clock=clock,
         api_base=api_base,
+        knowledge=None if knowledge is None else knowledge(recorder.bus, clock),
+        tools=tools,
     )
     producer.start()
     try:
