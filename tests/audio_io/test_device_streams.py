@@ -168,36 +168,35 @@ def _cosine_frames(count: int) -> np.ndarray:
     return tone.reshape(count, FRAME_SAMPLES)
 
 
-def test_speaker_plays_the_frames_exactly_then_silence_counting_underruns(tmp_path: Path) -> None:
+def _play_tone(
+    tmp_path: Path, card_rate: int, device_rate: int | None
+) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Ten frames of a 1 kHz tone played to a speaker whose card runs at `card_rate`: (what the
+    playback code reported, the frames, what the card heard)."""
     card = VirtualSoundCard(tmp_path)
-    played_file = card.add_speaker("kame_speaker", 24000)
+    played_file = card.add_speaker("kame_speaker", card_rate)
     frames = _cosine_frames(10)
     np.save(tmp_path / "frames.npy", frames)
     result = card.run(
-        PLAYBACK.format(frames=str(tmp_path / "frames.npy"), device="kame_speaker", device_rate=None)
+        PLAYBACK.format(frames=str(tmp_path / "frames.npy"), device="kame_speaker", device_rate=device_rate)
     )
+    return result, frames, np.fromfile(played_file, dtype="<f4")
 
+
+def test_speaker_plays_the_frames_exactly_then_silence_counting_underruns(tmp_path: Path) -> None:
+    result, frames, heard = _play_tone(tmp_path, 24000, None)
     assert result["device_rate"] == 24000 and result["played"] == 10 and result["dropped"] == 0
     # The virtual card is not clocked: it asks for more right after the last frame, so it underruns.
     assert result["underruns"] >= 1 and result["published"] == list(range(1, result["underruns"] + 1))
     assert result["close_s"] < 1.0
-    heard = np.fromfile(played_file, dtype="<f4")
     start = int(np.flatnonzero(heard)[0])
     np.testing.assert_array_equal(heard[start : start + 10 * FRAME_SAMPLES], frames.reshape(-1))
     assert np.all(heard[:start] == 0) and np.all(heard[start + 10 * FRAME_SAMPLES :] == 0)
 
 
 def test_speaker_resamples_for_a_card_that_runs_at_48k(tmp_path: Path) -> None:
-    card = VirtualSoundCard(tmp_path)
-    played_file = card.add_speaker("kame_speaker", 48000)
-    frames = _cosine_frames(10)
-    np.save(tmp_path / "frames.npy", frames)
-    result = card.run(
-        PLAYBACK.format(frames=str(tmp_path / "frames.npy"), device="kame_speaker", device_rate=48000)
-    )
-
+    result, _, heard = _play_tone(tmp_path, 48000, 48000)
     assert result["device_rate"] == 48000 and result["played"] == 10
-    heard = np.fromfile(played_file, dtype="<f4")
     # PortAudio primes the card with whole blocks of silence (3840 samples at 48 kHz), then the tone.
     start = int(np.flatnonzero(np.abs(heard) > 1e-3)[0])
     assert start % 3840 == 0

@@ -18,7 +18,7 @@ from kame_cli.audio_io import TeeSink, WavSink
 from kame_cli.clock import FRAME_SAMPLES, SAMPLE_RATE
 from kame_cli.errors import AudioFileError
 from tests.audio_io.signals import sine
-from tests.audio_io.virtual_alsa import REPO_ROOT
+from tests.support.python import REPO_ROOT
 
 
 def _frames(freq: float, count: int, amplitude: float = 0.5) -> list[np.ndarray]:

@@ -9,15 +9,12 @@ PortAudio reads the configuration once, when sounddevice is imported, hence the 
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.support.python import run_python, succeeded
 
 
 class VirtualSoundCard:
@@ -53,16 +50,6 @@ class VirtualSoundCard:
         """Runs `code` in a fresh interpreter that sees only this card; returns the JSON it printed last."""
         config = self.directory / "asound.conf"
         config.write_text("<confdir:alsa.conf>\n" + "".join(self._pcms))
-        env = {**os.environ, "ALSA_CONFIG_PATH": str(config)}
-        done = subprocess.run(
-            [sys.executable, "-c", code],
-            cwd=REPO_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        done = run_python(code, env={**os.environ, "ALSA_CONFIG_PATH": str(config)}, timeout=timeout)
         self.stderr = done.stderr
-        assert done.returncode == 0, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
-        return json.loads(done.stdout.strip().splitlines()[-1])
+        return succeeded(done)

@@ -24,6 +24,17 @@ def run_kame(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[st
     )
 
 
+def run_eval_here(capfd: pytest.CaptureFixture[str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`kame eval ARGS` in this interpreter, for runs whose sessions are all cached (only the judge
+    runs, over loopback): its exit code and output, as `run_kame` gives them."""
+    from kame_cli.cli import run
+
+    capfd.readouterr()
+    code = run(["eval", *args])
+    out, err = capfd.readouterr()
+    return subprocess.CompletedProcess(["kame", "eval", *args], code, out, err)
+
+
 def json_line(stdout: str) -> dict[str, Any]:
     lines = [line for line in stdout.splitlines() if line.strip()]
     assert len(lines) == 1, f"--json must print one line on stdout, got {stdout!r}"

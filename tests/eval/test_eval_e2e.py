@@ -1,6 +1,6 @@
 """`kame eval` end to end on the offline profile: random:tiny front-end, tiny.en, SmolLM2 as the
-tandem's and the cascade's LLM and as the judge, three short spoken questions (one with a
-follow-up) through the front-end alone, the tandem and the cascade; then runs that resume."""
+tandem's and the cascade's LLM and as the judge, two short spoken questions (one with a follow-up)
+through the front-end alone, the tandem and the cascade; then runs that resume."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from kame_cli.eval.answers import answers_from_json
 from kame_cli.eval.cache import ANSWERS, JUDGED, EvalDir
-from tests.eval.conftest import json_line, run_kame, write_questions
+from tests.eval.conftest import json_line, run_eval_here, run_kame, write_questions
 
 QUESTIONS = [
     {"id": "q1", "category": "stem", "turns": ["What is two plus two?"], "reference": "Four."},
@@ -22,10 +22,9 @@ QUESTIONS = [
         "turns": ["Who wrote Hamlet?", "When did he live?"],
         "reference": ["William Shakespeare.", "From 1564 to 1616."],
     },
-    {"id": "q3", "category": "reasoning", "turns": ["Is ten bigger than three?"], "reference": "Yes."},
 ]
 SETUPS = ("frontend", "tandem-offline", "cascade-offline")
-# Ten sessions and some thirty judge requests: minutes on two shared cores, more than the default bound.
+# Six sessions and some twenty judge requests: minutes on two shared cores, more than the default bound.
 pytestmark = pytest.mark.timeout(1500)
 KEYS = {
     "name", "voice_score", "oracle_score", "transfer", "onset_p50_s", "informed_oracle_p50_s",
@@ -42,12 +41,6 @@ class EvalRun:
     stderr: str
 
 
-def _eval(args: tuple[str, ...]) -> tuple[dict[str, Any], str]:
-    done = run_kame(*args)
-    assert done.returncode == 0, done.stderr
-    return json_line(done.stdout), done.stderr
-
-
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory: pytest.TempPathFactory) -> EvalRun:
     folder = tmp_path_factory.mktemp("eval")
@@ -57,8 +50,9 @@ def first_run(tmp_path_factory: pytest.TempPathFactory) -> EvalRun:
         "eval", "--questions", str(questions), "--profile", "offline", "--frontend-only", "--cascade",
         "--judge", "offline", "--fast", "--out", str(out), "--json", "-o", str(figure),
     )  # fmt: skip
-    result, stderr = _eval(args)
-    return EvalRun(args, out, figure, result, stderr)
+    done = run_kame(*args)
+    assert done.returncode == 0, done.stderr
+    return EvalRun(args, out, figure, json_line(done.stdout), done.stderr)
 
 
 def _setups(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -70,16 +64,16 @@ def test_every_setup_answers_every_turn_with_every_key(first_run: EvalRun) -> No
     assert list(setups) == list(SETUPS)
     for name, setup in setups.items():
         assert set(setup) >= KEYS, name
-        assert setup["answers"] == 4 and setup["failed_questions"] == []
-        assert set(setup["categories"]) == {"stem", "humanities", "reasoning"}
-        rated = 4 * (2 if name == "tandem-offline" else 1) - setup["judge_failures"]
+        assert setup["answers"] == 3 and setup["failed_questions"] == []
+        assert set(setup["categories"]) == {"stem", "humanities"}
+        rated = 3 * (2 if name == "tandem-offline" else 1) - setup["judge_failures"]
         if rated:
             assert 1 <= setup["voice_score"] <= 10
     frontend, tandem, cascade = (setups[name] for name in SETUPS)
     assert frontend["oracle_score"] is None and frontend["transfer"] is None
     assert frontend["informed_oracle_p50_s"] is None and frontend["onset_p50_s"] is not None
     assert cascade["onset_p50_s"] > 0 and cascade["informed_oracle_p50_s"] == cascade["onset_p50_s"]
-    assert tandem["kind"] == "tandem" and first_run.result["questions"] == 3
+    assert tandem["kind"] == "tandem" and first_run.result["questions"] == 2
 
 
 def test_answers_hold_what_was_heard_and_said(first_run: EvalRun) -> None:
@@ -114,7 +108,7 @@ def test_figure_has_its_panels(first_run: EvalRun) -> None:
         # A point per setup that has both figures (the front-end alone has no oracle at all).
         assert len(onset.collections) == placed("onset_p50_s", "voice_score") >= 1
         assert len(oracle.collections) == placed("informed_oracle_p50_s", "oracle_score") <= 2
-        assert len(categories.patches) == 3 * 3  # a bar per setup and category
+        assert len(categories.patches) == 3 * 2  # a bar per setup and category
     finally:
         import matplotlib.pyplot as plt
 
@@ -126,18 +120,26 @@ def _stamps(out: Path) -> dict[str, int]:
     return {str(p.relative_to(out)): p.stat().st_mtime_ns for p in files}
 
 
-def test_second_runs_resume_without_redoing_finished_work(first_run: EvalRun) -> None:
+def test_second_runs_resume_without_redoing_finished_work(
+    first_run: EvalRun, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # In this interpreter: the command's own run was the first; the sessions are child processes.
+    def rerun() -> tuple[dict[str, Any], str]:
+        done = run_eval_here(capfd, *first_run.args[1:])
+        assert done.returncode == 0, done.stderr
+        return json_line(done.stdout), done.stderr
+
     out = first_run.out
     before = _stamps(out)
-    again, stderr = _eval(first_run.args)
+    again, stderr = rerun()
     assert _stamps(out) == before  # nothing run, answered or judged again
     assert again["setups"] == first_run.result["setups"]
     assert "session done" not in stderr and "judged (cached)" in stderr
 
     # A run stopped mid-way: a session log without its answers, a missing judgment.
     (out / "q1" / "frontend" / ANSWERS).unlink()
-    (out / "q3" / "tandem-offline" / JUDGED).unlink()
-    third, _ = _eval(first_run.args)
+    (out / "q2" / "tandem-offline" / JUDGED).unlink()
+    third, _ = rerun()
     after = _stamps(out)
     redone = {name for name in before if after.get(name) != before[name]}
     assert redone == {
@@ -146,7 +148,7 @@ def test_second_runs_resume_without_redoing_finished_work(first_run: EvalRun) ->
         "q1/frontend/judged.json",  # its answers are new, so is their judgment
         "q1/cascade-offline/answers.json",  # the cascade answers what the new session heard
         "q1/cascade-offline/judged.json",
-        "q3/tandem-offline/judged.json",
+        "q2/tandem-offline/judged.json",
     }
     assert set(after) == set(before)
-    assert [s["answers"] for s in third["setups"]] == [4, 4, 4]
+    assert [s["answers"] for s in third["setups"]] == [3, 3, 3]

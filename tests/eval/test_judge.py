@@ -13,7 +13,7 @@ from kame_cli.eval.answers import TurnAnswer, answers_to_json
 from kame_cli.eval.cache import ANSWERS, JUDGED, EvalDir
 from kame_cli.eval.judge import Judge, parse_judgment
 from kame_cli.profiles import load_profile
-from tests.eval.conftest import json_line, run_kame, write_questions
+from tests.eval.conftest import json_line, run_eval_here, write_questions
 from tests.support.llm_server import FaultyOpenAI
 
 RATED = {
@@ -104,7 +104,7 @@ FAKE_JUDGES: dict[str, tuple[str | int, list[str]]] = {
 
 @pytest.mark.parametrize("case", sorted(FAKE_JUDGES))
 def test_failing_judge_gives_judge_failures_in_the_figures(
-    case: str, tmp_path: Path, judge_profile: Any
+    case: str, tmp_path: Path, judge_profile: Any, capfd: pytest.CaptureFixture[str]
 ) -> None:
     questions = write_questions(
         tmp_path / "q.jsonl",
@@ -116,8 +116,8 @@ def test_failing_judge_gives_judge_failures_in_the_figures(
         server.mode = mode
         profile = judge_profile(server.api_base)
         _cached_answers(out, "tandem-fakejudge")  # the sessions' part is done: only the judge runs
-        done = run_kame(
-            "eval", "--questions", str(questions), "--profile", str(profile), "--out", str(out),
+        done = run_eval_here(
+            capfd, "--questions", str(questions), "--profile", str(profile), "--out", str(out),
             "--judge-timeout", "1", "--json",
         )  # fmt: skip
         asked = server.completions()
@@ -134,7 +134,7 @@ def test_failing_judge_gives_judge_failures_in_the_figures(
 
 
 def test_another_judge_rates_again_and_other_session_settings_are_refused(
-    tmp_path: Path, judge_profile: Any
+    tmp_path: Path, judge_profile: Any, capfd: pytest.CaptureFixture[str]
 ) -> None:
     questions = write_questions(
         tmp_path / "q.jsonl",
@@ -144,17 +144,17 @@ def test_another_judge_rates_again_and_other_session_settings_are_refused(
     with FaultyOpenAI(["Rating: 7\nReason: fine."]) as server:
         profile = judge_profile(server.api_base)
         _cached_answers(out, "tandem-fakejudge")
-        args = ["eval", "--questions", str(questions), "--profile", str(profile), "--out", str(out), "--json"]
-        first = run_kame(*args)
-        again = run_kame(*args)
+        args = ["--questions", str(questions), "--profile", str(profile), "--out", str(out), "--json"]
+        first = run_eval_here(capfd, *args)
+        again = run_eval_here(capfd, *args)
         assert server.completions() == 4  # the second run found every rating cached
         other = tmp_path / "other.toml"
         other.write_text(
             profile.read_text().replace('model = "judge"', 'model = "judge-2"'), encoding="utf-8"
         )
-        rejudged = run_kame(*args, "--judge", str(other))
+        rejudged = run_eval_here(capfd, *args, "--judge", str(other))
         assert server.completions() == 8  # a judgment is the judge's: another judge rates again
-        refused = run_kame(*args, "--gap", "9")
+        refused = run_eval_here(capfd, *args, "--gap", "9")
     for done in (first, again, rejudged):
         assert done.returncode == 0, done.stderr
         assert json_line(done.stdout)["setups"][0]["voice_score"] == 7.0

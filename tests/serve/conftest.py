@@ -3,6 +3,7 @@ free loopback port, for the tests of this folder."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import subprocess
@@ -86,10 +87,33 @@ def start_server(
     raise AssertionError("kame serve did not get ready:\n" + "".join(lines))
 
 
-@pytest.fixture(scope="package")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = start_server(tmp_path_factory.mktemp("serve") / "logs", "--max-queue", "1")
+@contextlib.contextmanager
+def serving(log_dir: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """`start_server`, terminated when the block ends."""
+    running = start_server(log_dir, *args, env=env)
     try:
         yield running
     finally:
         running.terminate()
+
+
+def talk_command(server: Server, question: Path, output: Path, log_dir: Path) -> list[str]:
+    """`kame talk --server` on the WAV `question`, writing `output` and a log in `log_dir` (plain lines)."""
+    return kame_command(
+        "talk",
+        "--server",
+        f"ws://127.0.0.1:{server.port}",
+        "--input",
+        str(question),
+        "--output",
+        str(output),
+        "--log-dir",
+        str(log_dir),
+        "--no-ui",
+    )
+
+
+@pytest.fixture(scope="package")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with serving(tmp_path_factory.mktemp("serve") / "logs", "--max-queue", "1") as running:
+        yield running

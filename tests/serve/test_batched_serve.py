@@ -78,12 +78,13 @@ def test_max_sessions_below_one_is_one_line_exit_2() -> None:
     assert "--max-sessions must be >= 1" in _refused("--max-sessions", "0")
 
 
-QUESTIONS = (
-    "What is the capital city of France?",
-    "How many legs does a spider have?",
-    "Which ocean is the largest one?",
-)
-HEARD = ("capital", "spider", "largest")
+QUESTIONS = {
+    "What is the capital city of France?": "capital",
+    "How many legs does a spider have?": "spider",
+    "Which ocean is the largest one?": "largest",
+}
+"""Each client's question, and the word of it that tiny.en must hear in that client's log alone."""
+HEARD = list(QUESTIONS.values())
 
 
 def test_three_moshi_clients_at_once_each_log_holds_its_own_question(tmp_path: Path) -> None:

@@ -12,14 +12,16 @@ import numpy as np
 import soundfile as sf
 
 from kame_cli.clock import FRAME_SAMPLES
-from tests.serve.conftest import Server
+from tests.serve.conftest import Server, talk_command
 from tests.serve.paced_card import PacedSoundCard
 from tests.session.conftest import (
     QUESTION,
     kame_command,
     kame_env,
     read_events,
+    run_kame,
     session_started,
+    stop_process,
     wait_for_event,
     wait_until,
     write_wav,
@@ -58,12 +60,7 @@ def test_moshi_client_is_heard_answered_and_plays_the_voice(server: Server, tmp_
         # The voice came back over the network and was played by the client's speaker stream.
         wait_until(lambda: float(np.abs(card.played()).max(initial=0.0)) > 1e-3, 30)
     finally:
-        client.send_signal(signal.SIGINT)
-        try:
-            client.wait(10)
-        except subprocess.TimeoutExpired:
-            client.kill()
-            client.wait(5)
+        stop_process(client, signal.SIGINT)
         card.stop()
         out.close()
         err.close()
@@ -86,23 +83,11 @@ def test_kame_talk_server_with_files_writes_a_full_output_and_a_log_kame_plot_dr
     )
     output, log_dir = tmp_path / "answer.wav", tmp_path / "log"
     done = subprocess.run(
-        kame_command(
-            "talk",
-            "--server",
-            f"ws://127.0.0.1:{server.port}",
-            "--input",
-            str(question),
-            "--output",
-            str(output),
-            "--log-dir",
-            str(log_dir),
-            "--no-ui",
-        ),
+        talk_command(server, question, output, log_dir),
         env=kame_env(),
         capture_output=True,
         text=True,
         timeout=180,
-        check=False,
     )
     assert done.returncode == 0, done.stderr
     # Full length: one frame of the voice for every frame of the question (the last one padded).
@@ -113,14 +98,7 @@ def test_kame_talk_server_with_files_writes_a_full_output_and_a_log_kame_plot_dr
     finals = [e["text"] for e in events if e["type"] == "FinalTranscript"]
     assert any("capital" in text.lower() for text in finals)
     assert sum(e["type"] == "StepTiming" for e in events) > 20
-    drawn = subprocess.run(
-        kame_command("plot", str(log_dir)),
-        env=kame_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    drawn = run_kame("plot", str(log_dir), timeout=120)
     assert drawn.returncode == 0, drawn.stderr
     assert (log_dir / "timeline.png").stat().st_size > 10_000
 
@@ -130,14 +108,7 @@ def test_kame_talk_server_refuses_what_the_server_chose_and_a_bad_url(tmp_path: 
         (["--server", "ftp://host"], "give a URL such as ws://host:8998"),
         (["--server", "ws://127.0.0.1:1", "--model", "random:tiny"], "--model does not apply with --server"),
     ):
-        done = subprocess.run(
-            kame_command("talk", *args),
-            env=kame_env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        done = run_kame("talk", *args, timeout=60)
         assert done.returncode == 2 and says in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
 

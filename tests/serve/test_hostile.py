@@ -17,7 +17,7 @@ import pytest
 
 from kame_cli.clock import FRAME_SAMPLES
 from kame_cli.serve import protocol
-from tests.serve.conftest import Server, start_server
+from tests.serve.conftest import Server, serving, start_server
 from tests.session.conftest import QUESTION, read_events, wait_for_event, wait_until
 from tests.support.speech import synthesize
 
@@ -25,23 +25,22 @@ HANDSHAKE_S = 2.0
 IDLE_S = 3.0
 
 
+LIMITS = (
+    "--max-queue",
+    "8",
+    "--handshake-timeout",
+    str(HANDSHAKE_S),
+    "--connections-per-address",
+    "8",
+    "--idle-timeout",
+    str(IDLE_S),
+)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = start_server(
-        tmp_path_factory.mktemp("hostile") / "logs",
-        "--max-queue",
-        "8",
-        "--handshake-timeout",
-        str(HANDSHAKE_S),
-        "--connections-per-address",
-        "8",
-        "--idle-timeout",
-        str(IDLE_S),
-    )
-    try:
+    with serving(tmp_path_factory.mktemp("hostile") / "logs", *LIMITS) as running:
         yield running
-    finally:
-        running.terminate()
 
 
 class WellBehaved:

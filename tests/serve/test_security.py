@@ -17,28 +17,22 @@ import soundfile as sf
 
 from kame_cli.clock import FRAME_SAMPLES
 from kame_cli.serve import protocol
-from tests.serve.conftest import Server, start_server
+from tests.serve.conftest import Server, serving
 from tests.session.conftest import kame_command, kame_env, write_wav
 
 TOKEN = "s3cret-token-for-tests"
 ALLOWED = "https://kame.example"
 
 
+SECURED = ("--token-env", "KAME_TEST_TOKEN", "--allow-origin", ALLOWED, "--ssl-self-signed")
+
+
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = start_server(
-        tmp_path_factory.mktemp("secured") / "logs",
-        "--token-env",
-        "KAME_TEST_TOKEN",
-        "--allow-origin",
-        ALLOWED,
-        "--ssl-self-signed",
-        env={"KAME_TEST_TOKEN": TOKEN},
-    )
-    try:
+    with serving(
+        tmp_path_factory.mktemp("secured") / "logs", *SECURED, env={"KAME_TEST_TOKEN": TOKEN}
+    ) as server:
         yield server
-    finally:
-        server.terminate()
 
 
 def _certificate(server: Server) -> tuple[Path, str]:

@@ -14,9 +14,8 @@ import soundfile as sf
 
 from kame_cli.clock import FRAME_SAMPLES
 from kame_cli.serve import protocol
-from tests.serve.conftest import start_server
+from tests.serve.conftest import start_server, talk_command
 from tests.session.conftest import (
-    kame_command,
     kame_env,
     read_events,
     session_started,
@@ -82,18 +81,7 @@ def test_kame_talk_told_the_server_stops_ends_with_one_line_exit_1_and_complete_
     question = write_wav(tmp_path / "long.wav", np.zeros(24_000 * 60, np.float32))
     output, log_dir = tmp_path / "out.wav", tmp_path / "client-log"
     client = subprocess.Popen(
-        kame_command(
-            "talk",
-            "--server",
-            f"ws://127.0.0.1:{server.port}",
-            "--input",
-            str(question),
-            "--output",
-            str(output),
-            "--log-dir",
-            str(log_dir),
-            "--no-ui",
-        ),
+        talk_command(server, question, output, log_dir),
         env=kame_env(),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,

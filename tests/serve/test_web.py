@@ -21,7 +21,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.serve.conftest import Server, start_server
+from tests.serve.conftest import Server, serving, start_server
 from tests.session.conftest import QUESTION, wait_for_event
 from tests.support.speech import synthesize
 
@@ -124,16 +124,11 @@ def test_the_page_hears_the_question_shows_the_answer_and_plays_the_voice(
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = start_server(
-        tmp_path_factory.mktemp("web-secured") / "logs",
-        "--token-env",
-        "KAME_WEB_TEST_TOKEN",
-        env={"KAME_WEB_TEST_TOKEN": "right-token"},
-    )
-    try:
+    token = {"KAME_WEB_TEST_TOKEN": "right-token"}
+    with serving(
+        tmp_path_factory.mktemp("web-secured") / "logs", "--token-env", *token, env=token
+    ) as running:
         yield running
-    finally:
-        running.terminate()
 
 
 def test_a_wrong_token_shows_the_refusal_and_the_right_one_talks(

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -96,9 +98,16 @@ def cpu_profile(path: Path, description: str, tables: str) -> Path:
     return path
 
 
-def start_talk(profile: str, wav: Path, out_wav: Path, log_dir: Path, *extra: str) -> subprocess.Popen[str]:
-    """`kame talk` on a file with an output WAV and a session log, in the background (plain lines)."""
-    args = (
+def smollm2_profile(path: Path, description: str, api_base: str, more: str) -> Path:
+    """A `cpu_profile` whose oracle is SmolLM2 served at `api_base` (OpenAI protocol); `more` holds
+    further `[llm]` keys and tables."""
+    llm = f'[llm]\nprovider = "openai"\nmodel = "smollm2"\napi_base = "{api_base}"\n'
+    return cpu_profile(path, description, llm + more.strip())
+
+
+def talk_args(profile: str, wav: Path, out_wav: Path, log_dir: Path) -> tuple[str, ...]:
+    """`kame talk`'s arguments for a file in, an output WAV and a session log out, in plain lines."""
+    return (
         "talk",
         "--profile",
         profile,
@@ -108,10 +117,17 @@ def start_talk(profile: str, wav: Path, out_wav: Path, log_dir: Path, *extra: st
         str(out_wav),
         "--log-dir",
         str(log_dir),
+        "--no-ui",
     )
+
+
+def start_talk(
+    profile: str, wav: Path, out_wav: Path, log_dir: Path, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """`kame talk` with `talk_args` in the background; `env` adds to `kame_env()`."""
     return subprocess.Popen(
-        kame_command(*args, "--no-ui", *extra),
-        env=kame_env(),
+        kame_command(*talk_args(profile, wav, out_wav, log_dir), *extra),
+        env={**kame_env(), **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -122,6 +138,16 @@ def run_kame(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[st
     return subprocess.run(
         kame_command(*args), env=kame_env(), capture_output=True, text=True, timeout=timeout
     )
+
+
+def stop_process(process: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: float = 10) -> None:
+    """Send `sig` and wait for the exit; kill the process if it outlives `timeout` seconds."""
+    process.send_signal(sig)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
 
 
 def stderr_lines(stderr: str) -> list[str]:
@@ -157,6 +183,15 @@ def assert_valid_session_files(log_dir: Path, *wavs: Path) -> list[dict]:
         info = sf.info(wav)
         assert info.samplerate == 24_000, wav
     return events
+
+
+def assert_clean_exit(
+    process: subprocess.Popen[str], stderr: str, log_dir: Path, out_wav: Path
+) -> list[dict]:
+    """The session exited 0 with nothing on stderr and left valid files; its events."""
+    assert process.returncode == 0, stderr[-2000:]
+    assert stderr_lines(stderr) == [], stderr
+    return assert_valid_session_files(log_dir, out_wav)
 
 
 def nothing_left(tmpdir: Path, events: list[dict]) -> None:

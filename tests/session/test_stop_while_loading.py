@@ -13,12 +13,11 @@ import psutil
 import soundfile as sf
 
 from tests.session.conftest import (
+    assert_clean_exit,
     assert_valid_session_files,
-    kame_command,
-    kame_env,
     nothing_left,
     read_events,
-    stderr_lines,
+    start_talk,
 )
 
 EXIT_BOUND_S = 1.0
@@ -51,23 +50,15 @@ def _converters(cache: Path) -> list[psutil.Process]:
 def test_ctrl_c_during_the_q8_0_conversion_exits_within_a_second(question_wav: Path, tmp_path: Path) -> None:
     cache, log_dir, out_wav = tmp_path / "cache", tmp_path / "log", tmp_path / "out.wav"
     (tmp_path / "tmpdir").mkdir()
-    args = ("talk", "--profile", "offline", "--input", str(question_wav), "--output", str(out_wav))
-    process = subprocess.Popen(
-        kame_command(*args, "--log-dir", str(log_dir), "--no-ui"),
-        env={**kame_env(), "KAME_CACHE_DIR": str(cache), "TMPDIR": str(tmp_path / "tmpdir")},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    env = {"KAME_CACHE_DIR": str(cache), "TMPDIR": str(tmp_path / "tmpdir")}
+    process = start_talk("offline", question_wav, out_wav, log_dir, env=env)
     try:
         _wait_for(lambda: bool(_converters(cache)) and any(cache.glob("*.part*")), process, timeout=180)
         stderr, exited = _stop(process)
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 0, stderr[-2000:]
-    assert stderr_lines(stderr) == [], stderr
-    events = assert_valid_session_files(log_dir, out_wav)
+    events = assert_clean_exit(process, stderr, log_dir, out_wav)
     assert not [e for e in events if e["type"] == "SessionStarted" or e.get("message") == "started"]
     assert sf.info(out_wav).frames == 0
     assert not [p for p in cache.iterdir() if p.name != ".gguf.lock"], "no copy, whole or half, is left"
@@ -80,23 +71,7 @@ def test_a_stop_while_loading_leaves_the_output_file_as_a_valid_wav(
     question_wav: Path, tmp_path: Path
 ) -> None:
     log_dir, out_wav = tmp_path / "log", tmp_path / "out.wav"
-    args = (
-        "talk",
-        "--profile",
-        "offline",
-        "--no-llm",
-        "--input",
-        str(question_wav),
-        "--output",
-        str(out_wav),
-    )
-    process = subprocess.Popen(
-        kame_command(*args, "--log-dir", str(log_dir), "--no-ui"),
-        env=kame_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_talk("offline", question_wav, out_wav, log_dir, "--no-llm")
 
     def frontend_started() -> bool:
         path = log_dir / "events.jsonl"

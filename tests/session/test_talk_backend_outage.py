@@ -9,9 +9,9 @@ import soundfile as sf
 
 from tests.session.conftest import (
     assert_valid_session_files,
-    cpu_profile,
     read_complete_events,
     session_started,
+    smollm2_profile,
     start_talk,
     wait_for_event,
     wait_until,
@@ -30,14 +30,11 @@ QUESTIONS = [
 
 
 def _profile(path: Path, port: int) -> Path:
-    return cpu_profile(
+    return smollm2_profile(
         path,
         "a llama.cpp server the test kills and restarts",
-        f"""
-[llm]
-provider = "openai"
-model = "smollm2"
-api_base = "http://127.0.0.1:{port}/v1"
+        f"http://127.0.0.1:{port}/v1",
+        """
 max_tokens = 30
 timeout_s = 8.0
 read_timeout_s = 4.0

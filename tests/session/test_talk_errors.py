@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.session.conftest import cpu_profile, kame_command, kame_env, read_events, run_kame
+from tests.session.conftest import kame_command, kame_env, read_events, run_kame, smollm2_profile
 from tests.support.llm_server import smollm2_server
 
 KEY_ENV, KEY = "KAME_TEST_LLM_KEY", "sk-test-0123456789abcdef"
@@ -57,18 +57,8 @@ def test_bad_input_file_and_device_are_one_line(tmp_path: Path, question_wav: Pa
 
 
 def _keyed_profile(path: Path, api_base: str) -> Path:
-    return cpu_profile(
-        path,
-        "a server that wants a key",
-        f"""
-[llm]
-provider = "openai"
-model = "smollm2"
-api_base = "{api_base}"
-api_key_env = "{KEY_ENV}"
-max_tokens = 20
-""",
-    )
+    more = f'api_key_env = "{KEY_ENV}"\nmax_tokens = 20'
+    return smollm2_profile(path, "a server that wants a key", api_base, more)
 
 
 def test_api_key_comes_from_the_named_variable_and_is_never_written(

@@ -11,7 +11,7 @@ import soundfile as sf
 
 from kame_cli.engine.config import FrontendConfig
 from kame_cli.engine.loader import load_frontend
-from tests.session.conftest import read_events, run_kame
+from tests.session.conftest import read_events, run_kame, talk_args
 
 FRAME = 1920
 
@@ -27,20 +27,7 @@ def paced_run(question_wav: Path, tmp_path_factory: pytest.TempPathFactory) -> t
     """One real-time session on the spoken question: (log dir, output WAV, stdout)."""
     tmp = tmp_path_factory.mktemp("paced")
     log_dir, out_wav = tmp / "log", tmp / "out.wav"
-    result = run_kame(
-        "talk",
-        "--profile",
-        "offline",
-        "--input",
-        str(question_wav),
-        "--output",
-        str(out_wav),
-        "--log-dir",
-        str(log_dir),
-        "--no-ui",
-        "--seed",
-        "1",
-    )
+    result = run_kame(*talk_args("offline", question_wav, out_wav, log_dir), "--seed", "1")
     assert result.returncode == 0, result.stderr[-2000:]
     return log_dir, out_wav, result.stdout
 
@@ -98,20 +85,9 @@ def test_fast_mode_hears_the_same_and_stereo_holds_both_voices(
     paced_run: tuple[Path, Path, str], question_wav: Path, tmp_path: Path
 ) -> None:
     log_dir, out_wav = tmp_path / "log", tmp_path / "stereo.wav"
+    # --no-llm: what the user said and the two voices need no oracle to compare them.
     result = run_kame(
-        "talk",
-        "--profile",
-        "offline",
-        "--input",
-        str(question_wav),
-        "--fast",
-        "--no-llm",  # what the user said and the two voices: no oracle needed to compare them
-        "--output",
-        str(out_wav),
-        "--output-stereo",
-        "--log-dir",
-        str(log_dir),
-        "--no-ui",
+        *talk_args("offline", question_wav, out_wav, log_dir), "--fast", "--no-llm", "--output-stereo"
     )
     assert result.returncode == 0, result.stderr[-2000:]
     paced_finals = _finals(read_events(paced_run[0] / "events.jsonl"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -13,12 +12,10 @@ import pytest
 import soundfile as sf
 
 from tests.session.conftest import (
-    assert_valid_session_files,
-    kame_command,
-    kame_env,
+    assert_clean_exit,
     nothing_left,
     session_started,
-    stderr_lines,
+    start_talk,
     wait_for_event,
 )
 
@@ -33,14 +30,7 @@ def test_a_stop_signal_at_a_random_moment_exits_cleanly(
     duration = sf.info(question_wav).duration
     (tmp_path / "tmpdir").mkdir()
     log_dir, out_wav = tmp_path / "log", tmp_path / "out.wav"
-    args = ("talk", "--profile", "offline", "--input", str(question_wav), "--output", str(out_wav))
-    process = subprocess.Popen(
-        kame_command(*args, "--log-dir", str(log_dir), "--no-ui"),
-        env={**kame_env(), "TMPDIR": str(tmp_path / "tmpdir")},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_talk("offline", question_wav, out_wav, log_dir, env={"TMPDIR": str(tmp_path / "tmpdir")})
     try:
         wait_for_event(log_dir / "events.jsonl", session_started, timeout=150)
         time.sleep(rng.uniform(0.0, duration - 1.0))  # the random moment, not a wait for a condition
@@ -51,9 +41,7 @@ def test_a_stop_signal_at_a_random_moment_exits_cleanly(
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 0, stderr[-2000:]
-    assert stderr_lines(stderr) == [], stderr
-    events = assert_valid_session_files(log_dir, out_wav)
+    events = assert_clean_exit(process, stderr, log_dir, out_wav)
     for wav in (out_wav, log_dir / "output.wav", log_dir / "input.wav"):
         assert sf.info(wav).frames > 0, wav
     nothing_left(tmp_path / "tmpdir", events)

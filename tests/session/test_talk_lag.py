@@ -7,7 +7,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from tests.session.conftest import assert_valid_session_files, run_kame, stderr_lines
+from tests.session.conftest import assert_valid_session_files, run_kame, stderr_lines, talk_args
 
 FRAME = 1920
 MAX_LAG_MS = 240.0  # the [frontend] default
@@ -16,20 +16,7 @@ MAX_LAG_MS = 240.0  # the [frontend] default
 def _talk(wav: Path, tmp: Path, *extra: str) -> tuple[list[dict], Path, str]:
     log_dir, out_wav = tmp / "log", tmp / "out.wav"
     result = run_kame(
-        "talk",
-        "--profile",
-        "offline",
-        "--no-llm",
-        "--input",
-        str(wav),
-        "--output",
-        str(out_wav),
-        "--log-dir",
-        str(log_dir),
-        "--no-ui",
-        "--debug-step-delay-ms",
-        "120",
-        *extra,
+        *talk_args("offline", wav, out_wav, log_dir), "--no-llm", "--debug-step-delay-ms", "120", *extra
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert stderr_lines(result.stderr) == []

@@ -6,7 +6,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import time
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import soundfile as sf
@@ -21,6 +22,7 @@ from tests.session.conftest import (
     start_talk,
     stderr_lines,
     wait_for_event,
+    wait_until,
     write_wav,
 )
 from tests.support.speech import concat, synthesize
@@ -120,19 +122,30 @@ def test_backend_killed_mid_session_is_restarted_and_the_voice_goes_on(tmp_path:
     assert not any(pid_alive(pid) for pids in session_pids(events).values() for pid in pids)
 
 
-def test_frontend_killed_ends_with_one_line_and_exit_1(question_wav: Path, tmp_path: Path) -> None:
-    log_dir, out_wav = tmp_path / "log", tmp_path / "out.wav"
+@contextlib.contextmanager
+def _session_past_step(
+    wav: Path, tmp_path: Path, step: int
+) -> Iterator[tuple[subprocess.Popen[str], Path, dict[str, list[int]]]]:
+    """A `kame talk --no-llm` session on `wav` that has stepped `step` times: (its process, its log
+    dir, its processes' pids by role); killed if the block leaves it running."""
+    log_dir = tmp_path / "log"
     events_path = log_dir / "events.jsonl"
-    process = start_talk("offline", question_wav, out_wav, log_dir, "--no-llm")
+    process = start_talk("offline", wav, tmp_path / "out.wav", log_dir, "--no-llm")
     try:
         wait_for_event(events_path, session_started, timeout=150)
-        wait_for_event(events_path, lambda e: e["type"] == "StepTiming" and e["step"] >= 10, timeout=30)
-        (frontend,) = session_pids(read_events(events_path))["frontend"]
-        os.kill(frontend, signal.SIGKILL)
-        _, stderr = process.communicate(timeout=30)
+        wait_for_event(events_path, lambda e: e["type"] == "StepTiming" and e["step"] >= step, timeout=30)
+        yield process, log_dir, session_pids(read_events(events_path))
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_frontend_killed_ends_with_one_line_and_exit_1(question_wav: Path, tmp_path: Path) -> None:
+    out_wav = tmp_path / "out.wav"
+    with _session_past_step(question_wav, tmp_path, 10) as (process, log_dir, by_role):
+        (frontend,) = by_role["frontend"]
+        os.kill(frontend, signal.SIGKILL)
+        _, stderr = process.communicate(timeout=30)
     assert process.returncode == 1, stderr[-2000:]
     lines = stderr_lines(stderr)
     assert len(lines) == 1 and lines[0].startswith(
@@ -146,23 +159,13 @@ def test_frontend_killed_ends_with_one_line_and_exit_1(question_wav: Path, tmp_p
 
 
 def test_supervisor_killed_leaves_no_process_and_valid_files(question_wav: Path, tmp_path: Path) -> None:
-    log_dir, out_wav = tmp_path / "log", tmp_path / "out.wav"
-    events_path = log_dir / "events.jsonl"
-    process = start_talk("offline", question_wav, out_wav, log_dir, "--no-llm")
-    try:
-        wait_for_event(events_path, session_started, timeout=150)
-        wait_for_event(events_path, lambda e: e["type"] == "StepTiming" and e["step"] >= 5, timeout=30)
-        pids = [pid for role in session_pids(read_events(events_path)).values() for pid in role]
+    out_wav = tmp_path / "out.wav"
+    with _session_past_step(question_wav, tmp_path, 5) as (process, log_dir, by_role):
+        pids = [pid for role in by_role.values() for pid in role]
         process.kill()  # the CLI's own process, as `kill -9` would
         process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
     # The children see their socket close: the front-end closes its files and both end.
-    deadline = time.monotonic() + 15
-    while any(pid_alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not any(pid_alive(pid) for pid in pids)
+    wait_until(lambda: not any(pid_alive(pid) for pid in pids), 15)
     for wav in (out_wav, log_dir / "input.wav", log_dir / "output.wav"):
         assert sf.info(wav).frames >= 5 * FRAME
-    read_events(events_path)  # whole lines, even cut short
+    read_events(log_dir / "events.jsonl")  # whole lines, even cut short

@@ -11,8 +11,7 @@ import json
 import os
 import shutil
 import socket
-import subprocess
-import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +23,7 @@ from safetensors.torch import save_file
 from kame_cli.engine.checkpoint import DEFAULT_LM_NAME as LM_NAME
 from kame_cli.engine.checkpoint import DEFAULT_MIMI_NAME as MIMI_NAME
 from kame_cli.engine.checkpoint import DEFAULT_TOKENIZER_NAME as TOKENIZER_NAME
+from tests.support.python import run_python
 
 MIMI_CONFIG_NAME = "mimi_config.json"
 
@@ -98,20 +98,35 @@ def silent_hub() -> Iterator[str]:
         yield f"http://127.0.0.1:{listener.getsockname()[1]}"
 
 
-def load_online(
-    code: str, endpoint: str, home: Path, *, probe_timeout_s: int = 2
-) -> subprocess.CompletedProcess:
-    """Run `code` in a fresh interpreter with the hub online at `endpoint` and an empty HF_HOME.
+_LOAD_ONLINE = """
+from kame_cli.errors import KameError
+{imports}
+try:
+    {call}
+except KameError as err:
+    print(type(err).__name__, err)
+"""
 
-    A subprocess because huggingface_hub reads its offline flag and endpoint once, at import.
+
+def error_from_a_silent_hub(imports: str, call: str, home: Path) -> str:
+    """Run `call` (after `imports`) in a fresh interpreter with the hub online at a `silent_hub` and an
+    empty HF_HOME (`home`), with a 2 s probe timeout; returns the one-line KameError it raised, which
+    names the hub's URL. A subprocess: huggingface_hub reads its offline flag and endpoint at import.
     """
-    env = os.environ | {
-        "HF_HUB_OFFLINE": "0",
-        "HF_ENDPOINT": endpoint,
-        "HF_HOME": str(home),
-        "HF_HUB_ETAG_TIMEOUT": str(probe_timeout_s),
-    }
-    env.pop("HF_TOKEN", None)
-    return subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=False
-    )
+    with silent_hub() as endpoint:
+        env = os.environ | {
+            "HF_HUB_OFFLINE": "0",
+            "HF_ENDPOINT": endpoint,
+            "HF_HOME": str(home),
+            "HF_HUB_ETAG_TIMEOUT": "2",
+        }
+        env.pop("HF_TOKEN", None)
+        started = time.monotonic()
+        result = run_python(_LOAD_ONLINE.format(imports=imports, call=call), env=env)
+        elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    line = result.stdout.strip()
+    assert "\n" not in line and "unreachable" in line and endpoint in line, line
+    # Imports plus one 2 s probe; the library's own first request would wait for minutes.
+    assert elapsed < 40
+    return line

@@ -6,18 +6,7 @@ import io
 
 from rich.console import Console
 
-from kame_cli.events import (
-    BackendStatus,
-    DeadlineMiss,
-    FinalTranscript,
-    FrontendText,
-    OracleChunk,
-    OracleFed,
-    OracleFinished,
-    OracleRequestStarted,
-    PartialTranscript,
-    StepTiming,
-)
+from kame_cli import events as ev
 from kame_cli.stats import percentile
 from kame_cli.ui.lines import LineView
 from kame_cli.ui.panel import render_panel
@@ -33,20 +22,22 @@ def _piece(token_id: int) -> str:
 
 def _session_events() -> list:
     return [
-        PartialTranscript(0.5, committed="what is the", tentative="capital", audio_end=1.0),
-        OracleRequestStarted(0.6, generation=1, reason="first", user_text="what is the capital"),
-        OracleRequestStarted(1.1, generation=2, reason="words", user_text="what is the capital of France"),
-        OracleFinished(1.1, generation=1, outcome="cancelled", text=""),
-        OracleChunk(1.3, generation=2, text="Paris is", token_ids=(1, 2), first=True, latency_ms=200.0),
-        OracleFed(1.36, step=17, token_id=START, pending=2),
-        OracleFed(1.44, step=18, token_id=1, pending=1),
-        OracleChunk(1.45, generation=2, text="the capital", token_ids=(3, 4), first=False, latency_ms=350.0),
-        FrontendText(1.5, step=19, text=" Paris"),
-        StepTiming(1.5, step=19, encode_ms=5, lm_ms=10, decode_ms=5, total_ms=20.0),
-        StepTiming(1.58, step=20, encode_ms=5, lm_ms=90, decode_ms=5, total_ms=100.0),
-        DeadlineMiss(1.58, step=20, total_ms=100.0, budget_ms=80.0),
-        BackendStatus(1.6, component="llm", state="error", message="connection refused"),
-        FinalTranscript(2.0, text="what is the capital of France", audio_start=0.0, audio_end=2.0),
+        ev.PartialTranscript(0.5, committed="what is the", tentative="capital", audio_end=1.0),
+        ev.OracleRequestStarted(0.6, generation=1, reason="first", user_text="what is the capital"),
+        ev.OracleRequestStarted(1.1, generation=2, reason="words", user_text="what is the capital of France"),
+        ev.OracleFinished(1.1, generation=1, outcome="cancelled", text=""),
+        ev.OracleChunk(1.3, generation=2, text="Paris is", token_ids=(1, 2), first=True, latency_ms=200.0),
+        ev.OracleFed(1.36, step=17, token_id=START, pending=2),
+        ev.OracleFed(1.44, step=18, token_id=1, pending=1),
+        ev.OracleChunk(
+            1.45, generation=2, text="the capital", token_ids=(3, 4), first=False, latency_ms=350.0
+        ),
+        ev.FrontendText(1.5, step=19, text=" Paris"),
+        ev.StepTiming(1.5, step=19, encode_ms=5, lm_ms=10, decode_ms=5, total_ms=20.0),
+        ev.StepTiming(1.58, step=20, encode_ms=5, lm_ms=90, decode_ms=5, total_ms=100.0),
+        ev.DeadlineMiss(1.58, step=20, total_ms=100.0, budget_ms=80.0),
+        ev.BackendStatus(1.6, component="llm", state="error", message="connection refused"),
+        ev.FinalTranscript(2.0, text="what is the capital of France", audio_start=0.0, audio_end=2.0),
     ]
 
 

@@ -28,6 +28,13 @@ def train_tokenizer(vocab_size: int = 200) -> Any:
     return spm.SentencePieceProcessor(model_proto=train_tiny_tokenizer(vocab_size))
 
 
+def openai_llm(model: str = "smollm2", **overrides: object) -> LlmConfig:
+    """An OpenAI-compatible back-end config (max 24 tokens) with `overrides` applied."""
+    settings: dict[str, object] = {"provider": "openai", "model": model, "max_tokens": 24}
+    settings.update(overrides)
+    return LlmConfig(**settings)  # type: ignore[arg-type]
+
+
 class Recorder:
     """What the producer sent to the front-end (in order) and published on the bus."""
 

@@ -11,22 +11,14 @@ import time
 
 import pytest
 
-from kame_cli.backends.oracle.config import BUNDLED_GGUF, LlmConfig, PolicyConfig
+from kame_cli import events as ev
+from kame_cli.backends.oracle.config import BUNDLED_GGUF, PolicyConfig
 from kame_cli.backends.oracle.local_server import LocalLlamaServer, serving_gguf
-from kame_cli.events import (
-    BackendStatus,
-    OracleAppend,
-    OracleChunk,
-    OracleClear,
-    OracleCommand,
-    OracleFinished,
-    OracleRequestStarted,
-    OracleReset,
-)
 from tests.backends.oracle.harness import (
     LONG_ANSWER,
     Recorder,
     of_generation,
+    openai_llm,
     oracle_content,
     partial,
     running_producer,
@@ -36,29 +28,23 @@ from tests.support.llm_server import SMOLLM2_ALIAS, FaultyOpenAI, SilentServer, 
 FAST_BACKOFF = PolicyConfig(poll_interval_s=0.05, backoff_initial_s=0.2, backoff_max_s=0.8)
 
 
-def _llm(**overrides: object) -> LlmConfig:
-    settings: dict[str, object] = {"provider": "openai", "model": "smollm2", "max_tokens": 24}
-    settings.update(overrides)
-    return LlmConfig(**settings)  # type: ignore[arg-type]
-
-
-def _statuses(rec: Recorder) -> list[BackendStatus]:
-    return [e for e in rec.of(BackendStatus) if e.component == "llm"]
+def _statuses(rec: Recorder) -> list[ev.BackendStatus]:
+    return [e for e in rec.of(ev.BackendStatus) if e.component == "llm"]
 
 
 def _failed_generations(rec: Recorder) -> set[int]:
-    return {e.generation for e in rec.of(OracleFinished) if e.outcome == "failed"}
+    return {e.generation for e in rec.of(ev.OracleFinished) if e.outcome == "failed"}
 
 
-def _assert_withdrawn(commands: list[OracleCommand], generation: int) -> None:
+def _assert_withdrawn(commands: list[ev.OracleCommand], generation: int) -> None:
     """A failed stream's commands: its reset, its appends, then one clear, and nothing of it after;
     no reset comes with the clear (that would feed a start token for an answer that never comes)."""
     own = of_generation(commands, generation)
-    assert own[0] == OracleReset(generation) and own[-1] == OracleClear(generation), own
-    assert all(isinstance(c, OracleAppend) for c in own[1:-1]), own
-    cleared_at = commands.index(OracleClear(generation))
+    assert own[0] == ev.OracleReset(generation) and own[-1] == ev.OracleClear(generation), own
+    assert all(isinstance(c, ev.OracleAppend) for c in own[1:-1]), own
+    cleared_at = commands.index(ev.OracleClear(generation))
     after = commands[cleared_at + 1 :]
-    assert not after or (isinstance(after[0], OracleReset) and after[0].generation > generation), after
+    assert not after or (isinstance(after[0], ev.OracleReset) and after[0].generation > generation), after
 
 
 def _smollm2(port: int) -> LocalLlamaServer:
@@ -69,18 +55,18 @@ def _smollm2(port: int) -> LocalLlamaServer:
 
 def test_server_killed_mid_stream_then_back(tokenizer) -> None:
     port = free_port()
-    llm = _llm(max_tokens=1000, extra=LONG_ANSWER)
+    llm = openai_llm(max_tokens=1000, extra=LONG_ANSWER)
     servers = [_smollm2(port)]
     try:
         api_base = servers[0].api_base
         with running_producer(llm, FAST_BACKOFF, tokenizer=tokenizer, api_base=api_base) as (producer, rec):
             producer.on_event(partial("tell me a long story"))
-            rec.wait(lambda r: len(r.of(OracleChunk)) >= 3, timeout=30, what="the stream's first chunks")
+            rec.wait(lambda r: len(r.of(ev.OracleChunk)) >= 3, timeout=30, what="the stream's first chunks")
             # On a loaded machine a first request may time out before any chunk: the stream under
             # test is the one whose chunks arrived, and only what follows the kill is checked.
-            live = rec.of(OracleChunk)[-1].generation
+            live = rec.of(ev.OracleChunk)[-1].generation
             statuses_before = len(_statuses(rec))
-            starts_before = len(rec.of(OracleRequestStarted))
+            starts_before = len(rec.of(ev.OracleRequestStarted))
             servers[0].kill()
             killed = time.monotonic()
             rec.wait(lambda r: live in _failed_generations(r), timeout=5, what="the stream's failure")
@@ -96,7 +82,7 @@ def test_server_killed_mid_stream_then_back(tokenizer) -> None:
             _assert_withdrawn(rec.commands, live)
             assert oracle_content(rec.commands) == (None, [])
             # Back-off: retries are spaced, not a busy loop.
-            assert 1 <= len(rec.of(OracleRequestStarted)) - starts_before <= 5
+            assert 1 <= len(rec.of(ev.OracleRequestStarted)) - starts_before <= 5
 
             servers.append(_smollm2(port))  # the server comes back on the same port
             rec.wait(
@@ -116,7 +102,7 @@ def test_server_killed_mid_stream_then_back(tokenizer) -> None:
 def test_wrong_key_401_names_the_variable_never_the_key(tokenizer, monkeypatch) -> None:
     monkeypatch.setenv("KAME_TEST_SERVER_KEY", "the-right-one")
     monkeypatch.setenv("KAME_TEST_CLIENT_KEY", "wrong-key-value-123")
-    llm = _llm(api_key_env="KAME_TEST_CLIENT_KEY")
+    llm = openai_llm(api_key_env="KAME_TEST_CLIENT_KEY")
     with (
         smollm2_server(api_key_env="KAME_TEST_SERVER_KEY") as srv,
         running_producer(llm, FAST_BACKOFF, tokenizer=tokenizer, api_base=srv.api_base) as (producer, rec),
@@ -135,7 +121,7 @@ def test_wrong_key_401_names_the_variable_never_the_key(tokenizer, monkeypatch) 
 def test_rate_limit_and_server_error_back_off_then_recover(tokenizer, status) -> None:
     with FaultyOpenAI(pieces=["Paris", " is", " the capital."]) as fake:
         fake.mode = status
-        with running_producer(_llm(), FAST_BACKOFF, tokenizer=tokenizer, api_base=fake.api_base) as (
+        with running_producer(openai_llm(), FAST_BACKOFF, tokenizer=tokenizer, api_base=fake.api_base) as (
             producer,
             rec,
         ):
@@ -149,7 +135,9 @@ def test_rate_limit_and_server_error_back_off_then_recover(tokenizer, status) ->
             fake.mode = "ok"
             rec.wait(lambda r: _statuses(r)[-1].state == "ok", timeout=5, what="recovery")
             rec.wait(
-                lambda r: bool(r.of(OracleFinished)[-1].outcome == "completed"), timeout=5, what="an answer"
+                lambda r: bool(r.of(ev.OracleFinished)[-1].outcome == "completed"),
+                timeout=5,
+                what="an answer",
             )
     assert oracle_content(rec.commands)[1] == tokenizer.encode("Paris") + tokenizer.encode(
         "is"
@@ -158,17 +146,17 @@ def test_rate_limit_and_server_error_back_off_then_recover(tokenizer, status) ->
 
 def test_connection_refused_is_an_error_and_sends_nothing(tokenizer) -> None:
     base = f"http://127.0.0.1:{free_port()}/v1"
-    with running_producer(_llm(), FAST_BACKOFF, tokenizer=tokenizer, api_base=base) as (producer, rec):
+    with running_producer(openai_llm(), FAST_BACKOFF, tokenizer=tokenizer, api_base=base) as (producer, rec):
         producer.on_event(partial("anyone there"))
         rec.wait(lambda r: len(_statuses(r)) >= 2, timeout=5, what="two failed attempts")
     statuses = _statuses(rec)
     assert statuses[0].state == "error" and "unreachable" in statuses[0].message
     assert rec.commands == []
-    assert all(e.outcome == "failed" for e in rec.of(OracleFinished))
+    assert all(e.outcome == "failed" for e in rec.of(ev.OracleFinished))
 
 
 def test_server_that_accepts_and_never_answers(tokenizer) -> None:
-    llm = _llm(read_timeout_s=0.4, timeout_s=1.0)
+    llm = openai_llm(read_timeout_s=0.4, timeout_s=1.0)
     with SilentServer() as silent:
         with running_producer(llm, FAST_BACKOFF, tokenizer=tokenizer, api_base=f"{silent.url}/v1") as (
             producer,
@@ -191,7 +179,7 @@ def test_server_that_accepts_and_never_answers(tokenizer) -> None:
 
 @pytest.mark.parametrize("mode", ["drop", "stall"])
 def test_stream_cut_or_stalled_after_chunks_is_withdrawn(tokenizer, mode) -> None:
-    llm = _llm(read_timeout_s=0.4, timeout_s=5.0)
+    llm = openai_llm(read_timeout_s=0.4, timeout_s=5.0)
     with FaultyOpenAI(pieces=["One", " two", " three", " four"]) as fake:
         fake.mode = mode
         fake.drop_after = 3
@@ -205,7 +193,7 @@ def test_stream_cut_or_stalled_after_chunks_is_withdrawn(tokenizer, mode) -> Non
             rec.wait(lambda r: bool(_statuses(r)), timeout=5, what="the status")
             fake.mode = "drop"
             fake.drop_after = 0  # keep failing until the test ends
-        chunks = [c for c in rec.of(OracleChunk) if c.generation == 1]
+        chunks = [c for c in rec.of(ev.OracleChunk) if c.generation == 1]
     assert [c.text for c in chunks] == (
         ["One", "two", "three"] if mode == "drop" else ["One", "two", "three", "four"]
     )
@@ -213,6 +201,6 @@ def test_stream_cut_or_stalled_after_chunks_is_withdrawn(tokenizer, mode) -> Non
     assert status.state == "degraded"
     assert ("cut off" if mode == "drop" else "stalled") in status.message
     _assert_withdrawn(rec.commands, 1)
-    assert [c for c in rec.commands if isinstance(c, OracleAppend) and c.generation == 1]
+    assert [c for c in rec.commands if isinstance(c, ev.OracleAppend) and c.generation == 1]
     generation, tokens = oracle_content(rec.commands)
     assert generation not in _failed_generations(rec) and tokens == []

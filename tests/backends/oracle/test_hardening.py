@@ -20,11 +20,11 @@ import socket
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from kame_cli.backends.oracle.config import LlmConfig, PolicyConfig, PromptConfig
+from kame_cli.backends.oracle.config import PolicyConfig, PromptConfig
 from kame_cli.backends.oracle.faults import classify
 from kame_cli.backends.oracle.llm import import_litellm
 from kame_cli.events import (
@@ -37,14 +37,8 @@ from kame_cli.events import (
     OracleReset,
     PartialTranscript,
 )
-from tests.backends.oracle.harness import Recorder, partial, running_producer
+from tests.backends.oracle.harness import Recorder, openai_llm, partial, running_producer
 from tests.support.llm_server import FaultyOpenAI, SilentServer
-
-
-def _llm(**overrides: object) -> LlmConfig:
-    settings: dict[str, object] = {"provider": "openai", "model": "fake", "max_tokens": 24}
-    settings.update(overrides)
-    return LlmConfig(**settings)  # type: ignore[arg-type]
 
 
 def _chunk(delta: dict[str, str], finish: str | None = None) -> bytes:
@@ -112,7 +106,10 @@ def test_a_stream_is_complete_only_with_the_servers_finish_reason(tokenizer, fin
     policy = PolicyConfig(poll_interval_s=0.05, backoff_initial_s=5.0, backoff_max_s=5.0)
     with (
         close_delimited_server(finished=finished) as api_base,
-        running_producer(_llm(), policy, tokenizer=tokenizer, api_base=api_base) as (producer, rec),
+        running_producer(openai_llm("fake"), policy, tokenizer=tokenizer, api_base=api_base) as (
+            producer,
+            rec,
+        ),
     ):
         producer.on_event(partial("count to two"))
         rec.wait(lambda r: _finished(r), timeout=15, what="the stream's end")
@@ -182,7 +179,10 @@ def _final(text: str) -> FinalTranscript:
 def _answering(tokenizer, policy: PolicyConfig) -> Iterator[tuple[object, Recorder]]:
     with (
         FaultyOpenAI(["Paris", " is the capital."]) as fake,
-        running_producer(_llm(), policy, tokenizer=tokenizer, api_base=fake.api_base) as (producer, rec),
+        running_producer(openai_llm("fake"), policy, tokenizer=tokenizer, api_base=fake.api_base) as (
+            producer,
+            rec,
+        ),
     ):
         producer.on_event(partial("what is the capital of france"))
         rec.wait(lambda r: _finished(r), timeout=15, what="the first answer")
@@ -273,7 +273,7 @@ def test_frontend_words_said_during_a_turn_join_the_prompt_at_the_next_turn(toke
     policy, prompt = PolicyConfig(**POLL), PromptConfig(hold_context=hold)
     with (
         FaultyOpenAI(["Paris", " is the capital."]) as fake,
-        running_producer(_llm(), policy, prompt, tokenizer=tokenizer, api_base=fake.api_base) as (
+        running_producer(openai_llm("fake"), policy, prompt, tokenizer=tokenizer, api_base=fake.api_base) as (
             producer,
             rec,
         ),
@@ -306,8 +306,13 @@ def test_frontend_words_said_during_a_turn_join_the_prompt_at_the_next_turn(toke
     assert "Assistant: Paris. Yes.\nUser: or of italy today please\n" in after
 
 
-def test_a_tiny_read_timeout_is_no_answer_without_a_never_awaited_warning(tokenizer) -> None:
-    llm = _llm(read_timeout_s=0.5, timeout_s=2.0)
+def _assert_a_silent_server_times_out_cleanly(
+    tokenizer, while_open: Callable[[], None] = lambda: None
+) -> None:
+    """A request to a server that never answers, with a 0.5 s read timeout: it ends as a fault that
+    names the timeout, and no coroutine is left never awaited. `while_open` runs once it timed out,
+    before the producer stops."""
+    llm = openai_llm("fake", read_timeout_s=0.5, timeout_s=2.0)
     policy = PolicyConfig(**POLL, backoff_initial_s=5.0, backoff_max_s=5.0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -320,10 +325,15 @@ def test_a_tiny_read_timeout_is_no_answer_without_a_never_awaited_warning(tokeni
         ):
             producer.on_event(partial("hello"))
             rec.wait(lambda r: _finished(r), timeout=10, what="the timeout")
+            while_open()
         gc.collect()
     fault = next(s for s in rec.of(BackendStatus) if s.state != "ok")
     assert "no answer within read_timeout_s=0.5 s" in fault.message
     assert not [w for w in caught if "never awaited" in str(w.message)], [str(w.message) for w in caught]
+
+
+def test_a_tiny_read_timeout_is_no_answer_without_a_never_awaited_warning(tokenizer) -> None:
+    _assert_a_silent_server_times_out_cleanly(tokenizer)
 
 
 def test_a_request_cancelled_while_litellm_still_builds_it_leaves_no_warning(tokenizer, monkeypatch) -> None:
@@ -343,26 +353,13 @@ def test_a_request_cancelled_while_litellm_still_builds_it_leaves_no_warning(tok
             built.set()
 
     monkeypatch.setattr(litellm.main, "completion", slow_build)
-    llm = _llm(read_timeout_s=0.5, timeout_s=2.0)
-    policy = PolicyConfig(**POLL, backoff_initial_s=5.0, backoff_max_s=5.0)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        with (
-            SilentServer() as silent,
-            running_producer(llm, policy, tokenizer=tokenizer, api_base=silent.url + "/v1") as (
-                producer,
-                rec,
-            ),
-        ):
-            producer.on_event(partial("hello"))
-            rec.wait(lambda r: _finished(r), timeout=10, what="the timeout")
-            timed_out.set()
-            assert built.wait(timeout=10), "LiteLLM's request was never built"
-        gc.collect()
+
+    def build_after_the_timeout() -> None:
+        timed_out.set()
+        assert built.wait(timeout=10), "LiteLLM's request was never built"
+
+    _assert_a_silent_server_times_out_cleanly(tokenizer, build_after_the_timeout)
     assert held == [True], "LiteLLM no longer builds its request through `litellm.main.completion`"
-    fault = next(s for s in rec.of(BackendStatus) if s.state != "ok")
-    assert "no answer within read_timeout_s=0.5 s" in fault.message
-    assert not [w for w in caught if "never awaited" in str(w.message)], [str(w.message) for w in caught]
 
 
 _FIRST_CALL = """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from kame_cli.backends.oracle.config import LlmConfig, PolicyConfig
+from kame_cli.backends.oracle.config import PolicyConfig
 from kame_cli.events import (
     BackendStatus,
     FinalTranscript,
@@ -14,14 +14,15 @@ from kame_cli.events import (
     OracleRequestStarted,
     OracleReset,
 )
-from tests.backends.oracle.harness import LONG_ANSWER, Recorder, oracle_content, partial, running_producer
+from tests.backends.oracle.harness import (
+    LONG_ANSWER,
+    Recorder,
+    openai_llm,
+    oracle_content,
+    partial,
+    running_producer,
+)
 from tests.support.llm_server import slot_busy
-
-
-def _llm(**overrides: object) -> LlmConfig:
-    settings: dict[str, object] = {"provider": "openai", "model": "smollm2", "max_tokens": 24}
-    settings.update(overrides)
-    return LlmConfig(**settings)  # type: ignore[arg-type]
 
 
 def _finished(rec: Recorder, generation: int) -> bool:
@@ -29,7 +30,7 @@ def _finished(rec: Recorder, generation: int) -> bool:
 
 
 def test_partial_yields_reset_then_appends_of_the_tokenized_chunks(smollm2, tokenizer) -> None:
-    with running_producer(_llm(), tokenizer=tokenizer, api_base=smollm2.api_base) as (producer, rec):
+    with running_producer(openai_llm(), tokenizer=tokenizer, api_base=smollm2.api_base) as (producer, rec):
         producer.on_event(partial("what is the capital of france"))
         rec.wait(lambda r: _finished(r, 1), timeout=30, what="the first answer")
 
@@ -60,7 +61,7 @@ def test_partial_yields_reset_then_appends_of_the_tokenized_chunks(smollm2, toke
 def test_growing_partials_restart_on_new_words_and_on_final(smollm2, tokenizer) -> None:
     # kame's earlier variant: a final restarts even when its words are the running request's.
     policy = PolicyConfig(poll_interval_s=0.1, min_new_words=2, restart_on_same_final=True)
-    llm = _llm(max_tokens=400, extra=LONG_ANSWER)
+    llm = openai_llm(max_tokens=400, extra=LONG_ANSWER)
     with running_producer(llm, policy, tokenizer=tokenizer, api_base=smollm2.api_base) as (producer, rec):
         producer.on_event(partial("tell me"))
         rec.wait(lambda r: len(r.of(OracleRequestStarted)) == 1, timeout=5, what="the first start")
@@ -84,7 +85,7 @@ def test_growing_partials_restart_on_new_words_and_on_final(smollm2, tokenizer) 
 
 def test_restart_cap_holds_under_a_burst_of_twenty_partials(smollm2, tokenizer) -> None:
     policy = PolicyConfig(poll_interval_s=0.02, min_new_words=1, max_restarts=3, restart_window_s=2.0)
-    llm = _llm(max_tokens=400, extra=LONG_ANSWER)
+    llm = openai_llm(max_tokens=400, extra=LONG_ANSWER)
     words = [f"word{i}" for i in range(1, 21)]
     with running_producer(llm, policy, tokenizer=tokenizer, api_base=smollm2.api_base) as (producer, rec):
         began = time.monotonic()
@@ -106,7 +107,7 @@ def test_restart_cap_holds_under_a_burst_of_twenty_partials(smollm2, tokenizer) 
 
 def test_a_cancelled_stream_is_closed_and_never_forwarded(smollm2, tokenizer) -> None:
     policy = PolicyConfig(poll_interval_s=0.05)
-    llm = _llm(max_tokens=1000, extra=LONG_ANSWER)
+    llm = openai_llm(max_tokens=1000, extra=LONG_ANSWER)
     with running_producer(llm, policy, tokenizer=tokenizer, api_base=smollm2.api_base) as (producer, rec):
         producer.on_event(partial("count from one"))
         rec.wait(lambda r: len(r.of(OracleChunk)) >= 3, timeout=30, what="the first stream's chunks")
@@ -144,7 +145,7 @@ def _starts_after_a_final(smollm2, tokenizer, *, at_once: bool) -> list[str]:
     The poll runs every 30 s, so before it only the check at arrival can restart.
     """
     policy = PolicyConfig(poll_interval_s=30.0, restart_at_once=at_once)
-    llm = _llm(max_tokens=1000, extra=LONG_ANSWER)
+    llm = openai_llm(max_tokens=1000, extra=LONG_ANSWER)
     with running_producer(llm, policy, tokenizer=tokenizer, api_base=smollm2.api_base) as (producer, rec):
         producer.on_event(partial("tell me"))
         rec.wait(lambda r: bool(r.of(OracleChunk)), timeout=10, what="the first answer streaming")

@@ -7,19 +7,15 @@ Loading libraries changes the process for good, so every check runs in a fresh i
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from kame_cli.backends.stt.cuda import CUDA_LIBRARIES, find_cuda_libraries, loaded_path
 from kame_cli.backends.stt.model import bundled_tiny_en
-
-REPO_ROOT = Path(__file__).resolve().parents[3]
+from tests.support.python import run_python, succeeded
 
 _PRELOAD = """
 import json, sys
@@ -37,17 +33,7 @@ print(json.dumps(dict(
 
 
 def _python(code: str, *args: str, env: dict[str, str] | None = None) -> dict:
-    done = subprocess.run(
-        [sys.executable, "-c", code, *args],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return succeeded(run_python(code, *args, env=env))
 
 
 def _real_shared_library() -> Path:

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -11,7 +9,8 @@ import pytest
 from kame_cli.backends.stt.config import SttConfig
 from kame_cli.backends.stt.model import bundled_tiny_en, load_stt_model
 from kame_cli.errors import ConfigError, ModelNotAvailableError
-from tests.support.checkpoints import load_online, silent_hub
+from tests.support.checkpoints import error_from_a_silent_hub
+from tests.support.python import run_python
 
 
 def test_auto_on_cpu_loads_the_bundled_tiny_en(stt_model) -> None:
@@ -74,40 +73,18 @@ except KameError as err:
 
 def test_without_a_visible_gpu_auto_runs_tiny_en_on_cpu_and_cuda_is_one_clear_line() -> None:
     # CUDA_VISIBLE_DEVICES="" hides any GPU from CTranslate2, so both branches are checked on any machine.
-    env = os.environ | {"CUDA_VISIBLE_DEVICES": ""}
-    result = subprocess.run(
-        [sys.executable, "-c", _WITHOUT_GPU],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_python(_WITHOUT_GPU, env=os.environ | {"CUDA_VISIBLE_DEVICES": ""})
     assert result.returncode == 0, result.stderr
     loaded, refused = result.stdout.strip().splitlines()
     assert loaded == "tiny.en cpu int8"
     assert refused.startswith("DeviceError [stt] device") and 'device = "cpu"' in refused
 
 
-_LOAD_SMALL_ONLINE = """
-from kame_cli.backends.stt.config import SttConfig
-from kame_cli.backends.stt.model import load_stt_model
-from kame_cli.errors import KameError
-try:
-    load_stt_model(SttConfig(model="small.en", device="cpu"))
-except KameError as err:
-    print(type(err).__name__, err)
-"""
-
-
 def test_hub_name_with_an_unanswering_hub_fails_fast_with_one_line(tmp_path: Path) -> None:
-    with silent_hub() as endpoint:
-        started = time.monotonic()
-        result = load_online(_LOAD_SMALL_ONLINE, endpoint, tmp_path, probe_timeout_s=2)
-        elapsed = time.monotonic() - started
-    assert result.returncode == 0, result.stderr
-    line = result.stdout.strip()
-    assert "\n" not in line and line.startswith("ModelNotAvailableError [stt] model = 'small.en'"), line
-    assert "unreachable" in line and endpoint in line and "local CTranslate2" in line
-    # Imports plus one 2 s probe; faster-whisper's own download would wait for minutes.
-    assert elapsed < 40
+    line = error_from_a_silent_hub(
+        "from kame_cli.backends.stt.config import SttConfig\n"
+        "from kame_cli.backends.stt.model import load_stt_model",
+        'load_stt_model(SttConfig(model="small.en", device="cpu"))',
+        tmp_path,
+    )
+    assert line.startswith("ModelNotAvailableError [stt] model = 'small.en'") and "local CTranslate2" in line
