@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from kame_cli.backends.stt.decoder import WindowDecoder, Word, cut_loop, drop_repeats
+from kame_cli.backends.stt.text import duplicated_words, normalize_words
 from tests.support.speech import concat, synthesize
 
 
@@ -61,6 +62,31 @@ def test_cut_loop_cuts_a_sentence_read_over_and_over() -> None:
         assert _text(cut_loop([], _words(kept), reach=None)) == kept
     chiasmus = "ask not what your country can do for you ask what you can do for your country"
     assert _text(cut_loop([], _words(chiasmus), reach=None)) == chiasmus
+
+
+def test_cut_loop_cuts_a_phrase_read_again_at_the_copys_first_word() -> None:
+    # tiny.en's whole-turn decode of a real turn at 1.3x tempo (mfa_crossword, `--channel fast`):
+    # the old rule cut one word into the second copy and the final ended "Force Liner. Montreal".
+    looped = _words("Montreal Force Liner Montreal Force Liner Montreal")
+    assert _text(cut_loop([], looped, reach=None)) == "Montreal Force Liner"
+    assert _text(cut_loop([], _words("we went home we went"), reach=None)) == "we went home"
+    for kept in (
+        "i think i think we should go",
+        "new york new york is great",
+        "the more you eat the more you want",
+    ):
+        assert _text(cut_loop([], _words(kept), reach=None)) == kept
+
+
+def test_drop_repeats_removes_a_pair_of_words_written_three_times() -> None:
+    # The same turn's previous words, as the whole-turn decode wrote them ("Montreal, but...
+    # Montreal, but... Montreal," in the final: 3 words counted twice).
+    looped = _words("Montreal but Montreal but Montreal but Montreal Montreal")
+    kept = drop_repeats(looped)
+    assert _text(kept) == "Montreal but Montreal Montreal"
+    assert duplicated_words(normalize_words("but um montreal but um but"), [w.key for w in kept]) == 0
+    for said in ("thank you thank you so much", "new york new york is great", "no no no no"):
+        assert _text(drop_repeats(_words(said))) == said, "two copies, or one word again, are speech"
 
 
 def test_drop_repeats_removes_a_phrase_written_twice_in_a_row_but_keeps_short_repeats() -> None:
