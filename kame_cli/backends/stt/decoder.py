@@ -32,6 +32,12 @@ _ENCODER_MAX_FRAMES = 3000
 _TOKENS_PER_S = 50
 """Encoder positions per second: alignment time steps."""
 _MAX_LENGTH = 448
+_LENGTH_PER_TOKEN = 2
+"""CTranslate2 4.8's Whisper `generate` returns at most `max_length // 2` tokens after the start
+sequence, the forced prefix included, whatever the prompt's length (measured on tiny.en). Asked for
+`len(prompt) + max_new`, a decode wrote about half the cap, and nothing at all once the window's
+committed words filled that half: on fast speech the partials fell a second behind the audio and
+whole-turn decodes lost their last words."""
 MAX_CONTEXT_TOKENS = 64
 _NO_SPEECH_PROB = 0.6
 _LOW_LOGPROB = -1.0
@@ -147,8 +153,8 @@ class WindowDecoder:
         prefix_tokens = sum(len(w.tokens) for w in prefix)
         rate = token_rate or self.cfg.max_tokens_per_s
         max_new = max(4, math.ceil(rate * seconds) + 3 - prefix_tokens)
-        max_length = min(_MAX_LENGTH, len(prompt) + max_new)
-        if max_length <= len(prompt):
+        max_length = min(_MAX_LENGTH, _LENGTH_PER_TOKEN * (prefix_tokens + max_new))
+        if max_length <= _LENGTH_PER_TOKEN * prefix_tokens:
             return Decoded((), "", 0.0, 0.0)
         result = self.model.whisper.generate(
             encoded,

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
-from kame_cli.backends.stt.decoder import WindowDecoder, Word, cut_loop, drop_repeats
+import math
+from dataclasses import replace
+
+from kame_cli.backends.stt.decoder import Decoded, WindowDecoder, Word, cut_loop, drop_repeats
 from kame_cli.backends.stt.text import duplicated_words, normalize_words
 from tests.support.speech import concat, synthesize
 
@@ -116,3 +119,24 @@ def test_words_written_past_the_audio_are_dropped_but_a_last_word_at_its_end_sta
     # Whisper went on in the padding: the alignment has no audio left for these words.
     written = [w for w, _ in decoder.align_text(audio, f"{said} the last few days")]
     assert _text(decoder.without_words_past_audio(written)) == said
+
+
+def _written(decoded: Decoded) -> int:
+    """Tokens a decode wrote after its prefix (a punctuation mark is one token here)."""
+    return sum(len(w.tokens) + bool(w.punct) for w in decoded.words) + bool(decoded.lead_punct)
+
+
+def test_a_decode_writes_up_to_its_token_cap_after_a_forced_prefix(stt_model, stt_config) -> None:
+    # At 2 tokens a second the cap binds on speech of ~3 tokens a second. CTranslate2 counts
+    # `max_length` so that asking for `len(prompt) + cap` gave about half the cap: fast speech
+    # then outran the partials, and a long committed prefix left no room for a new word.
+    cfg = replace(stt_config, max_tokens_per_s=2.0)
+    decoder = WindowDecoder(stt_model, cfg)
+    said = "the children can swim and fish from the old pier until the sun goes down behind the hills"
+    audio = concat([0.3, synthesize(said, rate=16_000), 0.3], rate=16_000)
+    cap = math.ceil(2.0 * len(audio) / 16_000) + 3
+    first = decoder.decode(audio)
+    assert _written(first) >= cap - 1, _text(list(first.words))
+    prefix = list(first.words[:6])
+    rest = decoder.decode(audio, prefix=prefix)
+    assert _written(rest) >= cap - sum(len(w.tokens) for w in prefix) - 1, _text(list(rest.words))
