@@ -33,11 +33,12 @@ _TOKENS_PER_S = 50
 """Encoder positions per second: alignment time steps."""
 _MAX_LENGTH = 448
 _LENGTH_PER_TOKEN = 2
-"""CTranslate2 4.8's Whisper `generate` returns at most `max_length // 2` tokens after the start
-sequence, the forced prefix included, whatever the prompt's length (measured on tiny.en). Asked for
-`len(prompt) + max_new`, a decode wrote about half the cap, and nothing at all once the window's
-committed words filled that half: on fast speech the partials fell a second behind the audio and
-whole-turn decodes lost their last words."""
+"""CTranslate2 4.8's Whisper `generate` does not count `max_length` as prompt + new tokens: measured
+on tiny.en, it returned `max_length // 2` tokens (forced prefix included) after a bare start
+sequence, and `max_length - 31` after 29 tokens of previous text. Asked for `len(prompt) + max_new`,
+a decode wrote about half its cap, and nothing once the window's committed words filled that half:
+on fast speech the partials fell a second behind the audio. So it is asked for more than enough
+(`len(prompt) + 2 * (prefix + max_new)` covers both) and the cap is applied to what it returns."""
 MAX_CONTEXT_TOKENS = 64
 _NO_SPEECH_PROB = 0.6
 _LOW_LOGPROB = -1.0
@@ -153,8 +154,8 @@ class WindowDecoder:
         prefix_tokens = sum(len(w.tokens) for w in prefix)
         rate = token_rate or self.cfg.max_tokens_per_s
         max_new = max(4, math.ceil(rate * seconds) + 3 - prefix_tokens)
-        max_length = min(_MAX_LENGTH, _LENGTH_PER_TOKEN * (prefix_tokens + max_new))
-        if max_length <= _LENGTH_PER_TOKEN * prefix_tokens:
+        max_length = min(_MAX_LENGTH, len(prompt) + _LENGTH_PER_TOKEN * (prefix_tokens + max_new))
+        if max_length <= len(prompt):
             return Decoded((), "", 0.0, 0.0)
         result = self.model.whisper.generate(
             encoded,
@@ -172,6 +173,7 @@ class WindowDecoder:
         forced = [t for w in prefix for t in w.tokens]
         if tokens[: len(forced)] == forced:
             tokens = tokens[len(forced) :]
+        tokens = tokens[:max_new]
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1) if result.scores else 0.0
         if result.no_speech_prob > _NO_SPEECH_PROB and avg_logprob < _LOW_LOGPROB:
             return Decoded((), "", result.no_speech_prob, avg_logprob)
