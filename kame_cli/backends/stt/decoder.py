@@ -32,6 +32,13 @@ _ENCODER_MAX_FRAMES = 3000
 _TOKENS_PER_S = 50
 """Encoder positions per second: alignment time steps."""
 _MAX_LENGTH = 448
+_LENGTH_PER_TOKEN = 2
+"""CTranslate2 4.8's Whisper `generate` does not count `max_length` as prompt + new tokens: measured
+on tiny.en, it returned `max_length // 2` tokens (forced prefix included) after a bare start
+sequence, and `max_length - 31` after 29 tokens of previous text. Asked for `len(prompt) + max_new`,
+a decode wrote about half its cap, and nothing once the window's committed words filled that half:
+on fast speech the partials fell a second behind the audio. So it is asked for more than enough
+(`len(prompt) + 2 * (prefix + max_new)` covers both) and the cap is applied to what it returns."""
 MAX_CONTEXT_TOKENS = 64
 _NO_SPEECH_PROB = 0.6
 _LOW_LOGPROB = -1.0
@@ -43,6 +50,9 @@ _AT_AUDIO_END_S = 0.1
 """A word aligned to end this close to the end of the decoded audio ends with the audio."""
 _REPEAT_MIN = 3
 """Shortest phrase whose copy, right after it, `drop_repeats` takes for a loop."""
+_PAIR = 2
+_PAIR_COPIES = 3
+"""Copies in a row of a two-word phrase that `drop_repeats` takes for a loop (two are speech)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +154,7 @@ class WindowDecoder:
         prefix_tokens = sum(len(w.tokens) for w in prefix)
         rate = token_rate or self.cfg.max_tokens_per_s
         max_new = max(4, math.ceil(rate * seconds) + 3 - prefix_tokens)
-        max_length = min(_MAX_LENGTH, len(prompt) + max_new)
+        max_length = min(_MAX_LENGTH, len(prompt) + _LENGTH_PER_TOKEN * (prefix_tokens + max_new))
         if max_length <= len(prompt):
             return Decoded((), "", 0.0, 0.0)
         result = self.model.whisper.generate(
@@ -163,6 +173,7 @@ class WindowDecoder:
         forced = [t for w in prefix for t in w.tokens]
         if tokens[: len(forced)] == forced:
             tokens = tokens[len(forced) :]
+        tokens = tokens[:max_new]
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1) if result.scores else 0.0
         if result.no_speech_prob > _NO_SPEECH_PROB and avg_logprob < _LOW_LOGPROB:
             return Decoded((), "", result.no_speech_prob, avg_logprob)
@@ -276,25 +287,30 @@ def cut_loop(prefix: Sequence[Word], words: list[Word], reach: int | None = _LOO
 
 
 def drop_repeats(words: Sequence[Word]) -> list[Word]:
-    """`words` without the second copy of a phrase of `_REPEAT_MIN`+ words written twice in a row.
+    """`words` without the copies of a phrase of `_REPEAT_MIN`+ words written twice in a row, or
+    of two words written three times in a row (one copy kept).
 
     With a whole turn to read, tiny.en can go round a phrase once more and then go on
-    ("Montreal but, but Montreal but, but Montreal Force Liner"), which `cut_loop` keeps: it cuts
-    only a tail. People repeat a word or two ("New York, New York", "I think, I think"), which stay;
-    no reference transcript of the 84 real-speech clips (1549 words) repeats a phrase of three or more.
-    The copy's trailing punctuation goes to the phrase it repeated, so a sentence still ends where
-    it did."""
+    ("Montreal but, but Montreal but, but Montreal Force Liner", or on faster speech "Montreal,
+    but... Montreal, but... Montreal, but... Montreal"), which `cut_loop` keeps: it cuts only a
+    tail. People repeat a word or two ("New York, New York", "I think, I think"), which stay; no
+    reference transcript of the 84 real-speech clips (1549 words) repeats a phrase of three or
+    more, or one of two words three times. The last copy's trailing punctuation goes to the phrase
+    it repeated, so a sentence still ends where it did."""
     words = list(words)
     keys = [w.key for w in words]
     i = 0
     while i < len(keys):
-        for n in range(_REPEAT_MIN, (len(keys) - i) // 2 + 1):
-            if keys[i : i + n] == keys[i + n : i + 2 * n]:
-                last = words[i + 2 * n - 1]
+        for n in range(_PAIR, (len(keys) - i) // 2 + 1):
+            copies = 1
+            while keys[i : i + n] == keys[i + copies * n : i + (copies + 1) * n]:
+                copies += 1
+            if copies >= (2 if n >= _REPEAT_MIN else _PAIR_COPIES):
+                last = words[i + copies * n - 1]
                 if last.punct:
                     words[i + n - 1] = Word(words[i + n - 1].text, words[i + n - 1].tokens, last.punct)
-                del words[i + n : i + 2 * n]
-                del keys[i + n : i + 2 * n]
+                del words[i + n : i + copies * n]
+                del keys[i + n : i + copies * n]
                 break
         else:
             i += 1
@@ -307,7 +323,9 @@ def _repeats(tail: list[str], earlier: list[str]) -> bool:
     if len(tail) > _LOOP_RUN:
         short = len(earlier) < _LOOP_RUN
         return earlier[:_LOOP_RUN] == tail[:_LOOP_RUN] or (short and _cycles(tail, earlier))
-    return _reads_again(tail, earlier)
+    # A short phrase read again and begun once more ("Montreal Force Liner Montreal" after
+    # "Montreal Force Liner"): cut at the copy's start, not a word into it.
+    return _reads_again(tail, earlier) or (len(earlier) < len(tail) and _cycles(tail, earlier))
 
 
 def _cycles(tail: list[str], earlier: list[str]) -> bool:

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
-from kame_cli.backends.stt.decoder import WindowDecoder, Word, cut_loop, drop_repeats
+import math
+from dataclasses import replace
+
+from kame_cli.backends.stt.decoder import Decoded, WindowDecoder, Word, cut_loop, drop_repeats
+from kame_cli.backends.stt.text import duplicated_words, normalize_words
 from tests.support.speech import concat, synthesize
 
 
@@ -63,6 +67,31 @@ def test_cut_loop_cuts_a_sentence_read_over_and_over() -> None:
     assert _text(cut_loop([], _words(chiasmus), reach=None)) == chiasmus
 
 
+def test_cut_loop_cuts_a_phrase_read_again_at_the_copys_first_word() -> None:
+    # tiny.en's whole-turn decode of a real turn at 1.3x tempo (mfa_crossword, `--channel fast`):
+    # the old rule cut one word into the second copy and the final ended "Force Liner. Montreal".
+    looped = _words("Montreal Force Liner Montreal Force Liner Montreal")
+    assert _text(cut_loop([], looped, reach=None)) == "Montreal Force Liner"
+    assert _text(cut_loop([], _words("we went home we went"), reach=None)) == "we went home"
+    for kept in (
+        "i think i think we should go",
+        "new york new york is great",
+        "the more you eat the more you want",
+    ):
+        assert _text(cut_loop([], _words(kept), reach=None)) == kept
+
+
+def test_drop_repeats_removes_a_pair_of_words_written_three_times() -> None:
+    # The same turn's previous words, as the whole-turn decode wrote them ("Montreal, but...
+    # Montreal, but... Montreal," in the final: 3 words counted twice).
+    looped = _words("Montreal but Montreal but Montreal but Montreal Montreal")
+    kept = drop_repeats(looped)
+    assert _text(kept) == "Montreal but Montreal Montreal"
+    assert duplicated_words(normalize_words("but um montreal but um but"), [w.key for w in kept]) == 0
+    for said in ("thank you thank you so much", "new york new york is great", "no no no no"):
+        assert _text(drop_repeats(_words(said))) == said, "two copies, or one word again, are speech"
+
+
 def test_drop_repeats_removes_a_phrase_written_twice_in_a_row_but_keeps_short_repeats() -> None:
     # tiny.en's whole-turn decode of a real turn (mfa_crossword) went round a phrase once more.
     looped = _words("but um Montreal but but Montreal but but Montreal Montreal force liner")
@@ -90,3 +119,29 @@ def test_words_written_past_the_audio_are_dropped_but_a_last_word_at_its_end_sta
     # Whisper went on in the padding: the alignment has no audio left for these words.
     written = [w for w, _ in decoder.align_text(audio, f"{said} the last few days")]
     assert _text(decoder.without_words_past_audio(written)) == said
+
+
+def _written(decoded: Decoded) -> int:
+    """Tokens a decode wrote after its prefix (a punctuation mark is one token here)."""
+    return sum(len(w.tokens) + bool(w.punct) for w in decoded.words) + bool(decoded.lead_punct)
+
+
+def test_a_decode_writes_up_to_its_token_cap_after_a_forced_prefix(stt_model, stt_config) -> None:
+    # At 2 tokens a second the cap binds on speech of ~3 tokens a second. CTranslate2 counts
+    # `max_length` so that asking for `len(prompt) + cap` gave about half the cap: fast speech
+    # then outran the partials, and a long committed prefix left no room for a new word.
+    cfg = replace(stt_config, max_tokens_per_s=2.0)
+    decoder = WindowDecoder(stt_model, cfg)
+    said = "the children can swim and fish from the old pier until the sun goes down behind the hills"
+    audio = concat([0.3, synthesize(said, rate=16_000), 0.3], rate=16_000)
+    cap = math.ceil(2.0 * len(audio) / 16_000) + 3
+    first = decoder.decode(audio)
+    assert cap - 1 <= _written(first) <= cap, _text(list(first.words))
+    prefix = list(first.words[:6])
+    room = cap - sum(len(w.tokens) for w in prefix)
+    rest = decoder.decode(audio, prefix=prefix)
+    assert room - 1 <= _written(rest) <= room, _text(list(rest.words))
+    # Earlier text in the prompt (a trimmed window's) changes how CTranslate2 counts: same cap.
+    context = list(decoder.decode(audio, token_rate=30.0).words)
+    with_context = decoder.decode(audio, prefix=prefix, context=context)
+    assert room - 1 <= _written(with_context) <= room, _text(list(with_context.words))
