@@ -26,6 +26,8 @@ _MIN_PEAK = 0.1
 and the filter's own error lower it; unrelated signals stay near 1 / sqrt(samples), ~0.015)."""
 _PEAK_OVER_ZERO = 3.0
 """...and outgrow the peak at no shift this many times: an aligned filter keeps its peak at zero."""
+_ABOVE_NOISE = 10.0
+"""The microphone's stretch and the estimate must both be this far (10 dB) above the room's noise."""
 _MIN_LAG_S = 0.0005
 """Shifts shorter than this are left to the filter's adaptation."""
 
@@ -54,8 +56,10 @@ class EchoPathJump:
         self._filled = 0
         self._since_check = 0
 
-    def push(self, mic: np.ndarray, estimate: np.ndarray) -> int | None:
-        """One block; the jump in samples (positive: the echo now comes later), or None."""
+    def push(self, mic: np.ndarray, estimate: np.ndarray, noise: float = 0.0) -> int | None:
+        """One block; the jump in samples (positive: the echo now comes later), or None. `noise`: the
+        room's noise power per block: stretches not well above it are not compared (phases of noise
+        peak anywhere)."""
         b = self.block
         self._mic[:-b] = self._mic[b:]
         self._mic[-b:] = mic
@@ -66,6 +70,13 @@ class EchoPathJump:
         if self._filled < self._blocks or self._since_check < _CHECK_EVERY:
             return None
         self._since_check = 0
+        blocks = self._segment / b
+        mic_power = float(
+            np.dot(self._mic[self._seg_lo : self._seg_hi], self._mic[self._seg_lo : self._seg_hi])
+        )
+        estimate_power = float(np.dot(self._estimate, self._estimate)) * blocks / self._blocks
+        if min(mic_power, estimate_power) < _ABOVE_NOISE * noise * blocks:
+            return None
         return self._jump()
 
     def _jump(self) -> int | None:
@@ -84,6 +95,8 @@ class EchoPathJump:
         lag = best - self._lag
         peak = float(lags[best])
         at_zero = float(lags[self._lag - 1 : self._lag + 2].max())
+        if abs(lag) >= self._lag - 1:
+            return None  # the peak at the edge: the best lag may lie beyond, or nowhere
         if abs(lag) < self._min_lag or peak < _MIN_PEAK or peak < _PEAK_OVER_ZERO * max(at_zero, 0.0):
             return None
         return lag

@@ -159,7 +159,7 @@ class LinearEchoCanceller:
         if self._adapted and self._far_on:
             # Only a converged filter's estimate is the echo's shape: one still learning would shift
             # by whatever its error happens to correlate with.
-            lag = self._jump.push(d, y)
+            lag = self._jump.push(d, y, self._noise)
             if lag is not None:
                 self._shift(lag)
         self._adapt(e, y)
