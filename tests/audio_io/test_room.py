@@ -122,3 +122,34 @@ def test_the_hidden_delay_jump_moves_the_echo_without_the_timestamps_showing_it(
     after = _lag(echo, far, 25 * BLOCK, 35 * BLOCK)
     assert (after - before) / RATE == pytest.approx(0.045, abs=1.0 / RATE)
     assert room.out_latency_s == 0.05  # what the output callback's timestamps say did not change
+
+
+def test_the_bench_counts_the_echo_alone_in_a_noisy_room() -> None:
+    from kame_cli.bench.echo import _erle
+
+    # Noise 20 dB under the echo, the same in both runs (same seed): the canceller took the echo
+    # down by 30 dB and passed the noise. The microphone-to-output ratio would say 20 dB.
+    rng = np.random.default_rng(1)
+    echo = [rng.normal(scale=0.1, size=BLOCK) for _ in range(10)]
+    noise = [rng.normal(scale=0.01, size=BLOCK) for _ in range(10)]
+    left = [e * 10 ** (-30 / 20) for e in echo]
+    talk = {
+        "raw": [e + n for e, n in zip(echo, noise, strict=True)],
+        "clean": [r + n for r, n in zip(left, noise, strict=True)],
+    }
+    alone = {"raw": noise, "clean": noise}
+    total, per_frame = _erle(talk, alone, list(range(10)))
+    assert total == pytest.approx(30.0, abs=1.0)
+    assert all(f == pytest.approx(30.0, abs=3.0) for f in per_frame)
+    # A muted output (quieter than the noise alone) counts as 60 dB, not as a negative residual.
+    muted = {"raw": talk["raw"], "clean": [np.zeros(BLOCK) for _ in range(10)]}
+    assert _erle(muted, alone, list(range(10)))[0] == pytest.approx(60.0)
+
+
+def test_an_unknown_room_set_ends_with_one_line_and_exit_2() -> None:
+    from tests.session.conftest import run_kame, stderr_lines
+
+    done = run_kame("bench", "echo", "--rooms", "huge", timeout=60)
+    assert done.returncode == 2
+    assert stderr_lines(done.stderr) == ["kame: error: --rooms huge: choose one of classic, wide"], done.stderr
+    assert done.stdout == ""
