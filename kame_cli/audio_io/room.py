@@ -23,6 +23,7 @@ from kame_cli.clock import SessionClock
 
 SPEED_OF_SOUND = 343.0
 _RUMBLE_POLE = 0.977
+_LOG_LIMITS = (float(np.log(0.15)), float(np.log(1.5)))
 
 
 class ManualClock(SessionClock):
@@ -65,15 +66,18 @@ class RoomSetup:
     def draw(rng: np.random.Generator) -> RoomSetup:
         """Speaker-to-mic 0.3-1.5 m, RT60 0.2-0.6 s, device delay 20-200 ms, level -6..+6 dB; the
         user 0.4-0.8 m from the microphone."""
-        dims = (float(rng.uniform(4.0, 7.0)), float(rng.uniform(3.0, 5.0)), float(rng.uniform(2.5, 3.2)))
-        return RoomSetup(
-            distance_m=float(rng.uniform(0.3, 1.5)),
-            rt60_s=float(rng.uniform(0.2, 0.6)),
-            device_delay_s=float(rng.uniform(0.020, 0.200)),
-            level_db=float(rng.uniform(-6.0, 6.0)),
-            dims_m=dims,
-            user_distance_m=float(rng.uniform(0.4, 0.8)),
+        w, d, h, distance, rt60, delay, level, user = _uniforms(
+            rng,
+            (4.0, 7.0),
+            (3.0, 5.0),
+            (2.5, 3.2),
+            (0.3, 1.5),
+            (0.2, 0.6),
+            (0.020, 0.200),
+            (-6.0, 6.0),
+            (0.4, 0.8),
         )
+        return RoomSetup(distance, rt60, delay, level, (w, d, h), user)
 
     @staticmethod
     def draw_wide(rng: np.random.Generator) -> RoomSetup:
@@ -81,19 +85,21 @@ class RoomSetup:
         0.8-2 m away, a speaker limit of 0.15-1.5 (THD 0.3-9 % at the assistant's level), noise at
         10-30 dB below the user, and a hidden delay jump of 20-80 ms either way at 30-70 % of the
         session."""
-        dims = (float(rng.uniform(5.0, 9.0)), float(rng.uniform(4.0, 7.0)), float(rng.uniform(2.6, 3.5)))
-        jump = float(rng.uniform(0.020, 0.080)) * (1.0 if rng.random() < 0.5 else -1.0)
+        w, d, h, jump = _uniforms(rng, (5.0, 9.0), (4.0, 7.0), (2.6, 3.5), (0.020, 0.080))
+        jump *= 1.0 if rng.random() < 0.5 else -1.0
+        distance, rt60, delay, level, user, log_limit, snr, jump_at = _uniforms(
+            rng,
+            (0.3, 2.0),
+            (0.3, 0.9),
+            (0.020, 0.200),
+            (-6.0, 6.0),
+            (0.8, 2.0),
+            _LOG_LIMITS,
+            (10.0, 30.0),
+            (0.3, 0.7),
+        )
         return RoomSetup(
-            distance_m=float(rng.uniform(0.3, 2.0)),
-            rt60_s=float(rng.uniform(0.3, 0.9)),
-            device_delay_s=float(rng.uniform(0.020, 0.200)),
-            level_db=float(rng.uniform(-6.0, 6.0)),
-            dims_m=dims,
-            user_distance_m=float(rng.uniform(0.8, 2.0)),
-            speaker_limit=float(np.exp(rng.uniform(np.log(0.15), np.log(1.5)))),
-            noise_snr_db=float(rng.uniform(10.0, 30.0)),
-            jump_s=jump,
-            jump_at=float(rng.uniform(0.3, 0.7)),
+            distance, rt60, delay, level, (w, d, h), user, float(np.exp(log_limit)), snr, jump, jump_at
         )
 
     @property
@@ -101,6 +107,11 @@ class RoomSetup:
         """The playback path's unreported extra delay before and after the jump: never below zero
         (a device cannot play a block before it is handed over)."""
         return (max(0.0, -self.jump_s), max(0.0, self.jump_s))
+
+
+def _uniforms(rng: np.random.Generator, *ranges: tuple[float, float]) -> list[float]:
+    """One uniform draw from each range, in order (the order fixes what a seed gives)."""
+    return [float(rng.uniform(lo, hi)) for lo, hi in ranges]
 
 
 ROOM_SETS = {"classic": RoomSetup.draw, "wide": RoomSetup.draw_wide}
