@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from kame_cli.cli_options import DeviceOption, ModelOption, ProfileOption, QuantizeOption
+
 
 def register(app: typer.Typer) -> None:
     from kame_cli.plot.cli import register as register_plot
@@ -21,23 +23,11 @@ def register(app: typer.Typer) -> None:
 
 
 def talk(
-    profile: Annotated[
-        str | None, typer.Option("--profile", "-p", help="Profile name or TOML path (default: ollama).")
-    ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(help="Front-end: HF repo id, local checkpoint dir, random:tiny or random:7b."),
-    ] = None,
-    device: Annotated[
-        str | None, typer.Option(help="Compute device for the front-end: auto, cuda or cpu.")
-    ] = None,
+    profile: ProfileOption = None,
+    model: ModelOption = None,
+    device: DeviceOption = None,
     half: Annotated[bool, typer.Option("--half", help="fp16 instead of bf16 (older GPUs).")] = False,
-    quantize: Annotated[
-        str | None,
-        typer.Option(
-            "--quantize", "-q", help="int8: the front-end's linear layers in int8 (12-16 GB GPUs), or none."
-        ),
-    ] = None,
+    quantize: QuantizeOption = None,
     input_file: Annotated[
         Path | None, typer.Option("--input", "-i", help="Read the user's voice from a WAV file, not the mic.")
     ] = None,

@@ -162,7 +162,7 @@ class OracleFinished:
 
 # --- health of every part -----------------------------------------------------------------------
 
-Component = Literal["frontend", "stt", "llm", "audio", "session", "backend"]
+Component = Literal["frontend", "stt", "llm", "audio", "session", "backend", "tools"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +257,45 @@ class AecStatus:
     cpu_ms_per_frame: float
 
 
+# --- tool calls of the oracle's LLM (MCP servers, `kame_cli.backends.tools`) ----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallStarted:
+    """The LLM answering oracle `generation` asked for a tool; it runs while the voice goes on."""
+
+    t: float
+    generation: int
+    call_id: str
+    server: str
+    name: str
+    arguments: str
+    """The arguments' JSON as the LLM wrote it, cut to 300 characters."""
+
+
+ToolOutcome = Literal["ok", "error", "timeout", "unavailable", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallFinished:
+    """A tool call ended: `ok`, `error` (the tool or the server failed), `timeout`, `unavailable`
+    (no such allowed tool running) or `cancelled` (a restart superseded its oracle: nothing of it
+    was used)."""
+
+    t: float
+    generation: int
+    call_id: str
+    server: str
+    name: str
+    outcome: ToolOutcome
+    duration_ms: float
+    result_chars: int
+    """The result's size before it was cut to the server's `max_result_chars`."""
+    truncated: bool
+    message: str
+    """Why it failed (empty when `ok`)."""
+
+
 # --- the session's bounds in its log (written by the log writer, not published on the bus) -------
 
 
@@ -294,4 +333,6 @@ Event = (
     | AecStatus
     | SessionStarted
     | SessionStopped
+    | ToolCallStarted
+    | ToolCallFinished
 )

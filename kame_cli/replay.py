@@ -16,6 +16,8 @@ from typing import Annotated, Any
 
 import typer
 
+from kame_cli.cli_options import JsonOption
+
 
 def replay(
     log_dir: Annotated[Path, typer.Argument(help="A recorded session (kame talk --log-dir DIR).")],
@@ -36,7 +38,7 @@ def replay(
             "--turns", min=1, help="Only the first N user turns (the input is cut where turn N+1 starts)."
         ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Replay a recorded session with other profiles; a side-by-side table per user turn."""
     code = run_replay(
@@ -99,6 +101,7 @@ def run_replay(
                 print(f"kame: {err}", file=sys.stderr)
                 return 1
             result["label"] = label
+            _say_tool_calls(target, say)
             failed |= bool(result["error"])
             results.append(result)
     _table(results, labels, turns, out)
@@ -116,6 +119,20 @@ def run_replay(
         figures = {r["label"]: {k: v for k, v in r.items() if k != "questions"} for r in results}
         print(json.dumps({"source": str(log_dir), "fast": fast, "turns": rows, "profiles": figures}))
     return 1 if failed else 0
+
+
+def _say_tool_calls(log_dir: Path, say: Any) -> None:
+    """A line per tool call the profile's LLM made during the replay (none: nothing said)."""
+    from kame_cli.events import ToolCallFinished
+    from kame_cli.session.logfile import read_log
+    from kame_cli.ui.lines import tool_call_text
+
+    path = log_dir / "events.jsonl"
+    if not path.is_file():  # the session failed before it wrote one: its error is told already
+        return
+    for event in read_log(path):
+        if isinstance(event, ToolCallFinished):
+            say(f"  oracle #{event.generation} {tool_call_text(event)}")
 
 
 def _labels(names: Sequence[str]) -> list[str]:

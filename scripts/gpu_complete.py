@@ -11,7 +11,6 @@ Then the modules the check imports are imported. Exit 0 when nothing is missing,
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import importlib.metadata as metadata
 import json
@@ -23,7 +22,7 @@ from packaging.version import InvalidVersion, Version
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # kame itself travels as this checkout
-from gpu_wheels import canonical, read_image, read_plan
+from gpu_wheels import canonical, read_image, read_plan, script_parser
 
 # What scripts/gpu_check.sh and gpu_probe.py import on the way to their figures.
 CHECK_IMPORTS = (
@@ -97,11 +96,8 @@ def _within(version: str, req: Requirement) -> bool:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = script_parser(__doc__)
     parser.add_argument("site", type=Path, help="The --target folder the set was installed into.")
-    parser.add_argument("--json", action="store_true", help="One JSON object on stdout (lines: stderr).")
     parser.add_argument("--no-imports", action="store_true", help="Check the requirements only.")
     args = parser.parse_args()
     if not args.site.is_dir():

@@ -41,7 +41,7 @@ def _pct(values: list[float], q: float) -> float | None:
 def frontend(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from kame_cli.bench.frontend import run_frontend_bench
+    from kame_cli.bench.frontend import BenchSetup, run_frontend_bench
     from kame_cli.doctor.memory import frontend_memory, stt_memory
     from kame_cli.engine.config import FrontendConfig
 
@@ -53,7 +53,7 @@ def frontend(args: argparse.Namespace) -> dict[str, Any]:
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     result = run_frontend_bench(
-        args.model, args.steps, args.device, args.rounds, False, 0, 1, 4, args.quantize
+        BenchSetup(args.model, args.steps, args.device, args.rounds, quantize=args.quantize)
     )
     return {
         "model": args.model,

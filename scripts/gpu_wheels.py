@@ -151,13 +151,17 @@ def travelling_tree_bytes(root: Path = ROOT) -> int:
     return sum((root / name).stat().st_size for name in set(listed.split("\0")) if (root / name).is_file())
 
 
+def script_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A GPU script's command line: its docstring as help, and `--json` (one object on stdout)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", action="store_true", help="One JSON object on stdout (lines: stderr).")
+    return parser
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = script_parser(__doc__)
     parser.add_argument("--dest", default=DEST, help="Folder for the wheels (git-ignored; default .whl).")
     parser.add_argument("--plan", action="store_true", help="Print the plan only; download nothing.")
-    parser.add_argument("--json", action="store_true", help="One JSON object on stdout (lines: stderr).")
     args = parser.parse_args()
     plan = read_plan()
     log = sys.stderr if args.json else sys.stdout

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from kame_cli.clock import SAMPLE_RATE
 from kame_cli.errors import DeviceError
@@ -163,19 +163,27 @@ def choose_stream_format(
     )
 
 
-def negotiate_stream_format(index: int | None, kind: Kind, rate: int | None = None) -> tuple[int, int]:
-    """(rate, channels) that PortAudio accepts for the device; `rate` forces the device rate."""
+def format_check(index: int | None, kind: Kind) -> Callable[[int, int], bool]:
+    """`accepts(rate, channels)`: whether PortAudio takes the device at that rate and channel
+    count in float32 (its format check; nothing is opened)."""
     sd = portaudio()
-    info = sd.query_devices(index, kind=kind) if index is None else sd.query_devices(index)
     check = sd.check_input_settings if kind == "input" else sd.check_output_settings
 
-    def accepts(candidate_rate: int, channels: int) -> bool:
+    def accepts(rate: int, channels: int) -> bool:
         try:
-            check(device=index, samplerate=candidate_rate, channels=channels, dtype="float32")
+            check(device=index, samplerate=rate, channels=channels, dtype="float32")
         except sd.PortAudioError:
             return False
         return True
 
+    return accepts
+
+
+def negotiate_stream_format(index: int | None, kind: Kind, rate: int | None = None) -> tuple[int, int]:
+    """(rate, channels) that PortAudio accepts for the device; `rate` forces the device rate."""
+    sd = portaudio()
+    info = sd.query_devices(index, kind=kind) if index is None else sd.query_devices(index)
+    accepts = format_check(index, kind)
     max_channels = int(info[f"max_{kind}_channels"])
     if rate is None:
         return choose_stream_format(float(info["default_samplerate"]), max_channels, accepts)
@@ -183,6 +191,47 @@ def negotiate_stream_format(index: int | None, kind: Kind, rate: int | None = No
         if accepts(rate, channels):
             return rate, channels
     raise DeviceError(f"the {kind} device does not accept {rate} Hz float32: {_LIST_HINT} and pick another")
+
+
+def open_stream(
+    kind: Kind,
+    device: int | None,
+    rate: int,
+    channels: int,
+    callback: Callable[..., None],
+    *,
+    on_start: Callable[[], None] | None = None,
+    **options: Any,
+) -> Any:
+    """Open and start a float32 PortAudio stream of 80 ms blocks (`on_start` runs just before it
+    starts); DeviceError naming the device and the flag that picks another if it refuses."""
+    from kame_cli.audio_io.frames import frame_blocksize
+
+    sd = portaudio()
+    stream_type = sd.InputStream if kind == "input" else sd.OutputStream
+    stream = None
+    try:
+        stream = stream_type(
+            device=device,
+            samplerate=rate,
+            channels=channels,
+            dtype="float32",
+            blocksize=frame_blocksize(rate),
+            callback=callback,
+            **options,
+        )
+        if on_start is not None:
+            on_start()
+        stream.start()
+    except sd.PortAudioError as exc:
+        if stream is not None:
+            stream.close()
+        name = "(default)" if device is None else str(device)
+        raise DeviceError(
+            f"cannot open {kind} device {name} at {rate} Hz ({exc}): "
+            f"pick another with --{kind}-device (run `kame devices`)"
+        ) from exc
+    return stream
 
 
 def render_devices_table(devices: Sequence[AudioDevice]) -> Table:

@@ -6,8 +6,8 @@ import threading
 from typing import Any
 
 from kame_cli.audio_io.callbacks import CaptureCallback
-from kame_cli.audio_io.devices import negotiate_stream_format, portaudio, resolve_device
-from kame_cli.audio_io.frames import FrameCallback, frame_blocksize
+from kame_cli.audio_io.devices import negotiate_stream_format, open_stream, portaudio, resolve_device
+from kame_cli.audio_io.frames import FrameCallback
 from kame_cli.bus import EventSink
 from kame_cli.clock import SessionClock
 from kame_cli.errors import DeviceError
@@ -73,23 +73,18 @@ class MicrophoneSource:
         sd = portaudio()
         self._abort = sd.CallbackAbort
         self._capture = CaptureCallback(self.device_rate, on_frame, clock=self._clock, events=self._events)
-        try:
-            self._stream = sd.InputStream(
-                device=self.device,
-                samplerate=self.device_rate,
-                channels=self.channels,
-                dtype="float32",
-                blocksize=frame_blocksize(self.device_rate),
-                callback=self._on_block,
-                finished_callback=self._on_finished,
-            )
-            self.started_at = self._clock.now()
-            self._stream.start()
-        except sd.PortAudioError as exc:
-            raise DeviceError(
-                f"cannot open input device {self._name()} "
-                f"at {self.device_rate} Hz ({exc}): pick another with --input-device (run `kame devices`)"
-            ) from exc
+        self._stream = open_stream(
+            "input",
+            self.device,
+            self.device_rate,
+            self.channels,
+            self._on_block,
+            on_start=self._mark_start,
+            finished_callback=self._on_finished,
+        )
+
+    def _mark_start(self) -> None:
+        self.started_at = self._clock.now()
 
     def stop(self) -> None:
         """Stops capturing at once (pending input is not needed) and closes the stream."""

@@ -8,11 +8,10 @@ from typing import Any
 import numpy as np
 
 from kame_cli.audio_io.callbacks import FarEndTap, PlaybackCallback
-from kame_cli.audio_io.devices import negotiate_stream_format, portaudio, resolve_device
-from kame_cli.audio_io.frames import as_frame, frame_blocksize
+from kame_cli.audio_io.devices import negotiate_stream_format, open_stream, resolve_device
+from kame_cli.audio_io.frames import as_frame
 from kame_cli.bus import EventSink
 from kame_cli.clock import SessionClock
-from kame_cli.errors import DeviceError
 
 
 class SpeakerSink:
@@ -68,22 +67,7 @@ class SpeakerSink:
         """Opens and starts the output stream; DeviceError if the device refuses it."""
         if self._stream is not None:
             raise RuntimeError("SpeakerSink.start() was already called")
-        sd = portaudio()
-        try:
-            self._stream = sd.OutputStream(
-                device=self.device,
-                samplerate=self.device_rate,
-                channels=self.channels,
-                dtype="float32",
-                blocksize=frame_blocksize(self.device_rate),
-                callback=self._playback,
-            )
-            self._stream.start()
-        except sd.PortAudioError as exc:
-            raise DeviceError(
-                f"cannot open output device {self.device if self.device is not None else '(default)'} "
-                f"at {self.device_rate} Hz ({exc}): pick another with --output-device (run `kame devices`)"
-            ) from exc
+        self._stream = open_stream("output", self.device, self.device_rate, self.channels, self._playback)
 
     def write(self, step: int, pcm: np.ndarray) -> None:
         """Queues the frame for playback; never blocks (a full queue drops its oldest frame)."""

@@ -21,6 +21,7 @@ import numpy as np
 from kame_cli.audio_io.frames import as_frame
 from kame_cli.clock import FRAME_SAMPLES, SAMPLE_RATE
 from kame_cli.errors import AudioFileError, AudioWriteError
+from kame_cli.queues import drain
 
 Side = Literal["user", "assistant"]
 _CLOSE = None
@@ -252,12 +253,9 @@ class WavSink:
 
     def _drain_queue(self) -> bool:
         finished = False
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return finished
+        for item in drain(self._queue):
             finished = self._take(item) or finished
+        return finished
 
     def _write_ready(self, *, final: bool) -> None:
         chunks: list[np.ndarray] = []

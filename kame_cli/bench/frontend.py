@@ -150,23 +150,28 @@ def _in_thread(work: Callable[[], list[float]]) -> list[float]:
     return box[0]
 
 
-def run_frontend_bench(
-    model: str,
-    steps: int,
-    device: str,
-    rounds: int,
-    half: bool,
-    seed: int,
-    cpu_threads: int,
-    warmup: int,
-    quantize: str = "none",
-) -> FrontendBenchResult:
-    """Load `model`, then alternate bare and engine rounds of `steps // rounds` steps each."""
-    frontend, label = load_for_bench(model, device, half, cpu_threads, quantize)
+@dataclass(frozen=True, slots=True)
+class BenchSetup:
+    """What `kame bench frontend` loads and how it steps it (the command's defaults)."""
+
+    model: str = "random:tiny"
+    steps: int = 600
+    device: str = "auto"
+    rounds: int = 6
+    half: bool = False
+    seed: int = 0
+    cpu_threads: int = 1
+    warmup: int = 4
+    quantize: str = "none"
+
+
+def run_frontend_bench(setup: BenchSetup) -> FrontendBenchResult:
+    """Load the model, then alternate bare and engine rounds of `steps // rounds` steps each."""
+    frontend, label = load_for_bench(setup)
     result = FrontendBenchResult(label)
-    per_round = max(2, steps // max(1, rounds))
-    frames = _frames(per_round, seed)
-    for index in range(max(1, rounds)):
+    seed, warmup = setup.seed, setup.warmup
+    frames = _frames(max(2, setup.steps // max(1, setup.rounds)), seed)
+    for index in range(max(1, setup.rounds)):
         # Swap the order every round so that drift (clocks, other load) favours neither loop.
         order = ("bare", "engine") if index % 2 == 0 else ("engine", "bare")
         for which in order:
@@ -177,9 +182,7 @@ def run_frontend_bench(
     return result
 
 
-def load_for_bench(
-    model: str, device: str, half: bool, cpu_threads: int, quantize: str
-) -> tuple[Frontend, str]:
+def load_for_bench(setup: BenchSetup) -> tuple[Frontend, str]:
     """The front-end and the label that names it, its device, dtype, torch and load time."""
     import torch
 
@@ -188,41 +191,29 @@ def load_for_bench(
     from kame_cli.settings import override
 
     started = time.perf_counter()
-    flags = {"model": model, "device": device, "half": half, "cpu_threads": cpu_threads, "quantize": quantize}
+    flags = {f: getattr(setup, f) for f in ("model", "device", "half", "cpu_threads", "quantize")}
     cfg = override(FrontendConfig(), flags)
     frontend = load_frontend(cfg)
     if frontend.device.type == "cpu":
-        torch.set_num_threads(cpu_threads)
+        torch.set_num_threads(setup.cpu_threads)
     load_s = time.perf_counter() - started
     label = (
-        f"{model} on {_device_name(frontend.device)} ({str(frontend.dtype).removeprefix('torch.')}"
+        f"{setup.model} on {_device_name(frontend.device)} ({str(frontend.dtype).removeprefix('torch.')}"
         f"{', int8 linears' if frontend.quantized else ''}), "
         f"torch {torch.__version__}, loaded in {load_s:.1f} s"
     )
     return frontend, label
 
 
-def _batch_command(
-    model: str,
-    steps: int,
-    device: str,
-    rounds: int,
-    half: bool,
-    seed: int,
-    cpu_threads: int,
-    warmup: int,
-    quantize: str,
-    batch: int,
-    realtime: float,
-    as_json: bool,
-) -> None:
+def _batch_command(setup: BenchSetup, batch: int, realtime: float, as_json: bool) -> None:
     from kame_cli.bench.frontend_batch import batch_figures, batch_report, run_batch_bench, run_realtime
 
-    frontend, label = load_for_bench(model, device, half, cpu_threads, quantize)
-    result = run_batch_bench(frontend, label, batch, steps, rounds, seed, warmup)
+    frontend, label = load_for_bench(setup)
+    seed, warmup = setup.seed, setup.warmup
+    result = run_batch_bench(frontend, label, batch, setup.steps, setup.rounds, seed, warmup)
     if realtime > 0:
         result.realtime = run_realtime(frontend, batch, realtime, seed, warmup)
-    typer.echo(batch_report(result, model), err=as_json)
+    typer.echo(batch_report(result, setup.model), err=as_json)
     if as_json:
         typer.echo(json.dumps(batch_figures(result)))
 
@@ -311,12 +302,11 @@ def register(bench_app: typer.Typer) -> None:
         from kame_cli.engine.config import quantize_flag
 
         q = quantize_flag(quantize) or "none"
+        setup = BenchSetup(model, steps, device, rounds, half, seed, cpu_threads, warmup, q)
         if batch > 1 or realtime > 0:
-            _batch_command(
-                model, steps, device, rounds, half, seed, cpu_threads, warmup, q, batch, realtime, as_json
-            )
+            _batch_command(setup, batch, realtime, as_json)
             return
-        result = run_frontend_bench(model, steps, device, rounds, half, seed, cpu_threads, warmup, q)
+        result = run_frontend_bench(setup)
         typer.echo(report(result, model), err=as_json)
         if as_json:
             typer.echo(json.dumps(figures(result)))

@@ -36,6 +36,7 @@ from typing import Annotated, Any, TextIO
 
 import typer
 
+from kame_cli.cli_options import JsonOption
 from kame_cli.clock import FRAME_SAMPLES, FRAME_SECONDS
 from kame_cli.errors import ConfigError, RuntimeFailure
 from kame_cli.events import DeadlineMiss, Event, SessionStarted, StepTiming
@@ -420,7 +421,7 @@ def register(bench_app: typer.Typer) -> None:
             int,
             typer.Option("--burst", min=1, max=25, help="Frames a client may hold back and send at once."),
         ] = _MAX_BURST,
-        as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+        as_json: JsonOption = False,
     ) -> None:
         """kame serve on loopback with N real clients: handshake, added latency, gaps, steps."""
         human = sys.stderr if as_json else sys.stdout

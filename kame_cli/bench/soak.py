@@ -22,6 +22,7 @@ from typing import Annotated, Any, TextIO
 
 import typer
 
+from kame_cli.cli_options import JsonOption
 from kame_cli.events import AudioXrun, OracleChunk, SessionSummary, StepTiming
 
 MISS_TARGET = 0
@@ -244,7 +245,7 @@ def register(bench_app: typer.Typer) -> None:
         realtime: Annotated[
             bool, typer.Option("--realtime", help="The session as `kame talk --realtime`.")
         ] = False,
-        as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+        as_json: JsonOption = False,
     ) -> None:
         """Long real-time session with the panel: misses, drops, skipped decodes, RSS at start and end."""
         figures = soak(minutes, profile, model, no_llm, input_file, panel=not no_panel, realtime=realtime)

@@ -11,12 +11,11 @@ _ALTERNATIVE = {"input": "kame talk --input FILE.wav", "output": "kame talk --ou
 
 def check_audio(kind: Kind, spec: str | None) -> Check:
     """Resolve the device as `kame talk` would, and ask PortAudio whether it takes 24 kHz float32."""
-    from kame_cli.audio_io.devices import choose_stream_format, list_devices, portaudio, resolve_device
+    from kame_cli.audio_io.devices import choose_stream_format, format_check, list_devices, resolve_device
     from kame_cli.clock import SAMPLE_RATE
 
     name = f"audio-{'in' if kind == 'input' else 'out'}"
     try:
-        sd = portaudio()
         devices = list_devices()
         index = resolve_device(spec, kind, devices)
     except DeviceError as err:
@@ -28,15 +27,7 @@ def check_audio(kind: Kind, spec: str | None) -> Check:
             d.index for d in devices if (d.is_default_input if kind == "input" else d.is_default_output)
         )
     device = next(d for d in devices if d.index == index)
-    check = sd.check_input_settings if kind == "input" else sd.check_output_settings
-
-    def accepts(rate: int, channels: int) -> bool:
-        try:
-            check(device=index, samplerate=rate, channels=channels, dtype="float32")
-        except sd.PortAudioError:
-            return False
-        return True
-
+    accepts = format_check(index, kind)
     label = f"{device.index}: {device.name} ({device.host_api})"
     try:
         rate, channels = choose_stream_format(device.default_samplerate, device.channels(kind), accepts)

@@ -6,19 +6,16 @@ from typing import Annotated
 
 import typer
 
+from kame_cli.cli_options import ModelOption, ProfileOption
+
 
 def register(app: typer.Typer) -> None:
     app.command()(doctor)
 
 
 def doctor(
-    profile: Annotated[
-        str | None, typer.Option("--profile", "-p", help="Profile name or TOML path (default: ollama).")
-    ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(help="Front-end: HF repo id, local checkpoint dir, random:tiny or random:7b."),
-    ] = None,
+    profile: ProfileOption = None,
+    model: ModelOption = None,
     quantize: Annotated[
         str | None, typer.Option("--quantize", "-q", help="Plan for int8 linears (int8) or none.")
     ] = None,

@@ -24,8 +24,9 @@ from kame_cli.bus import EventSink
 from kame_cli.clock import FRAME_SAMPLES, FRAME_SECONDS, SessionClock
 from kame_cli.engine.batch import WARMUP_STEPS, BatchedFrontend, SlotOutput, SlotsFull
 from kame_cli.engine.loader import Frontend, Sampling
-from kame_cli.engine.loop import warmup_failure
+from kame_cli.engine.loop import WarmThread
 from kame_cli.events import DeadlineMiss, FrontendText, OracleCommand, OracleFed, StepTiming
+from kame_cli.queues import drain
 
 JITTER_FRAMES = 3
 """Client frames a session may hold ahead of the tick (240 ms); beyond, the oldest is dropped."""
@@ -109,8 +110,10 @@ class _Join:
     oracle: tuple[OracleCommand, ...]
 
 
-class BatchLoop:
+class BatchLoop(WarmThread):
     """Steps up to `slots` sessions of one front-end together, every `frame_seconds`."""
+
+    _thread_name = "kame-frontend-batch"
 
     def __init__(
         self,
@@ -149,19 +152,8 @@ class BatchLoop:
 
     def start(self) -> None:
         """Start the thread; returns once the batch is warm (its CUDA graphs captured at `slots`)."""
-        if self._thread is not None:
-            raise RuntimeError("BatchLoop.start() called twice")
-        self._thread = threading.Thread(target=self._run, name="kame-frontend-batch", daemon=False)
-        self._thread.start()
-        self._ready.wait()
-        if self.error is not None:
-            self._thread.join()
-            raise warmup_failure(
-                self.error,
-                "batched front-end",
-                self.frontend.device,
-                "try fewer sessions (--max-sessions) or a smaller model",
-            )
+        hint = "try fewer sessions (--max-sessions) or a smaller model"
+        self._start_warm("batched front-end", self.frontend.device, hint)
 
     def open_session(
         self,
@@ -193,10 +185,7 @@ class BatchLoop:
     def stop(self, timeout: float = 1.0) -> bool:
         """Stop after the current tick; True when the thread has ended."""
         self._stopping.set()
-        if self._thread is None:
-            return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        return self.join(timeout)
 
     # --- the real-time thread --------------------------------------------------------------------
 
@@ -221,11 +210,7 @@ class BatchLoop:
 
     def _end_pending(self) -> None:
         # Joins queued when the thread ended: those sessions end without a step.
-        while True:
-            try:
-                item = self._control.get_nowait()
-            except queue.Empty:
-                return
+        for item in drain(self._control):
             if isinstance(item, _Join):
                 item.session.ended.set()
 
@@ -242,11 +227,7 @@ class BatchLoop:
                 self._stopping.wait(delay)
 
     def _apply_control(self) -> None:
-        while True:
-            try:
-                item = self._control.get_nowait()
-            except queue.Empty:
-                return
+        for item in drain(self._control):
             if isinstance(item, _Join):
                 session = item.session
                 session.slot = self.batch.join(seed=session.seed)

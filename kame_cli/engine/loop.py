@@ -48,7 +48,37 @@ ORACLE_QUEUE_APPENDS = 64
 Resets and clears are never dropped: the producer sends at most a few per second."""
 
 
-class FrontendLoop:
+class WarmThread:
+    """The one thread a real-time loop steps on: `_start_warm` returns once `_run` has set `_ready`
+    (warm, or failed with `error` set), and raises the one-line warm-up error in the caller."""
+
+    _thread_name = "kame-frontend"
+    error: BaseException | None
+    _ready: threading.Event
+    _thread: threading.Thread | None
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def _start_warm(self, what: str, device: object, hint: str) -> None:
+        if self._thread is not None:
+            raise RuntimeError(f"{type(self).__name__}.start() called twice")
+        self._thread = threading.Thread(target=self._run, name=self._thread_name, daemon=False)
+        self._thread.start()
+        self._ready.wait()
+        if self.error is not None:
+            self._thread.join()
+            raise warmup_failure(self.error, what, device, hint)
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the thread to end; True when it has (or it never started)."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+
+class FrontendLoop(WarmThread):
     """Steps the front-end on its own thread; `submit_frame` and `send_oracle` are safe from any thread."""
 
     def __init__(
@@ -128,15 +158,7 @@ class FrontendLoop:
 
     def start(self) -> None:
         """Start the thread and return once warm-up is done (before the first real frame is stepped)."""
-        if self._thread is not None:
-            raise RuntimeError("FrontendLoop.start() called twice")
-        self._thread = threading.Thread(target=self._run, name="kame-frontend", daemon=False)
-        self._thread.start()
-        self._ready.wait()
-        if self.error is not None:
-            self._thread.join()
-            hint = "try --device cpu or a smaller model"
-            raise warmup_failure(self.error, "front-end", self.frontend.device, hint)
+        self._start_warm("front-end", self.frontend.device, "try --device cpu or a smaller model")
 
     def submit_frame(self, pcm: np.ndarray) -> None:
         """Queue one 1920-sample float32 mono frame at 24 kHz; copies it, never blocks.
@@ -172,13 +194,6 @@ class FrontendLoop:
         self._stopping.set()
         self._frames.put(None)
         return self.join(timeout)
-
-    def join(self, timeout: float | None = None) -> bool:
-        """Wait for the thread to end; True when it has."""
-        if self._thread is None:
-            return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
 
     # --- the real-time thread --------------------------------------------------------------------
 

@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from kame_cli.clock import FRAME_SECONDS
 from kame_cli.errors import printable
-from kame_cli.events import DeadlineMiss, FinalTranscript, FrontendText, PartialTranscript, StepTiming
+from kame_cli.events import (
+    DeadlineMiss,
+    FinalTranscript,
+    FrontendText,
+    PartialTranscript,
+    StepTiming,
+    ToolCallFinished,
+)
 from kame_cli.tandem.oracle_trace import Generation, trace_generations
 
 if TYPE_CHECKING:
@@ -29,12 +36,13 @@ PANELS = (
     "audio: you (blue) and the assistant (orange)",
     "speech recognition: words heard",
     "oracle requests (LLM): bar from request to end, ▶ first chunk, | chunks; green completed, grey "
-    "cancelled, red failed; thick edge: informed",
+    "cancelled, red failed; thick edge: informed; orange ◆ line: a tool call",
     "oracle tokens fed to the front-end",
     "front-end words (what the voice says)",
     "front-end step time",
 )
 BUDGET_MS = 80.0
+_TOOL_COLOR = "#ef6c00"
 _OUTCOME_COLORS = {"completed": "#2e7d32", "cancelled": "#9e9e9e", "failed": "#c62828", "running": "#1565c0"}
 _INCHES_PER_S = 0.42
 _CHARS_PER_INCH = 15.0  # 7-point text
@@ -278,8 +286,23 @@ def _oracle_panel(
         _note(ax, _request_label(gen), (gen.started_t - t0, y + 0.2), (0, 0), fontsize=7, color="#212121")
         answer = _answer_label(gen) + ("  (informed)" if knows else "")
         _note(ax, answer, (gen.started_t - t0, y - 0.2), (0, 0), fontsize=7, color=color, va="top")
+    _tool_marks(ax, record, {gen.number: -row for row, gen in zip(rows, ordered, strict=True)})
     ax.set_ylim(-max(rows, default=0) - 0.7, 0.7)
     ax.set_yticks([])
+
+
+def _tool_marks(ax: Axes, record: SessionRecord, lanes: dict[int, int]) -> None:
+    """Each tool call on its request's lane: a diamond where it began, a line while it ran."""
+    t0 = record.origin
+    for call in record.of_type(ToolCallFinished):
+        y = lanes.get(call.generation)
+        if y is None:
+            continue
+        began = call.t - call.duration_ms / 1000.0 - t0
+        ax.plot([began, call.t - t0], [y, y], color=_TOOL_COLOR, lw=2.5)
+        ax.plot([began], [y], marker="D", color=_TOOL_COLOR, ms=5)
+        label = f"{call.name} {call.outcome} {call.duration_ms:.0f} ms"
+        _note(ax, label, (began, y), (0, 6), fontsize=6, color=_TOOL_COLOR)
 
 
 def _fed_panel(ax: Axes, record: SessionRecord, generations: dict[int, Generation]) -> None:

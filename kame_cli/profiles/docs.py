@@ -45,11 +45,13 @@ Strings are at most 4096 characters unless a key says otherwise.
 
 def render() -> str:
     """The whole page."""
-    from kame_cli.profiles.profile import section_types
+    from kame_cli.profiles.profile import array_section_types, section_types
 
     parts = [INTRO]
     for section, cls in section_types().items():
         parts.extend(_table(section, cls))
+    for array, cls in array_section_types().items():
+        parts.extend(_table(f"[{array}]", cls))  # an array of tables: `[[tools]]`, once per entry
     return "\n".join(parts)
 
 

@@ -27,6 +27,7 @@ from kame_cli.backends.oracle.config import (
     redact_userinfo,
 )
 from kame_cli.backends.stt.config import SttConfig
+from kame_cli.backends.tools.config import ToolServerConfig
 from kame_cli.engine.config import FrontendConfig
 from kame_cli.errors import ProfileError
 from kame_cli.profiles.schema import (
@@ -64,6 +65,7 @@ class Profile:
     stt: SttConfig
     frontend: FrontendConfig
     audio: AudioConfig  # [aec] `[audio]`: echo cancellation, noise suppression, high-pass
+    tools: tuple[ToolServerConfig, ...] = ()  # [tools] `[[tools]]`: MCP servers the LLM may call
 
     @property
     def shown_path(self) -> str:
@@ -78,6 +80,8 @@ class Profile:
         # A URL may carry a password (`https://user:pass@host`): never print it.
         if isinstance(api_base := tables["llm"].get("api_base"), str):
             tables["llm"]["api_base"] = redact_userinfo(api_base)
+        if self.tools:
+            tables["tools"] = [dump(server) for server in self.tools]
         return tables
 
 
@@ -89,6 +93,11 @@ def section_types() -> dict[str, type]:
         for f in dataclasses.fields(Profile)
         if dataclasses.is_dataclass(hints[f.name]) and isinstance(hints[f.name], type)
     }
+
+
+def array_section_types() -> dict[str, type]:
+    """Profile arrays of tables (`[[tools]]`) and the dataclass each entry is read into."""
+    return {"tools": ToolServerConfig}
 
 
 def display_path(path: Path) -> str:
@@ -273,11 +282,12 @@ def parse_profile(data: dict[str, Any], *, name: str, path: Path, source: Source
         )
     if len(description) > 1000:
         raise profile_error(shown, None, SchemaError("description", "at most 1000 characters"))
+    arrays = array_section_types()
     for key, value in data.items():
-        if key == "description":
+        if key == "description" or key in arrays:
             continue
         if key not in sections:
-            known = ", ".join(["description", *(f"[{s}]" for s in sections)])
+            known = ", ".join(["description", *(f"[{s}]" for s in sections), *(f"[[{a}]]" for a in arrays)])
             raise profile_error(
                 shown, None, SchemaError(show_key(key), f"unknown key or table (known: {known})")
             )
@@ -295,4 +305,24 @@ def parse_profile(data: dict[str, Any], *, name: str, path: Path, source: Source
         if not gguf.is_absolute():
             gguf = (path.parent / gguf).resolve()
         built["llm"] = dataclasses.replace(llm, server=dataclasses.replace(llm.server, gguf=str(gguf)))
+    for key, cls in arrays.items():
+        built[key] = _build_array(shown, key, cls, data.get(key, []), path.parent)
     return Profile(name=name, path=path, source=source, description=description, **built)
+
+
+def _build_array(shown: str, key: str, cls: type, value: Any, folder: Path) -> tuple[Any, ...]:
+    """The entries of an array of tables (`[[tools]]`), each checked like a table; errors name the
+    entry by its position."""
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise profile_error(shown, None, SchemaError(key, f"must be an array of tables ([[{key}]])"))
+    entries = []
+    for index, item in enumerate(value, start=1):
+        try:
+            entries.append(build(cls, item))
+        except SchemaError as err:
+            raise ProfileError(printable(f"{shown}: [[{key}]] #{index}: {err.key}: {err.message}")) from None
+    if key == "tools":
+        from kame_cli.backends.tools.config import resolve_servers
+
+        return resolve_servers(shown, entries, folder)
+    return tuple(entries)

@@ -50,6 +50,10 @@ def check_profile(profile: Profile, *, online: bool = True) -> list[str]:
 
         if importlib.util.find_spec("xllamacpp") is None:
             raise ProfileError(f"{profile.shown_path}: [llm.server] needs xllamacpp: pip install xllamacpp")
+    if profile.tools:
+        from kame_cli.backends.tools.check import check_tools
+
+        passed += check_tools(profile.shown_path, profile.tools, online=online)
     if not online:
         return passed
     if llm.provider in OLLAMA_PROVIDERS:

@@ -8,38 +8,18 @@ session's events go to the supervisor tagged with its id, as the single-session 
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from kame_cli.clock import SessionClock
-from kame_cli.events import Event, OracleAppend, OracleClear, OracleReset
-from kame_cli.serve.wire import (
-    ClientFrame,
-    HostSetup,
-    OutputFrame,
-    SessionEnded,
-    SessionEvent,
-    SessionStarted,
-)
+from kame_cli.serve.session_link import SessionLink, route_input
+from kame_cli.serve.wire import HostSetup
 from kame_cli.session.link import Link
-from kame_cli.session.wire import Failure, one_line
 
 if TYPE_CHECKING:
     from kame_cli.engine.batch_loop import BatchLoop, BatchSession
     from kame_cli.engine.loader import Frontend
 
 _LEAVE_S = 0.5
-
-
-class _Tagged:
-    def __init__(self, link: Link, session: int) -> None:
-        self._link = link
-        self._session = session
-
-    def publish(self, event: Event) -> None:
-        self._link.send(SessionEvent(self._session, event))
 
 
 class BatchedSessions:
@@ -67,38 +47,21 @@ class BatchedSessions:
     def on_message(self, message: Any) -> bool:
         """A client frame or an oracle command for a session (the link's reader thread); False for
         a message that is not one."""
-        if isinstance(message, ClientFrame):
-            session = self._sessions.get(message.session)
-            if session is not None:
-                session.offer(np.frombuffer(message.pcm, dtype=np.float32))
-            return True
-        if isinstance(message, SessionEvent) and isinstance(
-            message.event, OracleReset | OracleAppend | OracleClear
-        ):
-            session = self._sessions.get(message.session)
-            if session is not None:
-                session.send_oracle(message.event)
-            return True
-        return False
+        return route_input(message, self._sessions.get)
 
     def start_session(self, sid: int, clock_origin: float) -> None:
         from kame_cli.engine.batch import SlotsFull
 
-        link = self.link
-
-        def on_output(index: int, pcm: np.ndarray) -> None:
-            link.send_frame(OutputFrame(sid, index, np.asarray(pcm, np.float32).tobytes(), time.monotonic()))
-
+        tagged = SessionLink(self.link, sid)
         try:
             session = self.loop.open_session(
-                _Tagged(link, sid), SessionClock(clock_origin), on_output, seed=self.seed
+                tagged, SessionClock(clock_origin), tagged.output, seed=self.seed
             )
         except (SlotsFull, RuntimeError) as err:
-            link.send(SessionEvent(sid, Failure.of(err, "the front-end failed to start a session")))
-            link.send(SessionEnded(sid, {}))
+            tagged.refused(err)
             return
         self._sessions[sid] = session
-        link.send(SessionStarted(sid))
+        tagged.started()
 
     def end_session(self, sid: int) -> None:
         session = self._sessions.pop(sid, None)
@@ -106,7 +69,7 @@ class BatchedSessions:
             return
         session.leave()
         session.ended.wait(_LEAVE_S)
-        self.link.send(SessionEnded(sid, session.summary()))
+        SessionLink(self.link, sid).ended(session.summary())
 
     def check(self) -> None:
         """When the batch's thread failed, every session ends with that one line."""
@@ -115,7 +78,7 @@ class BatchedSessions:
             return
         self._failed = True
         for sid in list(self._sessions):
-            self.link.send(SessionEvent(sid, Failure(f"the front-end stopped: {one_line(error)}", 1)))
+            SessionLink(self.link, sid).loop_failed(error)
             self.end_session(sid)
 
     def close(self) -> None:

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from kame_cli.cli_options import DeviceOption, ModelOption, ProfileOption, QuantizeOption
+
 
 def register(app: typer.Typer) -> None:
     app.command()(serve)
@@ -17,20 +19,10 @@ def serve(
         str, typer.Option(help="Address to listen on (loopback by default; others need a token).")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port (0: any free port, printed at start).")] = 8998,
-    profile: Annotated[
-        str | None, typer.Option("--profile", "-p", help="Profile name or TOML path (default: ollama).")
-    ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(help="Front-end: HF repo id, local checkpoint dir, random:tiny or random:7b."),
-    ] = None,
-    device: Annotated[
-        str | None, typer.Option(help="Compute device for the front-end: auto, cuda or cpu.")
-    ] = None,
-    quantize: Annotated[
-        str | None,
-        typer.Option("--quantize", "-q", help="int8: the front-end's linear layers in int8, or none."),
-    ] = None,
+    profile: ProfileOption = None,
+    model: ModelOption = None,
+    device: DeviceOption = None,
+    quantize: QuantizeOption = None,
     log_dir: Annotated[
         Path | None,
         typer.Option(

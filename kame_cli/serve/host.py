@@ -12,7 +12,6 @@ Run as `python -m kame_cli.serve.host --fd N` by `kame serve`.
 from __future__ import annotations
 
 import collections
-import queue
 import threading
 import time
 from dataclasses import replace
@@ -22,34 +21,16 @@ from typing import Any
 import numpy as np
 
 from kame_cli.clock import FRAME_SAMPLES, FRAME_SECONDS, SessionClock
-from kame_cli.events import Event, OracleAppend, OracleClear, OracleReset
-from kame_cli.serve.wire import (
-    ClientFrame,
-    EndSession,
-    HostSetup,
-    OutputFrame,
-    SessionEnded,
-    SessionEvent,
-    SessionStarted,
-    StartSession,
-)
-from kame_cli.session.link import Link, serve_child
-from kame_cli.session.wire import Closed, Failure, Ready, Stop, one_line
+from kame_cli.events import OracleCommand
+from kame_cli.serve.session_link import SessionLink, route_input
+from kame_cli.serve.wire import EndSession, HostSetup, StartSession
+from kame_cli.session.frontend_proc import frontend_ready, start_frontend
+from kame_cli.session.link import ChildLink, serve_child
+from kame_cli.session.wire import Closed, Stop
 
 _POLL_S = 0.05
 _OUTPUT_QUEUE = 25  # output frames (2 s) held for a stalled supervisor before they are dropped
 _STOP_S = 0.5
-
-
-class _Tagged:
-    """The loop's event sink: each event goes to the supervisor tagged with its session."""
-
-    def __init__(self, link: Link, session: int) -> None:
-        self._link = link
-        self._session = session
-
-    def publish(self, event: Event) -> None:
-        self._link.send(SessionEvent(self._session, event))
 
 
 class Pacer:
@@ -106,12 +87,19 @@ class Pacer:
 
 
 class _Running:
-    """The session being stepped: its loop and its pacer."""
+    """The session being stepped: its link, its loop and its pacer."""
 
-    def __init__(self, session: int, loop: Any, pacer: Pacer) -> None:
-        self.session = session
+    def __init__(self, tagged: SessionLink, loop: Any, pacer: Pacer) -> None:
+        self.tagged = tagged
+        self.session = tagged.session
         self.loop = loop
         self.pacer = pacer
+
+    def offer(self, pcm: np.ndarray) -> None:
+        self.pacer.offer(pcm)
+
+    def send_oracle(self, command: OracleCommand) -> None:
+        self.loop.send_oracle(command)
 
 
 class FrontendHost:
@@ -119,9 +107,7 @@ class FrontendHost:
 
     def __init__(self, conn: Connection, setup: HostSetup) -> None:
         self.setup = setup
-        self._control: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._peer_gone = threading.Event()
-        self.link = Link(conn, "frontend", self._on_message, self._peer_gone.set, frame_limit=_OUTPUT_QUEUE)
+        self.link = ChildLink(conn, "frontend", self._on_message, frame_limit=_OUTPUT_QUEUE)
         self.frontend: Any = None
         self._running: _Running | None = None
         self._batched: Any = None
@@ -132,36 +118,20 @@ class FrontendHost:
         batched = self._batched
         if batched is not None and batched.on_message(message):
             return
+        if not route_input(message, self._find):
+            self.link.defer(message)
+
+    def _find(self, session: int) -> _Running | None:
         running = self._running
-        if isinstance(message, ClientFrame):
-            if running is not None and running.session == message.session:
-                running.pacer.offer(np.frombuffer(message.pcm, dtype=np.float32))
-        elif isinstance(message, SessionEvent):
-            command = message.event
-            if (
-                running is not None
-                and running.session == message.session
-                and isinstance(command, OracleReset | OracleAppend | OracleClear)
-            ):
-                running.loop.send_oracle(command)
-        else:
-            self._control.put(message)
+        return running if running is not None and running.session == session else None
 
     def run(self) -> int:
-        self.link.start()
-        try:
-            self._load()
-        # Whatever breaks while loading (a torch error, a broken install) ends in one line.
-        except Exception as err:
-            self.link.send(Failure.of(err, "the front-end failed to start"))
+        if not start_frontend(self.link, self._load):
             return self._close()
-        while not self._peer_gone.is_set():
-            try:
-                message = self._control.get(timeout=_POLL_S)
-            except queue.Empty:
+        for message in self.link.messages(_POLL_S, idle=True):
+            if message is None:
                 self._check_loop()
-                continue
-            if isinstance(message, StartSession):
+            elif isinstance(message, StartSession):
                 self._start(message)
             elif isinstance(message, EndSession):
                 self._end(message.session)
@@ -182,20 +152,7 @@ class FrontendHost:
             batched = BatchedSessions(frontend, self.setup, self.link)
             batched.start()  # warm at the batch size before "ready"
             self._batched = batched
-        pieces = [frontend.text_piece(i) or "" for i in range(frontend.text_tokenizer.vocab_size())]
-        self.link.send(
-            Ready(
-                "frontend",
-                {
-                    "name": frontend.name,
-                    "device": str(frontend.device),
-                    "model": cfg.model,
-                    "start_id": frontend.text_start_id,
-                    "pieces": pieces,
-                    "tokenizer_proto": frontend.text_tokenizer.serialized_model_proto(),
-                },
-            )
-        )
+        self.link.send(frontend_ready(frontend, cfg.model))
 
     def _start(self, message: StartSession) -> None:
         from kame_cli.engine.loader import Sampling
@@ -207,19 +164,12 @@ class FrontendHost:
         if self._running is not None:
             self._end(self._running.session)
         cfg = self.setup.frontend
-        session = message.session
-        link = self.link
-
-        def on_output(index: int, pcm: np.ndarray) -> None:
-            link.send_frame(
-                OutputFrame(session, index, np.asarray(pcm, np.float32).tobytes(), time.monotonic())
-            )
-
+        tagged = SessionLink(self.link, message.session)
         loop = FrontendLoop(
             self.frontend,
-            _Tagged(link, session),
+            tagged,
             SessionClock(message.clock_origin),
-            on_output=on_output,
+            on_output=tagged.output,
             seed=cfg.seed,
             sampling=Sampling.from_config(cfg),
             max_lag_ms=cfg.max_lag_ms,
@@ -227,23 +177,19 @@ class FrontendHost:
         try:
             loop.start()  # warm-up and a fresh streaming state, before the session's first frame
         except Exception as err:
-            self.link.send(SessionEvent(session, Failure.of(err, "the front-end failed to start a session")))
-            self.link.send(SessionEnded(session, {}))
+            tagged.refused(err)
             return
         pacer = Pacer(loop.submit_frame, self.setup.jitter_frames)
-        self._running = _Running(session, loop, pacer)
+        self._running = _Running(tagged, loop, pacer)
         pacer.start()
-        self.link.send(SessionStarted(session))
+        tagged.started()
 
     def _check_loop(self) -> None:
         if self._batched is not None:
             self._batched.check()
         running = self._running
         if running is not None and running.loop.error is not None:
-            error = running.loop.error
-            self.link.send(
-                SessionEvent(running.session, Failure(f"the front-end stopped: {one_line(error)}", 1))
-            )
+            running.tagged.loop_failed(running.loop.error)
             self._end(running.session)
 
     def _end(self, session: int) -> None:
@@ -256,17 +202,14 @@ class FrontendHost:
         running.pacer.stop()
         running.loop.stop(timeout=_STOP_S)
         loop, pacer = running.loop, running.pacer
-        self.link.send(
-            SessionEnded(
-                session,
-                {
-                    "steps": loop.steps,
-                    "deadline_misses": loop.deadline_misses,
-                    "dropped_frames": loop.lag_dropped_frames + pacer.dropped_frames,
-                    "late_frames": pacer.late_frames,
-                    "client_frames": pacer.client_frames,
-                },
-            )
+        running.tagged.ended(
+            {
+                "steps": loop.steps,
+                "deadline_misses": loop.deadline_misses,
+                "dropped_frames": loop.lag_dropped_frames + pacer.dropped_frames,
+                "late_frames": pacer.late_frames,
+                "client_frames": pacer.client_frames,
+            }
         )
 
     def _close(self) -> int:

@@ -10,74 +10,71 @@ it waits for the front-end), `SessionTime` (the session clock, once, after the h
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from kame_cli.events import Event
 
 
 @dataclass(frozen=True, slots=True)
-class OutputMark:
+class Shape:
+    """A metadata shape of kame's own (not a session event): `name` is its JSON `type`."""
+
+    name: ClassVar[str]
+
+
+@dataclass(frozen=True, slots=True)
+class OutputMark(Shape):
     """The voice's step `index` was produced at `produced` (the server's `time.monotonic()`)."""
 
+    name = "Output"
     index: int
     produced: float
 
 
 @dataclass(frozen=True, slots=True)
-class QueuePlace:
+class QueuePlace(Shape):
     """The client waits for the front-end; `place` 1 is next."""
 
+    name = "Queue"
     place: int
 
 
 @dataclass(frozen=True, slots=True)
-class SessionTime:
+class SessionTime(Shape):
     """The server's session clock read `t` as it sent this (right after the handshake): a client puts
     its own events on the same clock, so that its log reads as one session."""
 
+    name = "SessionTime"
     t: float
 
 
 @dataclass(frozen=True, slots=True)
-class TokenPieces:
+class TokenPieces(Shape):
     """The front-end's text pieces by token id, and its oracle start token: what the client's panel
     needs to show the oracle's answer as the voice takes it in. Sent once, after `SessionTime`."""
 
+    name = "TokenPieces"
     pieces: tuple[str, ...]
     start_id: int
 
 
 Info = Event | OutputMark | QueuePlace | SessionTime | TokenPieces
+_SHAPES: dict[str, type] = {cls.name: cls for cls in (OutputMark, QueuePlace, SessionTime, TokenPieces)}
 
 
 def to_json(info: Info) -> dict[str, Any]:
-    if isinstance(info, OutputMark):
-        return {"type": "Output", "index": info.index, "produced": info.produced}
-    if isinstance(info, QueuePlace):
-        return {"type": "Queue", "place": info.place}
-    if isinstance(info, SessionTime):
-        return {"type": "SessionTime", "t": info.t}
-    if isinstance(info, TokenPieces):
-        return {"type": "TokenPieces", "pieces": list(info.pieces), "start_id": info.start_id}
-    from kame_cli.session.log import event_record
+    """The JSON object: the type's name and its fields, as the session log writes an event."""
+    from kame_cli.session.logfile import event_record
 
-    return event_record(info)
+    return event_record(info, info.name if isinstance(info, Shape) else None)
 
 
 def from_json(data: dict[str, Any]) -> Info | None:
-    """The value a metadata object carries; None for a shape this version does not know."""
-    kind = data.get("type")
-    try:
-        if kind == "Output":
-            return OutputMark(int(data["index"]), float(data["produced"]))
-        if kind == "Queue":
-            return QueuePlace(int(data["place"]))
-        if kind == "SessionTime":
-            return SessionTime(float(data["t"]))
-        if kind == "TokenPieces":
-            return TokenPieces(tuple(str(p) for p in data["pieces"]), int(data["start_id"]))
-        from kame_cli.session.logfile import decode_record
+    """The value a metadata object carries; None for a shape this version does not know, or a
+    known one with a field missing or of the wrong type."""
+    from kame_cli.session.logfile import EVENT_TYPES, decode_record
 
-        return decode_record(data)
-    except (KeyError, TypeError, ValueError):
+    try:
+        return decode_record(data, {**EVENT_TYPES, **_SHAPES})
+    except ValueError:
         return None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from kame_cli.errors import KameError
 
@@ -48,6 +48,7 @@ class ProtocolError(KameError):
 class Handshake:
     """Server to client when the session is ready; moshi's Python server sends the kind byte alone."""
 
+    kind: ClassVar[Kind] = Kind.HANDSHAKE
     protocol_version: int = 0
     model_version: int = 0
     with_versions: bool = False
@@ -58,6 +59,7 @@ class Handshake:
 class Audio:
     """Ogg pages of Opus audio, 24 kHz mono, both ways (`sphn.OpusStreamWriter/Reader`)."""
 
+    kind: ClassVar[Kind] = Kind.AUDIO
     ogg: bytes
 
 
@@ -65,6 +67,7 @@ class Audio:
 class Text:
     """A piece of what the voice says (UTF-8), server to client."""
 
+    kind: ClassVar[Kind] = Kind.TEXT
     text: str
 
 
@@ -72,6 +75,7 @@ class Text:
 class Control:
     """A control byte (start, end of turn, pause, restart)."""
 
+    kind: ClassVar[Kind] = Kind.CONTROL
     action: ControlAction
 
 
@@ -79,6 +83,7 @@ class Control:
 class Metadata:
     """A JSON object (kame sends these only to clients that ask for them)."""
 
+    kind: ClassVar[Kind] = Kind.METADATA
     data: dict[str, Any]
 
 
@@ -86,6 +91,7 @@ class Metadata:
 class Error:
     """A one-line error description (UTF-8), server to client, before the server closes."""
 
+    kind: ClassVar[Kind] = Kind.ERROR
     message: str
 
 
@@ -93,23 +99,15 @@ class Error:
 class Ping:
     """No payload."""
 
+    kind: ClassVar[Kind] = Kind.PING
+
 
 Message = Handshake | Audio | Text | Control | Metadata | Error | Ping
-
-_KIND_OF: dict[type, Kind] = {
-    Handshake: Kind.HANDSHAKE,
-    Audio: Kind.AUDIO,
-    Text: Kind.TEXT,
-    Control: Kind.CONTROL,
-    Metadata: Kind.METADATA,
-    Error: Kind.ERROR,
-    Ping: Kind.PING,
-}
 
 
 def kind_of(message: Message) -> Kind:
     """The kind byte `message` is sent with."""
-    return _KIND_OF[type(message)]
+    return message.kind
 
 
 def encode(message: Message) -> bytes:

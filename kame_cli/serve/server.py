@@ -30,7 +30,7 @@ from kame_cli.serve.security import (
     token_matches,
 )
 from kame_cli.serve.session import ClientKind, ClientStream, ServeSession, SessionClosed
-from kame_cli.serve.wire import HostSetup, OutputFrame, SessionEnded, SessionEvent, SessionStarted
+from kame_cli.serve.wire import HostSetup, SessionMessage
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -177,6 +177,7 @@ class KameServer:
                 clock_origin=time.monotonic(),
                 realtime=True,
                 attempt=1,
+                tools=profile.tools,
             )
         )
         self._stack.callback(self.pool.close)
@@ -208,7 +209,8 @@ class KameServer:
     # --- the front-end host's messages (its link's reader thread) --------------------------------
 
     def _from_host(self, message: Any) -> None:
-        if isinstance(message, OutputFrame | SessionEvent | SessionStarted | SessionEnded):
+        # Every message about a session goes to that session, if it still runs.
+        if isinstance(message, SessionMessage):
             session = self._sessions.get(message.session)
             if session is not None:
                 session.from_host(message)

@@ -117,41 +117,33 @@ class ClientStream:
             raise SessionClosed(1003, f"audio that is not Ogg/Opus ({one_line(err)})") from None
 
 
+@dataclasses.dataclass(eq=False)
 class ServeSession:
-    """A session from handshake to close; `run` returns when the client left or the server stops."""
+    """A session from handshake to close; `run` returns when the client left or the server stops.
 
-    def __init__(
-        self,
-        sid: int,
-        host: FrontendHost,
-        backend: Backend | None,
-        *,
-        api_base: str | None,
-        log_dir: Path | None,
-        client: ClientKind,
-        send_queue: int,
-        metrics: ServeMetrics,
-        idle_timeout_s: float = 30.0,
-        on_frontend_free: Callable[[], None] | None = None,
-        transport: asyncio.BaseTransport | None = None,
-    ) -> None:
-        """`on_frontend_free` is called as soon as the host stopped this session's loop, before the
-        back-end and the log are closed: the next client's session can start meanwhile."""
-        self.sid = sid
-        self.host = host
-        self.backend = backend
-        self.api_base = api_base
-        self.log_dir = log_dir
-        self.client = client
-        self.metrics = metrics
-        self.idle_timeout_s = idle_timeout_s
-        self._on_frontend_free = on_frontend_free
-        self.transport = transport
+    Made on the server's event loop. `on_frontend_free` is called as soon as the host stopped this
+    session's loop, before the back-end and the log are closed: the next client's session can
+    start meanwhile."""
+
+    sid: int
+    host: FrontendHost
+    backend: Backend | None
+    _: dataclasses.KW_ONLY
+    api_base: str | None
+    log_dir: Path | None
+    client: ClientKind
+    send_queue: int
+    metrics: ServeMetrics
+    idle_timeout_s: float = 30.0
+    on_frontend_free: Callable[[], None] | None = None
+    transport: asyncio.BaseTransport | None = None
+
+    def __post_init__(self) -> None:
         self.clock = SessionClock()
         self.bus = EventBus()
         self.stats: dict[str, int] = {}
         self._loop = asyncio.get_running_loop()
-        self._outbox: asyncio.Queue[protocol.Message] = asyncio.Queue(maxsize=send_queue)
+        self._outbox: asyncio.Queue[protocol.Message] = asyncio.Queue(maxsize=self.send_queue)
         self._started: asyncio.Future[None] = self._loop.create_future()
         self._ended: asyncio.Future[dict[str, int]] = self._loop.create_future()
         self._backend_running: asyncio.Future[None] = self._loop.create_future()
@@ -423,8 +415,8 @@ class ServeSession:
             self.host.send(EndSession(self.sid))
             with contextlib.suppress(asyncio.TimeoutError):
                 self.stats = await asyncio.wait_for(asyncio.shield(self._ended), _END_TIMEOUT_S)
-        if self._on_frontend_free is not None:
-            self._on_frontend_free()
+        if self.on_frontend_free is not None:
+            self.on_frontend_free()
         backend = self.backend
         if backend is not None:
             backend.route = None

@@ -25,56 +25,54 @@ class HostSetup:
 
 
 @dataclass(frozen=True, slots=True)
-class StartSession:
-    """Reset the front-end's state and step a new session from now on, on its clock."""
+class SessionMessage:
+    """A message about one session, either way: `session` is its id."""
 
     session: int
+
+
+@dataclass(frozen=True, slots=True)
+class StartSession(SessionMessage):
+    """Reset the front-end's state and step a new session from now on, on its clock."""
+
     clock_origin: float
 
 
 @dataclass(frozen=True, slots=True)
-class SessionStarted:
+class SessionStarted(SessionMessage):
     """The session's loop warmed up and runs; its first step is on the next tick."""
-
-    session: int
 
 
 @dataclass(frozen=True, slots=True)
-class ClientFrame:
+class ClientFrame(SessionMessage):
     """One 80 ms frame of a client's voice (float32 samples, 24 kHz)."""
 
-    session: int
     pcm: bytes
 
 
 @dataclass(frozen=True, slots=True)
-class OutputFrame:
+class OutputFrame(SessionMessage):
     """The voice's output for step `index` of a session, and when the loop produced it (monotonic)."""
 
-    session: int
     index: int
     pcm: bytes
     produced: float
 
 
 @dataclass(frozen=True, slots=True)
-class SessionEvent:
+class SessionEvent(SessionMessage):
     """One of the session's typed events (`kame_cli.events`) or oracle commands, tagged with its id."""
 
-    session: int
     event: Any
 
 
 @dataclass(frozen=True, slots=True)
-class EndSession:
+class EndSession(SessionMessage):
     """The client left (or the server stops): stop stepping that session."""
-
-    session: int
 
 
 @dataclass(frozen=True, slots=True)
-class SessionEnded:
+class SessionEnded(SessionMessage):
     """The session's loop stopped; its counts."""
 
-    session: int
     stats: dict[str, int] = field(default_factory=dict)

@@ -10,7 +10,6 @@ Run as `python -m kame_cli.session.backend_proc --fd N` by the supervisor.
 from __future__ import annotations
 
 import dataclasses
-import queue
 import threading
 from multiprocessing.connection import Connection
 from typing import Any
@@ -21,7 +20,7 @@ from kame_cli.clock import FRAME_SAMPLES, FRAME_SECONDS, SessionClock
 from kame_cli.errors import KameError
 from kame_cli.events import Event, FinalTranscript, FrontendText, PartialTranscript
 from kame_cli.priority import deprioritize_current_thread, idle_thread
-from kame_cli.session.link import Link, control_messages, serve_child
+from kame_cli.session.link import ChildLink, Link, serve_child
 from kame_cli.session.wire import (
     BackendSetup,
     Closed,
@@ -70,9 +69,7 @@ class BackendProcess:
 
     def __init__(self, conn: Connection, setup: BackendSetup) -> None:
         self.setup = setup
-        self._control: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._peer_gone = threading.Event()
-        self.link = Link(conn, "backend", self._on_message, self._peer_gone.set)
+        self.link = ChildLink(conn, "backend", self._on_message)
         self._events = _Events(self.link)
         self._clock = SessionClock(setup.clock_origin)
         self.stt: Any = None
@@ -87,7 +84,7 @@ class BackendProcess:
             if self.oracle is not None:
                 self.oracle.on_event(message)
         else:
-            self._control.put(message)
+            self.link.defer(message)
 
     def _on_frame(self, message: UserFrame) -> None:
         stt = self.stt
@@ -111,7 +108,7 @@ class BackendProcess:
             self.link.send(Failure.of(err, "the speech recognizer failed to load"))
             return self._close()
         self.link.send(Ready("backend"))
-        for message in control_messages(self._control, self._peer_gone, _POLL_S):
+        for message in self.link.messages(_POLL_S):
             if isinstance(message, Go):
                 self._start(model, message)
             elif isinstance(message, EndOfInput):
@@ -182,6 +179,7 @@ class BackendProcess:
             events=self._events,
             clock=self._clock,
             api_base=go.api_base,
+            tools=s.tools,
         )
 
     def _end_input(self) -> None:

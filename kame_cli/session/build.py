@@ -117,6 +117,7 @@ def _plan(
         realtime=realtime_pace,
         attempt=1,
         idle_priority=opts.realtime,
+        tools=profile.tools,
     )
     pass_fds = tuple(fd for fd in wav_fds if fd is not None)
     return SessionPlan(frontend, backend if opts.backends else None, pass_fds)

@@ -15,7 +15,6 @@ CUDA-safe, like multiprocessing's `spawn`); the socket on descriptor N carries e
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +25,7 @@ import numpy as np
 
 from kame_cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE, AudioFileError, DeviceError, KameError
 from kame_cli.events import Event, OracleAppend, OracleClear, OracleReset
-from kame_cli.session.link import Link, control_messages, serve_child
+from kame_cli.session.link import ChildLink, Link, serve_child
 from kame_cli.session.wire import (
     Closed,
     EndOfInput,
@@ -94,22 +93,45 @@ def compute_device(cfg: Any) -> Literal["cuda", "cpu"]:
     return device
 
 
+def start_frontend(link: Link, build: Callable[[], None]) -> bool:
+    """Start the link, then `build` (load the model, warm up); False once the supervisor was told
+    in one line why it failed."""
+    link.start()
+    try:
+        build()
+    # Whatever breaks while loading (a torch error, a broken install) ends in one line.
+    except Exception as err:
+        link.send(Failure.of(err, "the front-end failed to start"))
+        return False
+    return True
+
+
+def frontend_ready(frontend: Any, model: str) -> Ready:
+    """What the supervisor learns of a loaded front-end: its name and device, and the text
+    tokenizer the oracle, the panel and the client need."""
+    tokenizer = frontend.text_tokenizer
+    pieces = [frontend.text_piece(i) or "" for i in range(tokenizer.vocab_size())]
+    return Ready(
+        "frontend",
+        {
+            "name": frontend.name,
+            "device": str(frontend.device),
+            "model": model,
+            "start_id": frontend.text_start_id,
+            "pieces": pieces,
+            "tokenizer_proto": tokenizer.serialized_model_proto(),
+        },
+    )
+
+
 class FrontendProcess:
     """Builds the front-end's parts from a `FrontendSetup`, runs them until `Stop`, closes the files."""
 
     def __init__(self, conn: Connection, setup: FrontendSetup) -> None:
         self.setup = setup
         self.input_path = InputPath()
-        self._control: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._peer_gone = threading.Event()
         self._stopping = threading.Event()
-        self.link = Link(
-            conn,
-            "frontend",
-            self._on_message,
-            self._peer_gone.set,
-            frame_limit=setup.frame_queue,
-        )
+        self.link = ChildLink(conn, "frontend", self._on_message, frame_limit=setup.frame_queue)
         self._events = _ToSupervisor(self.link)
         self.loop: Any = None
         self.source: Any = None
@@ -125,17 +147,12 @@ class FrontendProcess:
             if loop is not None:
                 loop.send_oracle(message)
         else:
-            self._control.put(message)
+            self.link.defer(message)
 
     # --- life cycle (main thread) -----------------------------------------------------------------
 
     def run(self) -> int:
-        self.link.start()
-        try:
-            self._build()
-        # Whatever breaks while loading (a torch error, a broken install) ends in one line.
-        except Exception as err:
-            self.link.send(Failure.of(err, "the front-end failed to start"))
+        if not start_frontend(self.link, self._build):
             return self._close()
         if not self._wait_go():
             return self._close()
@@ -176,20 +193,7 @@ class FrontendProcess:
             step_delay_ms=s.step_delay_ms,
         )
         self.loop.start()  # warm-up, before the clock of the conversation starts
-        pieces = [frontend.text_piece(i) or "" for i in range(frontend.text_tokenizer.vocab_size())]
-        self.link.send(
-            Ready(
-                "frontend",
-                {
-                    "name": frontend.name,
-                    "device": str(frontend.device),
-                    "model": cfg.model,
-                    "start_id": frontend.text_start_id,
-                    "pieces": pieces,
-                    "tokenizer_proto": frontend.text_tokenizer.serialized_model_proto(),
-                },
-            )
-        )
+        self.link.send(frontend_ready(frontend, cfg.model))
 
     def _audio_parts(self, clock: Any) -> None:
         """Source and sinks; opened before the model loads, so a bad file or device fails first."""
@@ -224,7 +228,7 @@ class FrontendProcess:
         )
 
     def _wait_go(self) -> bool:
-        for message in control_messages(self._control, self._peer_gone, _POLL_S):
+        for message in self.link.messages(_POLL_S):
             if isinstance(message, Go | Stop):
                 return isinstance(message, Go)
         return False
@@ -236,7 +240,7 @@ class FrontendProcess:
             recorder.start()
         self.source.start(self._on_input_frame)
         input_ended = stepping_rest = failure_sent = False
-        for message in control_messages(self._control, self._peer_gone, _POLL_S, idle=True):
+        for message in self.link.messages(_POLL_S, idle=True):
             if isinstance(message, Stop):
                 return
             if not input_ended and self.source.wait(0):

@@ -124,17 +124,30 @@ class Link:
                 self._on_closed()
 
 
-def control_messages(
-    control: queue.SimpleQueue[Any], peer_gone: threading.Event, poll_s: float, *, idle: bool = False
-) -> Iterator[Any]:
-    """A child's control messages (queued by its link's reader) as they come, until the supervisor is
-    gone; with `idle`, also None every `poll_s` without one, for a loop that has other work."""
-    while not peer_gone.is_set():
-        try:
-            yield control.get(timeout=poll_s)
-        except queue.Empty:
-            if idle:
-                yield None
+class ChildLink(Link):
+    """A child process's link to the supervisor. Its reader thread hands every message to
+    `on_message`, which acts at once on what must not wait (frames, oracle commands) and `defer`s
+    the rest to the main thread's `messages`; those end when the supervisor is gone."""
+
+    def __init__(
+        self, conn: Wire, name: str, on_message: Callable[[Any], None], *, frame_limit: int = 0
+    ) -> None:
+        self._deferred: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.supervisor_gone = threading.Event()
+        super().__init__(conn, name, on_message, self.supervisor_gone.set, frame_limit=frame_limit)
+
+    def defer(self, message: Any) -> None:
+        self._deferred.put(message)
+
+    def messages(self, poll_s: float, *, idle: bool = False) -> Iterator[Any]:
+        """The deferred messages as they come, until the supervisor is gone; with `idle`, also None
+        every `poll_s` without one, for a loop that has other work."""
+        while not self.supervisor_gone.is_set():
+            try:
+                yield self._deferred.get(timeout=poll_s)
+            except queue.Empty:
+                if idle:
+                    yield None
 
 
 def serve_child(argv: list[str] | None, run: Callable[[Connection, Any], int]) -> None:

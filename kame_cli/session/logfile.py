@@ -17,7 +17,7 @@ import os
 import stat
 import types
 import typing
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,9 +49,10 @@ class LogFormatError(ConfigError):
     """A session log holds a line that is not an event of this layout (bad input: exit 2)."""
 
 
-def event_record(event: Event) -> dict[str, object]:
-    """The JSON object written for one event: its type name plus its fields."""
-    record: dict[str, object] = {"type": type(event).__name__}
+def event_record(event: Any, name: str | None = None) -> dict[str, object]:
+    """The JSON object written for one event (or another flat dataclass): its type name (or `name`)
+    plus its fields."""
+    record: dict[str, object] = {"type": name or type(event).__name__}
     for field in dataclasses.fields(event):
         value = getattr(event, field.name)
         record[field.name] = list(value) if isinstance(value, tuple) else value
@@ -98,15 +99,16 @@ def decode_line(line: str | bytes) -> Event | None:
     return decode_record(record)
 
 
-def decode_record(record: Any) -> Event | None:
-    """The event a parsed JSON value describes (a log line's, or a `kame serve` metadata message's);
-    None for an unknown type or an older layout; ValueError saying why it is not an event."""
+def decode_record(record: Any, types: Mapping[str, type] = EVENT_TYPES) -> Any:
+    """The event (of `types`, by name) a parsed JSON value describes (a log line's, or a `kame serve`
+    metadata message's); None for an unknown type or an older layout; ValueError saying why it is
+    not an event."""
     if not isinstance(record, dict):
         raise ValueError(f"a JSON {type(record).__name__}, not an event object")
     name = record.get("type")
     if not isinstance(name, str):
         raise ValueError('no "type" naming the event')
-    cls = EVENT_TYPES.get(name)
+    cls = types.get(name)
     if cls is None:
         return None  # a newer kame's event: skipped
     values: dict[str, Any] = {}
@@ -119,7 +121,7 @@ def decode_record(record: Any) -> Event | None:
             values[f.name] = _checked(record[f.name], hint)
         except ValueError as err:
             raise ValueError(f"{name}.{f.name}: {err}") from None
-    return typing.cast(Event, cls(**values))
+    return cls(**values)
 
 
 @functools.cache

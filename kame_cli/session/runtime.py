@@ -56,6 +56,8 @@ from kame_cli.events import (
     ProcessStarted,
     SessionSummary,
     StepTiming,
+    ToolCallFinished,
+    ToolCallStarted,
 )
 from kame_cli.session.child import ChildProcess, Launcher, launch_module
 from kame_cli.session.dispatch import Dispatch
@@ -87,9 +89,19 @@ _POLL_S = 0.05
 _EVENT_TYPES: tuple[type, ...] = get_args(Event)
 
 _Numbered = TypeVar(
-    "_Numbered", OracleRequestStarted, OracleChunk, OracleFinished, OracleReset, OracleAppend, OracleClear
+    "_Numbered",
+    OracleRequestStarted,
+    OracleChunk,
+    OracleFinished,
+    OracleReset,
+    OracleAppend,
+    OracleClear,
+    ToolCallStarted,
+    ToolCallFinished,
 )
-_NumberedEvent = TypeVar("_NumberedEvent", OracleRequestStarted, OracleChunk, OracleFinished)
+_NumberedEvent = TypeVar(
+    "_NumberedEvent", OracleRequestStarted, OracleChunk, OracleFinished, ToolCallStarted, ToolCallFinished
+)
 _NumberedCommand = TypeVar("_NumberedCommand", OracleAppend, OracleClear)
 
 
@@ -337,12 +349,12 @@ class Session:
         return (
             Dispatch()
             .on_each(_EVENT_TYPES, self.bus.publish)
-            .on(OracleRequestStarted, self._oracle_event)
-            .on(OracleChunk, self._oracle_event)
-            .on(OracleFinished, self._oracle_event)
+            .on_each(
+                (OracleRequestStarted, OracleChunk, OracleFinished, ToolCallStarted, ToolCallFinished),
+                self._oracle_event,
+            )
             .on(OracleReset, self._oracle_reset)
-            .on(OracleAppend, self._oracle_command)
-            .on(OracleClear, self._oracle_command)
+            .on_each((OracleAppend, OracleClear), self._oracle_command)
             .on(Ready, self._backend_ready)
             .on(Running, self._backend_running)
             .on(SttFlushed, self._stt_flushed)

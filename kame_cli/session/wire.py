@@ -14,6 +14,7 @@ from kame_cli.audio_io.aec_wiring import EchoSpec
 from kame_cli.audio_io.config import AudioConfig
 from kame_cli.backends.oracle.config import LlmConfig, PolicyConfig, PromptConfig
 from kame_cli.backends.stt.config import SttConfig
+from kame_cli.backends.tools.config import ToolServerConfig
 from kame_cli.engine.config import FrontendConfig
 from kame_cli.errors import KameError
 from kame_cli.session.options import InputSpec, OutputSpec
@@ -57,6 +58,8 @@ class BackendSetup:
     attempt: int
     idle_priority: bool = False
     """`--realtime`: the whole process runs under SCHED_IDLE, on CPU time nothing else wants."""
+    tools: tuple[ToolServerConfig, ...] = ()
+    """The profile's `[[tools]]`: MCP servers the oracle's LLM may call."""
 
 
 @dataclass(frozen=True, slots=True)

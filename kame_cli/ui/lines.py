@@ -15,7 +15,20 @@ from kame_cli.events import (
     OracleRequestStarted,
     ProcessEnded,
     ProcessStarted,
+    ToolCallFinished,
+    ToolCallStarted,
 )
+
+
+def tool_call_text(event: ToolCallStarted | ToolCallFinished) -> str:
+    """One tool call in words, for the plain lines, the panel and `kame replay`."""
+    if isinstance(event, ToolCallStarted):
+        return f"tool {event.server}.{event.name}({event.arguments}) running"
+    size = (
+        f", {event.result_chars} chars" + (" (cut)" if event.truncated else "") if event.result_chars else ""
+    )
+    why = f": {event.message}" if event.message else ""
+    return f"tool {event.server}.{event.name} {event.outcome} in {event.duration_ms:.0f} ms{size}{why}"
 
 
 class LineView:
@@ -53,6 +66,8 @@ class LineView:
             return f"oracle #{event.generation} {event.outcome}: {event.text!r}"
         if isinstance(event, BackendStatus):
             return f"{event.component} {event.state}: {event.message}"
+        if isinstance(event, ToolCallStarted | ToolCallFinished):
+            return f"oracle #{event.generation} {tool_call_text(event)}"
         if isinstance(event, ProcessEnded) and not event.expected:
             return f"{event.role} process died ({event.reason})"
         if isinstance(event, ProcessStarted) and event.attempt > 1:

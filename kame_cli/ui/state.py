@@ -23,6 +23,8 @@ from kame_cli.events import (
     ProcessEnded,
     ProcessStarted,
     StepTiming,
+    ToolCallFinished,
+    ToolCallStarted,
 )
 from kame_cli.stats import percentile
 
@@ -206,6 +208,14 @@ def _on_aec(state: ViewState, ev: AecStatus) -> None:
     state.status["aec"] = ("ok", f"on, {erle}{delay}")
 
 
+def _on_tool_call(state: ViewState, ev: ToolCallStarted | ToolCallFinished) -> None:
+    # The Status row's "tools" line: the call running now, or how the last one ended.
+    from kame_cli.ui.lines import tool_call_text
+
+    failed = isinstance(ev, ToolCallFinished) and ev.outcome not in ("ok", "cancelled")
+    state.status["tools"] = ("degraded" if failed else "ok", tool_call_text(ev))
+
+
 _HANDLERS: dict[type, Callable[[ViewState, object], None]] = {
     PartialTranscript: _on_partial,  # type: ignore[dict-item]
     FinalTranscript: _on_final,  # type: ignore[dict-item]
@@ -222,4 +232,6 @@ _HANDLERS: dict[type, Callable[[ViewState, object], None]] = {
     ProcessStarted: _on_process_started,  # type: ignore[dict-item]
     ProcessEnded: _on_process_ended,  # type: ignore[dict-item]
     AecStatus: _on_aec,  # type: ignore[dict-item]
+    ToolCallStarted: _on_tool_call,  # type: ignore[dict-item]
+    ToolCallFinished: _on_tool_call,  # type: ignore[dict-item]
 }

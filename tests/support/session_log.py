@@ -28,6 +28,8 @@ from kame_cli.events import (
     ProcessStarted,
     SessionSummary,
     StepTiming,
+    ToolCallFinished,
+    ToolCallStarted,
 )
 from kame_cli.session.logfile import encode_events, with_session_marks
 from tests.support.speech import speak
@@ -54,6 +56,9 @@ def session_events(audio_s: float) -> list[Event]:
         if k == 20:
             events.append(PartialTranscript(t, "what is the capital", "", 1.6, 0.3, pause=True))
             events.append(OracleRequestStarted(t, 1, "pause", "what is the capital"))
+            events.append(ToolCallStarted(t, 1, "call_1", "atlas", "capital_of", '{"country": "France"}'))
+        if k == 21:
+            events.append(ToolCallFinished(t, 1, "call_1", "atlas", "capital_of", "ok", 70.0, 5, False, ""))
         if k == 22:
             events.append(OracleChunk(t, 1, "Paris", (11, 12), True, 160.0))
             events.append(OracleFed(t, k, START_TOKEN, 2))

@@ -184,6 +184,9 @@ class LlmConfig:
     """Passed to `litellm.acompletion` as is (e.g. `num_ctx`, `keep_alive`, `top_p`)."""
     server: LocalServerConfig | None = None
     """`[llm.server]`: a local llama.cpp server kame starts for this profile (see its keys below)."""
+    max_tool_rounds: Annotated[int, Field(ge=1, le=10)] = 2
+    """Most tool-calling rounds in one oracle request; after them the LLM must answer in
+    words (`tool_choice = "none"`). Only used when the profile has `[[tools]]`."""
 
     @property
     def litellm_model(self) -> str:
@@ -234,6 +237,10 @@ class PromptConfig:
     only that (llama.cpp with SmolLM2-135M on this CPU: 80 ms to the first token instead of 135).
     False: every request has the front-end's words up to that moment, before the user's line, as
     the reference sends them."""
+    tool_bridge: Annotated[str, Field(max_length=200)] = ""
+    """Words sent into the oracle stream at once when the LLM calls a tool (e.g. `let me
+    check`), so the voice can bridge the wait; empty: none. The answer built from the tool's result
+    follows in the same oracle, as the LLM writes it."""
 
 
 @dataclass(frozen=True, slots=True)

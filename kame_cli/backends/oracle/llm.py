@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncGenerator
-from typing import Any
+from collections.abc import AsyncGenerator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from kame_cli.backends.oracle.config import LlmConfig, redact_userinfo, resolve_api_key
 from kame_cli.backends.oracle.faults import StreamCutOff, StreamTimeout
+
+if TYPE_CHECKING:
+    from kame_cli.backends.tools.calls import ToolCallDeltas
 
 
 def import_litellm() -> Any:
@@ -65,8 +68,18 @@ class LlmClient:
             return self.llm.litellm_model
         return f"{self.llm.litellm_model} at {redact_userinfo(self.api_base)}"
 
-    async def stream(self, messages: list[dict[str, str]]) -> AsyncGenerator[str, None]:
+    async def stream(
+        self,
+        messages: Sequence[dict[str, Any]],
+        *,
+        tools: Sequence[dict[str, Any]] = (),
+        tool_choice: str | None = None,
+        calls: ToolCallDeltas | None = None,
+    ) -> AsyncGenerator[str, None]:
         """Text chunks of one answer; raises on any failure (`StreamTimeout` when bounds are hit).
+
+        With `tools` (OpenAI function declarations) the LLM may ask for calls instead of, or after,
+        words: their streamed pieces go to `calls`.
 
         The stream-end rule: an answer is complete only when the server said so, with a finish
         reason (OpenAI's `finish_reason`, Ollama's `done`, Anthropic's stop event, as LiteLLM
@@ -81,9 +94,13 @@ class LlmClient:
             kwargs["api_base"] = self.api_base
         if self.api_key is not None:
             kwargs["api_key"] = self.api_key
+        if tools:
+            kwargs["tools"] = list(tools)
+            if tool_choice is not None:
+                kwargs["tool_choice"] = tool_choice
         call = self._litellm.acompletion(
             model=llm.litellm_model,
-            messages=messages,
+            messages=list(messages),
             stream=True,
             max_tokens=llm.max_tokens,
             temperature=llm.temperature,
@@ -110,7 +127,11 @@ class LlmClient:
                 if not chunk.choices:
                     continue
                 finish_seen = finish_seen or bool(getattr(chunk.choices[0], "finish_reason", None))
-                text = chunk.choices[0].delta.content
+                delta = chunk.choices[0].delta
+                if calls is not None and getattr(delta, "tool_calls", None):
+                    seen = True
+                    calls.add(delta.tool_calls)
+                text = delta.content
                 if text:
                     seen = True
                     yield text

@@ -14,9 +14,9 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 from kame_cli.backends.oracle.config import LlmConfig, PolicyConfig, PromptConfig
 from kame_cli.backends.oracle.executor import ClosingExecutor
@@ -39,8 +39,15 @@ from kame_cli.events import (
     OracleRequestStarted,
     OracleReset,
     PartialTranscript,
+    ToolCallFinished,
+    ToolCallStarted,
 )
 from kame_cli.priority import deprioritize_current_thread
+
+if TYPE_CHECKING:
+    from kame_cli.backends.tools.calls import ToolCallRequest
+    from kame_cli.backends.tools.config import ToolServerConfig
+    from kame_cli.backends.tools.host import ToolHost, ToolResult
 
 Tokenize = Callable[[str], list[int]]
 
@@ -49,6 +56,14 @@ Tokenize = Callable[[str], list[int]]
 class _Stream:
     generation: int
     task: asyncio.Task[None]
+
+
+@dataclass(slots=True)
+class _Answer:
+    """What one request has put into the oracle so far (LLM text and any bridge phrase)."""
+
+    parts: list[str] = field(default_factory=list)
+    sent_any: bool = False
 
 
 class OracleProducer:
@@ -71,6 +86,7 @@ class OracleProducer:
         events: EventSink,
         clock: SessionClock,
         api_base: str | None = None,
+        tools: Sequence[ToolServerConfig] = (),
     ) -> None:
         self.llm = llm
         self.policy = policy
@@ -88,6 +104,10 @@ class OracleProducer:
         # Set by stop() in the caller's thread: from then on nothing more is sent.
         self._closed = False
         self._client: LlmClient | None = None
+        self._tool_servers = tuple(tools)
+        self._tools: ToolHost | None = None
+        self._tools_health: Literal["ok", "degraded", "error"] = "ok"
+        self._tools_settled = threading.Event()
         # Everything below belongs to the loop thread.
         self.conversation = Conversation(hold_context=prompt.hold_context)
         self.restart = RestartPolicy(policy)
@@ -98,13 +118,21 @@ class OracleProducer:
     # --- any thread ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Import LiteLLM (about 2 s, so before audio starts) and start the producer's thread."""
+        """Import LiteLLM (about 2 s, so before audio starts) and start the producer's thread; with
+        tools, import the MCP SDK too and wait until every tool server has started or failed to
+        (bounded by their `start_timeout_s`), so that the first request already has the tools."""
         if self._thread is not None:
             raise RuntimeError("OracleProducer.start() called twice")
         self._client = LlmClient(self.llm, self._api_base)
+        if self._tool_servers:
+            from kame_cli.backends.tools.host import import_sdk
+
+            import_sdk()  # 1-2 s of imports that would otherwise block the loop's first polls
         self._thread = threading.Thread(target=self._run, name="kame-oracle", daemon=False)
         self._thread.start()
         self._ready.wait(timeout=5.0)
+        if self._tool_servers:
+            self._tools_settled.wait(timeout=max(s.start_timeout_s for s in self._tool_servers) + 1.0)
 
     def on_event(self, event: Event) -> None:
         """Hand over a transcript or front-end event; never blocks, callable from any thread."""
@@ -141,6 +169,8 @@ class OracleProducer:
             self._ready.set()
             with contextlib.suppress(asyncio.CancelledError):
                 loop.run_until_complete(self._main_task)
+            if self._tools is not None:
+                loop.run_until_complete(self._tools.close())
             assert self._client is not None
             loop.run_until_complete(self._client.close())
             loop.run_until_complete(loop.shutdown_asyncgens())
@@ -149,6 +179,13 @@ class OracleProducer:
             loop.close()
 
     async def _main(self) -> None:
+        if self._tool_servers:
+            from kame_cli.backends.tools.host import ToolHost
+
+            self._tools = ToolHost(self._tool_servers, self._tool_status)
+            self._tools.start()  # a server not ready yet (past start()'s wait) is offered once it is
+            settling = asyncio.get_running_loop().create_task(self._tools.settled())
+            settling.add_done_callback(lambda _task: self._tools_settled.set())
         try:
             self._drain_inbox()
             while True:
@@ -240,39 +277,12 @@ class OracleProducer:
 
     async def _stream(self, generation: int, messages: list[dict[str, str]], started: float) -> None:
         assert self._client is not None
-        parts: list[str] = []
+        answer = _Answer()
         outcome: Literal["completed", "cancelled", "failed"] = "failed"
-        sent_any = False
         try:
-            async with contextlib.aclosing(self._client.stream(messages)) as chunks:
-                async for raw in chunks:
-                    piece = raw.strip()
-                    if not piece:
-                        continue
-                    if not self._is_live(generation):
-                        outcome = "cancelled"
-                        return
-                    token_ids = tuple(self._tokenize(piece))
-                    first = not sent_any
-                    # Published before the commands go out, so every view sees the chunk before
-                    # the front-end can report feeding it.
-                    self._publish(
-                        OracleChunk(
-                            t=self._clock.now(),
-                            generation=generation,
-                            text=piece,
-                            token_ids=token_ids,
-                            first=first,
-                            latency_ms=(time.monotonic() - started) * 1000.0,
-                        )
-                    )
-                    if first:
-                        self._send(generation, OracleReset(generation))
-                        sent_any = True
-                        self._mark_ok()
-                    if token_ids:
-                        self._send(generation, OracleAppend(generation, token_ids))
-                    parts.append(raw)
+            if not await self._answer(generation, messages, started, answer):
+                outcome = "cancelled"
+                return
             outcome = "completed"
             if self._is_live(generation):
                 self.restart.on_completed()
@@ -282,17 +292,132 @@ class OracleProducer:
             raise
         # Whatever the LLM library or the server does wrong must end here: the audio goes on.
         except Exception as err:
-            self._on_fault(err, generation, sent_any=sent_any, first_chunk_seen=bool(parts))
+            self._on_fault(err, generation, sent_any=answer.sent_any, first_chunk_seen=bool(answer.parts))
         finally:
             if self._running is not None and self._running.generation == generation:
                 self._running = None
             self._publish(
                 OracleFinished(
-                    t=self._clock.now(), generation=generation, outcome=outcome, text="".join(parts).strip()
+                    t=self._clock.now(),
+                    generation=generation,
+                    outcome=outcome,
+                    text="".join(answer.parts).strip(),
                 )
             )
             if outcome == "completed" and self.restart.start_after_completion():
                 self._evaluate(time.monotonic())
+
+    async def _answer(
+        self, generation: int, messages: list[dict[str, str]], started: float, answer: _Answer
+    ) -> bool:
+        """Stream the LLM's answer into the oracle, running the tools it calls on the way; False if
+        the request stopped being live (a restart) before it ended."""
+        from kame_cli.backends.tools.calls import ToolCallDeltas, assistant_message, tool_message
+
+        assert self._client is not None
+        history: list[dict[str, Any]] = list(messages)
+        schemas = self._tools.schemas() if self._tools is not None else []
+        rounds = 0
+        while True:
+            calls = ToolCallDeltas()
+            # Past the last round the LLM may still see the tools, but must answer in words.
+            choice = "none" if rounds >= self.llm.max_tool_rounds else None
+            said = len(answer.parts)
+            # Without tools offered, a call the LLM makes up anyway is ignored, not run.
+            stream = self._client.stream(
+                history, tools=schemas, tool_choice=choice, calls=calls if schemas else None
+            )
+            async with contextlib.aclosing(stream) as chunks:
+                async for raw in chunks:
+                    if not self._emit(generation, raw, started, answer):
+                        return False
+            requests = calls.requests()
+            if not requests or rounds >= self.llm.max_tool_rounds:
+                return True
+            rounds += 1
+            history.append(assistant_message("".join(answer.parts[said:]), requests))
+            if (
+                rounds == 1
+                and self.prompt.tool_bridge
+                and not self._emit(generation, self.prompt.tool_bridge + " ", started, answer)
+            ):
+                return False
+            for request in requests:
+                result = await self._run_tool(generation, request)
+                history.append(tool_message(request, result.text))
+            if not self._is_live(generation):
+                return False
+
+    def _emit(self, generation: int, raw: str, started: float, answer: _Answer) -> bool:
+        """Write one piece of the answer into the oracle; False once the request is not live."""
+        piece = raw.strip()
+        if not piece:
+            return True
+        if not self._is_live(generation):
+            return False
+        token_ids = tuple(self._tokenize(piece))
+        first = not answer.sent_any
+        # Published before the commands go out, so every view sees the chunk before the front-end
+        # can report feeding it.
+        self._publish(
+            OracleChunk(
+                t=self._clock.now(),
+                generation=generation,
+                text=piece,
+                token_ids=token_ids,
+                first=first,
+                latency_ms=(time.monotonic() - started) * 1000.0,
+            )
+        )
+        if first:
+            self._send(generation, OracleReset(generation))
+            answer.sent_any = True
+            self._mark_ok()
+        if token_ids:
+            self._send(generation, OracleAppend(generation, token_ids))
+        answer.parts.append(raw)
+        return True
+
+    async def _run_tool(self, generation: int, request: ToolCallRequest) -> ToolResult:
+        """One tool call with its events; a restart cancels it here (the MCP request with it)."""
+        assert self._tools is not None
+        server = self._tools.server_of(request.name)
+        call = (generation, request.call_id, server, request.name)
+        self._publish(ToolCallStarted(self._clock.now(), *call, request.shown_arguments()))
+        began = time.monotonic()
+        result: ToolResult | None = None
+        try:
+            result = await self._tools.call(request)
+            return result
+        finally:
+            took_ms = (time.monotonic() - began) * 1000.0
+            if result is None:  # cancelled: a restart superseded the request
+                ended = ToolCallFinished(self._clock.now(), *call, "cancelled", took_ms, 0, False, "restart")
+            else:
+                ended = ToolCallFinished(
+                    self._clock.now(),
+                    *call,
+                    result.outcome,
+                    took_ms,
+                    result.chars,
+                    result.truncated,
+                    result.message,
+                )
+            self._publish(ended)
+            if result is not None:
+                self._tool_call_status(request, result)
+
+    def _tool_call_status(self, request: ToolCallRequest, result: ToolResult) -> None:
+        if result.outcome != "ok":
+            self._tool_status(
+                "degraded", f"{request.name} {result.outcome}: {result.message}; the oracle went on"
+            )
+        elif self._tools_health != "ok":
+            self._tool_status("ok", f"{request.name} answered")
+
+    def _tool_status(self, state: Literal["ok", "degraded", "error"], message: str) -> None:
+        self._tools_health = state
+        self._publish(BackendStatus(t=self._clock.now(), component="tools", state=state, message=message))
 
     def _on_fault(
         self, err: BaseException, generation: int, *, sent_any: bool, first_chunk_seen: bool

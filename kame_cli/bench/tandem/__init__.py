@@ -12,6 +12,8 @@ from typing import Annotated
 
 import typer
 
+from kame_cli.cli_options import JsonOption
+
 
 def register(bench_app: typer.Typer) -> None:
     @bench_app.command("tandem")
@@ -33,7 +35,7 @@ def register(bench_app: typer.Typer) -> None:
         log_dir: Annotated[
             Path | None, typer.Option("--log-dir", help="Keep each session's log in DIR/<profile>.")
         ] = None,
-        as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+        as_json: JsonOption = False,
     ) -> None:
         """Informed-oracle latency against a cascade (STT final -> LLM first token), in one run."""
         from kame_cli.bench.tandem.bench import run_bench

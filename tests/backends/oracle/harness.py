@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from kame_cli.backends.oracle.config import LlmConfig, PolicyConfig, PromptConfig
 from kame_cli.backends.oracle.producer import OracleProducer
+from kame_cli.backends.tools.config import ToolServerConfig
 from kame_cli.bus import EventBus
 from kame_cli.clock import SessionClock
 from kame_cli.events import Event, OracleAppend, OracleClear, OracleCommand, OracleReset, PartialTranscript
@@ -102,6 +103,7 @@ def running_producer(
     *,
     tokenizer: Any,
     api_base: str | None,
+    tools: Sequence[ToolServerConfig] = (),
 ) -> Iterator[tuple[OracleProducer, Recorder]]:
     recorder = Recorder()
     producer = OracleProducer(
@@ -113,6 +115,7 @@ def running_producer(
         events=recorder.bus,
         clock=SessionClock(),
         api_base=api_base,
+        tools=tools,
     )
     producer.start()
     try:
