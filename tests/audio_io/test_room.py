@@ -151,5 +151,6 @@ def test_an_unknown_room_set_ends_with_one_line_and_exit_2() -> None:
 
     done = run_kame("bench", "echo", "--rooms", "huge", timeout=60)
     assert done.returncode == 2
-    assert stderr_lines(done.stderr) == ["kame: error: --rooms huge: choose one of classic, wide"], done.stderr
+    expected = "kame: error: --rooms huge: choose one of classic, wide"
+    assert stderr_lines(done.stderr) == [expected], done.stderr
     assert done.stdout == ""
