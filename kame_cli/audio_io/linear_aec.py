@@ -23,6 +23,10 @@ WebRTC's AEC3 removes echo well, but its suppressor treats the user talking over
   talks (the error outgrows the echo estimate). At a pause the microphone opens a few dB earlier:
   nothing is laid bare there, and a filter that converges in the next utterance's first words would
   otherwise hold the mute over a user who barges in softly (their first word, under the residual).
+- Once converged, the filter follows a jump of the echo's delay that the timestamps did not report
+  (`echo_path_jump.py` finds it; the filter's taps are shifted by as much), and a block whose error
+  comes out louder than the microphone (a filter off the path) is muted. Convergence is judged on
+  the error beyond the room's noise, which no filter removes.
 
 There is no residual-echo suppressor after that. One was tried (per bin, the echo estimate times the
 lowest residual ratio of the last 2 s, over-subtracted 1-8x, floored): behind this filter it made
