@@ -40,6 +40,7 @@ def _register_commands() -> None:
     from kame_cli.commands import register as register_session_commands
     from kame_cli.doctor.cli import register as register_doctor
     from kame_cli.eval import register as register_eval
+    from kame_cli.knowledge.cli import register as register_knowledge
     from kame_cli.profiles.cli import register as register_profiles
     from kame_cli.serve.cli import register as register_serve
 
@@ -49,6 +50,7 @@ def _register_commands() -> None:
     register_bench(app)
     register_eval(app)
     register_serve(app)
+    register_knowledge(app)
 
 
 _command: Any = None

@@ -314,6 +314,28 @@ class SessionStopped:
     reason: str
 
 
+# --- the user's documents (kame_cli.knowledge) ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Retrieval:
+    """Passages of the user's documents retrieved for oracle request `generation` from the user's words."""
+
+    t: float
+    generation: int
+    duration_ms: float
+    """From the request's start to its prompt being ready: what retrieval added before the LLM call."""
+    outcome: Literal["ok", "timeout", "failed"]
+    """`timeout`: `[knowledge] timeout_ms` ran out (the request took what was found by then);
+    `failed`: the index or the embedding model failed (the request went out without notes)."""
+    chars: int
+    """Characters of reference notes the request carries (bounded by `max_prompt_chars`)."""
+    query: str
+    """The user's words the passages were looked up with."""
+    sources: tuple[str, ...]
+    """Where each passage in the request is from (`handbook.md > Returns`), best first."""
+
+
 Event = (
     FrontendText
     | StepTiming
@@ -333,6 +355,7 @@ Event = (
     | AecStatus
     | SessionStarted
     | SessionStopped
+    | Retrieval
     | ToolCallStarted
     | ToolCallFinished
 )

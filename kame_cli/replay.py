@@ -90,6 +90,7 @@ def run_replay(
             wav = Path(tmp) / "input-cut.wav"
             sf.write(str(wav), audio, rate, subtype="PCM_16")
         say(f"replay of {log_dir}: {len(turns)} of {heard} user turns, {len(audio) / rate:.1f} s of input")
+        _say_retrievals(say, "recorded", recorded.events)
         results: list[dict[str, Any]] = []
         failed = False
         for label, prof in zip(labels, profiles, strict=True):
@@ -101,6 +102,8 @@ def run_replay(
                 print(f"kame: {err}", file=sys.stderr)
                 return 1
             result["label"] = label
+            if (target / "events.jsonl").is_file():
+                _say_retrievals(say, label, read_session(target).events)
             _say_tool_calls(target, say)
             failed |= bool(result["error"])
             results.append(result)
@@ -119,6 +122,15 @@ def run_replay(
         figures = {r["label"]: {k: v for k, v in r.items() if k != "questions"} for r in results}
         print(json.dumps({"source": str(log_dir), "fast": fast, "turns": rows, "profiles": figures}))
     return 1 if failed else 0
+
+
+def _say_retrievals(say: Any, label: str, events: Sequence[Any]) -> None:
+    """[knowledge] One line on what the user's documents gave the session, when it retrieved any."""
+    from kame_cli.knowledge.summary import retrieval_line
+
+    line = retrieval_line(events)
+    if line is not None:
+        say(f"{label}: {line}")
 
 
 def _say_tool_calls(log_dir: Path, say: Any) -> None:

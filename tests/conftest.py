@@ -43,6 +43,7 @@ COSTLY = (
     "tests/audio_io/",
     "tests/doctor/",
     "tests/backends/oracle/",
+    "tests/knowledge/",  # a paced kame talk, the oracle bench, LiteLLM through the producer
 )
 """After the real-time group, the costliest folders first: the other worker works through them while
 the real-time group runs, and the quick tests left at the end even out the two workers' finish."""

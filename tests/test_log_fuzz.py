@@ -75,6 +75,10 @@ def _bad_values(hint: Any) -> Iterator[tuple[str, Any]]:
         yield "int", 3
     elif origin is tuple:
         yield "int", 5
+        if typing.get_args(kind)[0] is str:  # `Retrieval.sources`
+            yield "numbers", [1]
+            yield "nested", [["a"]]
+            return
         yield "strings", ["a"]
         yield "fractions", [1.5]
         yield "nan_inside", Raw("[1, NaN]")

@@ -7,6 +7,8 @@ Three paths per round, in rotating order so load on the machine hits them alike:
 - litellm: the same request through `LlmClient` (LiteLLM); request to the first chunk with text.
 - producer: a `PartialTranscript` handed to a running `OracleProducer` to its first `OracleAppend`
   (policy, prompt building, LiteLLM, tokenizing, the thread hop).
+- informed (a profile with `[knowledge]`): the same through a second producer that retrieves
+  passages from the documents for each request; its `Retrieval` events time the retrieval itself.
 By default the bench starts the offline profile's llama.cpp server (SmolLM2-135M, 1 thread) itself.
 """
 
@@ -36,6 +38,8 @@ class BenchFailed(RuntimeFailure):
 
 
 OVERHEAD_TARGET_PCT = 10.0
+RETRIEVAL_TARGET_MS = 30.0
+"""Issue 34's bound on what retrieval (FTS5, this CPU) may add before an informed request leaves."""
 _QUESTIONS = [
     "what is the capital of france",
     "how many legs does a spider have",
@@ -57,6 +61,12 @@ class OracleBenchResult:
     """Inside the producer: its request's start to the first chunk (its own TTFT)."""
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    informed_ms: list[float] = field(default_factory=list)
+    """[knowledge] The producer with retrieval: partial to first append."""
+    retrieval_ms: list[float] = field(default_factory=list)
+    """[knowledge] Each informed request's retrieval: its start to its messages being ready, the
+    time retrieval adds before the request leaves."""
+    notes_chars: list[int] = field(default_factory=list)
 
 
 def _overhead_pct(values: list[float], base: list[float]) -> float:
@@ -81,6 +91,14 @@ def figures(result: OracleBenchResult) -> dict[str, object]:
     out["producer_overhead_pct"] = round(_overhead_pct(result.producer_ms, result.direct_ms), 2)
     out["load_before"] = list(result.load_before)
     out["load_after"] = list(result.load_after)
+    if result.informed_ms:  # [knowledge]
+        for q in (50, 95, 99):
+            out[f"informed_partial_to_append_p{q}_ms"] = round(percentile(result.informed_ms, q), 2)
+        for q in (50, 95):
+            out[f"retrieval_added_ms_p{q}"] = round(percentile(result.retrieval_ms, q), 3)
+        paired = [a - b for a, b in zip(result.informed_ms, result.producer_ms, strict=True)]
+        out["knowledge_added_ms_p50"] = round(statistics.median(paired), 2)
+        out["notes_chars_mean"] = round(statistics.fmean(result.notes_chars), 1)
     return out
 
 
@@ -103,6 +121,22 @@ def report(result: OracleBenchResult) -> str:
         lines.append(
             f"{label:<34}{len(values):>4}{percentile(values, 50):>9.1f}{percentile(values, 95):>9.1f}"
             f"{percentile(values, 99):>9.1f}{statistics.fmean(values):>9.1f}  {overhead}"
+        )
+    if result.informed_ms:  # [knowledge]
+        values = result.informed_ms
+        lines.append(
+            f"{'informed: partial -> first append':<34}{len(values):>4}{percentile(values, 50):>9.1f}"
+            f"{percentile(values, 95):>9.1f}{percentile(values, 99):>9.1f}{statistics.fmean(values):>9.1f}"
+        )
+        paired = statistics.median(a - b for a, b in zip(values, result.producer_ms, strict=True))
+        p50, p95 = percentile(result.retrieval_ms, 50), percentile(result.retrieval_ms, 95)
+        verdict = "meets" if p50 <= RETRIEVAL_TARGET_MS else "misses"
+        chars = statistics.fmean(result.notes_chars)
+        lines.append(
+            f"retrieval added p50 {p50:.2f} ms, p95 {p95:.2f} ms: {verdict} the "
+            f"<= {RETRIEVAL_TARGET_MS:g} ms target; with the notes' {chars:.0f} characters read by the "
+            "LLM, informed vs plain "
+            f"{paired:+.1f} ms (paired median)"
         )
     litellm = _overhead_pct(result.litellm_ms, result.direct_ms)
     verdict = "meets" if litellm <= OVERHEAD_TARGET_PCT else "misses"
@@ -221,8 +255,7 @@ def run_oracle_bench(profile_name: str, runs: int, warmup: int, max_tokens: int)
     from kame_cli.backends.oracle.producer import OracleProducer
     from kame_cli.backends.oracle.prompt import build_messages
     from kame_cli.bus import EventBus
-    from kame_cli.clock import SessionClock
-    from kame_cli.events import OracleChunk, OracleFinished
+    from kame_cli.events import OracleChunk, OracleFinished, Retrieval
     from kame_cli.profiles import check_environment, load_profile, prepare_llm_backend
 
     profile = load_profile(profile_name)
@@ -241,20 +274,8 @@ def run_oracle_bench(profile_name: str, runs: int, warmup: int, max_tokens: int)
         finished = bus.subscribe("bench", maxsize=0, accept=lambda e: isinstance(e, OracleFinished))
         chunks = bus.subscribe("chunks", maxsize=0, accept=lambda e: isinstance(e, OracleChunk) and e.first)
         probe = _ProducerProbe()
-        producer = OracleProducer(
-            llm,
-            # Each round's partial is a new text of about the same length: under the reference
-            # rule a finished answer stays current until 2 more words come, so the producer would
-            # send nothing. The path is what is timed here, not the rule.
-            dataclasses.replace(profile.policy, after_finish="any_change"),
-            profile.prompt,
-            tokenize=tokenizer.encode,
-            send=probe.send,
-            events=bus,
-            clock=SessionClock(),
-            api_base=api_base,
-        )
-        producer.start()
+        producer = _started_producer(profile, llm, tokenizer, bus, api_base, probe)
+        informed, informed_probe, retrievals = _informed_producer(profile, llm, tokenizer, bus, api_base)
 
         async def litellm_ms(messages: list[dict[str, str]]) -> float:
             started = time.perf_counter()
@@ -266,7 +287,7 @@ def run_oracle_bench(profile_name: str, runs: int, warmup: int, max_tokens: int)
                 raise BenchFailed("the stream ended without text")
             return first
 
-        def producer_ms(text: str) -> tuple[float, float]:
+        def producer_ms(text: str, producer: OracleProducer, probe: _ProducerProbe) -> tuple[float, float]:
             from kame_cli.events import PartialTranscript
 
             probe.first_append.clear()
@@ -286,10 +307,11 @@ def run_oracle_bench(profile_name: str, runs: int, warmup: int, max_tokens: int)
 
         try:
             requests = 0
+            questions = _QUESTIONS if informed is None else _document_questions(profile)
             for round_index in range(warmup + runs):
-                question = _QUESTIONS[round_index % len(_QUESTIONS)]
-                paths = ["direct", "litellm", "producer"]
-                shift = round_index % 3
+                question = questions[round_index % len(questions)]
+                paths = ["direct", "litellm", "producer"] + ([] if informed is None else ["informed"])
+                shift = round_index % len(paths)
                 for path in paths[shift:] + paths[:shift]:
                     # Each request differs from the one before at the same place (the number first):
                     # the server's prompt cache then helps every path alike, as it does consecutive
@@ -303,21 +325,97 @@ def run_oracle_bench(profile_name: str, runs: int, warmup: int, max_tokens: int)
                     elif path == "litellm":
                         ms = loop.run_until_complete(litellm_ms(messages))
                         target = result.litellm_ms
-                    else:
-                        ms, request_ms = producer_ms(text)
+                    elif path == "producer":
+                        ms, request_ms = producer_ms(text, producer, probe)
                         target = result.producer_ms
                         if round_index >= warmup:
                             result.producer_request_ms.append(request_ms)
+                    else:
+                        assert informed is not None and retrievals is not None
+                        retrievals.drain()
+                        ms, _ = producer_ms(text, informed, informed_probe)
+                        target = result.informed_ms
+                        if round_index >= warmup:
+                            # This round's: a late event of an earlier request may come with it.
+                            retrieval = [
+                                e for e in retrievals.drain() if isinstance(e, Retrieval) and e.query == text
+                            ][-1]
+                            result.retrieval_ms.append(retrieval.duration_ms)
+                            result.notes_chars.append(retrieval.chars)
                     if round_index >= warmup:
                         target.append(ms)
         finally:
             producer.stop(timeout=2.0)
+            if informed is not None:
+                informed.stop(timeout=2.0)
             loop.run_until_complete(direct.client.aclose())
             loop.run_until_complete(client.close())
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
     result.load_after = os.getloadavg()
     return result
+
+
+def _informed_producer(
+    profile: Profile, llm: Any, tokenizer: Any, bus: Any, api_base: str | None
+) -> tuple[Any, _ProducerProbe, Any]:
+    """[knowledge] A second producer that retrieves from the profile's documents (its index made or
+    refreshed first), its probe, and a subscription to its `Retrieval` events; (None, probe, None)
+    without `[knowledge]`."""
+    probe = _ProducerProbe()
+    if not profile.knowledge.documents:
+        return None, probe, None
+    from kame_cli.clock import SessionClock
+    from kame_cli.events import Retrieval
+    from kame_cli.knowledge.session import open_retriever, prepare_index
+
+    prepare_index(profile.knowledge, lambda line: typer.echo(line, err=True))
+    retrievals = bus.subscribe("retrievals", maxsize=0, accept=lambda e: isinstance(e, Retrieval))
+    clock = SessionClock()
+    knowledge = open_retriever(profile.knowledge, events=bus, clock=clock)
+    informed = _started_producer(profile, llm, tokenizer, bus, api_base, probe, clock, knowledge)
+    return informed, probe, retrievals
+
+
+def _started_producer(
+    profile: Profile,
+    llm: Any,
+    tokenizer: Any,
+    bus: Any,
+    api_base: str | None,
+    probe: _ProducerProbe,
+    clock: Any = None,
+    knowledge: Any = None,
+) -> Any:
+    from kame_cli.backends.oracle.producer import OracleProducer
+    from kame_cli.clock import SessionClock
+
+    producer = OracleProducer(
+        llm,
+        # Each round's partial is a new text of about the same length: under the reference rule a
+        # finished answer stays current until 2 more words come, so the producer would send
+        # nothing. The path is what is timed here, not the rule.
+        dataclasses.replace(profile.policy, after_finish="any_change"),
+        profile.prompt,
+        tokenize=tokenizer.encode,
+        send=probe.send,
+        events=bus,
+        clock=clock or SessionClock(),
+        api_base=api_base,
+        knowledge=knowledge,
+    )
+    producer.start()
+    return producer
+
+
+def _document_questions(profile: Profile) -> list[str]:
+    """[knowledge] Questions about the documents' own sections ("what about returns and refunds"),
+    so that every informed request carries notes, as a user asking about their documents would."""
+    from kame_cli.knowledge.index import KnowledgeIndex, default_index_path
+
+    index = KnowledgeIndex(default_index_path(profile.knowledge))
+    headings = index.headings()
+    return [f"what about {heading.split(' > ')[-1].lower()}" for heading in headings] or _QUESTIONS
 
 
 def register(bench_app: typer.Typer) -> None:

@@ -252,16 +252,10 @@ def _cpu_seconds(pid: int) -> float:
 def _local_steps(wav: Path, profile: str, model: str, directory: Path) -> list[float]:
     import io
 
-    from kame_cli.session.options import FrontendSpec, InputSpec
-    from kame_cli.session.talk import TalkOptions, run_talk
+    from kame_cli.bench.isolation import file_session
+    from kame_cli.session.talk import run_talk
 
-    opts = TalkOptions(
-        profile=profile,
-        frontend=FrontendSpec(model=model),
-        input=InputSpec(file=wav),
-        log_dir=directory,
-        no_ui=True,
-    )
+    opts = file_session(wav, profile, model, directory, no_ui=True)
     from kame_cli.session.logfile import read_log
 
     run_talk(opts, out=io.StringIO())

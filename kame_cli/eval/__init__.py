@@ -72,6 +72,13 @@ def register(app: typer.Typer) -> None:
             typer.Option(min=1.0, max=600.0, help="Seconds a judge may take per rating (then a failure)."),
         ] = 60.0,
         limit: Annotated[int | None, typer.Option(min=1, help="Only the first N questions.")] = None,
+        knowledge: Annotated[
+            bool,
+            typer.Option(
+                "--knowledge",
+                help="Each profile with [knowledge] documents also without them: what the documents add.",
+            ),
+        ] = False,
     ) -> None:
         """How much of the LLM's knowledge reaches the voice: spoken questions, judged answers, one table."""
         from kame_cli.eval.run import EvalOptions, run_eval
@@ -93,6 +100,7 @@ def register(app: typer.Typer) -> None:
                 seed=seed,
                 judge_timeout_s=judge_timeout,
                 limit=limit,
+                knowledge=knowledge,
             )
         )
         raise typer.Exit(code)

@@ -48,6 +48,8 @@ class EvalOptions:
     seed: int
     judge_timeout_s: float
     limit: int | None
+    knowledge: bool = False
+    """Each tandem whose profile names documents also runs without them (`eval/knowledge.py`)."""
 
 
 class Evaluation:
@@ -79,6 +81,11 @@ class Evaluation:
             frontend_only=opts.frontend_only,
             cascade=opts.cascade,
         )
+        self._plain_profiles: dict[Path, Profile] = {}
+        if opts.knowledge:
+            from kame_cli.eval.knowledge import pair_with_plain
+
+            self.setups, self._plain_profiles = pair_with_plain(self.setups, self.profiles, opts.out)
         check_voice(opts.voice, self.questions)
         self.first = self.profiles[specs[0]]
         self.cache = EvalDir(opts.out)
@@ -109,6 +116,10 @@ class Evaluation:
 
     def run(self) -> int:
         self.cache.check_settings(self.session_settings())
+        if self._plain_profiles:
+            from kame_cli.eval.knowledge import write_plain
+
+            write_plain(self._plain_profiles)
         sessions = self.session_setups()
         cascades = [s for s in self.setups if s.kind == "cascade"]
         total = len(self.questions) * (len(sessions) + len(cascades) + len(self.setups))

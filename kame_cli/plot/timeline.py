@@ -36,7 +36,8 @@ PANELS = (
     "audio: you (blue) and the assistant (orange)",
     "speech recognition: words heard",
     "oracle requests (LLM): bar from request to end, ▶ first chunk, | chunks; green completed, grey "
-    "cancelled, red failed; thick edge: informed; orange ◆ line: a tool call",
+    "cancelled, red failed; thick edge: informed; orange ◆ line: a tool call; purple ◆: documents "
+    "retrieved (hollow: none found)",
     "oracle tokens fed to the front-end",
     "front-end words (what the voice says)",
     "front-end step time",
@@ -286,7 +287,9 @@ def _oracle_panel(
         _note(ax, _request_label(gen), (gen.started_t - t0, y + 0.2), (0, 0), fontsize=7, color="#212121")
         answer = _answer_label(gen) + ("  (informed)" if knows else "")
         _note(ax, answer, (gen.started_t - t0, y - 0.2), (0, 0), fontsize=7, color=color, va="top")
-    _tool_marks(ax, record, {gen.number: -row for row, gen in zip(rows, ordered, strict=True)})
+    lanes = {gen.number: -row for row, gen in zip(rows, ordered, strict=True)}
+    _tool_marks(ax, record, lanes)
+    _retrieval_marks(ax, record, lanes)
     ax.set_ylim(-max(rows, default=0) - 0.7, 0.7)
     ax.set_yticks([])
 
@@ -303,6 +306,16 @@ def _tool_marks(ax: Axes, record: SessionRecord, lanes: dict[int, int]) -> None:
         ax.plot([began], [y], marker="D", color=_TOOL_COLOR, ms=5)
         label = f"{call.name} {call.outcome} {call.duration_ms:.0f} ms"
         _note(ax, label, (began, y), (0, 6), fontsize=6, color=_TOOL_COLOR)
+
+
+def _retrieval_marks(ax: Axes, record: SessionRecord, lanes: dict[int, int]) -> None:
+    """[knowledge] A diamond where each request's passages were ready, on that request's lane."""
+    from kame_cli.events import Retrieval
+
+    for ev in record.of_type(Retrieval):
+        if ev.generation in lanes:
+            found = "#6a1b9a" if ev.sources else "none"
+            ax.plot([ev.t - record.origin], [lanes[ev.generation]], "D", ms=5, color="#6a1b9a", mfc=found)
 
 
 def _fed_panel(ax: Axes, record: SessionRecord, generations: dict[int, Generation]) -> None:

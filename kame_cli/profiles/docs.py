@@ -110,6 +110,8 @@ def _toml(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return json.dumps(value)
+    if isinstance(value, tuple):
+        return json.dumps(list(value))  # a TOML array
     return str(value)
 
 

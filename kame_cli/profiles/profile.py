@@ -30,6 +30,7 @@ from kame_cli.backends.stt.config import SttConfig
 from kame_cli.backends.tools.config import ToolServerConfig
 from kame_cli.engine.config import FrontendConfig
 from kame_cli.errors import ProfileError
+from kame_cli.knowledge.config import KnowledgeConfig
 from kame_cli.profiles.schema import (
     MAX_FILE_BYTES,
     SchemaError,
@@ -65,6 +66,7 @@ class Profile:
     stt: SttConfig
     frontend: FrontendConfig
     audio: AudioConfig  # [aec] `[audio]`: echo cancellation, noise suppression, high-pass
+    knowledge: KnowledgeConfig  # [knowledge] the user's documents behind the oracle
     tools: tuple[ToolServerConfig, ...] = ()  # [tools] `[[tools]]`: MCP servers the LLM may call
 
     @property
@@ -305,9 +307,23 @@ def parse_profile(data: dict[str, Any], *, name: str, path: Path, source: Source
         if not gguf.is_absolute():
             gguf = (path.parent / gguf).resolve()
         built["llm"] = dataclasses.replace(llm, server=dataclasses.replace(llm.server, gguf=str(gguf)))
+    built["knowledge"] = _knowledge_paths(built["knowledge"], path)
     for key, cls in arrays.items():
         built[key] = _build_array(shown, key, cls, data.get(key, []), path.parent)
     return Profile(name=name, path=path, source=source, description=description, **built)
+
+
+def _knowledge_paths(knowledge: KnowledgeConfig, path: Path) -> KnowledgeConfig:
+    # [knowledge] Paths in a profile are relative to its file, wherever kame runs from.
+    def resolved(pattern: str) -> str:
+        expanded = os.path.expanduser(pattern)
+        return expanded if os.path.isabs(expanded) else os.path.join(path.parent.resolve(), expanded)
+
+    return dataclasses.replace(
+        knowledge,
+        documents=tuple(resolved(p) for p in knowledge.documents),
+        index=None if knowledge.index is None else resolved(knowledge.index),
+    )
 
 
 def _build_array(shown: str, key: str, cls: type, value: Any, folder: Path) -> tuple[Any, ...]:

@@ -21,6 +21,9 @@ def check_environment(profile: Profile) -> str | None:
     `kame profiles check` to print; callers that only need the check can ignore it. The key's value
     is never shown.
     """
+    from kame_cli.knowledge.session import check_documents
+
+    check_documents(profile.knowledge, profile.shown_path)  # [knowledge] bad paths: before anything loads
     if api_key_from_env(profile.llm, profile.shown_path) is None:
         return None
     return f"{profile.llm.api_key_env} is set"

@@ -12,6 +12,7 @@ Callbacks here run on the links' reader threads; they only hand messages on.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -82,12 +83,13 @@ class FrontendHost:
 class Backend:
     """One session's back-end process; `route` is set to the session that owns it."""
 
-    def __init__(self, setup: BackendSetup) -> None:
+    def __init__(self, setup: BackendSetup, on_stopped: Callable[[], None] | None = None) -> None:
         self.route: Callable[[Any], None] | None = None
         self.on_gone: Callable[[], None] | None = None
         self.ready = threading.Event()
         self.failure: str | None = None
         self.clock_origin = setup.clock_origin
+        self._on_stopped = on_stopped
         self.child = ChildProcess(
             "backend",
             "kame_cli.session.backend_proc",
@@ -123,52 +125,84 @@ class Backend:
 
     def stop(self) -> None:
         self.child.stop(_BACKEND_CLOSE_S)
+        if self._on_stopped is not None:
+            self._on_stopped()
 
 
 class BackendPool:
-    """Keeps one back-end loaded ahead; `take` hands it out and starts loading the next."""
+    """Keeps a loaded back-end ahead for every free session slot (one at least): sessions admitted
+    together all start at once. A session that had to wait for a back-end to load would wait without
+    reading its WebSocket (tens of seconds on a loaded CPU), and the server's own heartbeat closes
+    such a connection. `take` hands a spare out; the pool loads the next ones at once."""
 
-    def __init__(self, setup: BackendSetup | None) -> None:
+    def __init__(
+        self,
+        setup: BackendSetup | None,
+        slots: int = 1,
+        make: Callable[[BackendSetup, Callable[[], None]], Backend] = Backend,
+    ) -> None:
         self._setup = setup
+        self._slots = max(1, slots)
+        self._make = make
         self._lock = threading.Lock()
-        self._spare: Backend | None = None
+        self._spares: list[Backend] = []
+        self._taken: list[Backend] = []
         self._closed = False
 
+    def _wanted(self) -> int:
+        """Spares to hold now (under the lock): one per slot no live session's back-end holds."""
+        self._taken = [backend for backend in self._taken if backend.alive]
+        return max(1, self._slots - len(self._taken))
+
     def fill(self) -> None:
+        """Start loading spares up to one per free slot; also called when a session's back-end stops."""
         with self._lock:
-            if self._setup is not None and self._spare is None and not self._closed:
-                self._spare = Backend(self._setup)
+            setup = self._setup
+            while setup is not None and not self._closed and len(self._spares) < self._wanted():
+                self._spares.append(self._make(setup, self.fill))
 
     def take(self) -> Backend | None:
-        """The spare back-end (loaded or still loading), or None with no back-end configured."""
+        """A spare back-end (the oldest loaded one, else the oldest still loading), or None with no
+        back-end configured."""
         with self._lock:
-            spare, self._spare = self._spare, None
+            spare = next((b for b in self._spares if b.ready.is_set()), None)
+            if spare is None and self._spares:
+                spare = self._spares[0]
+            if spare is not None:
+                self._spares.remove(spare)
         if spare is not None and not spare.alive and spare.ready.is_set():
             spare.stop()
             spare = None
-        if spare is None and self._setup is not None and not self._closed:
-            spare = Backend(self._setup)
+        with self._lock:
+            if spare is None and self._setup is not None and not self._closed:
+                spare = self._make(self._setup, self.fill)
+            if spare is not None:
+                self._taken.append(spare)
         self.fill()
         return spare
 
     def wait_spare(self, timeout: float) -> None:
-        """Block until the spare back-end has loaded (so that a session can start at once);
-        `RuntimeFailure` (one line) if it failed."""
+        """Block until every spare back-end has loaded (so that as many sessions as there are slots
+        can start at once); `RuntimeFailure` (one line) if one failed."""
         with self._lock:
-            spare = self._spare
-        if spare is None:
-            return
-        if not spare.ready.wait(timeout):
-            raise RuntimeFailure(f"the speech recognizer did not load within {timeout:.0f} s")
-        if spare.failure is not None:
-            raise RuntimeFailure(spare.failure)
+            spares = list(self._spares)
+        deadline = time.monotonic() + timeout
+        for spare in spares:
+            if not spare.ready.wait(max(0.0, deadline - time.monotonic())):
+                raise RuntimeFailure(f"the speech recognizer did not load within {timeout:.0f} s")
+            if spare.failure is not None:
+                raise RuntimeFailure(spare.failure)
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            spare, self._spare = self._spare, None
-        if spare is not None:
-            spare.stop()
+            spares, self._spares = self._spares, []
+        # Together: each may take its whole close timeout (one still importing does not hear Stop).
+        stopping = [threading.Thread(target=spare.stop, name="kame-spare-stop") for spare in spares]
+        for thread in stopping:
+            thread.start()
+        for thread in stopping:
+            thread.join()
 
 
 def deprioritize_llm_server() -> None:

@@ -177,8 +177,10 @@ class KameServer:
                 clock_origin=time.monotonic(),
                 realtime=True,
                 attempt=1,
+                knowledge=profile.knowledge if profile.knowledge.documents else None,
                 tools=profile.tools,
-            )
+            ),
+            slots=o.max_sessions,
         )
         self._stack.callback(self.pool.close)
         self.pool.fill()
@@ -192,6 +194,8 @@ class KameServer:
         runner, self._runner = self._runner, None
         for site in list(runner.sites):
             await site.stop()  # no new connections from here on
+        if self.pool is not None:
+            await asyncio.to_thread(self.pool.close)  # before the sessions end: none is replaced
         for session in list(self._sessions.values()):
             session.stop(1001, "the server is shutting down")
         for ws in list(self._waiting):

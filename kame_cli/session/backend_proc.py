@@ -1,4 +1,7 @@
-"""The back-end process: the streaming STT and the oracle producer (LiteLLM), at niceness 10.
+"""The back-end process: the streaming STT and the oracle producer (LiteLLM), on spare CPU time.
+
+It loads at niceness 10; once the session runs, its threads are under SCHED_IDLE, lifted back
+to niceness 10 while the STT is starved (`priority.StarvationGuard`).
 
 It hears the user's frames and the front-end's words from the supervisor, and sends back events
 (transcripts, oracle chunks, statuses) and oracle commands for the front-end. If it dies, the
@@ -10,7 +13,9 @@ Run as `python -m kame_cli.session.backend_proc --fd N` by the supervisor.
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
+import time
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -19,7 +24,7 @@ import numpy as np
 from kame_cli.clock import FRAME_SAMPLES, FRAME_SECONDS, SessionClock
 from kame_cli.errors import KameError
 from kame_cli.events import Event, FinalTranscript, FrontendText, PartialTranscript
-from kame_cli.priority import deprioritize_current_thread, idle_thread
+from kame_cli.priority import BACKGROUND_NICENESS, StarvationGuard, deprioritize_process_tree
 from kame_cli.session.link import ChildLink, Link, serve_child
 from kame_cli.session.wire import (
     BackendSetup,
@@ -27,6 +32,7 @@ from kame_cli.session.wire import (
     EndOfInput,
     Failure,
     Go,
+    Notice,
     Ready,
     Running,
     Stop,
@@ -64,6 +70,27 @@ class _Events:
             self.oracle.on_event(event)
 
 
+class SttLag:
+    """How far behind the user the STT is, for the `StarvationGuard`: the audio queued that its
+    thread has not taken in, or, once the input ended, how long its last final has been awaited
+    (no audio queues up then, however starved it is)."""
+
+    def __init__(self, stt: Any = None) -> None:
+        self.stt = stt
+        self._ended_at: float | None = None
+
+    def input_ended(self) -> None:
+        self._ended_at = time.monotonic()
+
+    def flushed(self) -> None:
+        self._ended_at = None
+
+    def __call__(self) -> float:
+        queued = self.stt.backlog_s if self.stt is not None else 0.0
+        ended_at = self._ended_at
+        return max(queued, time.monotonic() - ended_at) if ended_at is not None else queued
+
+
 class BackendProcess:
     """Loads the STT model (and LiteLLM), then runs `SttWorker` and `OracleProducer` until `Stop`."""
 
@@ -74,7 +101,9 @@ class BackendProcess:
         self._clock = SessionClock(setup.clock_origin)
         self.stt: Any = None
         self.oracle: Any = None
+        self.guard: StarvationGuard | None = None
         self._expected: int | None = None
+        self._lag = SttLag()
 
     def _on_message(self, message: Any) -> None:
         # On the link's reader thread: frames and words go straight on (both calls never block).
@@ -84,6 +113,8 @@ class BackendProcess:
             if self.oracle is not None:
                 self.oracle.on_event(message)
         else:
+            if isinstance(message, Stop) and self.guard is not None:
+                self.guard.release()  # the main thread must not wait for spare CPU time to end
             self.link.defer(message)
 
     def _on_frame(self, message: UserFrame) -> None:
@@ -133,6 +164,10 @@ class BackendProcess:
             # 6-7 s of CPU on a small machine (LiteLLM builds ~2400 pydantic models): now, while the
             # front-end loads, not when the first words come.
             import_litellm()
+            if self.setup.knowledge is not None:  # [knowledge] the index, made or refreshed if stale
+                from kame_cli.knowledge.session import prepare_index
+
+                prepare_index(self.setup.knowledge, lambda line: self.link.send(Notice(line)))
         warming.join()
         if failed:
             raise failed[0]
@@ -152,6 +187,7 @@ class BackendProcess:
         s = self.setup
         try:
             self.stt = SttWorker(s.stt, self._events, self._clock, model=model, realtime=s.realtime)
+            self._lag.stt = self.stt
             if s.llm is not None and go.tokenizer_proto is not None:
                 self.oracle = self._oracle(go)
                 self.oracle.start()
@@ -160,7 +196,18 @@ class BackendProcess:
         except KameError as err:
             self.link.send(Failure(str(err), err.exit_code))
             return
+        if s.realtime:
+            # Fed from a file as fast as it goes, nothing here has a deadline to protect: the
+            # process stays at niceness 10, and its queue is a backlog by design, not starvation.
+            # The link's reader stays out of SCHED_IDLE: it hears "stop", and queues the user's
+            # frames, so a starved STT shows as a backlog.
+            self.guard = StarvationGuard(self._lag, keep=self._link_reader)
+            self.guard.start()
         self.link.send(Running())
+
+    def _link_reader(self) -> list[int]:
+        reader = f"kame-{self.link.name}-read"
+        return [t.native_id for t in threading.enumerate() if t.name == reader and t.native_id is not None]
 
     def _oracle(self, go: Go) -> Any:
         import sentencepiece
@@ -179,18 +226,28 @@ class BackendProcess:
             events=self._events,
             clock=self._clock,
             api_base=go.api_base,
+            knowledge=self._retriever(),
             tools=s.tools,
         )
+
+    def _retriever(self) -> Any:
+        if self.setup.knowledge is None:
+            return None
+        from kame_cli.knowledge.session import open_retriever
+
+        return open_retriever(self.setup.knowledge, events=self._events, clock=self._clock)
 
     def _end_input(self) -> None:
         stt = self.stt
         if stt is None:
             self.link.send(SttFlushed())
             return
+        self._lag.input_ended()
         stt.end_input()
 
         def wait() -> None:
             stt.wait_flushed(_FLUSH_TIMEOUT_S)
+            self._lag.flushed()
             self.link.send(SttFlushed())
 
         threading.Thread(target=wait, name="kame-stt-flush", daemon=True).start()
@@ -199,6 +256,8 @@ class BackendProcess:
         # Nothing here writes files: the counts go out, then the threads end with the process
         # (os._exit), and a request in flight closes with its socket.
         stats = {}
+        if self.guard is not None:
+            self.guard.stop()
         if self.stt is not None:
             stats = {
                 "stt_dropped_frames": self.stt.dropped_frames,
@@ -210,14 +269,13 @@ class BackendProcess:
 
 
 def main(argv: list[str] | None = None) -> None:
-    # First, before any thread exists: every thread of this process inherits niceness 10.
-    deprioritize_current_thread()
+    # First: every later thread inherits niceness 10; the threads that imports started already
+    # (OpenBLAS's, for numpy) are lowered too.
+    deprioritize_process_tree(os.getpid(), BACKGROUND_NICENESS)
     serve_child(argv, _serve)
 
 
 def _serve(conn: Connection, setup: BackendSetup) -> int:
-    if setup.idle_priority:
-        idle_thread()  # still the only thread: every later one inherits the policy
     return BackendProcess(conn, setup).run()
 
 

@@ -116,7 +116,7 @@ def _plan(
         clock_origin=clock.origin,
         realtime=realtime_pace,
         attempt=1,
-        idle_priority=opts.realtime,
+        knowledge=profile.knowledge if use_llm and profile.knowledge.documents else None,
         tools=profile.tools,
     )
     pass_fds = tuple(fd for fd in wav_fds if fd is not None)

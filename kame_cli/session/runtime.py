@@ -54,6 +54,7 @@ from kame_cli.events import (
     ProcessEnded,
     ProcessRole,
     ProcessStarted,
+    Retrieval,
     SessionSummary,
     StepTiming,
     ToolCallFinished,
@@ -96,11 +97,18 @@ _Numbered = TypeVar(
     OracleReset,
     OracleAppend,
     OracleClear,
+    Retrieval,
     ToolCallStarted,
     ToolCallFinished,
 )
 _NumberedEvent = TypeVar(
-    "_NumberedEvent", OracleRequestStarted, OracleChunk, OracleFinished, ToolCallStarted, ToolCallFinished
+    "_NumberedEvent",
+    OracleRequestStarted,
+    OracleChunk,
+    OracleFinished,
+    Retrieval,
+    ToolCallStarted,
+    ToolCallFinished,
 )
 _NumberedCommand = TypeVar("_NumberedCommand", OracleAppend, OracleClear)
 
@@ -349,10 +357,8 @@ class Session:
         return (
             Dispatch()
             .on_each(_EVENT_TYPES, self.bus.publish)
-            .on_each(
-                (OracleRequestStarted, OracleChunk, OracleFinished, ToolCallStarted, ToolCallFinished),
-                self._oracle_event,
-            )
+            .on_each(_NumberedEvent.__constraints__, self._oracle_event)
+            .on(Notice, self._notice)  # [knowledge] the index's progress while the back-end loads
             .on(OracleReset, self._oracle_reset)
             .on_each((OracleAppend, OracleClear), self._oracle_command)
             .on(Ready, self._backend_ready)

@@ -17,6 +17,7 @@ from kame_cli.backends.stt.config import SttConfig
 from kame_cli.backends.tools.config import ToolServerConfig
 from kame_cli.engine.config import FrontendConfig
 from kame_cli.errors import KameError
+from kame_cli.knowledge.config import KnowledgeConfig
 from kame_cli.session.options import InputSpec, OutputSpec
 
 
@@ -56,8 +57,8 @@ class BackendSetup:
     clock_origin: float
     realtime: bool
     attempt: int
-    idle_priority: bool = False
-    """`--realtime`: the whole process runs under SCHED_IDLE, on CPU time nothing else wants."""
+    knowledge: KnowledgeConfig | None = None
+    """[knowledge] The profile's documents (None: none named): indexed before the oracle starts."""
     tools: tuple[ToolServerConfig, ...] = ()
     """The profile's `[[tools]]`: MCP servers the oracle's LLM may call."""
 

@@ -15,9 +15,11 @@ from kame_cli.events import (
     OracleRequestStarted,
     ProcessEnded,
     ProcessStarted,
+    Retrieval,
     ToolCallFinished,
     ToolCallStarted,
 )
+from kame_cli.ui.state import retrieval_text
 
 
 def tool_call_text(event: ToolCallStarted | ToolCallFinished) -> str:
@@ -64,6 +66,8 @@ class LineView:
             return f"oracle #{event.generation} first token after {event.latency_ms:.0f} ms"
         if isinstance(event, OracleFinished):
             return f"oracle #{event.generation} {event.outcome}: {event.text!r}"
+        if isinstance(event, Retrieval):
+            return f"documents {retrieval_text(event)}"
         if isinstance(event, BackendStatus):
             return f"{event.component} {event.state}: {event.message}"
         if isinstance(event, ToolCallStarted | ToolCallFinished):

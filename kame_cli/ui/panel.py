@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from kame_cli.stats import percentile
-from kame_cli.ui.state import ViewState
+from kame_cli.ui.state import ViewState, retrieval_text
 
 BUDGET_MS = 80.0
 _STATUS_STYLE = {"ok": "green", "degraded": "yellow", "error": "bold red"}
@@ -88,6 +88,8 @@ def _meters(state: ViewState) -> Panel:
     ttft = percentile(list(state.ttft_ms), 50)
     lag = percentile(list(state.oracle_lag_ms), 50)
     table.add_row("LLM", f"first token {ttft:.0f} ms · oracle lag {lag:.0f} ms (median of last 20)")
+    if state.retrieval is not None:  # [knowledge]
+        table.add_row("Documents", retrieval_text(state.retrieval))
     status = Text()
     for component, (level, message) in sorted(state.status.items()):
         # One line per part: a long message wraps within its own line, never into the next part's.

@@ -22,6 +22,7 @@ from kame_cli.events import (
     PartialTranscript,
     ProcessEnded,
     ProcessStarted,
+    Retrieval,
     StepTiming,
     ToolCallFinished,
     ToolCallStarted,
@@ -83,6 +84,8 @@ class ViewState:
     """Input frames the front-end's lag bound dropped."""
     backend_restarts: int = 0
     process_deaths: list[str] = field(default_factory=list)
+    retrieval: Retrieval | None = None
+    """[knowledge] The last retrieval from the user's documents."""
 
     def apply(self, event: Event) -> None:
         """Fold one event into the view."""
@@ -208,6 +211,17 @@ def _on_aec(state: ViewState, ev: AecStatus) -> None:
     state.status["aec"] = ("ok", f"on, {erle}{delay}")
 
 
+def retrieval_text(ev: Retrieval) -> str:
+    """One retrieval in words: which passages, from where, how long (the panel and the lines)."""
+    found = "; ".join(ev.sources) if ev.sources else "no passage"
+    late = "" if ev.outcome == "ok" else f", {ev.outcome}"
+    return f"#{ev.generation} {len(ev.sources)} in {ev.duration_ms:.0f} ms{late}: {found}"
+
+
+def _on_retrieval(state: ViewState, ev: Retrieval) -> None:
+    state.retrieval = ev
+
+
 def _on_tool_call(state: ViewState, ev: ToolCallStarted | ToolCallFinished) -> None:
     # The Status row's "tools" line: the call running now, or how the last one ended.
     from kame_cli.ui.lines import tool_call_text
@@ -232,6 +246,7 @@ _HANDLERS: dict[type, Callable[[ViewState, object], None]] = {
     ProcessStarted: _on_process_started,  # type: ignore[dict-item]
     ProcessEnded: _on_process_ended,  # type: ignore[dict-item]
     AecStatus: _on_aec,  # type: ignore[dict-item]
+    Retrieval: _on_retrieval,  # type: ignore[dict-item]
     ToolCallStarted: _on_tool_call,  # type: ignore[dict-item]
     ToolCallFinished: _on_tool_call,  # type: ignore[dict-item]
 }

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import soundfile as sf
 
+from kame_cli.priority import can_leave_idle
 from tests.session.conftest import (
     assert_valid_session_files,
     pid_alive,
@@ -27,13 +28,13 @@ from tests.support.speech import concat, synthesize
 FRAME = 1920
 
 
-def _policies(pid: int) -> set[int]:
-    """The scheduling policy of every thread of `pid` (one that ends meanwhile is left out)."""
-    policies = set()
+def _placements(pid: int) -> list[tuple[int, int]]:
+    """(policy, niceness) of every thread of `pid` (one that ends meanwhile is left out)."""
+    found = []
     for tid in os.listdir(f"/proc/{pid}/task"):
         with contextlib.suppress(ProcessLookupError):
-            policies.add(os.sched_getscheduler(int(tid)))
-    return policies
+            found.append((os.sched_getscheduler(int(tid)), os.getpriority(os.PRIO_PROCESS, int(tid))))
+    return found
 
 
 def test_backend_killed_mid_session_is_restarted_and_the_voice_goes_on(tmp_path: Path) -> None:
@@ -55,9 +56,14 @@ def test_backend_killed_mid_session_is_restarted_and_the_voice_goes_on(tmp_path:
         pids = session_pids(read_events(events_path))
         frontend_policy = os.sched_getscheduler(pids["frontend"][0])
         backend_nice = os.getpriority(os.PRIO_PROCESS, pids["backend"][0])
-        backend_policies = _policies(pids["backend"][0])
+        backend_threads = _placements(pids["backend"][0])
         wait_for_event(events_path, lambda e: e["type"] == "FinalTranscript", timeout=30)
         (backend,) = pids["backend"]
+        # A killed process exits on its own CPU time: under SCHED_IDLE on a busy machine that can
+        # take seconds, and the restart's timing is not what this test is about.
+        for tid in os.listdir(f"/proc/{backend}/task"):
+            with contextlib.suppress(OSError):
+                os.sched_setscheduler(int(tid), os.SCHED_OTHER, os.sched_param(0))
         os.kill(backend, signal.SIGKILL)
         stdout, stderr = process.communicate(timeout=150)
     finally:
@@ -72,8 +78,17 @@ def test_backend_killed_mid_session_is_restarted_and_the_voice_goes_on(tmp_path:
         (line,) = stderr_lines(stderr)
         assert line.startswith("kame: --realtime refused (")
     assert backend_nice >= 10
-    # --realtime also puts the back-end, every thread of it, on CPU time nothing else wants.
-    assert backend_policies == {os.SCHED_IDLE}
+    # Every thread of the back-end is below the front-end (those its imports started too): under
+    # SCHED_IDLE but for its starvation guard's and its link reader's, or all lifted while the
+    # guard finds the STT starved (a loaded machine); at niceness 19 where this user may not leave
+    # SCHED_IDLE.
+    policies = [policy for policy, _ in backend_threads]
+    assert all(niceness >= 10 for _, niceness in backend_threads), backend_threads
+    if not can_leave_idle():
+        assert set(policies) == {os.SCHED_OTHER}, backend_threads
+    else:
+        idle_but_two = policies.count(os.SCHED_OTHER) == 2 and os.SCHED_IDLE in policies
+        assert idle_but_two or set(policies) == {os.SCHED_OTHER}, backend_threads
 
     events = assert_valid_session_files(log_dir, out_wav)
     died = next(e for e in events if e["type"] == "ProcessEnded" and e["role"] == "backend")

@@ -26,6 +26,7 @@ from kame_cli.events import (
     PartialTranscript,
     ProcessEnded,
     ProcessStarted,
+    Retrieval,
     SessionSummary,
     StepTiming,
     ToolCallFinished,
@@ -56,6 +57,7 @@ def session_events(audio_s: float) -> list[Event]:
         if k == 20:
             events.append(PartialTranscript(t, "what is the capital", "", 1.6, 0.3, pause=True))
             events.append(OracleRequestStarted(t, 1, "pause", "what is the capital"))
+            events.append(Retrieval(t, 1, 4.2, "ok", 180, "what is the capital", ("atlas.md > France",)))
             events.append(ToolCallStarted(t, 1, "call_1", "atlas", "capital_of", '{"country": "France"}'))
         if k == 21:
             events.append(ToolCallFinished(t, 1, "call_1", "atlas", "capital_of", "ok", 70.0, 5, False, ""))

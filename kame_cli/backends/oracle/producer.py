@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from kame_cli.backends.tools.calls import ToolCallRequest
     from kame_cli.backends.tools.config import ToolServerConfig
     from kame_cli.backends.tools.host import ToolHost, ToolResult
+    from kame_cli.knowledge.retriever import Retriever
 
 Tokenize = Callable[[str], list[int]]
 
@@ -87,6 +89,7 @@ class OracleProducer:
         clock: SessionClock,
         api_base: str | None = None,
         tools: Sequence[ToolServerConfig] = (),
+        knowledge: Retriever | None = None,
     ) -> None:
         self.llm = llm
         self.policy = policy
@@ -96,6 +99,7 @@ class OracleProducer:
         self._events = events
         self._clock = clock
         self._api_base = api_base
+        self._knowledge = knowledge  # [knowledge]: the user's documents (kame_cli/knowledge)
         self._inbox: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -256,7 +260,21 @@ class OracleProducer:
             )
         )
         assert self._loop is not None
-        task = self._loop.create_task(self._stream(generation, messages, now))
+        # --- [knowledge] begin: the request's words retrieve passages for its prompt, in `_stream`
+        # (awaited there, so a restart cancels the retrieval with the stream); what the messages hold
+        # is taken now, as they stand at the start.
+        inform: Callable[[], Awaitable[list[dict[str, str]]]] | None = None
+        if self._knowledge is not None:
+            inform = functools.partial(
+                self._knowledge.inform,
+                generation,
+                self.prompt,
+                list(conversation.context),
+                conversation.partial,
+                conversation.current_user_text,
+            )
+        # --- [knowledge] end
+        task = self._loop.create_task(self._stream(generation, messages, now, inform))
         self._running = _Stream(generation, task)
 
     def _cancel_running(self) -> None:
@@ -275,11 +293,19 @@ class OracleProducer:
         self._send_command(command)
         return True
 
-    async def _stream(self, generation: int, messages: list[dict[str, str]], started: float) -> None:
+    async def _stream(
+        self,
+        generation: int,
+        messages: list[dict[str, str]],
+        started: float,
+        inform: Callable[[], Awaitable[list[dict[str, str]]]] | None = None,
+    ) -> None:
         assert self._client is not None
         answer = _Answer()
         outcome: Literal["completed", "cancelled", "failed"] = "failed"
         try:
+            if inform is not None:  # [knowledge]: the messages with the retrieved passages
+                messages = await inform()
             if not await self._answer(generation, messages, started, answer):
                 outcome = "cancelled"
                 return

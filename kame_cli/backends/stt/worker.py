@@ -129,6 +129,11 @@ class SttWorker:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    @property
+    def backlog_s(self) -> float:
+        """Seconds of audio queued that the worker thread has not taken in yet: how far behind it is."""
+        return self._queue.qsize() * FRAME_SAMPLES / SAMPLE_RATE
+
     # --- real-time thread -------------------------------------------------------------------------
 
     def submit_frame(self, pcm24k: np.ndarray) -> None:

@@ -103,9 +103,13 @@ def running_producer(
     *,
     tokenizer: Any,
     api_base: str | None,
+    knowledge: Callable[[EventBus, SessionClock], Any] | None = None,
     tools: Sequence[ToolServerConfig] = (),
 ) -> Iterator[tuple[OracleProducer, Recorder]]:
+    """A started producer whose commands and events a `Recorder` keeps; `knowledge` makes its
+    retriever from the recorder's bus and the producer's clock."""
     recorder = Recorder()
+    clock = SessionClock()
     producer = OracleProducer(
         llm,
         policy or PolicyConfig(),
@@ -113,8 +117,9 @@ def running_producer(
         tokenize=tokenizer.encode,
         send=recorder.send,
         events=recorder.bus,
-        clock=SessionClock(),
+        clock=clock,
         api_base=api_base,
+        knowledge=None if knowledge is None else knowledge(recorder.bus, clock),
         tools=tools,
     )
     producer.start()
