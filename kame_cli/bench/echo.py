@@ -486,7 +486,7 @@ def register(bench_app: typer.Typer) -> None:
             str, typer.Option(help="The canceller: linear (kame's) or webrtc (AEC3): `[audio] aec_engine`.")
         ] = "linear",
         rooms: Annotated[
-            str, typer.Option(help="The room set: classic (the first tuning set) or wide (see docs/echo.md).")
+            str, typer.Option(help="Room set: classic (the first tuning set) or wide (docs/benchmarks.md).")
         ] = "classic",
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     ) -> None:
