@@ -23,6 +23,10 @@ WebRTC's AEC3 removes echo well, but its suppressor treats the user talking over
   talks (the error outgrows the echo estimate). At a pause the microphone opens a few dB earlier:
   nothing is laid bare there, and a filter that converges in the next utterance's first words would
   otherwise hold the mute over a user who barges in softly (their first word, under the residual).
+- Once converged, the filter follows a jump of the echo's delay that the timestamps did not report
+  (`echo_path_jump.py` finds it; the filter's taps are shifted by as much), and a block whose error
+  comes out louder than the microphone (a filter off the path) is muted. Convergence is judged on
+  the error beyond the room's noise, which no filter removes.
 
 There is no residual-echo suppressor after that. One was tried (per bin, the echo estimate times the
 lowest residual ratio of the last 2 s, over-subtracted 1-8x, floored): behind this filter it made
@@ -40,6 +44,8 @@ import math
 from collections import deque
 
 import numpy as np
+
+from kame_cli.audio_io.echo_path_jump import EchoPathJump
 
 _EPS = 1e-10
 _TRANSITION = 0.999
@@ -62,6 +68,12 @@ _MUTE_WINDOW = 50
 _MUTE_MAX_BLOCKS = 500
 """...and after this many (10 s of the assistant's voice) the microphone opens regardless: a path the
 filter cannot model (a distorting speaker) must not mute the user whenever the assistant talks."""
+_DIVERGED = 10 ** (1 / 10)
+"""A block whose error is this much (1 dB) above the microphone is muted: the filter added echo."""
+_NOISE_RISE = 10 ** (3 / 10 / 50)
+"""Per block, how fast the noise estimate may rise (3 dB a second) above the quietest block."""
+_NOISE_MASK = 0.1
+"""Echo left 10 dB under the noise counts as cancelled."""
 _NEAR_HOLD = 0.8
 """Per block, how slowly the near end's power estimate (the Kalman gain's noise term) lets go of a
 peak: the step stays small through the short dips between the user's syllables."""
@@ -83,6 +95,7 @@ class LinearEchoCanceller:
         mu_max: float = 1.0,
         suppression_floor_db: float = -70.0,
         far_active_dbfs: float = -50.0,
+        rate: int = 24_000,
     ) -> None:
         self.block = block
         self.partitions = partitions
@@ -115,6 +128,11 @@ class LinearEchoCanceller:
         self._fade_in, self._fade_out = hann[:block], hann[block:]
         self._e_prev: np.ndarray = np.zeros(block, dtype=np.float32)
         self._gain_prev = np.float32(1.0)
+        self._noise = math.inf
+        """The microphone's quietest recent block power: the room's noise (minimum statistics)."""
+        self._jump = EchoPathJump(block, rate)
+        self.shifts: list[int] = []
+        """The delay jumps the filter was shifted by (samples), in order."""
 
     @property
     def adapted(self) -> bool:
@@ -137,8 +155,34 @@ class LinearEchoCanceller:
         self._X_power_sum += self._X_power[0]
         y = np.fft.irfft(np.einsum("pk,pk->k", self._W, self._X))[b:]
         e = d - y
+        self._noise = min(self._noise * _NOISE_RISE, float(np.dot(d, d)))
+        # Subtracting a true echo estimate, even a rough one, never makes the microphone louder; the
+        # user's voice adds to both sides alike. An error above the microphone is a filter that no
+        # longer fits the path (a delay jump, before it is found): its output would add echo.
+        diverged = self._adapted and self._far_on and float(np.dot(e, e)) > _DIVERGED * float(np.dot(d, d))
+        if self._adapted and self._far_on:
+            # Only a converged filter's estimate is the echo's shape: one still learning would shift
+            # by whatever its error happens to correlate with.
+            lag = self._jump.push(d, y, self._noise)
+            if lag is not None:
+                self._shift(lag)
         self._adapt(e, y)
-        return self._mute(e)
+        return self._mute(e, diverged)
+
+    def _shift(self, lag: int) -> None:
+        """Moves the echo path the filter models `lag` samples later (earlier if negative)."""
+        b = self.block
+        taps = np.fft.irfft(self._W, axis=1)[:, :b].reshape(-1)
+        moved = np.zeros_like(taps)
+        if lag > 0:
+            moved[lag:] = taps[:-lag]
+        else:
+            moved[:lag] = taps[-lag:]
+        padded = np.zeros((self.partitions, 2 * b), dtype=np.float32)
+        padded[:, :b] = moved.reshape(self.partitions, b)
+        self._W[:] = np.fft.rfft(padded, axis=1)
+        self._jump.reset()
+        self.shifts.append(lag)
 
     # --- the adaptive filter ----------------------------------------------------------------------
 
@@ -188,7 +232,10 @@ class LinearEchoCanceller:
         sdd = float(np.dot(d, d))
         see = float(np.dot(e, e))
         if sdd > self._near_active:
-            self._cancelled_db.append(10.0 * math.log10(sdd / (see + _EPS)))
+            # What the filter leaves of the echo: the error beyond the room's noise. Echo left below
+            # the noise is masked by it (no recognizer reads it), and noise must not hold the mute.
+            echo_left = max(see - self._noise, _NOISE_MASK * self._noise)
+            self._cancelled_db.append(10.0 * math.log10(sdd / (echo_left + _EPS)))
         if self._converged:
             # Opening the microphone in the middle of the assistant's words lays the residual of a
             # filter that has only just converged (~18 dB down) bare on a muted background, where
@@ -211,11 +258,12 @@ class LinearEchoCanceller:
 
     # --- the mute -----------------------------------------------------------------------------------
 
-    def _mute(self, e: np.ndarray) -> np.ndarray:
+    def _mute(self, e: np.ndarray, diverged: bool = False) -> np.ndarray:
         """The previous block of the error, at the mute's gain: cross-faded from the last block's."""
         # Until the filter has converged, much of the error is still echo: the microphone is muted
-        # while the assistant speaks (and its echo lasts), as AEC3 does at first.
-        gain = self._floor if not self._adapted and self._far_on else np.float32(1.0)
+        # while the assistant speaks (and its echo lasts), as AEC3 does at first; and for a block the
+        # filter made louder.
+        gain = self._floor if (not self._adapted and self._far_on) or diverged else np.float32(1.0)
         out = self._e_prev * (self._gain_prev * self._fade_out + gain * self._fade_in)
         self._e_prev, self._gain_prev = e, gain
         return out

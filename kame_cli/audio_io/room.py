@@ -5,6 +5,11 @@ microphone through a room impulse response, is captured with the user's voice an
 and is delivered to the microphone's callback `in_latency_s` after its last sample was captured:
 the same callbacks, with the same timestamps (`currentTime`, `outputBufferDacTime`,
 `inputBufferAdcTime`) a PortAudio duplex stream gives them, driven block by block with no real clock.
+
+Two room sets: `classic` (the rooms `kame bench echo` was first tuned on, reproduced seed for seed)
+and `wide`, which adds what those lacked: reverberation up to RT60 0.9 s, a loudspeaker that soft-clips,
+background noise, the user farther away, and a jump of the playback path's delay mid-session that
+the stream timestamps do not report (a Bluetooth or USB device re-buffering).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import numpy as np
 from kame_cli.clock import SessionClock
 
 SPEED_OF_SOUND = 343.0
+_RUMBLE_POLE = 0.977
+_LOG_LIMITS = (float(np.log(0.15)), float(np.log(1.5)))
 
 
 class ManualClock(SessionClock):
@@ -44,20 +51,76 @@ class RoomSetup:
     dims_m: tuple[float, float, float]
     user_distance_m: float = 0.6
     """The user's mouth to the microphone."""
+    speaker_limit: float | None = None
+    """The loudspeaker soft-clips: what it plays is `limit * tanh(x / limit)` (None: linear)."""
+    noise_snr_db: float | None = None
+    """Background noise (a fan's low-frequency rumble) against the user's voice at the microphone;
+    None: only the microphone's -70 dBFS floor."""
+    jump_s: float = 0.0
+    """The playback path's delay changes by this much mid-session without the timestamps saying so
+    (positive: later)."""
+    jump_at: float = 0.5
+    """...at this share of the session."""
 
     @staticmethod
     def draw(rng: np.random.Generator) -> RoomSetup:
         """Speaker-to-mic 0.3-1.5 m, RT60 0.2-0.6 s, device delay 20-200 ms, level -6..+6 dB; the
         user 0.4-0.8 m from the microphone."""
-        dims = (float(rng.uniform(4.0, 7.0)), float(rng.uniform(3.0, 5.0)), float(rng.uniform(2.5, 3.2)))
-        return RoomSetup(
-            distance_m=float(rng.uniform(0.3, 1.5)),
-            rt60_s=float(rng.uniform(0.2, 0.6)),
-            device_delay_s=float(rng.uniform(0.020, 0.200)),
-            level_db=float(rng.uniform(-6.0, 6.0)),
-            dims_m=dims,
-            user_distance_m=float(rng.uniform(0.4, 0.8)),
+        w, d, h, distance, rt60, delay, level, user = _uniforms(
+            rng,
+            (4.0, 7.0),
+            (3.0, 5.0),
+            (2.5, 3.2),
+            (0.3, 1.5),
+            (0.2, 0.6),
+            (0.020, 0.200),
+            (-6.0, 6.0),
+            (0.4, 0.8),
         )
+        return RoomSetup(distance, rt60, delay, level, (w, d, h), user)
+
+    @staticmethod
+    def draw_wide(rng: np.random.Generator) -> RoomSetup:
+        """Speaker-to-mic 0.3-2 m, RT60 0.3-0.9 s, device delay 20-200 ms, level -6..+6 dB, the user
+        0.8-2 m away, a speaker limit of 0.15-1.5 (THD 0.3-9 % at the assistant's level), noise at
+        10-30 dB below the user, and a hidden delay jump of 20-80 ms either way at 30-70 % of the
+        session."""
+        w, d, h, jump = _uniforms(rng, (5.0, 9.0), (4.0, 7.0), (2.6, 3.5), (0.020, 0.080))
+        jump *= 1.0 if rng.random() < 0.5 else -1.0
+        distance, rt60, delay, level, user, log_limit, snr, jump_at = _uniforms(
+            rng,
+            (0.3, 2.0),
+            (0.3, 0.9),
+            (0.020, 0.200),
+            (-6.0, 6.0),
+            (0.8, 2.0),
+            _LOG_LIMITS,
+            (10.0, 30.0),
+            (0.3, 0.7),
+        )
+        return RoomSetup(
+            distance, rt60, delay, level, (w, d, h), user, float(np.exp(log_limit)), snr, jump, jump_at
+        )
+
+    @property
+    def hidden_delays_s(self) -> tuple[float, float]:
+        """The playback path's unreported extra delay before and after the jump: never below zero
+        (a device cannot play a block before it is handed over)."""
+        return (max(0.0, -self.jump_s), max(0.0, self.jump_s))
+
+
+def _uniforms(rng: np.random.Generator, *ranges: tuple[float, float]) -> list[float]:
+    """One uniform draw from each range, in order (the order fixes what a seed gives)."""
+    return [float(rng.uniform(lo, hi)) for lo, hi in ranges]
+
+
+ROOM_SETS = {"classic": RoomSetup.draw, "wide": RoomSetup.draw_wide}
+"""How `kame bench echo --rooms` draws a room from a seed."""
+
+
+def soft_clip(x: np.ndarray, limit: float | None) -> np.ndarray:
+    """A loudspeaker driven into saturation: `limit * tanh(x / limit)`; linear when `limit` is None."""
+    return x if limit is None else limit * np.tanh(x / limit)
 
 
 def shoebox_rir(setup: RoomSetup, rate: int, rng: np.random.Generator) -> np.ndarray:
@@ -108,9 +171,11 @@ class SimulatedDuplex:
     """A duplex card in a room: each `tick` runs the output callback, then the input callback, once.
 
     `near` is the user's voice at the microphone (device rate), from the first tick's time on; the echo
-    is the played signal convolved with `rir` times `echo_gain`. The latencies may be changed
-    between ticks (a device whose buffering changes): later blocks are then played or delivered
-    earlier or later, as on real hardware.
+    is the played signal (through the speaker's `speaker_limit`) convolved with `rir` times
+    `echo_gain`. The latencies may be changed between ticks (a device whose buffering changes): later
+    blocks are then played or delivered earlier or later, as on real hardware; `hidden_delay_s` does
+    the same to what is played without the timestamps showing it. `background_dbfs` adds a fan's
+    rumble (white noise through a one-pole low-pass) at that RMS level.
     """
 
     def __init__(
@@ -126,6 +191,8 @@ class SimulatedDuplex:
         noise_dbfs: float = -70.0,
         seed: int = 0,
         clock: ManualClock | None = None,
+        speaker_limit: float | None = None,
+        background_dbfs: float | None = None,
     ) -> None:
         self.rate = rate
         self.block = block
@@ -135,6 +202,10 @@ class SimulatedDuplex:
         self.near = np.zeros(0) if near is None else np.asarray(near, dtype=np.float64)
         self._noise_rms = 10 ** (noise_dbfs / 20)
         self._rng = np.random.default_rng(seed)
+        self.speaker_limit = speaker_limit
+        self.hidden_delay_s = 0.0
+        self._background_rms = None if background_dbfs is None else 10 ** (background_dbfs / 20)
+        self._rumble_state = np.zeros(1)
         self.clock = clock or ManualClock()
         self._origin = round(self.clock.now() * rate)
         """Capture position of `near[0]`: the user's voice starts with the simulation."""
@@ -148,17 +219,28 @@ class SimulatedDuplex:
         t = self.clock.now()
         out = np.zeros((self.block, 1), dtype=np.float32)
         playback(out, self.block, _TimeInfo(t, outputBufferDacTime=t + self.out_latency_s), _Flags())
-        start = round((t + self.out_latency_s) * self.rate)
-        self._play(start, out[:, 0].astype(np.float64))
+        start = round((t + self.out_latency_s + self.hidden_delay_s) * self.rate)
+        self._play(start, soft_clip(out[:, 0].astype(np.float64), self.speaker_limit))
         end = round((t - self.in_latency_s) * self.rate)
         echo = self._echo(end - self.block, end)
         mic = echo + self._near(end - self.block - self._origin, end - self._origin)
         mic += self._rng.normal(scale=self._noise_rms, size=self.block)
+        if self._background_rms is not None:
+            mic += self._rumble()
         self.echo_only.append(echo.astype(np.float32))
         adc = t - self.in_latency_s - self.block / self.rate
         indata = mic.astype(np.float32)[:, None]
         capture(indata, self.block, _TimeInfo(t, inputBufferAdcTime=adc), _Flags())
         self.clock.t = t + self.block / self.rate
+
+    def _rumble(self) -> np.ndarray:
+        from scipy.signal import lfilter
+
+        # A one-pole low-pass at ~180 Hz: the power of white noise through it is (1 - a) / (1 + a).
+        a = _RUMBLE_POLE
+        white = self._rng.normal(scale=self._background_rms * np.sqrt((1 + a) / (1 - a)), size=self.block)
+        out, self._rumble_state = lfilter([1.0 - a], [1.0, -a], white, zi=self._rumble_state)
+        return np.asarray(out)
 
     def _play(self, start: int, samples: np.ndarray) -> None:
         end = start + samples.shape[0]

@@ -13,6 +13,9 @@ assistant silent, gives the user's speech alone for the clean WER.
 The assistant's voice is speech (espeak-ng), not the `random:tiny` front-end's output: that model
 babbles noise-like audio, which no recognizer turns into words, so it would make "echo words"
 trivially zero with or without the canceller.
+
+`--rooms wide` draws from a wider set (`RoomSetup.draw_wide`: RT60 up to 0.9 s, a soft-clipping
+loudspeaker, background noise, the user 0.8-2 m away, a hidden delay jump mid-session).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import typer
 if TYPE_CHECKING:
     import numpy as np
 
+    from kame_cli.audio_io.room import RoomSetup
     from kame_cli.backends.stt.model import SttModel
 
 ASSISTANT_LINES = (
@@ -70,6 +74,10 @@ class SeedResult:
     device_delay_ms: float
     level_db: float
     user_distance_m: float
+    speaker_limit: float | None
+    noise_snr_db: float | None
+    jump_ms: float
+    """The hidden delay jump (0: none)."""
     echo_to_user_db: float
     """The echo's level at the microphone against the user's voice there (active RMS)."""
     user_clip: str
@@ -177,7 +185,7 @@ def _simulate(
     scene: _Scene,
     rir: np.ndarray,
     near: np.ndarray,
-    delay_s: float,
+    setup: RoomSetup,
     with_assistant: bool,
     seed: int,
     engine: str,
@@ -209,16 +217,22 @@ def _simulate(
         rate=DEVICE_RATE,
         block=frame_blocksize(DEVICE_RATE),
         rir=rir,
-        out_latency_s=0.7 * delay_s,
-        in_latency_s=0.3 * delay_s,  # run_seed's frame-time bookkeeping assumes this split
+        out_latency_s=0.7 * setup.device_delay_s,
+        in_latency_s=0.3 * setup.device_delay_s,  # run_seed's frame-time bookkeeping assumes this split
         near=near,
         seed=seed,
         clock=clock,
+        speaker_limit=setup.speaker_limit,
+        background_dbfs=None if setup.noise_snr_db is None else _USER_RMS_DBFS - setup.noise_snr_db,
     )
     far = scene.far if with_assistant else np.zeros_like(scene.far)
     frames = far.reshape(-1, 1920)
+    delay_s = setup.device_delay_s
     extra = math.ceil((delay_s + 0.2) / 0.08)
+    before, after = setup.hidden_delays_s
+    jump_frame = round(setup.jump_at * frames.shape[0])
     for k in range(frames.shape[0] + extra):
+        room.hidden_delay_s = before if k < jump_frame else after
         if k < frames.shape[0]:
             playback.enqueue(frames[k])
         room.tick(playback, capture)
@@ -240,6 +254,26 @@ def _assistant_only_frames(
         if speaking and (t1 <= u0 or t0 >= u1):
             keep.append(k)
     return keep
+
+
+def _erle(talk: dict[str, Any], alone: dict[str, Any], only: list[int]) -> tuple[float, list[float]]:
+    """ERLE over the assistant-only frames (all of them, and per frame), noise excluded: the same
+    simulation with the assistant silent has the same noise and user sample for sample, so the
+    difference of the raw microphones is the echo, and the output's power beyond that run's is
+    what is left of it (none where the mute holds)."""
+    import numpy as np
+
+    def power(x: np.ndarray) -> float:
+        return float(np.dot(x, x))
+
+    echo = [power(talk["raw"][k] - alone["raw"][k]) for k in only]
+    left = [max(power(talk["clean"][k]) - power(alone["clean"][k]), 0.0) for k in only]
+    floor = 1e-6  # 60 dB: a frame whose output is no louder than without the assistant
+    total = 10 * math.log10(sum(echo) / max(sum(left), floor * sum(echo), 1e-20))
+    per_frame = [
+        10 * math.log10(max(e, 1e-20) / max(r, floor * e, 1e-20)) for e, r in zip(echo, left, strict=True)
+    ]
+    return total, per_frame
 
 
 def _transcribe(model: SttModel, frames: list[np.ndarray]) -> list[tuple[float, float, str]]:
@@ -271,16 +305,17 @@ def run_seed(
     users: list[tuple[str, str, np.ndarray]],
     assistant_voice: str,
     engine: str,
+    rooms: str = "classic",
 ) -> SeedResult:
     import numpy as np
     from scipy.signal import fftconvolve
 
     from kame_cli.audio_io.resampling import resampled
-    from kame_cli.audio_io.room import SPEED_OF_SOUND, RoomSetup, shoebox_rirs
+    from kame_cli.audio_io.room import ROOM_SETS, SPEED_OF_SOUND, shoebox_rirs
     from kame_cli.backends.stt.text import normalize_words, word_errors
 
     rng = np.random.default_rng(seed)
-    setup = RoomSetup.draw(rng)
+    setup = ROOM_SETS[rooms](rng)
     speaker_rir, user_rir = shoebox_rirs(setup, DEVICE_RATE, rng)
     scene = _scene(rng, users, assistant_voice)
     # The microphone's gain puts the user's voice (through the room) at _USER_RMS_DBFS; the speaker
@@ -290,23 +325,17 @@ def run_seed(
     near *= mic_gain
     rir = speaker_rir * mic_gain * 10 ** (setup.level_db / 20)
 
-    talk = _simulate(scene, rir, near, setup.device_delay_s, with_assistant=True, seed=seed, engine=engine)
-    alone = _simulate(scene, rir, near, setup.device_delay_s, with_assistant=False, seed=seed, engine=engine)
+    talk = _simulate(scene, rir, near, setup, with_assistant=True, seed=seed, engine=engine)
+    alone = _simulate(scene, rir, near, setup, with_assistant=False, seed=seed, engine=engine)
     # Where things land in the microphone's frames (frame k holds frame time k x 80 ms on): the
     # first block delivered was captured one block plus the input latency before the clock started.
     in_latency = 0.3 * setup.device_delay_s
     user = (scene.user[0] + 0.08 + in_latency, scene.user[1] + 0.08 + in_latency)
-    echo_delay = setup.device_delay_s + 0.08 + setup.distance_m / SPEED_OF_SOUND
+    echo_delay = setup.device_delay_s + max(setup.hidden_delays_s) + 0.08 + setup.distance_m / SPEED_OF_SOUND
     only = _assistant_only_frames(scene, len(talk["raw"]), echo_delay, user)
     echo_at_mic = fftconvolve(resampled(scene.far, 24_000, DEVICE_RATE), rir)
     echo_to_user_db = 20 * math.log10(max(_active_rms(echo_at_mic), 1e-12) / 10 ** (_USER_RMS_DBFS / 20))
-    raw_p = sum(float(np.sum(talk["raw"][k] ** 2)) for k in only)
-    clean_p = sum(float(np.sum(talk["clean"][k] ** 2)) for k in only)
-    erle = 10 * math.log10(raw_p / max(clean_p, 1e-20))
-    per_frame = [
-        10 * math.log10(float(np.sum(talk["raw"][k] ** 2)) / max(float(np.sum(talk["clean"][k] ** 2)), 1e-20))
-        for k in only
-    ]
+    erle, per_frame = _erle(talk, alone, only)
 
     reference = normalize_words(scene.reference)
     heard_off, echo_off = _split(_transcribe(model, talk["raw"]), user)
@@ -321,6 +350,9 @@ def run_seed(
         device_delay_ms=round(1000 * setup.device_delay_s, 1),
         level_db=round(setup.level_db, 1),
         user_distance_m=round(setup.user_distance_m, 2),
+        speaker_limit=None if setup.speaker_limit is None else round(setup.speaker_limit, 3),
+        noise_snr_db=None if setup.noise_snr_db is None else round(setup.noise_snr_db, 1),
+        jump_ms=round(1000 * setup.jump_s, 1),
         echo_to_user_db=round(echo_to_user_db, 1),
         user_clip=scene.clip,
         erle_db=round(erle, 1),
@@ -350,6 +382,7 @@ def bench(
     user_voice: str,
     as_json: bool,
     engine: str,
+    rooms: str = "classic",
 ) -> None:
     from kame_cli.backends.stt.config import SttConfig
     from kame_cli.backends.stt.model import load_stt_model
@@ -357,15 +390,17 @@ def bench(
     model = load_stt_model(SttConfig(model="auto", device="cpu", cpu_threads=1))
     users = _user_clips(audio_dir, user_voice)
     source = str(audio_dir) if audio_dir is not None else f"espeak-ng {user_voice}"
-    _log(f"echo bench: {seeds} simulated rooms (seeds {first_seed}..{first_seed + seeds - 1}), card at "
+    _log(f"echo bench: {seeds} simulated {rooms} rooms (seeds {first_seed}..{first_seed + seeds - 1}), "
+         f"card at "
          f"{DEVICE_RATE} Hz; assistant espeak-ng {voice}; user {source}; STT {model.describe()}")  # fmt: skip
     results = []
     for seed in range(first_seed, first_seed + seeds):
-        r = run_seed(seed, model, users, voice, engine)
+        r = run_seed(seed, model, users, voice, engine, rooms)
         results.append(r)
         _log(
             f"  seed {seed}: speaker {r.distance_m} m, user {r.user_distance_m} m, RT60 {r.rt60_s} s, "
-            f"delay {r.device_delay_ms:.0f} ms, level {r.level_db:+.1f} dB (echo {r.echo_to_user_db:+.1f} dB "
+            f"delay {r.device_delay_ms:.0f} ms{_wide_text(r)}, level {r.level_db:+.1f} dB "
+            f"(echo {r.echo_to_user_db:+.1f} dB "
             f"against the user at the mic), user {r.user_clip}: ERLE {r.erle_db:.1f} dB (frame median "
             f"{r.erle_frame_median_db:.1f}), echo words "
             f"off {r.echo_words_aec_off} / on {r.echo_words_aec_on}, double-talk errors {r.doubletalk_errors}"
@@ -382,6 +417,8 @@ def bench(
     cpu = statistics.fmean(r.cpu_ms_per_frame for r in results)
     summary = {
         "engine": engine,
+        "rooms": rooms,
+        "first_seed": first_seed,
         "erle_db": round(erle, 1),
         "erle_db_min": min(r.erle_db for r in results),
         "erle_frame_median_db": round(statistics.median(r.erle_frame_median_db for r in results), 1),
@@ -413,6 +450,18 @@ def bench(
         print(json.dumps(summary))
 
 
+def _wide_text(r: SeedResult) -> str:
+    """What a wide room adds, for the per-room line."""
+    parts = []
+    if r.jump_ms:
+        parts.append(f" (jump {r.jump_ms:+.0f} ms)")
+    if r.speaker_limit is not None:
+        parts.append(f", speaker limit {r.speaker_limit:.2f}")
+    if r.noise_snr_db is not None:
+        parts.append(f", noise {r.noise_snr_db:.0f} dB below the user")
+    return "".join(parts)
+
+
 def _mark(ok: bool) -> str:
     return "ok" if ok else "MISSED"
 
@@ -436,12 +485,18 @@ def register(bench_app: typer.Typer) -> None:
         engine: Annotated[
             str, typer.Option(help="The canceller: linear (kame's) or webrtc (AEC3): `[audio] aec_engine`.")
         ] = "linear",
+        rooms: Annotated[
+            str, typer.Option(help="Room set: classic (the first tuning set) or wide (docs/benchmarks.md).")
+        ] = "classic",
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     ) -> None:
         """Echo cancellation in simulated rooms: ERLE, echo words, double-talk WER, delay, CPU."""
         from kame_cli.audio_io.config import AEC_ENGINES
+        from kame_cli.audio_io.room import ROOM_SETS
         from kame_cli.errors import ConfigError
 
         if engine not in AEC_ENGINES:
             raise ConfigError(f"--engine {engine}: choose one of {', '.join(AEC_ENGINES)}")
-        bench(seeds, first_seed, audio_dir, voice, user_voice, as_json, engine)
+        if rooms not in ROOM_SETS:
+            raise ConfigError(f"--rooms {rooms}: choose one of {', '.join(ROOM_SETS)}")
+        bench(seeds, first_seed, audio_dir, voice, user_voice, as_json, engine, rooms)

@@ -12,6 +12,7 @@ from kame_cli.audio_io.aec_wiring import EchoSpec, aec_mode, build_microphone_ec
 from kame_cli.audio_io.callbacks import CaptureCallback, PlaybackCallback
 from kame_cli.audio_io.config import AudioConfig
 from kame_cli.audio_io.files import FileSource
+from kame_cli.audio_io.linear_aec import LinearEchoCanceller
 from kame_cli.audio_io.room import ManualClock, RoomSetup, SimulatedDuplex, shoebox_rir
 from kame_cli.clock import FRAME_SAMPLES, SAMPLE_RATE
 from tests.support.speech import concat, synthesize
@@ -167,31 +168,40 @@ def test_the_linear_engine_keeps_the_users_voice_over_the_assistants_which_aec3_
         assert kept < 0.5, f"AEC3 suppresses most of a user who talks over the assistant ({kept:.2f})"
 
 
+def _cancel_blocks(canceller: LinearEchoCanceller, near: np.ndarray, far: np.ndarray) -> np.ndarray:
+    """`near` and `far` through the linear canceller in 20 ms blocks; the output realigned with `near`."""
+    block = canceller.block
+    n = len(far) // block * block
+    out = [canceller.process(near[i : i + block], far[i : i + block]) for i in range(0, n, block)]
+    return np.concatenate(out)[block:]  # one block late
+
+
+def _echo_of(far: np.ndarray, rir: np.ndarray, lead_s: float = 0.060) -> np.ndarray:
+    """The echo of `far` through the room, `lead_s` behind it (the read-back's lead)."""
+    lead = round(lead_s * SAMPLE_RATE)
+    return np.convolve(np.concatenate([np.zeros(lead), far]), rir)[: len(far)].astype(np.float32)
+
+
+def _down_db(before: np.ndarray, after: np.ndarray, span: slice) -> float:
+    return float(10 * np.log10(np.mean(before[span] ** 2) / np.mean(after[span] ** 2)))
+
+
 def test_the_linear_filter_converges_within_the_assistants_first_seconds(
     far_speech: np.ndarray, rir: np.ndarray
 ) -> None:
-    from kame_cli.audio_io.linear_aec import LinearEchoCanceller
-
     # The echo alone, 60 ms behind the far end (the read-back's lead), through the room.
-    block = 480
-    lead = round(0.060 * SAMPLE_RATE)
-    n = len(far_speech) // block * block
-    echo = np.convolve(np.concatenate([np.zeros(lead), far_speech]), rir)[:n].astype(np.float32)
-    far = far_speech[:n]
-
-    def run(canceller: LinearEchoCanceller) -> np.ndarray:
-        out = [canceller.process(echo[i : i + block], far[i : i + block]) for i in range(0, n, block)]
-        return np.concatenate(out)[block:]  # one block late
+    echo = _echo_of(far_speech, rir)
+    n = len(far_speech) // 480 * 480
 
     # The filter alone (a 0 dB mute): the Kalman gain's large early steps take the echo down by
     # 18 dB or more (~22 dB) over seconds 7-10 of the assistant's voice (a normalized-LMS step: ~13 dB).
-    out = run(LinearEchoCanceller(suppression_floor_db=0.0))
-    late = slice(7 * SAMPLE_RATE, n - block)
+    out = _cancel_blocks(LinearEchoCanceller(suppression_floor_db=0.0), echo, far_speech)
+    late = slice(7 * SAMPLE_RATE, n - 480)
     cancelled = 10 * np.log10(np.mean(echo[late] ** 2) / np.mean(out[late] ** 2))
     assert cancelled >= 18.0, cancelled
     # With the mute: silence while the filter converges, and the microphone opens within those 10 s.
     canceller = LinearEchoCanceller()
-    muted = run(canceller)
+    muted = _cancel_blocks(canceller, echo, far_speech)
     early = slice(SAMPLE_RATE, 3 * SAMPLE_RATE)
     assert 10 * np.log10(np.mean(echo[early] ** 2) / np.mean(muted[early] ** 2)) >= 60.0
     assert canceller.adapted
@@ -201,15 +211,12 @@ def test_the_linear_filter_converges_within_the_assistants_first_seconds(
 def test_the_linear_cancellers_mute_holds_to_the_end_of_the_utterance_it_converged_in(
     user_talks: bool, far_speech: np.ndarray, rir: np.ndarray
 ) -> None:
-    from kame_cli.audio_io.linear_aec import LinearEchoCanceller
-
     # 7 s of the assistant's voice, then a 1 s pause; the filter converges at ~6 s of it.
     block = 480
-    lead = round(0.060 * SAMPLE_RATE)
     far = np.concatenate([far_speech[: 7 * SAMPLE_RATE], np.zeros(SAMPLE_RATE, dtype=np.float32)])
     n = len(far) // block * block
     far = far[:n]
-    echo = np.convolve(np.concatenate([np.zeros(lead), far]), rir)[:n].astype(np.float32)
+    echo = _echo_of(far, rir)
     near = echo.copy()
     user_s = 6.5
     if user_talks:  # ...and the user talks over its last half second, 6 dB below the echo
@@ -235,6 +242,53 @@ def test_the_linear_cancellers_mute_holds_to_the_end_of_the_utterance_it_converg
         assert user_s <= opened <= user_s + 0.3, opened
         voice = slice(round((opened + 0.05) * SAMPLE_RATE), 7 * SAMPLE_RATE)
         assert np.mean(clean[voice] ** 2) >= 0.5 * np.mean((near - echo)[voice] ** 2)
+
+
+def test_the_linear_canceller_follows_a_jump_of_the_echo_delay_the_timestamps_did_not_report(
+    far_speech: np.ndarray, rir: np.ndarray
+) -> None:
+    # 20 s of the assistant's voice; at 13 s the device re-buffers: the rest plays 40 ms later
+    # (40 ms of silence in the air), while the reference goes on as before.
+    far = np.concatenate([far_speech, far_speech])
+    cut, gap = 13 * SAMPLE_RATE, round(0.040 * SAMPLE_RATE)
+    played = np.concatenate([far[:cut], np.zeros(gap, dtype=np.float32), far[cut:]])[: len(far)]
+    echo = _echo_of(played, rir)
+    canceller = LinearEchoCanceller()
+    out = _cancel_blocks(canceller, echo, far)
+
+    # The jump is found (within a sample) and the filter shifted: once the echo of what was played
+    # before the jump has died out (RT60 0.4 s), the echo is down by 20 dB or more again (~30 dB), and
+    # by 10 dB over the jump's first second (~14 dB). A filter left to re-learn the moved path on its
+    # own added echo over those seconds (-2 dB and -4 dB).
+    assert len(canceller.shifts) == 1 and abs(canceller.shifts[0] - gap) <= 1, canceller.shifts
+    assert _down_db(echo, out, slice(cut + SAMPLE_RATE // 2, cut + 3 * SAMPLE_RATE)) >= 20.0
+    assert _down_db(echo, out, slice(cut, cut + SAMPLE_RATE)) >= 10.0
+
+
+def test_a_noisy_room_does_not_hold_the_linear_cancellers_mute_over_the_user(
+    far_speech: np.ndarray, rir: np.ndarray
+) -> None:
+    from scipy.signal import lfilter
+
+    # A fan's rumble 12 dB under the echo: the filter can never take the microphone down by the 18 dB
+    # that opens the mute, though it cancels the echo itself by more. The user talks over the
+    # assistant from 6.5 s on, 6 dB below the echo.
+    echo = _echo_of(far_speech, rir)
+    echo_rms = float(np.sqrt(np.mean(echo**2)))
+    white = np.random.default_rng(2).normal(size=len(echo))
+    rumble = lfilter([1.0], [1.0, -0.95], white)
+    rumble *= 10 ** (-12 / 20) * echo_rms / float(np.sqrt(np.mean(rumble**2)))
+    user = synthesize(USER, voice="en-gb").astype(np.float32)
+    user *= 0.5 * echo_rms / float(np.sqrt(np.mean(user**2)))
+    user_s = 6.5
+    voice = _user_at(user, user_s, len(echo))
+    near = (echo + rumble + voice).astype(np.float32)
+    out = _cancel_blocks(LinearEchoCanceller(), near, far_speech)
+
+    # The user's words come through whole; the old bar, which counted the noise as echo left, held
+    # the mute over them (70 dB down) until 10 s of the assistant's voice.
+    span = slice(round((user_s + 0.3) * SAMPLE_RATE), round(9.5 * SAMPLE_RATE))
+    assert np.mean(out[span] ** 2) >= 0.5 * np.mean(voice[span] ** 2)
 
 
 def test_auto_runs_the_canceller_only_when_a_speaker_plays_while_a_microphone_listens(tmp_path: Path) -> None:

@@ -1,0 +1,102 @@
+"""Finds a jump of the echo path's delay that the stream timestamps did not report.
+
+A Bluetooth or USB device that re-buffers, or a driver that drops or repeats a block, moves the echo
+by tens of milliseconds at once. The timestamps then still say the old delay, and an adaptive filter
+converged on the old path cancels nothing: it would take seconds to learn the moved path again, and
+the echo of those seconds reads as words. But the moved echo is still the filter's own estimate,
+shifted: the microphone against that estimate (GCC-PHAT: the cross-spectrum's phase alone, so the
+peak is one sample wide whatever the voice's pitch) peaks at the jump. The canceller then shifts its
+filter by as much, and cancels again within a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_SEGMENT_S = 0.1
+"""The microphone's stretch compared with the estimate: short, so that a jump is found within a
+fraction of a second, while the echo of what was found leaks."""
+_CHECK_EVERY = 2
+"""Blocks between two comparisons (40 ms)."""
+_MAX_LAG_S = 0.085
+"""The largest jump looked for, either way. The microphone's stretch is taken this far back: an echo
+that now comes earlier matches estimates not yet made."""
+_MIN_PEAK = 0.1
+"""The phase correlation's peak must reach this (a pure shift gives about 1; the user talking, noise
+and the filter's own error lower it; unrelated signals stay near 1 / sqrt(samples), ~0.015)."""
+_PEAK_OVER_ZERO = 3.0
+"""...and outgrow the peak at no shift this many times: an aligned filter keeps its peak at zero."""
+_ABOVE_NOISE = 10.0
+"""The microphone's stretch and the estimate must both be this far (10 dB) above the room's noise."""
+_MIN_LAG_S = 0.0005
+"""Shifts shorter than this are left to the filter's adaptation."""
+
+
+class EchoPathJump:
+    """Fed each block's microphone and echo estimate; `push` returns the jump in samples when it sees one."""
+
+    def __init__(self, block: int, rate: int) -> None:
+        self.block = block
+        self._lag = round(_MAX_LAG_S * rate)
+        self._segment = round(_SEGMENT_S * rate)
+        self._blocks = -(-(self._segment + 2 * self._lag) // block)
+        n = self._blocks * block
+        self._mic = np.zeros(n, dtype=np.float32)
+        self._estimate = np.zeros(n, dtype=np.float32)
+        # The microphone's stretch: `_lag` before the newest sample back to `_segment` before that.
+        self._seg_hi = n - self._lag
+        self._seg_lo = self._seg_hi - self._segment
+        self._fft = 1 << int(np.ceil(np.log2(n + self._lag)))
+        self._filled = 0
+        self._since_check = 0
+        self._min_lag = max(1, round(_MIN_LAG_S * rate))
+
+    def reset(self) -> None:
+        """Forget the history (the filter was shifted: its earlier estimates no longer apply)."""
+        self._filled = 0
+        self._since_check = 0
+
+    def push(self, mic: np.ndarray, estimate: np.ndarray, noise: float = 0.0) -> int | None:
+        """One block; the jump in samples (positive: the echo now comes later), or None. `noise`: the
+        room's noise power per block: stretches not well above it are not compared (phases of noise
+        peak anywhere)."""
+        b = self.block
+        self._mic[:-b] = self._mic[b:]
+        self._mic[-b:] = mic
+        self._estimate[:-b] = self._estimate[b:]
+        self._estimate[-b:] = estimate
+        self._filled = min(self._filled + 1, self._blocks)
+        self._since_check += 1
+        if self._filled < self._blocks or self._since_check < _CHECK_EVERY:
+            return None
+        self._since_check = 0
+        blocks = self._segment / b
+        mic_power = float(
+            np.dot(self._mic[self._seg_lo : self._seg_hi], self._mic[self._seg_lo : self._seg_hi])
+        )
+        estimate_power = float(np.dot(self._estimate, self._estimate)) * blocks / self._blocks
+        if min(mic_power, estimate_power) < _ABOVE_NOISE * noise * blocks:
+            return None
+        return self._jump()
+
+    def _jump(self) -> int | None:
+        segment = np.zeros_like(self._mic)
+        segment[self._seg_lo : self._seg_hi] = self._mic[self._seg_lo : self._seg_hi]
+        # sum_n mic(n) estimate(n - lag), for lag in -max..+max, from the phase of the cross-spectrum.
+        cross = np.fft.rfft(segment, self._fft) * np.conjugate(np.fft.rfft(self._estimate, self._fft))
+        magnitude = np.abs(cross)
+        top = float(magnitude.max())
+        if top <= 0.0:
+            return None
+        cross /= np.maximum(magnitude, 1e-6 * top)
+        phat = np.fft.irfft(cross, self._fft)
+        lags = np.concatenate([phat[-self._lag :], phat[: self._lag + 1]])  # -max..+max
+        best = int(np.argmax(lags))
+        lag = best - self._lag
+        peak = float(lags[best])
+        at_zero = float(lags[self._lag - 1 : self._lag + 2].max())
+        if abs(lag) >= self._lag - 1:
+            return None  # the peak at the edge: the best lag may lie beyond, or nowhere
+        if abs(lag) < self._min_lag or peak < _MIN_PEAK or peak < _PEAK_OVER_ZERO * max(at_zero, 0.0):
+            return None
+        return lag
