@@ -10,6 +10,7 @@ server's prompt cache holds.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -66,8 +67,8 @@ class Retriever:
             )
         except TimeoutError:
             return [], "timeout"
-        # The index failing (a file deleted under a session) must not stop the oracle: no notes.
-        except Exception:
+        # The index failing (its file deleted or damaged under a session) must not stop the oracle.
+        except (sqlite3.Error, OSError):
             return [], "failed"
         if not self._hybrid:
             return [hit.passage for hit in bm25[:top_k]], "ok"

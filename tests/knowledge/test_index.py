@@ -3,14 +3,18 @@ that holds them, the same order every time, and only changed files read again.""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
 import pytest
 
+from kame_cli.bus import EventBus
+from kame_cli.clock import SessionClock
 from kame_cli.knowledge.config import KnowledgeConfig
 from kame_cli.knowledge.index import KnowledgeIndex, refresh
 from kame_cli.knowledge.query import fts_query, query_terms
+from kame_cli.knowledge.retriever import Retriever
 
 QUESTIONS = {
     "how many days do I have to return the kettle": "handbook.md > Acme handbook > Returns",
@@ -100,3 +104,14 @@ def test_a_document_no_longer_named_leaves_the_index(docs: Path, tmp_path: Path)
     assert report.removed == ["support.txt"]
     assert (report.files, report.indexed) == (1, [])
     assert not KnowledgeIndex(tmp_path / "index.sqlite").search(fts_query("support line saturday"), 3)
+
+
+def test_an_index_damaged_under_a_session_gives_no_notes_and_says_so(docs: Path, tmp_path: Path) -> None:
+    path = tmp_path / "index.sqlite"
+    config = KnowledgeConfig(documents=(str(docs / "**" / "*"),), index=str(path))
+    refresh(config)
+    retriever = Retriever(config, KnowledgeIndex(path), events=EventBus(), clock=SessionClock())
+    passages, outcome = asyncio.run(retriever.find("return the kettle"))
+    assert passages and outcome == "ok"
+    path.write_bytes(bytes(4 * 4096))  # the file overwritten while the session runs
+    assert asyncio.run(retriever.find("return the kettle")) == ([], "failed")
