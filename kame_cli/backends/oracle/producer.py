@@ -52,6 +52,8 @@ if TYPE_CHECKING:
     from kame_cli.knowledge.retriever import Retriever
 
 Tokenize = Callable[[str], list[int]]
+Messages = list[dict[str, str]] | Callable[[], Awaitable[list[dict[str, str]]]]
+"""A request's chat messages, or (with documents) how to retrieve the passages and build them."""
 
 
 @dataclass(slots=True)
@@ -247,7 +249,20 @@ class OracleProducer:
         self._generation += 1
         generation = self._generation
         conversation = self.conversation
-        messages = build_messages(self.prompt, conversation.context, conversation.partial)
+        # The conversation is taken as it stands now. With documents, the passages are retrieved in
+        # `_stream`, so a restart cancels the retrieval along with the stream.
+        messages: Messages
+        if self._knowledge is None:
+            messages = build_messages(self.prompt, conversation.context, conversation.partial)
+        else:
+            messages = functools.partial(
+                self._knowledge.inform,
+                generation,
+                self.prompt,
+                list(conversation.context),
+                conversation.partial,
+                conversation.current_user_text,
+            )
         self.restart.on_start(
             now, user_words=conversation.user_words, user_text=conversation.current_user_text
         )
@@ -260,21 +275,7 @@ class OracleProducer:
             )
         )
         assert self._loop is not None
-        # --- [knowledge] begin: the request's words retrieve passages for its prompt, in `_stream`
-        # (awaited there, so a restart cancels the retrieval with the stream); what the messages hold
-        # is taken now, as they stand at the start.
-        inform: Callable[[], Awaitable[list[dict[str, str]]]] | None = None
-        if self._knowledge is not None:
-            inform = functools.partial(
-                self._knowledge.inform,
-                generation,
-                self.prompt,
-                list(conversation.context),
-                conversation.partial,
-                conversation.current_user_text,
-            )
-        # --- [knowledge] end
-        task = self._loop.create_task(self._stream(generation, messages, now, inform))
+        task = self._loop.create_task(self._stream(generation, messages, now))
         self._running = _Stream(generation, task)
 
     def _cancel_running(self) -> None:
@@ -296,16 +297,15 @@ class OracleProducer:
     async def _stream(
         self,
         generation: int,
-        messages: list[dict[str, str]],
+        messages: Messages,
         started: float,
-        inform: Callable[[], Awaitable[list[dict[str, str]]]] | None = None,
     ) -> None:
         assert self._client is not None
         answer = _Answer()
         outcome: Literal["completed", "cancelled", "failed"] = "failed"
         try:
-            if inform is not None:  # [knowledge]: the messages with the retrieved passages
-                messages = await inform()
+            if callable(messages):  # the messages with the passages the request's words retrieve
+                messages = await messages()
             if not await self._answer(generation, messages, started, answer):
                 outcome = "cancelled"
                 return
