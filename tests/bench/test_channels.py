@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from kame_cli.bench import channels
+from tests.session.conftest import run_kame
 from tests.support.speech import synthesize, white_noise
 
 RATE = 24_000
@@ -68,12 +68,7 @@ def test_fast_shortens_by_its_seeded_tempo(speech) -> None:
 
 
 def _bench(tmp_path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kame_cli.cli", "bench", "stt", "--audio-dir", str(tmp_path), "--fast", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_kame("bench", "stt", "--audio-dir", str(tmp_path), "--fast", *args, timeout=300)
 
 
 def test_bench_json_names_the_channel_and_scores_the_transformed_audio(tmp_path) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import pytest
 
+from tests.session.conftest import run_kame
 from tests.support.speech import speak
 
 KEYS = (
@@ -23,12 +23,7 @@ KEYS = (
 
 
 def _bench(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kame_cli.cli", "bench", "stt", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_kame("bench", "stt", *args, timeout=300)
 
 
 def test_bench_scores_streaming_against_offline_in_one_json_object(tmp_path) -> None:
