@@ -1,20 +1,42 @@
-"""End to end: `kame talk` on a spoken question with a profile that has `[[tools]]`: the back-end
+"""End to end: `kame talk` hears a spoken question with a profile that has `[[tools]]`: the back-end
 process starts the real MCP server, the LLM (a wire-level fake of OpenAI's tool calls) asks for the
 tool, and the log holds the call and the oracle answer built from its result."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
 from pathlib import Path
 
-from tests.session.conftest import assert_valid_session_files, cpu_profile, run_kame
-from tests.support.speech import speak
+from tests.serve.paced_card import PacedSoundCard
+from tests.session.conftest import (
+    assert_valid_session_files,
+    cpu_profile,
+    kame_command,
+    kame_env,
+    session_started,
+    wait_for_event,
+)
+from tests.support.speech import concat, synthesize
 from tests.tools.fake_llm import ToolCallingLlm
 
 HERE = Path(__file__).resolve().parent
 
 
+def _answered(event: dict) -> bool:
+    return (
+        event["type"] == "OracleFinished"
+        and event["outcome"] == "completed"
+        and "two blue kettles" in event["text"]
+    )
+
+
 def test_talk_calls_the_tool_and_the_answer_reaches_the_oracle(tmp_path: Path) -> None:
-    wav = speak("Where is my order please?", tmp_path / "question.wav")
+    (tmp_path / "card").mkdir()
+    card = PacedSoundCard(tmp_path / "card")
+    card.start()
+    log_dir = tmp_path / "log"
+    events_path = log_dir / "events.jsonl"
     with ToolCallingLlm() as llm:
         profile = cpu_profile(
             tmp_path / "tools.toml",
@@ -34,17 +56,34 @@ cwd = "{HERE}"
 allow = ["lookup_order"]
 """,
         )
-        log_dir = tmp_path / "log"
-        done = run_kame(
-            "talk", "--profile", str(profile), "--input", str(wav), "--fast", "--no-ui",
-            "--log-dir", str(log_dir), "--output", str(tmp_path / "out.wav"),
-        )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    events = assert_valid_session_files(log_dir, tmp_path / "out.wav")
+        # A microphone paced in real time, not a file: a file's session ends once its audio is
+        # stepped, and on a busy CPU the LLM, the tool and the LLM again can take longer than any
+        # pause written into it. Here the session ends once the answer was streamed.
+        process = subprocess.Popen(
+            kame_command(
+                "talk", "--profile", str(profile), "--no-ui", "--headphones", "--log-dir", str(log_dir)
+            ),
+            env={**kame_env(), **card.env()},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_for_event(events_path, session_started, timeout=150)
+            card.say(concat([synthesize("Where is my order please?"), 1.5]))
+            wait_for_event(events_path, _answered, timeout=90)
+            process.send_signal(signal.SIGINT)
+            stdout, stderr = process.communicate(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            card.stop()
+    assert process.returncode == 0, stderr[-2000:]
+    events = assert_valid_session_files(log_dir)
     statuses = [e["message"] for e in events if e["type"] == "BackendStatus" and e["component"] == "tools"]
     assert statuses and statuses[0].startswith("orders: lookup_order ready"), statuses
     finished = [e for e in events if e["type"] == "ToolCallFinished"]
     assert finished and finished[0]["outcome"] == "ok" and finished[0]["name"] == "lookup_order"
-    answers = [e["text"] for e in events if e["type"] == "OracleFinished" and e["outcome"] == "completed"]
-    assert any("two blue kettles" in text for text in answers), answers
-    assert "tool orders.lookup_order ok in" in done.stdout
+    answered = next(e for e in events if _answered(e))
+    assert answered["t"] > finished[0]["t"]
+    assert "tool orders.lookup_order ok in" in stdout
