@@ -75,6 +75,9 @@ class SttConfig:
     """Silence after speech that ends the user's turn (a final transcript)."""
     vad_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
     """Silero VAD's speech probability above which a frame counts as speech."""
+    vad_follow_channel: bool = True
+    """Scale the VAD thresholds down to the speech level the stream's turns read (a phone line's
+    speech reads 0.4-0.8, clear speech ~0.97): turns are not cut mid-sentence on telephone audio."""
     min_speech_ms: Annotated[int, Field(ge=0, le=INT64_MAX)] = 250
     """Speech shorter than this (in all) in a turn is dropped as a click or noise."""
     speech_pad_ms: Annotated[int, Field(ge=0, le=INT64_MAX)] = 300

@@ -37,6 +37,7 @@ from kame_cli.backends.stt.config import SttConfig
 from kame_cli.backends.stt.decoder import WindowDecoder, Word, drop_repeats, join_words
 from kame_cli.backends.stt.model import SttModel
 from kame_cli.backends.stt.text import normalize_words
+from kame_cli.backends.stt.threshold import ChannelThresholds
 from kame_cli.events import FinalTranscript, PartialTranscript
 
 TranscriptEvent = PartialTranscript | FinalTranscript
@@ -117,8 +118,7 @@ class StreamingRecognizer:
         self.decoder = WindowDecoder(model, cfg)
         self._now = now if now is not None else time.monotonic
         self._vad = StreamingVad()
-        self._threshold = cfg.vad_threshold
-        self._neg_threshold = max(cfg.vad_threshold - 0.15, 0.01)
+        self._thresholds = ChannelThresholds(cfg.vad_threshold, follow=cfg.vad_follow_channel)
         self._end_silence = round(cfg.end_silence_ms / 1000 * WHISPER_RATE)
         # The post-speech pad must fit inside the closing silence, and not reach the next onset.
         self._pad = min(round(cfg.speech_pad_ms / 1000 * WHISPER_RATE), self._end_silence // 2)
@@ -134,6 +134,7 @@ class StreamingRecognizer:
     def init(self) -> None:
         """Start a new stream; audio times go on from where the last one stopped."""
         self._vad.reset()
+        self._thresholds.reset()
         self._audio: np.ndarray = np.zeros(0, dtype=np.float32)
         self._audio_start = self._pos
         self._vad_pos = self._pos
@@ -226,8 +227,11 @@ class StreamingRecognizer:
         w_end = self._vad_pos + VAD_WINDOW
         w_start, self._vad_pos = self._vad_pos, w_end
         turn = self._turn
+        thresholds = self._thresholds
         if turn is None:
-            if prob < self._threshold:
+            # The same hysteresis as in a turn: an onset run begins at the threshold and goes on
+            # above the lower one (a phone line's speech may read 0.52, 0.46, 0.48, 0.44, 0.50).
+            if prob < (thresholds.threshold if self._onset_run == 0 else thresholds.neg_threshold):
                 self._onset_run = 0
                 return
             if self._onset_run == 0:
@@ -246,7 +250,9 @@ class StreamingRecognizer:
                 self._onset_run = 0
             return
         # Silero's hysteresis: between the two thresholds, speech goes on but silence is not broken.
-        if prob >= self._threshold or (prob >= self._neg_threshold and turn.silence_run == 0):
+        speech = prob >= thresholds.threshold or (prob >= thresholds.neg_threshold and turn.silence_run == 0)
+        thresholds.heard_in_turn(prob)
+        if speech:
             turn.speech += VAD_WINDOW
             turn.last_speech_end = w_end
             turn.silence_run = 0
@@ -394,8 +400,9 @@ class StreamingRecognizer:
         cut_word, cut_at, paused = -1, 0, False
         for i, end_s in enumerate(ends):
             at, quiet = self._quietest(turn.window_start + round(end_s * WHISPER_RATE))
-            if at <= latest and (quiet < self._neg_threshold or relaxed):
-                cut_word, cut_at, paused = i, at, quiet < self._neg_threshold
+            paused_here = quiet < self._thresholds.neg_threshold
+            if at <= latest and (paused_here or relaxed):
+                cut_word, cut_at, paused = i, at, paused_here
         if cut_word < 0:
             return
         kept = turn.window_committed[: cut_word + 1]
