@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 
 WHISPER_RATE = 16_000
 VAD_WINDOW = 512
 """Samples per Silero VAD decision at 16 kHz (32 ms): the size the bundled model is run with."""
 _VAD_CONTEXT = 64
+
+
+class SpeechProbabilities(Protocol):
+    """What the recognizer asks of a VAD: a speech probability per whole 512-sample window."""
+
+    def reset(self) -> None: ...
+
+    def push(self, audio16k: np.ndarray) -> np.ndarray: ...
 
 
 class StreamingVad:

@@ -32,7 +32,7 @@ import numpy as np
 
 from kame_cli.backends.stt import agreement
 from kame_cli.backends.stt.agreement import agreed_count, without_rereads, words_after_committed
-from kame_cli.backends.stt.audio import VAD_WINDOW, WHISPER_RATE, StreamingVad
+from kame_cli.backends.stt.audio import VAD_WINDOW, WHISPER_RATE, SpeechProbabilities, StreamingVad
 from kame_cli.backends.stt.config import SttConfig
 from kame_cli.backends.stt.decoder import WindowDecoder, Word, drop_repeats, join_words
 from kame_cli.backends.stt.model import SttModel
@@ -113,11 +113,18 @@ class _Turn:
 class StreamingRecognizer:
     """Streaming Whisper with LocalAgreement-2 commits and VAD end of turn; not thread-safe."""
 
-    def __init__(self, model: SttModel, cfg: SttConfig, now: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        model: SttModel,
+        cfg: SttConfig,
+        now: Callable[[], float] | None = None,
+        vad: SpeechProbabilities | None = None,
+    ) -> None:
+        """`vad`: Silero (`StreamingVad`) unless given, e.g. probabilities recorded on a channel."""
         self.cfg = cfg
         self.decoder = WindowDecoder(model, cfg)
         self._now = now if now is not None else time.monotonic
-        self._vad = StreamingVad()
+        self._vad = vad if vad is not None else StreamingVad()
         self._thresholds = ChannelThresholds(cfg.vad_threshold, follow=cfg.vad_follow_channel)
         self._end_silence = round(cfg.end_silence_ms / 1000 * WHISPER_RATE)
         # The post-speech pad must fit inside the closing silence, and not reach the next onset.
