@@ -43,7 +43,8 @@ from kame_cli.events import FinalTranscript, PartialTranscript
 TranscriptEvent = PartialTranscript | FinalTranscript
 
 _ONSET_WINDOWS = 2
-"""Consecutive speech windows (64 ms) that open a turn: a single click does not."""
+"""Speech windows in a row (64 ms) that open a turn, the first above the threshold and the next
+above the lower one: a single click does not."""
 _IDLE_KEEP_S = 1.0
 """Audio kept while no one speaks, for the pre-roll of the next turn."""
 _MAX_CONTEXT_WORDS = 40
