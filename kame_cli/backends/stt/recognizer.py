@@ -43,8 +43,7 @@ from kame_cli.events import FinalTranscript, PartialTranscript
 TranscriptEvent = PartialTranscript | FinalTranscript
 
 _ONSET_WINDOWS = 2
-"""Speech windows in a row (64 ms) that open a turn, the first above the threshold and the next
-above the lower one: a single click does not."""
+"""Speech windows in a row (64 ms) that open a turn: a single click does not."""
 _IDLE_KEEP_S = 1.0
 """Audio kept while no one speaks, for the pre-roll of the next turn."""
 _MAX_CONTEXT_WORDS = 40
@@ -237,9 +236,12 @@ class StreamingRecognizer:
         turn = self._turn
         thresholds = self._thresholds
         if turn is None:
-            # The same hysteresis as in a turn: an onset run begins at the threshold and goes on
-            # above the lower one (a phone line's speech may read 0.52, 0.46, 0.48, 0.44, 0.50).
-            if prob < (thresholds.threshold if self._onset_run == 0 else thresholds.neg_threshold):
+            # On a channel whose speech reads low, the same hysteresis as in a turn: an onset run
+            # begins at the threshold and goes on above the lower one (a phone line's speech may
+            # read 0.52, 0.46, 0.48, 0.44, 0.50). Not on clear speech: residual echo under double
+            # talk reads 0.3-0.5, with single windows at 0.51, and would open turns early.
+            goes_on = self._onset_run > 0 and thresholds.lowered
+            if prob < (thresholds.neg_threshold if goes_on else thresholds.threshold):
                 self._onset_run = 0
                 return
             if self._onset_run == 0:

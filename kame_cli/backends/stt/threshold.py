@@ -52,6 +52,11 @@ class ChannelThresholds:
         """Probability below which a window in a turn is silence."""
         return self._base_neg * self._scale
 
+    @property
+    def lowered(self) -> bool:
+        """Whether this stream's speech has read below clear speech, so the thresholds are lower."""
+        return self._scale < 1.0
+
     def heard_in_turn(self, prob: float) -> None:
         """A window inside a turn: if it reads as speech, it counts toward the level."""
         if not self._follow or prob < self.neg_threshold:
