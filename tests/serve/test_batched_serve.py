@@ -186,7 +186,7 @@ async def _kill_one_backend(url: str, pid: int) -> tuple[list[object], list[int]
         assert isinstance(await _first_message(second, 60), protocol.Handshake)
         await asyncio.gather(_outputs(first, 5), _outputs(second, 5))
         # The oldest back-end is the first session's (the newest is the spare, loaded ahead).
-        _children(pid, "kame_cli.session.backend_proc")[0].send_signal(signal.SIGKILL)
+        _children(pid, "kame-backend")[0].send_signal(signal.SIGKILL)
         (_, told), (steps, others) = await asyncio.gather(
             # Up to 40 s of steps for the death to be told: on a loaded CPU noticing it can take seconds.
             _outputs(first, 500, until_error=True),
