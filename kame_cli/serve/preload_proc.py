@@ -130,7 +130,9 @@ def serve(ctrl: socket.socket) -> None:
             sys.stderr.flush()
             pid = os.fork()
             if pid == 0:
-                _run_child(request["module"], link_fd, stderr_fd, [ctrl.fileno(), wake_r, wake_w])
+                _run_child(
+                    request["module"], link_fd, stderr_fd, [ctrl.fileno(), wake_r, wake_w, selector.fileno()]
+                )
             os.close(link_fd)
             os.close(stderr_fd)
             _send(ctrl, {"id": request["id"], "pid": pid})
