@@ -35,6 +35,15 @@ SPREAD = ("tests/session/",)
 """The other session modules: each test starts its own `kame talk` and shares no costly fixture, so
 it goes to whichever worker is free."""
 
+SHARED_SERVER = (
+    "tests/serve/test_admission.py",
+    "tests/serve/test_clients.py",
+    "tests/serve/test_hostile.py",
+    "tests/serve/test_web.py",
+)
+"""The modules that use tests/serve's package-wide `kame serve` (`server`): on one worker, it starts
+once (a front-end and a loaded back-end per free slot) instead of once per worker."""
+
 
 COSTLY = (
     "tests/session/",
@@ -60,6 +69,8 @@ def _group(nodeid: str) -> str | None:
     path = nodeid.split("::", 1)[0]
     if path.startswith(SPREAD):
         return None
+    if path in SHARED_SERVER:
+        return "tests/serve: the package's server"
     # A module's tests share its module- and session-scoped fixtures (a real model loaded, speech
     # decoded once): on one worker, they are made once.
     return path

@@ -18,6 +18,7 @@ from typing import Any
 
 from kame_cli.errors import RuntimeFailure
 from kame_cli.serve.wire import HostSetup
+from kame_cli.session.child import Launcher, launch_module
 from kame_cli.session.runtime import ChildProcess
 from kame_cli.session.wire import BackendSetup, Closed, Failure, Ready
 
@@ -83,7 +84,12 @@ class FrontendHost:
 class Backend:
     """One session's back-end process; `route` is set to the session that owns it."""
 
-    def __init__(self, setup: BackendSetup, on_stopped: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        setup: BackendSetup,
+        on_stopped: Callable[[], None] | None = None,
+        launch: Launcher = launch_module,
+    ) -> None:
         self.route: Callable[[Any], None] | None = None
         self.on_gone: Callable[[], None] | None = None
         self.ready = threading.Event()
@@ -97,6 +103,7 @@ class Backend:
             self._route,
             self._gone,
             frame_limit=_STT_FRAME_QUEUE,
+            launch=launch,
         )
 
     def _route(self, message: Any) -> None:

@@ -35,6 +35,21 @@ def run_eval_here(capfd: pytest.CaptureFixture[str], *args: str) -> subprocess.C
     return subprocess.CompletedProcess(["kame", "eval", *args], code, out, err)
 
 
+def eval_here(*args: str) -> subprocess.CompletedProcess[str]:
+    """`kame eval ARGS` in this interpreter, its output captured at the Python level (a module-scoped
+    fixture has no `capfd`): the sessions are child processes anyway, and the later in-process runs
+    then find LiteLLM, faster-whisper and matplotlib already imported."""
+    import contextlib
+    import io
+
+    from kame_cli.cli import run
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = run(["eval", *args])
+    return subprocess.CompletedProcess(["kame", "eval", *args], code, out.getvalue(), err.getvalue())
+
+
 def json_line(stdout: str) -> dict[str, Any]:
     lines = [line for line in stdout.splitlines() if line.strip()]
     assert len(lines) == 1, f"--json must print one line on stdout, got {stdout!r}"

@@ -12,7 +12,7 @@ import pytest
 
 from kame_cli.eval.answers import answers_from_json
 from kame_cli.eval.cache import ANSWERS, JUDGED, EvalDir
-from tests.eval.conftest import json_line, run_eval_here, run_kame, write_questions
+from tests.eval.conftest import eval_here, json_line, run_eval_here, write_questions
 
 QUESTIONS = [
     {"id": "q1", "category": "stem", "turns": ["What is two plus two?"], "reference": "Four."},
@@ -50,7 +50,7 @@ def first_run(tmp_path_factory: pytest.TempPathFactory) -> EvalRun:
         "eval", "--questions", str(questions), "--profile", "offline", "--frontend-only", "--cascade",
         "--judge", "offline", "--fast", "--out", str(out), "--json", "-o", str(figure),
     )  # fmt: skip
-    done = run_kame(*args)
+    done = eval_here(*args[1:])
     assert done.returncode == 0, done.stderr
     return EvalRun(args, out, figure, json_line(done.stdout), done.stderr)
 
@@ -123,7 +123,7 @@ def _stamps(out: Path) -> dict[str, int]:
 def test_second_runs_resume_without_redoing_finished_work(
     first_run: EvalRun, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    # In this interpreter: the command's own run was the first; the sessions are child processes.
+    # In this interpreter, as the first run was: the sessions are child processes.
     def rerun() -> tuple[dict[str, Any], str]:
         done = run_eval_here(capfd, *first_run.args[1:])
         assert done.returncode == 0, done.stderr

@@ -1,16 +1,32 @@
-"""`kame serve --max-sessions N`: N sessions at once on one batched front-end, then the queue."""
+"""`kame serve --max-sessions N`: N sessions at once on one batched front-end, then the queue; a
+session's back-end killed, or a client beside it that never reads, leaves the other stepping."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from kame_cli.serve import protocol
 from kame_cli.serve.admission import Admission
-from tests.serve.conftest import start_server
+from tests.serve.conftest import Server, start_server
 from tests.serve.test_admission import _check_queued, _first_message, _healthy, _until
+
+
+@pytest.fixture(scope="module")
+def two_slots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One `--max-sessions 2` server for the two-slot tests: a back-end killed in one session, then
+    two at once and a third in line (each loaded slot costs a back-end; one server loads them once).
+    The kill test comes first: on a fresh pool the first session takes the oldest back-end."""
+    running = start_server(
+        tmp_path_factory.mktemp("two-slots") / "logs", "--max-sessions", "2", "--max-queue", "1"
+    )
+    yield running
+    assert running.terminate() == 0
 
 
 def test_admission_with_two_slots_then_a_line() -> None:
@@ -58,18 +74,6 @@ async def _scenario(url: str) -> None:
         await _audio(third, 60)
         await asyncio.gather(second.close(), third.close())
         await _until(lambda: _healthy(http, url), 60)
-
-
-def test_two_sessions_at_once_on_one_batched_front_end_and_a_third_waits(tmp_path: Path) -> None:
-    server = start_server(tmp_path / "logs", "--max-sessions", "2", "--max-queue", "1")
-    try:
-        asyncio.run(_scenario(server.url))
-    finally:
-        assert server.terminate() == 0
-    logs = server.sessions()
-    assert len(logs) == 3
-    ended = [line for line in server.stderr if "ended:" in line]
-    assert len(ended) == 3 and all(" steps" in line for line in ended)
 
 
 def test_max_sessions_below_one_is_one_line_exit_2() -> None:
@@ -182,7 +186,7 @@ async def _kill_one_backend(url: str, pid: int) -> tuple[list[object], list[int]
         assert isinstance(await _first_message(second, 60), protocol.Handshake)
         await asyncio.gather(_outputs(first, 5), _outputs(second, 5))
         # The oldest back-end is the first session's (the newest is the spare, loaded ahead).
-        _children(pid, "kame_cli.session.backend_proc")[0].send_signal(signal.SIGKILL)
+        _children(pid, "kame-backend")[0].send_signal(signal.SIGKILL)
         (_, told), (steps, others) = await asyncio.gather(
             # Up to 40 s of steps for the death to be told: on a loaded CPU noticing it can take seconds.
             _outputs(first, 500, until_error=True),
@@ -192,17 +196,103 @@ async def _kill_one_backend(url: str, pid: int) -> tuple[list[object], list[int]
         return told, steps, others
 
 
-def test_one_sessions_backend_killed_leaves_the_other_stepping_with_no_gap(tmp_path: Path) -> None:
+def test_one_sessions_backend_killed_leaves_the_other_stepping_with_no_gap(two_slots: Server) -> None:
     from kame_cli.events import BackendStatus
 
-    server = start_server(tmp_path / "logs", "--max-sessions", "2")
-    try:
-        told, steps, others = asyncio.run(_kill_one_backend(server.url, server.process.pid))
-    finally:
-        server.terminate()
+    told, steps, others = asyncio.run(_kill_one_backend(two_slots.url, two_slots.process.pid))
     assert any(
         isinstance(s, BackendStatus) and s.component == "backend" and s.state == "error" for s in told
     ), (told, others)
     # The other session: every step in order, none missing, and no fault of its own.
     assert steps == list(range(steps[0], steps[0] + 40))
     assert not any(isinstance(s, BackendStatus) and s.state == "error" for s in others)
+
+
+def test_two_sessions_at_once_on_one_batched_front_end_and_a_third_waits(two_slots: Server) -> None:
+    from tests.session.conftest import wait_until
+
+    before = set(two_slots.sessions())
+    asyncio.run(_scenario(two_slots.url))
+    ids = [log.name.rsplit("-", 1)[1] for log in set(two_slots.sessions()) - before]
+    assert len(ids) == 3
+
+    def ended() -> list[str]:
+        return [line for line in two_slots.stderr for sid in ids if f"session {sid} ended:" in line]
+
+    # Its own sessions' lines (an earlier test's may still come): the reader thread may lag the server.
+    wait_until(lambda: len(ended()) == 3, 30)
+    assert all(" steps" in line for line in ended())
+
+
+def test_a_client_that_never_reads_beside_a_session_is_dropped_and_the_session_goes_on(
+    two_slots: Server,
+) -> None:
+    """Two slots: the never-reading client holds a real session beside the well-behaved one, so the
+    server does send it output, and must drop it rather than buffer what it never takes."""
+    import threading
+
+    import psutil
+
+    from kame_cli.clock import FRAME_SAMPLES
+    from tests.serve.test_hostile import WellBehaved, _health, _metric, _never_reads
+    from tests.session.conftest import read_events, wait_for_event, wait_until
+
+    server = two_slots
+    wait_until(lambda: asyncio.run(_health(server.url)) == 200, 60)
+    before = set(server.sessions())
+    process = psutil.Process(server.process.pid)
+
+    async def scenario() -> tuple[WellBehaved, int, int]:
+        well = WellBehaved(server.url)
+        # The server's earlier sessions may have dropped a client that stopped reading: count from here.
+        slow_before = await _metric(server.url, "kame_slow_clients_total")
+        async with aiohttp.ClientSession() as http:
+            running = asyncio.create_task(well.run(http))
+            await asyncio.wait_for(well.ready.wait(), 60)
+            await _until_async(lambda: len(well.indices) >= 5, 60)
+            rss_before = peak = process.memory_info().rss
+            speaking = threading.Thread(target=_never_reads, args=(server.port, 120.0), daemon=True)
+            speaking.start()
+            deadline = time.monotonic() + 90
+            while await _metric(server.url, "kame_slow_clients_total") <= slow_before:
+                assert time.monotonic() < deadline, "the never-reading client was not dropped"
+                peak = max(peak, process.memory_info().rss)
+                await asyncio.sleep(0.2)
+            await asyncio.to_thread(speaking.join, 10)
+            assert not speaking.is_alive()  # its connection was dropped: its sends failed
+            at_drop = len(well.indices)
+            # The session beside it goes on after the drop.
+            await _until_async(lambda: len(well.indices) >= at_drop + 25, 60)
+            well.done.set()
+            await running
+        return well, rss_before, peak
+
+    well, rss_before, peak = asyncio.run(scenario())
+    # Nothing it never took was kept: the process grew by no more than a session's own state.
+    assert peak - rss_before < 16 << 20
+
+    assert not well.closed_early
+    assert well.indices == sorted(set(well.indices))
+    wait_until(lambda: asyncio.run(_health(server.url)) == 200, 60)
+    first, second = sorted(set(server.sessions()) - before, key=lambda p: int(p.name.rsplit("-", 1)[1]))
+    wait_for_event(first / "events.jsonl", lambda e: e.get("message") == "stopped", 30)
+    events = read_events(first / "events.jsonl")
+    steps = sum(e["type"] == "StepTiming" for e in events)
+    lag_dropped = sum(e["count"] for e in events if e["type"] == "FramesDropped")
+    assert steps - 3 <= len(well.indices) <= steps
+    # No gap: every missing index is one the loop dropped by its lag bound, and the log counts it.
+    assert well.indices[-1] + 1 - len(well.indices) <= lag_dropped
+    assert well.samples >= (len(well.indices) - 2) * FRAME_SAMPLES
+    wait_for_event(second / "events.jsonl", lambda e: e.get("message") == "stopped", 30)
+    dropped = read_events(second / "events.jsonl")
+    # It was a real session, stepped beside the other, and its log is complete.
+    assert any(e["type"] == "StepTiming" for e in dropped)
+    assert sum(e["type"] == "SessionSummary" for e in dropped) == 1
+    assert server.process.poll() is None
+
+
+async def _until_async(condition: Callable[[], bool], within: float) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.1)

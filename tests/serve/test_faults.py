@@ -15,8 +15,14 @@ from kame_cli.serve import metadata, protocol
 from tests.serve.conftest import start_server
 
 
-def _children(pid: int, module: str) -> list[psutil.Process]:
-    found = [p for p in psutil.Process(pid).children() if module in " ".join(p.cmdline())]
+def _children(pid: int, what: str) -> list[psutil.Process]:
+    """The server's processes whose command line holds `what` (a module) or that `what` names (a
+    back-end forked from the template shows as `kame-backend`), oldest first."""
+    found = [
+        p
+        for p in psutil.Process(pid).children(recursive=True)
+        if p.name() == what or what in " ".join(p.cmdline())
+    ]
     return sorted(found, key=lambda p: p.create_time())
 
 
@@ -37,7 +43,7 @@ async def _scenario(url: str, pid: int) -> tuple[list[protocol.Message], list[pr
         assert protocol.decode((await ws.receive(60)).data) == protocol.Handshake()
         await _until_output(ws, 5)
         # The session's back-end is the older of the two (the other is the spare, loaded ahead).
-        _children(pid, "kame_cli.session.backend_proc")[0].send_signal(signal.SIGKILL)
+        _children(pid, "kame-backend")[0].send_signal(signal.SIGKILL)
         after_backend = await _until_output(ws, 25)  # the voice goes on
         (host,) = _children(pid, "kame_cli.serve.host")
         host.send_signal(signal.SIGKILL)
