@@ -119,3 +119,11 @@ class PacedSoundCard:
                         self._played.append(np.frombuffer(data[:usable], "<f4").copy())
                     taken += usable
                     self._paced(taken // (FRAME_SAMPLES * 4), start)
+
+
+def started_card(directory: Path) -> PacedSoundCard:
+    """A `PacedSoundCard` in `directory` (made here), already feeding and draining."""
+    directory.mkdir()
+    card = PacedSoundCard(directory)
+    card.start()
+    return card

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from subprocess import PIPE
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 from tests.support.speech import concat, synthesize
+
+if TYPE_CHECKING:
+    from tests.serve.paced_card import PacedSoundCard
 
 QUESTION = "What is the capital city of France?"
 
@@ -132,6 +138,30 @@ def start_talk(
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+@contextlib.contextmanager
+def kame_on_card(folder: Path, *args: str) -> Iterator[tuple[PacedSoundCard, subprocess.Popen[str]]]:
+    """`kame ARGS` in the background on a paced virtual card made in `folder` (its default
+    microphone and speaker); the process is killed if the block leaves it running."""
+    from tests.serve.paced_card import started_card
+
+    card = started_card(folder)
+    process = subprocess.Popen(
+        kame_command(*args), env={**kame_env(), **card.env()}, stdout=PIPE, stderr=PIPE, text=True
+    )
+    try:
+        yield card, process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        card.stop()
+
+
+def interrupt(process: subprocess.Popen[str]) -> tuple[str, str]:
+    """Ctrl-C, as a user ends `kame talk`: its stdout and stderr once it exited."""
+    process.send_signal(signal.SIGINT)
+    return process.communicate(timeout=30)
 
 
 def run_kame(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:

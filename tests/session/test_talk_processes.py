@@ -15,8 +15,8 @@ import soundfile as sf
 from kame_cli.priority import can_leave_idle
 from tests.session.conftest import (
     assert_valid_session_files,
-    kame_command,
-    kame_env,
+    interrupt,
+    kame_on_card,
     pid_alive,
     read_events,
     session_pids,
@@ -41,24 +41,13 @@ def _placements(pid: int) -> list[tuple[int, int]]:
 
 
 def test_backend_killed_mid_session_is_restarted_and_the_voice_goes_on(tmp_path: Path) -> None:
-    from tests.serve.paced_card import PacedSoundCard
-
-    (tmp_path / "card").mkdir()
-    card = PacedSoundCard(tmp_path / "card")
-    card.start()
     log_dir = tmp_path / "log"
     events_path = log_dir / "events.jsonl"
     # A microphone paced in real time (a virtual card), not a file: the second question is spoken
     # once the new back-end runs. Its load on a busy CPU can take longer than any pause written
     # into a file, and the audio said meanwhile is not the STT's to hear.
-    process = subprocess.Popen(
-        kame_command(*_TALK, "--log-dir", str(log_dir), "--no-llm", "--realtime"),
-        env={**kame_env(), **card.env()},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    talk = kame_on_card(tmp_path / "card", *_TALK, "--log-dir", str(log_dir), "--no-llm", "--realtime")
+    with talk as (card, process):
         wait_for_event(events_path, session_started, timeout=150)
         pids = session_pids(read_events(events_path))
         frontend_policy = os.sched_getscheduler(pids["frontend"][0])
@@ -76,12 +65,7 @@ def test_backend_killed_mid_session_is_restarted_and_the_voice_goes_on(tmp_path:
         wait_for_event(events_path, _restarted, timeout=150)
         card.say(concat([synthesize("How many legs does a spider have?"), 1.5]))
         wait_for_event(events_path, lambda e: e["type"] == "FinalTranscript" and e["t"] > first["t"], 60)
-        process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        card.stop()
+        stdout, stderr = interrupt(process)
     assert process.returncode == 0, stderr[-2000:]
     assert "Traceback" not in stderr
     # --realtime: the front-end runs under a real-time policy, or says in one line why it cannot.

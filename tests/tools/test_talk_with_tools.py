@@ -4,16 +4,13 @@ tool, and the log holds the call and the oracle answer built from its result."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
 from pathlib import Path
 
-from tests.serve.paced_card import PacedSoundCard
 from tests.session.conftest import (
     assert_valid_session_files,
     cpu_profile,
-    kame_command,
-    kame_env,
+    interrupt,
+    kame_on_card,
     session_started,
     wait_for_event,
 )
@@ -32,9 +29,6 @@ def _answered(event: dict) -> bool:
 
 
 def test_talk_calls_the_tool_and_the_answer_reaches_the_oracle(tmp_path: Path) -> None:
-    (tmp_path / "card").mkdir()
-    card = PacedSoundCard(tmp_path / "card")
-    card.start()
     log_dir = tmp_path / "log"
     events_path = log_dir / "events.jsonl"
     with ToolCallingLlm() as llm:
@@ -59,25 +53,13 @@ allow = ["lookup_order"]
         # A microphone paced in real time, not a file: a file's session ends once its audio is
         # stepped, and on a busy CPU the LLM, the tool and the LLM again can take longer than any
         # pause written into it. Here the session ends once the answer was streamed.
-        process = subprocess.Popen(
-            kame_command(
-                "talk", "--profile", str(profile), "--no-ui", "--headphones", "--log-dir", str(log_dir)
-            ),
-            env={**kame_env(), **card.env()},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
+        args = ("talk", "--profile", str(profile), "--no-ui", "--headphones", "--log-dir", str(log_dir))
+        talk = kame_on_card(tmp_path / "card", *args)
+        with talk as (card, process):
             wait_for_event(events_path, session_started, timeout=150)
             card.say(concat([synthesize("Where is my order please?"), 1.5]))
             wait_for_event(events_path, _answered, timeout=90)
-            process.send_signal(signal.SIGINT)
-            stdout, stderr = process.communicate(timeout=30)
-        finally:
-            if process.poll() is None:
-                process.kill()
-            card.stop()
+            stdout, stderr = interrupt(process)
     assert process.returncode == 0, stderr[-2000:]
     events = assert_valid_session_files(log_dir)
     statuses = [e["message"] for e in events if e["type"] == "BackendStatus" and e["component"] == "tools"]
