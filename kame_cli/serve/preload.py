@@ -30,6 +30,7 @@ _FORK_REPLY_S = 5.0
 _READY_S = 30.0
 """How long a launch waits for the template's imports before it starts a fresh interpreter."""
 _ORPHAN_POLL_S = 0.2
+_CLOSE_S = 0.3
 _MAX_PACKET = 4096
 
 
@@ -181,9 +182,9 @@ class Preloader:
                 self._ctrl.shutdown(socket.SHUT_RDWR)
         if self._process is not None:
             try:
-                self._process.wait(2.0)
+                self._process.wait(_CLOSE_S)
             except subprocess.TimeoutExpired:
-                self._process.kill()
+                self._process.kill()  # it holds nothing: the back-ends were stopped before
                 self._process.wait()
 
 

@@ -139,11 +139,10 @@ def serve(ctrl: socket.socket) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from kame_cli.priority import BACKGROUND_NICENESS, deprioritize_process_tree
-
+    # Not deprioritized, unlike the back-ends it forks (each lowers itself first thing): it reaps
+    # them, and a session's end waits for its report; it uses no CPU between forks.
     args = sys.argv[1:] if argv is None else argv
     ctrl = socket.socket(fileno=int(args[args.index("--fd") + 1]))
-    deprioritize_process_tree(os.getpid(), BACKGROUND_NICENESS)
     try:
         refused = _preload()
     except Exception as err:  # any import failure: the supervisor falls back to fresh interpreters
@@ -153,6 +152,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     _send(ctrl, {"ready": True})
     serve(ctrl)
+    os._exit(0)  # tearing LiteLLM's module graph down would only delay the server's exit
 
 
 if __name__ == "__main__":
