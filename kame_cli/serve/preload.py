@@ -86,6 +86,7 @@ class Preloader:
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,  # an import's warnings; a failure comes as `refused`
                 start_new_session=True,
                 env=env,
             )
