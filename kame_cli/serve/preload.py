@@ -19,10 +19,9 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import IO, Any
 
-from kame_cli.session.child import ChildSpec, ProcessHandle, launch_module
+from kame_cli.session.child import ChildSpec, ProcessHandle, child_env, launch_module
 from kame_cli.session.link import Wire
 
 _MODULE = "kame_cli.serve.preload_proc"
@@ -77,9 +76,6 @@ class Preloader:
     def start(self) -> None:
         """Start the template; it imports in the background (`ready` once it serves)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        env = dict(os.environ)
-        root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
         try:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", _MODULE, "--fd", str(theirs.fileno())],
@@ -88,7 +84,7 @@ class Preloader:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,  # an import's warnings; a failure comes as `refused`
                 start_new_session=True,
-                env=env,
+                env=child_env(),
             )
         finally:
             theirs.close()

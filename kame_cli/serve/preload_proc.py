@@ -66,7 +66,6 @@ def _name_process(name: str) -> None:
 
 def _run_child(module: str, link_fd: int, stderr_fd: int, keep_out: list[int]) -> None:
     """In the forked child: a session of its own, the new stderr, then the module's `main`."""
-    code = 1
     try:
         for fd in keep_out:
             os.close(fd)
@@ -84,7 +83,7 @@ def _run_child(module: str, link_fd: int, stderr_fd: int, keep_out: list[int]) -
         traceback.print_exc()
         sys.stderr.flush()
     finally:
-        os._exit(code)
+        os._exit(1)  # `main` ends the process itself; this is a failure before or in it
 
 
 def _reap(ctrl: socket.socket) -> None:

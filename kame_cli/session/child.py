@@ -73,12 +73,19 @@ Launcher = Callable[[ChildSpec], tuple[ProcessHandle, Wire, Iterable[bytes] | No
 """Starts a child: its process, the supervisor's end of its wire, and its stderr (None: not kept)."""
 
 
-def launch_module(spec: ChildSpec) -> tuple[ProcessHandle, Wire, IO[bytes] | None]:
-    """The real launcher: `python -m spec.module --fd N` with this checkout on its PYTHONPATH."""
-    ours, theirs = socket.socketpair()
+def child_env() -> dict[str, str]:
+    """This environment, with this checkout first on PYTHONPATH: a child runs `python -m` this
+    kame, wherever it was started from."""
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def launch_module(spec: ChildSpec) -> tuple[ProcessHandle, Wire, IO[bytes] | None]:
+    """The real launcher: `python -m spec.module --fd N` with this checkout on its PYTHONPATH."""
+    ours, theirs = socket.socketpair()
+    env = child_env()
     try:
         process = subprocess.Popen(
             [sys.executable, "-m", spec.module, "--fd", str(theirs.fileno())],
