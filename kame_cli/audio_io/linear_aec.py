@@ -1,5 +1,5 @@
-"""kame's own echo canceller (`[audio] aec_engine = "linear"`): an adaptive filter, and a mute
-until it has converged.
+"""kame's own echo canceller (`[audio] aec_engine = "linear"`): an adaptive filter, a short mute while
+it starts, and a residual-echo suppressor.
 
 WebRTC's AEC3 removes echo well, but its suppressor treats the user talking over the assistant
 (double talk) as echo and cuts most of the user's words with it. This canceller keeps the two apart:
@@ -14,28 +14,26 @@ WebRTC's AEC3 removes echo well, but its suppressor treats the user talking over
   5 s of speech, 25-30 dB after 10 s; the normalized-LMS filter it replaces: 10-15 and 15-18 dB)
   and small ones once it has converged or while the user talks (their voice is in the error's
   power): no separate double-talk detector.
-- Until the filter cancels the echo by ~18 dB in a good share of the blocks (typically within the
-  assistant's first ~4-5 s of voice), the microphone is muted while the assistant speaks, as AEC3
-  does at first: speech recognizers normalize the level, and the echo of a half-converged filter
-  still reads as words. Even at 18 dB it does when the mute opens mid-utterance (the residual, bare
-  on a silenced background, came out as "thank you very much" and "to do" in `kame bench echo`):
-  the mute then holds to the assistant's next pause, while the filter learns on, unless the user
-  talks (the error outgrows the echo estimate). At a pause the microphone opens a few dB earlier:
-  nothing is laid bare there, and a filter that converges in the next utterance's first words would
-  otherwise hold the mute over a user who barges in softly (their first word, under the residual).
-- Once converged, the filter follows a jump of the echo's delay that the timestamps did not report
+- For the assistant's first 2 s of voice the microphone is muted, as AEC3 does at first: the filter
+  has learned nothing yet. From there a residual-echo suppressor (`residual_echo.py`: a gain per
+  frequency bin, from the filter's own echo estimate and a learned leak) holds down what the filter
+  has not learned or cannot model (a loudspeaker that distorts, reverberation beyond its span), and
+  passes the bins the user's voice dominates. A mute held until the filter cancels 18 dB would hold
+  the user down for 10 s of the assistant's voice wherever the speaker distorts (the filter never
+  gets there).
+- The filter counts as trusted once it cancels the echo by ~18 dB in a good share of the blocks
+  (typically within the assistant's first ~4-8 s of voice), at the assistant's next pause or as soon
+  as the user talks (the error outgrows the echo estimate), and after 10 s of its voice in any case.
+  From then on it follows a jump of the echo's delay that the timestamps did not report
   (`echo_path_jump.py` finds it; the filter's taps are shifted by as much), and a block whose error
   comes out louder than the microphone (a filter off the path) is muted. Convergence is judged on
   the error beyond the room's noise, which no filter removes.
 
-There is no residual-echo suppressor after that. One was tried (per bin, the echo estimate times the
-lowest residual ratio of the last 2 s, over-subtracted 1-8x, floored): behind this filter it made
-things worse in `kame bench echo`: the fragments of residual it let through on a silenced background
-were transcribed as words (4-6 echo words over its 5 rooms, against none from the filter's
-continuous ~30 dB-down residual), and it cost up to 3 more of the user's 53 words in double talk.
+Fragments of residual that a suppressor lets through on a silenced background are read as words by
+the STT: hence the suppressor's leak is the larger of two estimates, and taken off five times over.
 
-The output is one block late: the mute's gain changes are cross-faded over a block (the overlap-add
-of a sqrt-Hann analysis/synthesis pair at 50 %, with a gain per block instead of per bin).
+The output is one block late: the suppressor's gains and the mute's are applied in the overlap-add of
+a sqrt-Hann analysis/synthesis pair at 50 %, which cross-fades them over a block.
 """
 
 from __future__ import annotations
@@ -46,6 +44,7 @@ from collections import deque
 import numpy as np
 
 from kame_cli.audio_io.echo_path_jump import EchoPathJump
+from kame_cli.audio_io.residual_echo import ResidualEchoSuppressor
 
 _EPS = 1e-10
 _TRANSITION = 0.999
@@ -66,8 +65,12 @@ once, and the filter keeps learning through the next utterance's first words."""
 _MUTE_WINDOW = 50
 """Blocks of the assistant's voice (1 s at 20 ms) that mute release looks at."""
 _MUTE_MAX_BLOCKS = 500
-"""...and after this many (10 s of the assistant's voice) the microphone opens regardless: a path the
-filter cannot model (a distorting speaker) must not mute the user whenever the assistant talks."""
+"""...and after this many (10 s of the assistant's voice) the filter is trusted regardless: a path it
+cannot model (a distorting speaker) must not keep it from following a delay jump. (Trusting it
+after 2-5 s instead made the jump tracker shift a filter still converging, by up to 85 ms.)"""
+_MUTE_BLOCKS = 100
+"""The mute lasts at most this many blocks of the assistant's voice (2 s): from there the residual-echo
+suppressor holds down what the filter has not learned yet, bin by bin, and lets the user through."""
 _DIVERGED = 10 ** (1 / 10)
 """A block whose error is this much (1 dB) above the microphone is muted: the filter added echo."""
 _NOISE_RISE = 10 ** (3 / 10 / 50)
@@ -80,12 +83,14 @@ peak: the step stays small through the short dips between the user's syllables."
 
 
 class LinearEchoCanceller:
-    """Adaptive filter plus a mute until it has converged, on blocks of `block` samples; one thread owns it.
+    """Adaptive filter, a mute while it starts, and a residual-echo suppressor, on blocks of `block`
+    samples; one thread owns it.
 
     Single precision throughout (as Speex's MDF): the filter's accuracy is bounded by the room, not
     by float32, and the arrays then stay in cache, which makes a block ~10x cheaper on a small CPU.
     `mu_max` bounds the share of a bin's error the filter corrects in one block; `suppression_floor_db`
-    is the mute's gain (deep: a speech recognizer hears echo 40 dB down as words).
+    is the mute's gain (deep: a speech recognizer hears echo 40 dB down as words);
+    `residual_suppression=False` leaves the filter's error as it is after the mute (the filter alone).
     """
 
     def __init__(
@@ -96,6 +101,7 @@ class LinearEchoCanceller:
         suppression_floor_db: float = -70.0,
         far_active_dbfs: float = -50.0,
         rate: int = 24_000,
+        residual_suppression: bool = True,
     ) -> None:
         self.block = block
         self.partitions = partitions
@@ -130,6 +136,7 @@ class LinearEchoCanceller:
         self._gain_prev = np.float32(1.0)
         self._noise = math.inf
         """The microphone's quietest recent block power: the room's noise (minimum statistics)."""
+        self._suppressor = ResidualEchoSuppressor(block) if residual_suppression else None
         self._jump = EchoPathJump(block, rate)
         self.shifts: list[int] = []
         """The delay jumps the filter was shifted by (samples), in order."""
@@ -167,7 +174,7 @@ class LinearEchoCanceller:
             if lag is not None:
                 self._shift(lag)
         self._adapt(e, y)
-        return self._mute(e, diverged)
+        return self._mute(e, y, diverged)
 
     def _shift(self, lag: int) -> None:
         """Moves the echo path the filter models `lag` samples later (earlier if negative)."""
@@ -258,12 +265,15 @@ class LinearEchoCanceller:
 
     # --- the mute -----------------------------------------------------------------------------------
 
-    def _mute(self, e: np.ndarray, diverged: bool = False) -> np.ndarray:
+    def _mute(self, e: np.ndarray, y: np.ndarray, diverged: bool = False) -> np.ndarray:
         """The previous block of the error, at the mute's gain: cross-faded from the last block's."""
         # Until the filter has converged, much of the error is still echo: the microphone is muted
         # while the assistant speaks (and its echo lasts), as AEC3 does at first; and for a block the
         # filter made louder.
-        gain = self._floor if (not self._adapted and self._far_on) or diverged else np.float32(1.0)
+        learning = not self._adapted and (self._suppressor is None or self._far_blocks < _MUTE_BLOCKS)
+        gain = self._floor if (learning and self._far_on) or diverged else np.float32(1.0)
+        if self._suppressor is not None:
+            return self._suppressor.process(e, y, float(gain), learn=self._far_on and not diverged)
         out = self._e_prev * (self._gain_prev * self._fade_out + gain * self._fade_in)
         self._e_prev, self._gain_prev = e, gain
         return out

@@ -85,6 +85,8 @@ class SeedResult:
     """Power ratio over every assistant-only frame (what leaks through, onsets included)."""
     erle_frame_median_db: float
     """The median frame's ERLE (the steady state)."""
+    user_kept_db: float
+    """The user's voice in double talk against what the canceller added to it or took from it."""
     echo_words_aec_off: int
     echo_words_aec_on: int
     echo_text_aec_off: str
@@ -299,20 +301,42 @@ def _split(finals: list[tuple[float, float, str]], user: tuple[float, float]) ->
     return mine, echo
 
 
-def run_seed(
-    seed: int,
-    model: SttModel,
-    users: list[tuple[str, str, np.ndarray]],
-    assistant_voice: str,
-    engine: str,
-    rooms: str = "classic",
-) -> SeedResult:
+@dataclass(frozen=True, slots=True)
+class RoomRun:
+    """One room simulated twice (with and without the assistant) and its ERLE: what the STT then reads."""
+
+    setup: RoomSetup
+    scene: _Scene
+    talk: dict[str, Any]
+    alone: dict[str, Any]
+    user: tuple[float, float]
+    """The user's speech in the microphone's frame time (s)."""
+    echo_to_user_db: float
+    erle_db: float
+    erle_frames_db: list[float]
+
+    @property
+    def user_kept_db(self) -> float:
+        """In the frames of double talk: the user's voice (the run without the assistant) against what
+        the canceller's output adds to it or takes from it (echo left, the user's voice lost)."""
+        import numpy as np
+
+        u0, u1 = self.user
+        ks = [k for k in range(len(self.talk["clean"])) if u0 <= k * 0.08 and (k + 1) * 0.08 <= u1]
+        voice = sum(float(np.dot(self.alone["clean"][k], self.alone["clean"][k])) for k in ks)
+        diff = sum(float(np.sum((self.talk["clean"][k] - self.alone["clean"][k]) ** 2)) for k in ks)
+        return 10 * math.log10(max(voice, 1e-20) / max(diff, 1e-20))
+
+
+def simulate_room(
+    seed: int, users: list[tuple[str, str, np.ndarray]], assistant_voice: str, engine: str, rooms: str
+) -> RoomRun:
+    """The room of `seed`, its scene, and both simulations through the canceller."""
     import numpy as np
     from scipy.signal import fftconvolve
 
     from kame_cli.audio_io.resampling import resampled
     from kame_cli.audio_io.room import ROOM_SETS, SPEED_OF_SOUND, shoebox_rirs
-    from kame_cli.backends.stt.text import normalize_words, word_errors
 
     rng = np.random.default_rng(seed)
     setup = ROOM_SETS[rooms](rng)
@@ -336,8 +360,22 @@ def run_seed(
     echo_at_mic = fftconvolve(resampled(scene.far, 24_000, DEVICE_RATE), rir)
     echo_to_user_db = 20 * math.log10(max(_active_rms(echo_at_mic), 1e-12) / 10 ** (_USER_RMS_DBFS / 20))
     erle, per_frame = _erle(talk, alone, only)
+    return RoomRun(setup, scene, talk, alone, user, echo_to_user_db, erle, per_frame)
 
-    reference = normalize_words(scene.reference)
+
+def run_seed(
+    seed: int,
+    model: SttModel,
+    users: list[tuple[str, str, np.ndarray]],
+    assistant_voice: str,
+    engine: str,
+    rooms: str = "classic",
+) -> SeedResult:
+    from kame_cli.backends.stt.text import normalize_words, word_errors
+
+    run = simulate_room(seed, users, assistant_voice, engine, rooms)
+    setup, talk, alone, user = run.setup, run.talk, run.alone, run.user
+    reference = normalize_words(run.scene.reference)
     heard_off, echo_off = _split(_transcribe(model, talk["raw"]), user)
     heard_on, echo_on = _split(_transcribe(model, talk["clean"]), user)
     heard_alone, _ = _split(_transcribe(model, alone["clean"]), user)
@@ -353,10 +391,11 @@ def run_seed(
         speaker_limit=None if setup.speaker_limit is None else round(setup.speaker_limit, 3),
         noise_snr_db=None if setup.noise_snr_db is None else round(setup.noise_snr_db, 1),
         jump_ms=round(1000 * setup.jump_s, 1),
-        echo_to_user_db=round(echo_to_user_db, 1),
-        user_clip=scene.clip,
-        erle_db=round(erle, 1),
-        erle_frame_median_db=round(statistics.median(per_frame), 1),
+        echo_to_user_db=round(run.echo_to_user_db, 1),
+        user_clip=run.scene.clip,
+        erle_db=round(run.erle_db, 1),
+        erle_frame_median_db=round(statistics.median(run.erle_frames_db), 1),
+        user_kept_db=round(run.user_kept_db, 1),
         echo_words_aec_off=len(echo_off),
         echo_words_aec_on=len(echo_on),
         echo_text_aec_off=" ".join(echo_off),
@@ -372,6 +411,62 @@ def run_seed(
         cpu_ms_per_frame=round(stats.cpu_ms_per_frame, 2),
         cpu_ms_max=round(stats.cpu_ms_max, 2),
     )
+
+
+def bench_erle(
+    seeds: int,
+    first_seed: int,
+    audio_dir: Path | None,
+    voice: str,
+    user_voice: str,
+    as_json: bool,
+    engine: str,
+    rooms: str,
+) -> None:
+    """`--no-stt`: the rooms' ERLE and how much of the user's voice double talk keeps, without the STT
+    (a fast loop for tuning)."""
+    users = _user_clips(audio_dir, user_voice)
+    _log(
+        f"echo bench (ERLE only, no STT): {seeds} {rooms} rooms "
+        f"(seeds {first_seed}..{first_seed + seeds - 1})"
+    )
+    rows: list[dict[str, Any]] = []
+    erles: list[float] = []
+    kept: list[float] = []
+    for seed in range(first_seed, first_seed + seeds):
+        run = simulate_room(seed, users, voice, engine, rooms)
+        erles.append(run.erle_db)
+        kept.append(run.user_kept_db)
+        stats = run.talk["stats"]
+        row = {
+            "seed": seed,
+            "rt60_s": round(run.setup.rt60_s, 2),
+            "speaker_limit": None if run.setup.speaker_limit is None else round(run.setup.speaker_limit, 3),
+            "echo_to_user_db": round(run.echo_to_user_db, 1),
+            "erle_db": round(run.erle_db, 1),
+            "erle_frame_median_db": round(statistics.median(run.erle_frames_db), 1),
+            "user_kept_db": round(run.user_kept_db, 1),
+            "cpu_ms_per_frame": round(stats.cpu_ms_per_frame, 2),
+        }
+        rows.append(row)
+        _log(f"  seed {seed}: RT60 {row['rt60_s']} s, speaker limit {row['speaker_limit']}, echo "
+             f"{row['echo_to_user_db']:+.1f} dB against the user: ERLE {row['erle_db']:.1f} dB (frame median "
+             f"{row['erle_frame_median_db']:.1f}), user kept in double talk {row['user_kept_db']:.1f} dB, "
+             f"AEC {row['cpu_ms_per_frame']:.2f} ms/frame")  # fmt: skip
+    erle, kept_median = statistics.median(erles), statistics.median(kept)
+    _log(f"ERLE median {erle:.1f} dB, min {min(erles):.1f} dB; user kept in double talk: median "
+         f"{kept_median:.1f} dB, min {min(kept):.1f} dB")  # fmt: skip
+    if as_json:
+        summary = {
+            "engine": engine,
+            "rooms": rooms,
+            "first_seed": first_seed,
+            "erle_db": round(erle, 1),
+            "erle_db_min": round(min(erles), 1),
+            "user_kept_db": round(kept_median, 1),
+            "seeds": rows,
+        }
+        print(json.dumps(summary))
 
 
 def bench(
@@ -489,6 +584,10 @@ def register(bench_app: typer.Typer) -> None:
             str, typer.Option(help="Room set: classic (the first tuning set) or wide (docs/benchmarks.md).")
         ] = "classic",
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+        no_stt: Annotated[
+            bool,
+            typer.Option("--no-stt", help="ERLE and the user's voice kept only, without the STT (fast)."),
+        ] = False,
     ) -> None:
         """Echo cancellation in simulated rooms: ERLE, echo words, double-talk WER, delay, CPU."""
         from kame_cli.audio_io.config import AEC_ENGINES
@@ -499,4 +598,7 @@ def register(bench_app: typer.Typer) -> None:
             raise ConfigError(f"--engine {engine}: choose one of {', '.join(AEC_ENGINES)}")
         if rooms not in ROOM_SETS:
             raise ConfigError(f"--rooms {rooms}: choose one of {', '.join(ROOM_SETS)}")
-        bench(seeds, first_seed, audio_dir, voice, user_voice, as_json, engine, rooms)
+        if no_stt:
+            bench_erle(seeds, first_seed, audio_dir, voice, user_voice, as_json, engine, rooms)
+        else:
+            bench(seeds, first_seed, audio_dir, voice, user_voice, as_json, engine, rooms)

@@ -1,0 +1,129 @@
+"""The linear canceller's residual-echo suppressor: a gain per frequency bin after the adaptive filter.
+
+A loudspeaker driven into saturation adds an echo no linear filter models (its harmonics and
+intermodulation), and reverberation longer than the filter, or a path the filter has not yet
+learned, leaves more: 10-20 dB of echo stays in the error whatever the filter does. The suppressor
+estimates that residual per bin from the filter's own echo estimate `Y`, whose spectrum the
+distortion follows (spread across neighbouring bins) and whose reverberation decays on after it:
+
+    B(k) = max(|Y(k)|^2 / 2 + (band mean of |Y|^2) / 2,  tail * B(k) of the previous block)
+    R(k) = leak(band) * B(k)
+
+and takes `over * R(k)` off each bin's power, down to a floor: G(k) = max(floor, 1 - over R / |E|^2),
+at once when it falls and over a few blocks when it rises (the residual's own decay).
+
+`leak` is learned per band in two ways, and the larger is used: the error-to-estimate ratio in
+blocks of echo alone (the error well under the echo estimate: the user's voice raises the error
+above it, so their blocks are left out), and the regression of the error's power on the estimate's
+(their covariance over the estimate's variance, as Speex's preprocessor does for its residual echo):
+the user's voice does not correlate with the echo estimate, so it adds no bias, and the regression
+follows a residual that grows (a path the filter lost) where the first way waits for echo alone.
+
+A bin where the user's voice dominates the error has |E|^2 >> R and passes. It also applies the
+canceller's mute (one gain per block) and does the framing: a sqrt-Hann analysis/synthesis pair at
+50 % overlap, so the output is one block late and, with every gain 1, the input itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_EPS = 1e-12
+_LEAK_RATE = 0.05
+"""Per block, how far (a share, in dB) the leak of echo alone moves toward the block's ratio (~1 s)."""
+_COVARIANCE_RATE = 0.05
+"""Per block of the assistant's voice, the regression's smoothing (~1 s)."""
+_LEAK_RANGE_DB = (-45.0, 20.0)
+_ECHO_ALONE = 0.5
+"""A block counts as echo alone when the error's power is under this share of the echo estimate's."""
+
+
+class ResidualEchoSuppressor:
+    """Per-bin gains after the linear filter, on blocks of `block` samples; one thread owns it.
+
+    `over`: how many times the estimated residual is taken off (its estimate is an average: the
+    residual of a clipped peak is several times it); `floor_db`: the deepest gain; `tail`: the
+    residual's decay per block (0.7: RT60 ~0.8 s); `release`: the share of a gain's rise per block.
+    """
+
+    def __init__(
+        self,
+        block: int,
+        over: float = 5.0,
+        floor_db: float = -30.0,
+        tail: float = 0.7,
+        release: float = 0.3,
+        bands: int = 24,
+    ) -> None:
+        self.block = block
+        n = 2 * block
+        bins = block + 1
+        self._over = np.float32(over)
+        self._floor = np.float32(10 ** (floor_db / 20))
+        self._tail = np.float32(tail)
+        self._release = np.float32(release)
+        # Periodic sqrt-Hann: its square (analysis x synthesis) sums to 1 at 50 % overlap.
+        self._window = np.sqrt(0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)).astype(np.float32)
+        # Bands: 100 Hz at the bottom, then geometric (about a third of an octave at 24 kHz).
+        edges = np.unique(np.round(np.geomspace(4, bins, bands)).astype(int))
+        self._edges = np.concatenate([[0], edges[:-1]])
+        self._band_of = np.repeat(np.arange(self._edges.shape[0]), np.diff(np.append(self._edges, bins)))
+        self._band_size = np.bincount(self._band_of).astype(np.float32)
+        nb = self._edges.shape[0]
+        self._lo, self._hi = (10 ** (db / 10) for db in _LEAK_RANGE_DB)
+        # Before anything is learned the whole echo estimate is taken as residual (a filter not
+        # yet converged).
+        self._log_leak_alone = np.zeros(nb)
+        self._mean_e = np.zeros(nb)
+        self._mean_b = np.zeros(nb)
+        self._cov_eb = np.zeros(nb)
+        self._var_b = np.zeros(nb)
+        self._leak_regression = np.ones(nb)
+        self._basis = np.zeros(bins, dtype=np.float32)
+        self._gain: np.ndarray = np.ones(bins, dtype=np.float32)
+        self._e_prev = np.zeros(block, dtype=np.float32)
+        self._y_prev = np.zeros(block, dtype=np.float32)
+        self._out_prev: np.ndarray = np.zeros(block, dtype=np.float32)
+
+    @property
+    def leak_db(self) -> np.ndarray:
+        """The residual-to-estimate power ratio per band now used (dB)."""
+        return 10 * np.log10(self._leak())
+
+    def process(self, e: np.ndarray, y: np.ndarray, block_gain: float, learn: bool) -> np.ndarray:
+        """The error block `e` (microphone minus the echo estimate `y`) with the residual suppressed and
+        `block_gain` applied, one block late. `learn`: the assistant is speaking (the leak may adapt)."""
+        E = np.fft.rfft(np.concatenate([self._e_prev, e]) * self._window)
+        Y = np.fft.rfft(np.concatenate([self._y_prev, y]) * self._window)
+        self._e_prev, self._y_prev = e, y
+        pe = (E.real**2 + E.imag**2).astype(np.float32)
+        py = (Y.real**2 + Y.imag**2).astype(np.float32)
+        band_py = np.add.reduceat(py, self._edges) / self._band_size
+        self._basis = np.maximum(0.5 * py + 0.5 * band_py[self._band_of], self._tail * self._basis)
+        if learn:
+            band_pe = np.add.reduceat(pe, self._edges).astype(np.float64)
+            band_b = np.add.reduceat(self._basis, self._edges).astype(np.float64)
+            self._regress(band_pe, band_b)
+            if float(pe.sum()) < _ECHO_ALONE * float(py.sum()):
+                ratio = np.log(np.clip((band_pe + _EPS) / (band_b + _EPS), self._lo, self._hi))
+                self._log_leak_alone += _LEAK_RATE * (ratio - self._log_leak_alone)
+        residual = self._leak().astype(np.float32)[self._band_of] * self._basis
+        target = np.maximum(self._floor, 1.0 - self._over * residual / (pe + _EPS))
+        # Down at once (an echo onset), back up over a few blocks (the residual's own decay).
+        self._gain = np.where(target < self._gain, target, self._gain + self._release * (target - self._gain))
+        out = np.fft.irfft(E * (self._gain * np.float32(block_gain))).astype(np.float32) * self._window
+        result = self._out_prev + out[: self.block]
+        self._out_prev = out[self.block :]
+        return result
+
+    def _leak(self) -> np.ndarray:
+        return np.maximum(np.exp(self._log_leak_alone), self._leak_regression)
+
+    def _regress(self, band_pe: np.ndarray, band_b: np.ndarray) -> None:
+        a = _COVARIANCE_RATE
+        self._mean_e += a * (band_pe - self._mean_e)
+        self._mean_b += a * (band_b - self._mean_b)
+        de, db = band_pe - self._mean_e, band_b - self._mean_b
+        self._cov_eb += a * (de * db - self._cov_eb)
+        self._var_b += a * (db * db - self._var_b)
+        self._leak_regression = np.clip(self._cov_eb / (self._var_b + 1e-30), self._lo, self._hi)
