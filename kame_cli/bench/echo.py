@@ -414,26 +414,24 @@ def run_seed(
 
 
 def bench_erle(
-    seeds: int,
-    first_seed: int,
-    audio_dir: Path | None,
+    seed_range: range,
+    users: list[tuple[str, str, np.ndarray]],
     voice: str,
-    user_voice: str,
-    as_json: bool,
     engine: str,
     rooms: str,
+    as_json: bool,
 ) -> None:
     """`--no-stt`: the rooms' ERLE and how much of the user's voice double talk keeps, without the STT
     (a fast loop for tuning)."""
-    users = _user_clips(audio_dir, user_voice)
+    first_seed = seed_range.start
     _log(
-        f"echo bench (ERLE only, no STT): {seeds} {rooms} rooms "
-        f"(seeds {first_seed}..{first_seed + seeds - 1})"
+        f"echo bench (ERLE only, no STT): {len(seed_range)} {rooms} rooms "
+        f"(seeds {first_seed}..{seed_range[-1]})"
     )
     rows: list[dict[str, Any]] = []
     erles: list[float] = []
     kept: list[float] = []
-    for seed in range(first_seed, first_seed + seeds):
+    for seed in seed_range:
         run = simulate_room(seed, users, voice, engine, rooms)
         erles.append(run.erle_db)
         kept.append(run.user_kept_db)
@@ -599,6 +597,7 @@ def register(bench_app: typer.Typer) -> None:
         if rooms not in ROOM_SETS:
             raise ConfigError(f"--rooms {rooms}: choose one of {', '.join(ROOM_SETS)}")
         if no_stt:
-            bench_erle(seeds, first_seed, audio_dir, voice, user_voice, as_json, engine, rooms)
+            users = _user_clips(audio_dir, user_voice)
+            bench_erle(range(first_seed, first_seed + seeds), users, voice, engine, rooms, as_json)
         else:
             bench(seeds, first_seed, audio_dir, voice, user_voice, as_json, engine, rooms)
