@@ -115,6 +115,7 @@ class EchoCanceller:
         self,
         *,
         engine: str = "linear",
+        residual_suppression: bool = False,
         noise_suppression: bool = False,
         high_pass: bool = True,
         residual_ms: float = 60.0,
@@ -125,7 +126,9 @@ class EchoCanceller:
         self.engine = engine
         self._linear: LinearEchoCanceller | None = None
         if engine == "linear":
-            self._linear = LinearEchoCanceller(block=_LINEAR_BLOCK, partitions=_LINEAR_PARTITIONS)
+            self._linear = LinearEchoCanceller(
+                block=_LINEAR_BLOCK, partitions=_LINEAR_PARTITIONS, residual_suppression=residual_suppression
+            )
             # WebRTC only for the microphone's clean-up, if asked: its AEC3 stays off.
             echo_cancellation = False
         elif engine == "webrtc":

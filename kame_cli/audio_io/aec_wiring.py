@@ -129,6 +129,7 @@ def build_microphone_echo(
     try:
         canceller = EchoCanceller(
             engine=cfg.aec_engine,
+            residual_suppression=cfg.residual_suppression,
             noise_suppression=cfg.noise_suppression,
             high_pass=cfg.high_pass,
             clock=clock,

@@ -1,5 +1,5 @@
-"""kame's own echo canceller (`[audio] aec_engine = "linear"`): an adaptive filter, a short mute while
-it starts, and a residual-echo suppressor.
+"""kame's own echo canceller (`[audio] aec_engine = "linear"`): an adaptive filter, a mute until it has
+converged, and optionally a residual-echo suppressor.
 
 WebRTC's AEC3 removes echo well, but its suppressor treats the user talking over the assistant
 (double talk) as echo and cuts most of the user's words with it. This canceller keeps the two apart:
@@ -14,26 +14,30 @@ WebRTC's AEC3 removes echo well, but its suppressor treats the user talking over
   5 s of speech, 25-30 dB after 10 s; the normalized-LMS filter it replaces: 10-15 and 15-18 dB)
   and small ones once it has converged or while the user talks (their voice is in the error's
   power): no separate double-talk detector.
-- For the assistant's first 2 s of voice the microphone is muted, as AEC3 does at first: the filter
-  has learned nothing yet. From there a residual-echo suppressor (`residual_echo.py`: a gain per
-  frequency bin, from the filter's own echo estimate and a learned leak) holds down what the filter
-  has not learned or cannot model (a loudspeaker that distorts, reverberation beyond its span), and
-  passes the bins the user's voice dominates. A mute held until the filter cancels 18 dB would hold
-  the user down for 10 s of the assistant's voice wherever the speaker distorts (the filter never
-  gets there).
-- The filter counts as trusted once it cancels the echo by ~18 dB in a good share of the blocks
-  (typically within the assistant's first ~4-8 s of voice), at the assistant's next pause or as soon
-  as the user talks (the error outgrows the echo estimate), and after 10 s of its voice in any case.
-  From then on it follows a jump of the echo's delay that the timestamps did not report
-  (`echo_path_jump.py` finds it; the filter's taps are shifted by as much), and a block whose error
-  comes out louder than the microphone (a filter off the path) is muted. Convergence is judged on
-  the error beyond the room's noise, which no filter removes.
+- Until the filter cancels the echo by ~18 dB in a good share of the blocks (typically within the
+  assistant's first ~4-8 s of voice), the microphone is muted while the assistant speaks, as AEC3
+  does at first: speech recognizers normalize the level, and the echo of a half-converged filter
+  still reads as words. Even at 18 dB it does when the mute opens mid-utterance (the residual, bare
+  on a silenced background, came out as "thank you very much" in `kame bench echo`): the mute then
+  holds to the assistant's next pause unless the user talks (the error outgrows the echo estimate).
+  At a pause it opens from 15 dB: nothing is laid bare there. After 10 s of the assistant's voice
+  it opens regardless.
+- With `residual_suppression` (for a loudspeaker that distorts: the filter never gets to 18 dB
+  there, and the mute would hold the user down for 10 s of the assistant's voice) the mute lasts
+  the assistant's first 2 s of voice, and a residual-echo suppressor (`residual_echo.py`: a gain
+  per frequency bin, from the filter's own echo estimate and a learned leak) holds down what the
+  filter has not learned or cannot model, passing the bins the user's voice dominates. It is off by
+  default: with a clean speaker its fragments of residual on a silenced background are read as
+  words where the mute's hold lets none through, and it takes part of a user who talks over the
+  assistant.
+- Once trusted (the mute's conditions, without the suppressor's 2 s), the filter follows a jump of
+  the echo's delay that the timestamps did not report (`echo_path_jump.py` finds it; the filter's
+  taps are shifted by as much), and a block whose error comes out louder than the microphone (a
+  filter off the path) is muted. Convergence is judged on the error beyond the room's noise, which
+  no filter removes.
 
-Fragments of residual that a suppressor lets through on a silenced background are read as words by
-the STT: hence the suppressor's leak is the larger of two estimates, and taken off five times over.
-
-The output is one block late: the suppressor's gains and the mute's are applied in the overlap-add of
-a sqrt-Hann analysis/synthesis pair at 50 %, which cross-fades them over a block.
+The output is one block late: the mute's gain changes are cross-faded over a block (the overlap-add
+of a sqrt-Hann analysis/synthesis pair at 50 %, with a gain per block, or per bin with the suppressor).
 """
 
 from __future__ import annotations
@@ -65,12 +69,12 @@ once, and the filter keeps learning through the next utterance's first words."""
 _MUTE_WINDOW = 50
 """Blocks of the assistant's voice (1 s at 20 ms) that mute release looks at."""
 _MUTE_MAX_BLOCKS = 500
-"""...and after this many (10 s of the assistant's voice) the filter is trusted regardless: a path it
-cannot model (a distorting speaker) must not keep it from following a delay jump. (Trusting it
-after 2-5 s instead made the jump tracker shift a filter still converging, by up to 85 ms.)"""
+"""...and after this many (10 s of the assistant's voice) the filter is trusted and the microphone opens
+regardless: a path the filter cannot model (a distorting speaker) must not mute the user whenever the
+assistant talks. (Trusted after 2-5 s, a filter still converging was shifted by the jump tracker.)"""
 _MUTE_BLOCKS = 100
-"""The mute lasts at most this many blocks of the assistant's voice (2 s): from there the residual-echo
-suppressor holds down what the filter has not learned yet, bin by bin, and lets the user through."""
+"""With the residual-echo suppressor the mute lasts at most this many blocks of the assistant's voice
+(2 s): from there the suppressor holds down what the filter has not learned yet, bin by bin."""
 _DIVERGED = 10 ** (1 / 10)
 """A block whose error is this much (1 dB) above the microphone is muted: the filter added echo."""
 _NOISE_RISE = 10 ** (3 / 10 / 50)
@@ -83,14 +87,14 @@ peak: the step stays small through the short dips between the user's syllables."
 
 
 class LinearEchoCanceller:
-    """Adaptive filter, a mute while it starts, and a residual-echo suppressor, on blocks of `block`
-    samples; one thread owns it.
+    """Adaptive filter, a mute until it has converged (or a short one and a residual-echo suppressor),
+    on blocks of `block` samples; one thread owns it.
 
     Single precision throughout (as Speex's MDF): the filter's accuracy is bounded by the room, not
     by float32, and the arrays then stay in cache, which makes a block ~10x cheaper on a small CPU.
     `mu_max` bounds the share of a bin's error the filter corrects in one block; `suppression_floor_db`
     is the mute's gain (deep: a speech recognizer hears echo 40 dB down as words);
-    `residual_suppression=False` leaves the filter's error as it is after the mute (the filter alone).
+    `residual_suppression`: the 2 s mute and the suppressor instead of the mute until convergence.
     """
 
     def __init__(
@@ -101,7 +105,7 @@ class LinearEchoCanceller:
         suppression_floor_db: float = -70.0,
         far_active_dbfs: float = -50.0,
         rate: int = 24_000,
-        residual_suppression: bool = True,
+        residual_suppression: bool = False,
     ) -> None:
         self.block = block
         self.partitions = partitions

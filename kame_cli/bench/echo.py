@@ -191,6 +191,7 @@ def _simulate(
     with_assistant: bool,
     seed: int,
     engine: str,
+    residual_suppression: bool = False,
 ) -> dict[str, Any]:
     """Runs the scene through the speaker callback, the room, the mic callback and the session hook."""
     import numpy as np
@@ -202,7 +203,7 @@ def _simulate(
     from kame_cli.audio_io.room import ManualClock, SimulatedDuplex
 
     clock = ManualClock()
-    canceller = EchoCanceller(engine=engine, clock=clock)
+    canceller = EchoCanceller(engine=engine, residual_suppression=residual_suppression, clock=clock)
     playback = PlaybackCallback(DEVICE_RATE, clock=clock)
     playback.far_end = canceller.add_far_end
     raw: list[np.ndarray] = []
@@ -329,7 +330,12 @@ class RoomRun:
 
 
 def simulate_room(
-    seed: int, users: list[tuple[str, str, np.ndarray]], assistant_voice: str, engine: str, rooms: str
+    seed: int,
+    users: list[tuple[str, str, np.ndarray]],
+    assistant_voice: str,
+    engine: str,
+    rooms: str,
+    residual_suppression: bool = False,
 ) -> RoomRun:
     """The room of `seed`, its scene, and both simulations through the canceller."""
     import numpy as np
@@ -349,8 +355,8 @@ def simulate_room(
     near *= mic_gain
     rir = speaker_rir * mic_gain * 10 ** (setup.level_db / 20)
 
-    talk = _simulate(scene, rir, near, setup, with_assistant=True, seed=seed, engine=engine)
-    alone = _simulate(scene, rir, near, setup, with_assistant=False, seed=seed, engine=engine)
+    talk = _simulate(scene, rir, near, setup, True, seed, engine, residual_suppression)
+    alone = _simulate(scene, rir, near, setup, False, seed, engine, residual_suppression)
     # Where things land in the microphone's frames (frame k holds frame time k x 80 ms on): the
     # first block delivered was captured one block plus the input latency before the clock started.
     in_latency = 0.3 * setup.device_delay_s
@@ -370,10 +376,11 @@ def run_seed(
     assistant_voice: str,
     engine: str,
     rooms: str = "classic",
+    residual_suppression: bool = False,
 ) -> SeedResult:
     from kame_cli.backends.stt.text import normalize_words, word_errors
 
-    run = simulate_room(seed, users, assistant_voice, engine, rooms)
+    run = simulate_room(seed, users, assistant_voice, engine, rooms, residual_suppression)
     setup, talk, alone, user = run.setup, run.talk, run.alone, run.user
     reference = normalize_words(run.scene.reference)
     heard_off, echo_off = _split(_transcribe(model, talk["raw"]), user)
@@ -420,6 +427,7 @@ def bench_erle(
     engine: str,
     rooms: str,
     as_json: bool,
+    residual_suppression: bool = False,
 ) -> None:
     """`--no-stt`: the rooms' ERLE and how much of the user's voice double talk keeps, without the STT
     (a fast loop for tuning)."""
@@ -432,7 +440,7 @@ def bench_erle(
     erles: list[float] = []
     kept: list[float] = []
     for seed in seed_range:
-        run = simulate_room(seed, users, voice, engine, rooms)
+        run = simulate_room(seed, users, voice, engine, rooms, residual_suppression)
         erles.append(run.erle_db)
         kept.append(run.user_kept_db)
         stats = run.talk["stats"]
@@ -457,6 +465,7 @@ def bench_erle(
     if as_json:
         summary = {
             "engine": engine,
+            "residual_suppression": residual_suppression,
             "rooms": rooms,
             "first_seed": first_seed,
             "erle_db": round(erle, 1),
@@ -476,6 +485,7 @@ def bench(
     as_json: bool,
     engine: str,
     rooms: str = "classic",
+    residual_suppression: bool = False,
 ) -> None:
     from kame_cli.backends.stt.config import SttConfig
     from kame_cli.backends.stt.model import load_stt_model
@@ -488,7 +498,7 @@ def bench(
          f"{DEVICE_RATE} Hz; assistant espeak-ng {voice}; user {source}; STT {model.describe()}")  # fmt: skip
     results = []
     for seed in range(first_seed, first_seed + seeds):
-        r = run_seed(seed, model, users, voice, engine, rooms)
+        r = run_seed(seed, model, users, voice, engine, rooms, residual_suppression)
         results.append(r)
         _log(
             f"  seed {seed}: speaker {r.distance_m} m, user {r.user_distance_m} m, RT60 {r.rt60_s} s, "
@@ -510,6 +520,7 @@ def bench(
     cpu = statistics.fmean(r.cpu_ms_per_frame for r in results)
     summary = {
         "engine": engine,
+        "residual_suppression": residual_suppression,
         "rooms": rooms,
         "first_seed": first_seed,
         "erle_db": round(erle, 1),
@@ -582,6 +593,13 @@ def register(bench_app: typer.Typer) -> None:
             str, typer.Option(help="Room set: classic (the first tuning set) or wide (docs/benchmarks.md).")
         ] = "classic",
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+        residual_suppression: Annotated[
+            bool,
+            typer.Option(
+                "--residual-suppression",
+                help="With linear: its residual-echo suppressor (`[audio] residual_suppression`).",
+            ),
+        ] = False,
         no_stt: Annotated[
             bool,
             typer.Option("--no-stt", help="ERLE and the user's voice kept only, without the STT (fast)."),
@@ -598,6 +616,9 @@ def register(bench_app: typer.Typer) -> None:
             raise ConfigError(f"--rooms {rooms}: choose one of {', '.join(ROOM_SETS)}")
         if no_stt:
             users = _user_clips(audio_dir, user_voice)
-            bench_erle(range(first_seed, first_seed + seeds), users, voice, engine, rooms, as_json)
+            seed_range = range(first_seed, first_seed + seeds)
+            bench_erle(seed_range, users, voice, engine, rooms, as_json, residual_suppression)
         else:
-            bench(seeds, first_seed, audio_dir, voice, user_voice, as_json, engine, rooms)
+            bench(
+                seeds, first_seed, audio_dir, voice, user_voice, as_json, engine, rooms, residual_suppression
+            )
