@@ -464,11 +464,7 @@ def bench_erle(
          f"{kept_median:.1f} dB, min {min(kept):.1f} dB")  # fmt: skip
     if as_json:
         summary = {
-            "engine": engine,
-            "residual_suppression": residual_suppression,
-            "rooms": rooms,
-            "first_seed": first_seed,
-            "erle_db": round(erle, 1),
+            **_summary_head(engine, residual_suppression, rooms, first_seed, erle),
             "erle_db_min": round(min(erles), 1),
             "user_kept_db": round(kept_median, 1),
             "seeds": rows,
@@ -519,11 +515,7 @@ def bench(
     clean_wer = sum(r.clean_errors for r in results) / max(words, 1)
     cpu = statistics.fmean(r.cpu_ms_per_frame for r in results)
     summary = {
-        "engine": engine,
-        "residual_suppression": residual_suppression,
-        "rooms": rooms,
-        "first_seed": first_seed,
-        "erle_db": round(erle, 1),
+        **_summary_head(engine, residual_suppression, rooms, first_seed, erle),
         "erle_db_min": min(r.erle_db for r in results),
         "erle_frame_median_db": round(statistics.median(r.erle_frame_median_db for r in results), 1),
         "echo_words_aec_off": sum(r.echo_words_aec_off for r in results),
@@ -552,6 +544,19 @@ def bench(
          f"{TARGET_CPU_MS:.0f} ms: {_mark(cpu <= TARGET_CPU_MS)}")  # fmt: skip
     if as_json:
         print(json.dumps(summary))
+
+
+def _summary_head(
+    engine: str, residual_suppression: bool, rooms: str, first_seed: int, erle: float
+) -> dict[str, Any]:
+    """What the JSON summary of either run starts with: the canceller, the rooms, the median ERLE."""
+    return {
+        "engine": engine,
+        "residual_suppression": residual_suppression,
+        "rooms": rooms,
+        "first_seed": first_seed,
+        "erle_db": round(erle, 1),
+    }
 
 
 def _wide_text(r: SeedResult) -> str:
@@ -594,11 +599,7 @@ def register(bench_app: typer.Typer) -> None:
         ] = "classic",
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
         residual_suppression: Annotated[
-            bool,
-            typer.Option(
-                "--residual-suppression",
-                help="With linear: its residual-echo suppressor (`[audio] residual_suppression`).",
-            ),
+            bool, typer.Option("--residual-suppression", help="With linear: `[audio] residual_suppression`.")
         ] = False,
         no_stt: Annotated[
             bool,
