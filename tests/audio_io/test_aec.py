@@ -456,11 +456,11 @@ def test_contradictory_echo_options_end_with_one_line_and_exit_2(tmp_path: Path)
 
 @pytest.fixture(scope="module")
 def distorted_room(far_speech: np.ndarray, rir: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(far end, its echo): 20 s of the assistant's voice at a TTS-like level (-18 dBFS), played by a
+    """(far end, its echo): 14 s of the assistant's voice at a TTS-like level (-18 dBFS), played by a
     loudspeaker that soft-clips hard (limit 0.2: `--rooms wide`'s worst fifth) into the room."""
     from kame_cli.audio_io.room import soft_clip
 
-    far = np.concatenate([far_speech, far_speech])
+    far = np.concatenate([far_speech, far_speech[: 4 * SAMPLE_RATE]])
     far *= 10 ** (-18 / 20) / float(np.sqrt(np.mean(far**2)))
     return far, _echo_of(soft_clip(far, 0.2).astype(np.float32), rir)
 
@@ -469,7 +469,7 @@ def test_a_distorting_loudspeakers_echo_is_suppressed_where_the_linear_filter_le
     distorted_room: tuple[np.ndarray, np.ndarray],
 ) -> None:
     far, echo = distorted_room
-    late = slice(12 * SAMPLE_RATE, len(far) // 480 * 480 - 480)
+    late = slice(11 * SAMPLE_RATE, len(far) // 480 * 480 - 480)
     # Without the suppressor the canceller is the filter alone once its mute has opened (at 10 s: the
     # filter never cancels the 18 dB that opens it earlier): it cannot model the clipping, ~8 dB is all
     # it removes.
