@@ -100,7 +100,9 @@ def test_another_import_time_environment_gets_a_fresh_interpreter(
     assert seen["ppid"] == os.getpid() and not seen["torch"] and child.process.wait(30) == 0
 
 
-def test_only_a_private_folder_of_this_user_is_trusted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_only_a_private_folder_of_this_user_is_trusted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     private = tmp_path / "private"
     private.mkdir(mode=0o700)
     (tmp_path / "open").mkdir(mode=0o755)
