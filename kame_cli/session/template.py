@@ -35,7 +35,7 @@ from typing import IO, Any
 from kame_cli.events import ProcessRole
 from kame_cli.session.child import ChildSpec, Launcher, ProcessHandle, child_env, launch_module
 from kame_cli.session.link import Wire
-from kame_cli.session.template_proc import peer_uid
+from kame_cli.session.template_proc import peer_uid, process_state
 
 TEMPLATES_ENV = "KAME_TEMPLATES"
 """The folder of the templates a `kame talk` forks its children from (unset: fresh interpreters)."""
@@ -200,6 +200,7 @@ class Template:
                 "env": child_env(),
                 "cwd": os.getcwd(),
                 "python": sys.executable,
+                "state": process_state(),
             }
             with self._lock:
                 request["id"] = request_id = next(self._ids)

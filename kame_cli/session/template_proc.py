@@ -12,9 +12,10 @@ Wire (SOCK_SEQPACKET, one JSON object per packet), on the owner's socket (`--fd 
 connection accepted on `--listen-fd M` (a UNIX socket in a 0700 directory; a peer of another uid is
 closed at once):
 - requester -> template: `{"id": k, "module": M, "fds": [t...], "env": {...}, "cwd": D,
-  "python": X}` with the child's link socket, the write end of its stderr pipe and one descriptor
-  per target number `t`; the child runs `M.main(["--fd", link])` in a session of its own, in `cwd`,
-  with `env` as its environment and each extra descriptor at its number `t`;
+  "python": X, "state": S}` (S: `process_state()`) with the child's link socket, the write end of
+  its stderr pipe and one descriptor per target number `t`; the child runs `M.main(["--fd", link])`
+  in a session of its own, in `cwd`, with `env` as its environment, the requester's limits,
+  niceness, CPUs and umask, and each extra descriptor at its number `t`;
 - template -> requester: `{"ready": true}` once imported (or `{"refused": why}`), `{"id": k, "pid": p}`
   after each fork (or `{"id": k, "refused": why}` when this template cannot run that request the way a
   fresh interpreter would), `{"exit": p, "code": c}` when a child it forked for that connection ended
@@ -30,6 +31,7 @@ import fcntl
 import importlib
 import json
 import os
+import resource
 import selectors
 import signal
 import socket
@@ -75,8 +77,54 @@ _APPLIED_AFTER_FORK = ("PYTHONUNBUFFERED",)  # the child sets its stderr's buffe
 
 
 def import_time_env(env: dict[str, str]) -> dict[str, str]:
-    """The part of `env` a fork must share with its template."""
+    """The part of `env` a fork must share with its template (with the values kame itself gives
+    LiteLLM's variables before its import, where they are unset)."""
+    from kame_cli.backends.oracle.llm import LITELLM_IMPORT_ENV
+
+    env = {**LITELLM_IMPORT_ENV, **env}
     return {k: v for k, v in env.items() if k.startswith(IMPORT_TIME_ENV) and k not in _APPLIED_AFTER_FORK}
+
+
+def process_state() -> dict[str, Any]:
+    """What a spawned child would inherit from this process besides its environment and folder:
+    resource limits, niceness, CPU affinity and umask (sent with a request, applied by the fork)."""
+    limits = {
+        name: resource.getrlimit(getattr(resource, name))
+        for name in dir(resource)
+        if name.startswith("RLIMIT_")
+    }
+    umask = None
+    # Read, not set and restored: the requester's other threads may be creating files meanwhile.
+    with contextlib.suppress(OSError, StopIteration, ValueError), open("/proc/self/status") as status:
+        umask = int(next(line for line in status if line.startswith("Umask:")).split()[1], 8)
+    return {
+        "limits": limits,
+        "nice": os.getpriority(os.PRIO_PROCESS, 0),
+        "cpus": sorted(os.sched_getaffinity(0)),
+        "umask": umask,
+    }
+
+
+def _raises_a_limit(state: dict[str, Any]) -> str | None:
+    """The first limit or niceness `state` asks for that this process may not give its child."""
+    if os.geteuid() == 0:
+        return None
+    if state["nice"] < os.getpriority(os.PRIO_PROCESS, 0):
+        return "a higher priority"
+    for name, (_, hard) in state["limits"].items():
+        ours = resource.getrlimit(getattr(resource, name))[1]
+        if ours != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > ours):
+            return f"a higher {name}"
+    return None
+
+
+def _apply(state: dict[str, Any]) -> None:
+    for name, limit in state["limits"].items():
+        resource.setrlimit(getattr(resource, name), tuple(limit))
+    os.setpriority(os.PRIO_PROCESS, 0, state["nice"])
+    os.sched_setaffinity(0, state["cpus"])
+    if state["umask"] is not None:
+        os.umask(state["umask"])
 
 
 def _preload(role: str) -> str | None:
@@ -132,6 +180,7 @@ def _run_child(request: dict[str, Any], fds: list[int], keep_out: list[int]) -> 
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.setsid()
         link_fd, stderr_fd = _place(fds, list(request["fds"]))
+        _apply(request["state"])
         os.environ.clear()
         os.environ.update(request["env"])
         os.chdir(request["cwd"])
@@ -161,7 +210,7 @@ def _mismatch(request: dict[str, Any], fds: list[int], env: dict[str, str]) -> s
     if theirs != env:
         names = sorted(k for k in theirs.keys() | env.keys() if theirs.get(k) != env.get(k))
         return "another import-time environment (" + ", ".join(names) + ")"
-    return None
+    return _raises_a_limit(request["state"])
 
 
 def peer_uid(conn: socket.socket) -> int:
@@ -227,7 +276,7 @@ class _Loop:
         try:
             request = json.loads(data)
             why = _mismatch(request, fds, self.env)
-        except (ValueError, AttributeError, TypeError) as err:
+        except (ValueError, AttributeError, TypeError, KeyError) as err:
             request, why = {}, f"a malformed request ({err})"
         if why is not None:
             for fd in fds:

@@ -5,6 +5,7 @@ code."""
 from __future__ import annotations
 
 import os
+import resource
 import sys
 import time
 from multiprocessing.connection import Connection
@@ -30,6 +31,7 @@ def _run(conn: Connection, setup: dict[str, Any]) -> int:
             "name": name,
             "cwd": os.getcwd(),
             "marker": os.environ.get("KAME_TEST_MARKER"),
+            "open_files": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
         }
     )
     print(f"child {os.getpid()} ends with {setup['code']}", file=sys.stderr, flush=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import queue
+import resource
 import signal
 import socket
 from collections.abc import Iterator
@@ -62,12 +63,19 @@ def test_a_fork_holds_the_imports_runs_alone_and_reports_its_exit(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("KAME_TEST_MARKER", "asked")
-    child, seen, gone = _start(launcher, code=3)
+    monkeypatch.setenv("LITELLM_MODE", "PRODUCTION")  # what the template's own import set
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft - 1, hard))  # as `ulimit -n` before `kame talk`
+    try:
+        child, seen, gone = _start(launcher, code=3)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert _template_of(seen["ppid"]) == "backend"
     assert seen["pid"] == child.pid and seen["sid"] == child.pid  # its own session, as a spawned child
     assert seen["litellm"]  # imported by the template, not by the child
     assert seen["name"] == "kame-template_c"  # what ps and top show (15 characters at most)
-    assert (seen["cwd"], seen["marker"]) == (str(tmp_path), "asked")  # the requester's, not the template's
+    # The requester's folder, environment and limits, not the template's.
+    assert (seen["cwd"], seen["marker"], seen["open_files"]) == (str(tmp_path), "asked", soft - 1)
     assert gone.get(timeout=30) is child
     assert child.returncode == 3 and child.exit_reason() == "exit status 3"
     assert child.last_error_line() == f"child {child.pid} ends with 3"
