@@ -300,6 +300,18 @@ def templates_for_children() -> Iterator[SharedTemplates | None]:
                 os.environ[TEMPLATES_ENV] = previous
 
 
+@contextlib.contextmanager
+def without_templates() -> Iterator[None]:
+    """Sessions run in this block start fresh interpreters, children of their supervisor (for the
+    benches that find a session's processes among its descendants and measure their memory)."""
+    previous = os.environ.pop(TEMPLATES_ENV, None)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            os.environ[TEMPLATES_ENV] = previous
+
+
 def trusted_directory(value: str | None) -> Path | None:
     """The templates' folder named by `value` if it is this user's own and private (a folder, not a
     link, mode 0700); else None: another user could otherwise answer for a template."""

@@ -26,6 +26,7 @@ from kame_cli.session.template import (
     TemplateLauncher,
     session_launcher,
     trusted_directory,
+    without_templates,
 )
 
 _MODULE = "tests.session.template_child"
@@ -124,6 +125,12 @@ def test_only_a_private_folder_of_this_user_is_trusted(
     monkeypatch.setenv(TEMPLATES_ENV, str(private))
     with session_launcher() as launch:
         assert launch is launch_module
+    monkeypatch.undo()
+    with session_launcher() as launch:
+        assert isinstance(launch, TemplateLauncher)  # the suite's own, trusted
+    with without_templates(), session_launcher() as launch:  # the benches that measure a process tree
+        assert launch is launch_module
+    assert trusted_directory(os.environ.get(TEMPLATES_ENV)) is not None
 
 
 def test_without_a_template_children_start_as_fresh_interpreters(tmp_path: Path) -> None:
