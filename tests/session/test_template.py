@@ -120,7 +120,8 @@ def test_only_a_private_folder_of_this_user_is_trusted(
     assert trusted_directory(str(tmp_path / "open")) is None
     assert trusted_directory(str(tmp_path / "link")) is None
     assert trusted_directory(str(tmp_path / "missing")) is None and trusted_directory("") is None
-    monkeypatch.setattr(template_module.os, "getuid", lambda: os.stat(private).st_uid + 1)
+    other = os.stat(private).st_uid + 1
+    monkeypatch.setattr(template_module.os, "getuid", lambda: other)
     assert trusted_directory(str(private)) is None  # another user's folder
     monkeypatch.setenv(TEMPLATES_ENV, str(private))
     with session_launcher() as launch:
@@ -148,3 +149,24 @@ def test_without_a_template_children_start_as_fresh_interpreters(tmp_path: Path)
     child, seen, _ = _start(dead.launch, code=0)
     assert seen["ppid"] == os.getpid() and not seen["litellm"] and child.process.wait(30) == 0
     dead.close()
+
+
+@pytest.mark.parametrize("same_user", [True, False])
+def test_a_template_serves_only_its_own_user(
+    same_user: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kame_cli.session import template_proc
+
+    if not same_user:  # the peer's uid (SO_PEERCRED) is not the template's
+        other = os.getuid() + 1
+        monkeypatch.setattr(template_proc.os, "getuid", lambda: other)
+    owner, _ = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with owner, socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as listener:
+        listener.bind(str(tmp_path / "backend.sock"))
+        listener.listen()
+        loop = template_proc._Loop(owner, listener, {})
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as peer:
+            peer.connect(str(tmp_path / "backend.sock"))
+            loop._accept()
+            peer.settimeout(10)
+            assert peer.recv(4096) == (b'{"ready": true}' if same_user else b"")  # b"": closed at once
