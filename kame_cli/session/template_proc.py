@@ -279,13 +279,14 @@ class _Loop:
             return False
         try:
             request = json.loads(data)
+            request_id = int(request["id"])
             why = _mismatch(request, fds, self.env)
         except (ValueError, AttributeError, TypeError, KeyError) as err:
-            request, why = {}, f"a malformed request ({err})"
+            request_id, why = 0, f"a malformed request ({err!r})"
         if why is not None:
             for fd in fds:
                 os.close(fd)
-            _send(conn, {"id": request.get("id"), "refused": why})
+            _send(conn, {"id": request_id, "refused": why})
             return True
         sys.stdout.flush()
         sys.stderr.flush()
@@ -295,7 +296,7 @@ class _Loop:
         for fd in fds:
             os.close(fd)
         self.asked[pid] = conn
-        _send(conn, {"id": request["id"], "pid": pid})
+        _send(conn, {"id": request_id, "pid": pid})
         return True
 
     def _own_fds(self) -> list[int]:

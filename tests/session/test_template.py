@@ -6,6 +6,7 @@ template, children still start, as fresh interpreters."""
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import resource
@@ -170,3 +171,9 @@ def test_a_template_serves_only_its_own_user(
             loop._accept()
             peer.settimeout(10)
             assert peer.recv(4096) == (b'{"ready": true}' if same_user else b"")  # b"": closed at once
+            if same_user:  # a malformed request is refused, and the template serves on
+                (served,) = [key.fileobj for key in loop.selector.get_map().values()]
+                for packet in (b"[1]", b'{"module": "m"}', b"{"):
+                    peer.send(packet)
+                    assert loop._serve(served)  # type: ignore[arg-type]
+                    assert json.loads(peer.recv(4096))["refused"].startswith("a malformed request")
