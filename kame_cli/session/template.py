@@ -154,8 +154,14 @@ class Template:
             self._codes[pid] = int(message["code"])
             self._ended.setdefault(pid, threading.Event()).set()
         elif "id" in message:  # a fork's pid, or why this request gets none
+            forked = int(message["pid"]) if "pid" in message else None
+            if forked is not None:
+                # Before its exit, which the template sends after this reply: a new process, even
+                # if an earlier one had the same pid.
+                self._codes.pop(forked, None)
+                self._ended[forked] = threading.Event()
             with self._replied:
-                self._replies[int(message["id"])] = int(message["pid"]) if "pid" in message else None
+                self._replies[int(message["id"])] = forked
                 self._replied.notify_all()
         elif "refused" in message:
             self.refused = str(message["refused"])
@@ -217,7 +223,6 @@ class Template:
             return launch_module(spec)
         from multiprocessing.connection import Connection
 
-        self._ended.setdefault(pid, threading.Event())
         return _Forked(pid, self._ended[pid], self._codes), Connection(ours.detach()), open(read_end, "rb")
 
     def _await_pid(self, request_id: int) -> int | None:
