@@ -177,3 +177,18 @@ def test_a_template_serves_only_its_own_user(
                     peer.send(packet)
                     assert loop._serve(served)  # type: ignore[arg-type]
                     assert json.loads(peer.recv(4096))["refused"].startswith("a malformed request")
+
+
+def test_a_fork_s_exit_goes_to_the_connection_that_asked_for_it_only(launcher: TemplateLauncher) -> None:
+    other = TemplateLauncher(launcher.directory)
+    try:
+        first, _, _ = _start(launcher, code=4)
+        assert first.process.wait(30) == 4
+        # The template reaped `first` before it served this request: had it told `other` of that
+        # exit, `other` would have read it before this child's pid.
+        second, _, _ = _start(other, code=5)
+        assert second.process.wait(30) == 5
+        reached = other._templates["backend"]
+        assert reached is not None and first.pid not in reached._codes and second.pid in reached._codes
+    finally:
+        other.close()
