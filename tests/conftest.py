@@ -4,6 +4,7 @@ how the suite is shared out between its two pytest-xdist workers."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -97,3 +98,22 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
             return _group(nodeid) or nodeid
 
     return GroupScheduling(config, log)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_templates() -> Iterator[Any]:
+    """A front-end and a back-end template per worker, named in this worker's environment: every
+    `kame talk` a test starts forks its children from them instead of importing torch, moshi and
+    LiteLLM again (tests of the fresh-interpreter path unset the variable: `fresh_interpreters`)."""
+    from kame_cli.session.template import templates_for_children
+
+    with templates_for_children() as shared:
+        yield shared
+
+
+@pytest.fixture
+def fresh_interpreters(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This test's `kame talk` children start as fresh interpreters, as without templates."""
+    from kame_cli.session.template import TEMPLATES_ENV
+
+    monkeypatch.delenv(TEMPLATES_ENV, raising=False)

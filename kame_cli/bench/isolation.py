@@ -124,6 +124,7 @@ def isolation(
     from kame_cli.bench.soak import soak_input
     from kame_cli.bench.windows import AlternatingWindows, steps_in
     from kame_cli.session.talk import run_talk
+    from kame_cli.session.template import without_templates
     from kame_cli.stats import percentile
 
     pairs = max(1, round(seconds / window_s))
@@ -148,7 +149,7 @@ def isolation(
             flush=True,
         )
         try:
-            with panel_terminal() as terminal:
+            with panel_terminal() as terminal, without_templates():  # the windows stop our descendants
                 run_talk(opts, out=terminal, on_started=on_started)
         finally:
             windows.stop()

@@ -80,6 +80,8 @@ class RssSampler:
                 cmdline = " ".join(child.cmdline())
             except psutil.NoSuchProcess:
                 continue
+            if "template_proc" in cmdline:
+                continue  # shared by every session of a run (`session.template`): no session's memory
             if "llama_child" in cmdline:
                 children += rss
             else:
@@ -129,6 +131,7 @@ def soak(
     from kame_cli.session.logfile import read_log
     from kame_cli.session.options import FrontendSpec, InputSpec
     from kame_cli.session.talk import TalkOptions, run_talk
+    from kame_cli.session.template import without_templates
     from kame_cli.stats import percentile
 
     with tempfile.TemporaryDirectory(prefix="kame-soak-") as tmp:
@@ -145,7 +148,8 @@ def soak(
             realtime=realtime,
         )
         started = time.monotonic()
-        with panel_terminal() if panel else contextlib.nullcontext(io.StringIO()) as out:
+        terminal = panel_terminal() if panel else contextlib.nullcontext(io.StringIO())
+        with terminal as out, without_templates():  # the sampler finds the children among its own
             # The first sample once the session runs: the models are loaded and warmed up by then.
             run_talk(opts, out=out, on_started=lambda: sampler.start())
         sampler.stop()

@@ -129,9 +129,12 @@ class Evaluation:
             f"{'fast' if self.opts.fast else 'real-time'} sessions; results in {self.opts.out}",
             file=sys.stderr,
         )
+        from kame_cli.session.template import templates_for_children
+
         with EvalProgress(total, sys.stderr) as progress:
-            for question in self.questions:
-                self._sessions(question, sessions, progress)
+            with templates_for_children():  # each session's children: forks, not fresh imports
+                for question in self.questions:
+                    self._sessions(question, sessions, progress)
             todo_cascade = [q for q in self.questions for s in cascades if self._needs(q, s, ANSWERS)]
             todo_judge = [(q, s) for q in self.questions for s in self.setups if self._needs(q, s, JUDGED)]
             with self._llm_backends(bool(todo_cascade), bool(todo_judge)) as bases:

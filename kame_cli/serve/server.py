@@ -155,8 +155,8 @@ class KameServer:
     def _load(self) -> None:
         """The profile, the LLM server if it has one, the front-end host and the first spare back-end."""
         from kame_cli.profiles import check_environment, load_profile, prepare_llm_backend
-        from kame_cli.serve.preload import Preloader
         from kame_cli.serve.processes import Backend, BackendPool, FrontendHost, deprioritize_llm_server
+        from kame_cli.session.template import Template
         from kame_cli.session.wire import BackendSetup
 
         o = self.options
@@ -170,7 +170,7 @@ class KameServer:
         self.api_base = self._stack.enter_context(prepare_llm_backend(profile))
         deprioritize_llm_server()
         # Each session's back-end is a fork of one process that imported what they all import.
-        preloader = Preloader()
+        preloader = Template("backend")
         preloader.start()
         self._stack.callback(preloader.close)  # after the pool's back-ends: it reports their ends
         self.pool = BackendPool(

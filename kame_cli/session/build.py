@@ -49,7 +49,10 @@ def build_session(
     bus = EventBus()
     wav_fds = _open_log(opts, bus, stack)
     plan = _plan(opts, profile, frontend_cfg, clock, wav_fds, use_llm)
-    session = Session(plan, bus, clock)
+    from kame_cli.session.template import session_launcher
+
+    # Closed after the session's stop: a forked child's exit comes from its template.
+    session = Session(plan, bus, clock, launch=stack.enter_context(session_launcher()))
     stack.callback(session.stop)
     pieces = _Pieces()
     view = SessionView(

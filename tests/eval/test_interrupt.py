@@ -1,4 +1,5 @@
-"""Ctrl-C during `kame eval`: the session and the evaluation stop, one line, nothing half-written."""
+"""Ctrl-C during `kame eval`: the session and the evaluation stop, one line, nothing half-written, and
+the templates its sessions fork from are gone."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
+
+from kame_cli.session.template import TEMPLATES_ENV
 from tests.eval.conftest import write_questions
 
 
@@ -18,6 +22,7 @@ def test_ctrl_c_mid_session_stops_everything_and_leaves_no_partial_answers(tmp_p
     )
     out = tmp_path / "out"
     env = dict(os.environ, NO_TORCH_COMPILE="1", HF_HUB_OFFLINE="1", LITELLM_LOCAL_MODEL_COST_MAP="True")
+    env.pop(TEMPLATES_ENV, None)  # the run starts its own templates, and must end them too
     args = [
         "eval",
         "--questions",
@@ -42,6 +47,10 @@ def test_ctrl_c_mid_session_stops_everything_and_leaves_no_partial_answers(tmp_p
     while not (log.is_file() and log.stat().st_size > 0) and child.poll() is None:
         assert time.monotonic() < deadline, "the first session never started"
         time.sleep(0.05)
+    templates = [
+        p for p in psutil.Process(child.pid).children() if "kame_cli.session.template_proc" in p.cmdline()
+    ]
+    assert len(templates) == 2  # its sessions' children are forks of these
     os.killpg(child.pid, signal.SIGINT)
     _, stderr = child.communicate(timeout=60)
     assert child.returncode == 130, stderr
@@ -53,3 +62,4 @@ def test_ctrl_c_mid_session_stops_everything_and_leaves_no_partial_answers(tmp_p
     except ProcessLookupError:
         alive = False
     assert not alive, "a process of the run is still alive after it exited"
+    assert not any(t.is_running() and t.status() != psutil.STATUS_ZOMBIE for t in templates)

@@ -1,5 +1,6 @@
 """The process layout's faults: a back-end killed mid-session is replaced while the voice goes on;
-a front-end killed ends the session with one line, exit 1, valid files and no process left."""
+a front-end killed ends the session with one line, exit 1, valid files and no process left, whether
+the children are fresh interpreters or forks of the templates `KAME_TEMPLATES` names."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
+import pytest
 import soundfile as sf
 
 from kame_cli.priority import can_leave_idle
@@ -40,6 +43,7 @@ def _placements(pid: int) -> list[tuple[int, int]]:
     return found
 
 
+@pytest.mark.usefixtures("fresh_interpreters")
 def test_backend_killed_mid_session_is_restarted_and_the_voice_goes_on(tmp_path: Path) -> None:
     log_dir = tmp_path / "log"
     events_path = log_dir / "events.jsonl"
@@ -142,10 +146,31 @@ def _restarted(event: dict) -> bool:
     )
 
 
-def test_frontend_killed_ends_with_one_line_and_exit_1(question_wav: Path, tmp_path: Path) -> None:
+@pytest.fixture(params=["fresh", "templates"])
+def layout(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Where the session's children come from: fresh interpreters, or the suite's templates."""
+    if request.param == "fresh":
+        request.getfixturevalue("fresh_interpreters")
+    return str(request.param)
+
+
+def _parent(pid: int) -> str:
+    """What started `pid`: "template frontend" / "template backend", or "kame talk"."""
+    cmdline = psutil.Process(psutil.Process(pid).ppid()).cmdline()
+    if "kame_cli.session.template_proc" in cmdline:
+        return "template " + cmdline[cmdline.index("--role") + 1]
+    return "kame talk" if "talk" in cmdline else " ".join(cmdline)
+
+
+def test_frontend_killed_ends_with_one_line_and_exit_1(
+    layout: str, question_wav: Path, tmp_path: Path
+) -> None:
     out_wav = tmp_path / "out.wav"
     with _session_past_step(question_wav, tmp_path, 10) as (process, log_dir, by_role):
         (frontend,) = by_role["frontend"]
+        (backend,) = by_role["backend"]
+        parents = {_parent(frontend), _parent(backend)}
+        assert parents == ({"kame talk"} if layout == "fresh" else {"template frontend", "template backend"})
         os.kill(frontend, signal.SIGKILL)
         _, stderr = process.communicate(timeout=30)
     assert process.returncode == 1, stderr[-2000:]
@@ -160,6 +185,7 @@ def test_frontend_killed_ends_with_one_line_and_exit_1(question_wav: Path, tmp_p
     assert not any(pid_alive(pid) for pids in session_pids(events).values() for pid in pids)
 
 
+@pytest.mark.usefixtures("fresh_interpreters")
 def test_supervisor_killed_leaves_no_process_and_valid_files(question_wav: Path, tmp_path: Path) -> None:
     out_wav = tmp_path / "out.wav"
     with _session_past_step(question_wav, tmp_path, 5) as (process, log_dir, by_role):

@@ -15,13 +15,17 @@ if TYPE_CHECKING:
     from kame_cli.backends.tools.calls import ToolCallDeltas
 
 
+LITELLM_IMPORT_ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_MODE": "PRODUCTION"}
+"""What kame sets, where the user did not, before LiteLLM's import."""
+
+
 def import_litellm() -> Any:
     """Import LiteLLM without its network price-list fetch, its error banner, and its `.env` loading."""
     # Must be set before the first import: LiteLLM reads them at import time. In its default "DEV"
     # mode it loads a `.env` file from the current directory into the environment: keys and servers
     # that the user never named, from whatever folder kame runs in.
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    os.environ.setdefault("LITELLM_MODE", "PRODUCTION")
+    for name, value in LITELLM_IMPORT_ENV.items():
+        os.environ.setdefault(name, value)
     import litellm
 
     litellm.suppress_debug_info = True

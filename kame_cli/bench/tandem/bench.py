@@ -85,7 +85,9 @@ def run_bench(
     source = str(audio_dir) if audio_dir is not None else "espeak-ng en-us 150 wpm"
     runs: list[dict[str, Any]] = []
     failed = False
-    with tempfile.TemporaryDirectory(prefix="kame-bench-tandem-") as tmp:
+    from kame_cli.session.template import templates_for_children
+
+    with tempfile.TemporaryDirectory(prefix="kame-bench-tandem-") as tmp, templates_for_children():
         wav = Path(tmp) / "questions.wav"
         spans = session_input(questions, gap_s, wav)
         for profile in loaded:
