@@ -20,13 +20,15 @@ the user's voice does not correlate with the echo estimate, so it adds no bias, 
 follows a residual that grows (a path the filter lost) where the first way waits for echo alone.
 
 A bin where the user's voice dominates the error has |E|^2 >> R and passes. Where the gain takes a
-bin below the room's noise (the quietest recent power of each bin), noise of random phase fills it
-back to half that level: on a background the suppressor silenced, the fragments of residual it
-misses stood out and the STT read them as words (39 over the wide tuning rooms 100-111; 1 with the
-background kept). (Noise shaped like the echo estimate instead is read as the assistant's words:
-its envelope alone carries them.) It also applies the
-canceller's mute (one gain per block) and does the framing: a sqrt-Hann analysis/synthesis pair at
-50 % overlap, so the output is one block late and, with every gain 1, the input itself.
+bin below the room's noise (the quietest recent power of each bin: well under the noise's mean),
+noise of random phase fills it back to half that level: on a background the suppressor silenced,
+the fragments of residual it missed stood out and the STT read them as words (39 over the wide
+tuning rooms 100-111; 1 with the fill). Noise shaped like the echo estimate instead is read as the
+assistant's words: its envelope alone carries them.
+
+It also applies the canceller's mute (one gain per block) and does the framing: a sqrt-Hann
+analysis/synthesis pair at 50 % overlap, so the output is one block late and, with every gain 1,
+the input itself.
 """
 
 from __future__ import annotations
