@@ -28,7 +28,7 @@ assistant's words: its envelope alone carries them.
 
 It also applies the canceller's mute (one gain per block) and does the framing: a sqrt-Hann
 analysis/synthesis pair at 50 % overlap, so the output is one block late and, with every gain 1,
-the input itself.
+the input itself (but for the fill, in a bin that dips under half its noise floor).
 """
 
 from __future__ import annotations
