@@ -362,9 +362,15 @@ class RemoteSession:
             self._all_played.set()
 
     def _file_answered(self) -> bool:
-        # The source counts every frame before it ends, so once it has ended the count is final.
-        file_ended = self.opts.input_file is not None and self._source.wait(0)
-        return bool(file_ended) and self.frames_played >= self.frames_sent
+        if self.opts.input_file is None:
+            return False  # a microphone's answer has no end
+        # The file's frame count is known from its header: the cap holds before its feeder thread has
+        # ended too (the server steps on silence when a frame comes late, so its voice can run a frame
+        # ahead). A file that failed part-way is answered once its last frame sent is.
+        source = self._source
+        if source.wait(0) and source.error is not None:
+            return self.frames_played >= self.frames_sent
+        return self.frames_played >= source.frame_count
 
     def _finished(self) -> bool:
         return self._input_done.is_set() and self.frames_played >= self.frames_sent
