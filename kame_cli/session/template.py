@@ -46,7 +46,7 @@ _READY_S = 30.0
 """How long a launch waits for the template's imports before it starts a fresh interpreter."""
 _ORPHAN_POLL_S = 0.2
 _CLOSE_S = 0.3
-_MAX_PACKET = 4096
+_MAX_PACKET = 65536
 _LISTEN_BACKLOG = 64
 
 
@@ -138,15 +138,19 @@ class Template:
 
     def _read(self) -> None:
         assert self._ctrl is not None
-        while True:
-            try:
-                data = self._ctrl.recv(_MAX_PACKET)
-            except OSError:
-                data = b""
-            if not data:
-                break
-            self._take(json.loads(data))
-        self._template_gone()
+        try:
+            while True:
+                try:
+                    data = self._ctrl.recv(_MAX_PACKET)
+                except OSError:
+                    data = b""
+                if not data:
+                    break
+                self._take(json.loads(data))
+        except (ValueError, TypeError, KeyError):
+            pass  # a reply this side cannot read: the template is treated as gone, never waited on
+        finally:
+            self._template_gone()
 
     def _take(self, message: dict[str, Any]) -> None:
         if "exit" in message:
@@ -196,6 +200,10 @@ class Template:
         self.ready.wait(_READY_S)  # the first spares: a fork after the imports beats a second import
         if not self.ready.is_set() or self.refused is not None:
             return launch_module(spec)
+        try:
+            cwd = os.getcwd()
+        except OSError:  # the folder was removed: a fresh interpreter still starts in it
+            return launch_module(spec)
         ours, theirs = socket.socketpair()
         read_end, write_end = os.pipe()
         pid = None
@@ -204,7 +212,7 @@ class Template:
                 "module": spec.module,
                 "fds": list(spec.pass_fds),
                 "env": child_env(),
-                "cwd": os.getcwd(),
+                "cwd": cwd,
                 "python": sys.executable,
                 "state": process_state(),
             }
@@ -214,6 +222,10 @@ class Template:
                 with contextlib.suppress(OSError):
                     socket.send_fds(self._ctrl, [json.dumps(request).encode()], fds)
                     pid = self._await_pid(request_id)
+        except BaseException:  # Ctrl-C while waiting: a fork that came has its link closed, so it ends
+            ours.close()
+            os.close(read_end)
+            raise
         finally:
             theirs.close()
             os.close(write_end)

@@ -43,6 +43,8 @@ from typing import Any
 
 _PR_SET_NAME = 15
 _MAX_FDS = 16
+_MAX_REASON = 1000
+"""A refusal's text is cut to this (a packet's reader takes at most 4096 bytes)."""
 PRELOAD: dict[str, tuple[str, ...]] = {
     "backend": (
         "numpy",
@@ -72,7 +74,7 @@ PRELOAD: dict[str, tuple[str, ...]] = {
 """What each role's children import, imported once by its template. Not onnxruntime (the VAD's,
 0.07 CPU-s): its import starts a native thread, which a fork would not carry over."""
 IMPORT_TIME_ENV = ("PYTHON", "LD_", "OMP_", "MKL_", "OPENBLAS_", "CUDA_", "PYTORCH_", "TORCH", "NO_TORCH_",
-                   "NO_CUDA_", "HF_", "LITELLM_", "CT2_", "KMP_")  # fmt: skip
+                   "NO_CUDA_", "HF_", "LITELLM_", "CT2_", "KMP_", "HOME", "XDG_CACHE_HOME")  # fmt: skip
 """Prefixes of the variables a library reads when it is imported: a request whose environment differs
 from the template's in one of them is refused (a fresh interpreter would import differently)."""
 
@@ -219,8 +221,8 @@ def _mismatch(request: dict[str, Any], fds: list[int], env: dict[str, str]) -> s
 
 def peer_uid(conn: socket.socket) -> int:
     """The uid of the process at the other end of a UNIX socket (SO_PEERCRED)."""
-    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return int(struct.unpack("3i", creds)[1])
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("iII"))
+    return int(struct.unpack("iII", creds)[1])  # struct ucred: pid_t, uid_t, gid_t (unsigned)
 
 
 class _Loop:
@@ -277,20 +279,27 @@ class _Loop:
                 os.close(fd)
             self._drop(conn)
             return False
+        request_id = 0
         try:
             request = json.loads(data)
-            request_id = int(request["id"])
+            request_id = int(request["id"])  # kept for the reply when the checks below refuse
             why = _mismatch(request, fds, self.env)
         except (ValueError, AttributeError, TypeError, KeyError) as err:
-            request_id, why = 0, f"a malformed request ({err!r})"
+            why = f"a malformed request ({err!r})"
         if why is not None:
             for fd in fds:
                 os.close(fd)
-            _send(conn, {"id": request_id, "refused": why})
+            _send(conn, {"id": request_id, "refused": why[:_MAX_REASON]})
             return True
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as err:  # out of processes or memory: this request starts fresh, others go on
+            for fd in fds:
+                os.close(fd)
+            _send(conn, {"id": request_id, "refused": f"fork failed ({err})"[:_MAX_REASON]})
+            return True
         if pid == 0:
             _run_child(request, fds, self._own_fds())
         for fd in fds:
@@ -335,7 +344,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as err:  # any import failure: the requesters fall back to fresh interpreters
         refused = f"{type(err).__name__}: {err}"
     if refused is not None:
-        _send(owner, {"refused": refused})
+        _send(owner, {"refused": refused[:_MAX_REASON]})
         return
     _send(owner, {"ready": True})
     _Loop(owner, listener, env).run()

@@ -12,6 +12,7 @@ import queue
 import resource
 import signal
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -177,6 +178,17 @@ def test_a_template_serves_only_its_own_user(
                     peer.send(packet)
                     assert loop._serve(served)  # type: ignore[arg-type]
                     assert json.loads(peer.recv(4096))["refused"].startswith("a malformed request")
+                # One that passes the first checks but lacks a field is refused under its own id, so
+                # the requester falls back at once instead of waiting out its reply.
+                loop.env = template_proc.import_time_env({})
+                request = {"id": 7, "module": "m", "python": sys.executable, "env": {}}
+                read_end, write_end = os.pipe()
+                socket.send_fds(peer, [json.dumps(request).encode()], [read_end, write_end])
+                os.close(read_end)
+                os.close(write_end)
+                assert loop._serve(served)  # type: ignore[arg-type]
+                reply = json.loads(peer.recv(4096))
+                assert reply["id"] == 7 and reply["refused"].startswith("a malformed request")
 
 
 def test_a_fork_s_exit_goes_to_the_connection_that_asked_for_it_only(launcher: TemplateLauncher) -> None:
