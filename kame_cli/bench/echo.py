@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from kame_cli.clock import FRAME_SECONDS
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -231,7 +233,7 @@ def _simulate(
     far = scene.far if with_assistant else np.zeros_like(scene.far)
     frames = far.reshape(-1, 1920)
     delay_s = setup.device_delay_s
-    extra = math.ceil((delay_s + 0.2) / 0.08)
+    extra = math.ceil((delay_s + 0.2) / FRAME_SECONDS)
     before, after = setup.hidden_delays_s
     jump_frame = round(setup.jump_at * frames.shape[0])
     for k in range(frames.shape[0] + extra):
@@ -252,7 +254,7 @@ def _assistant_only_frames(
     u0, u1 = user
     keep = []
     for k in range(count):
-        t0, t1 = k * 0.08, (k + 1) * 0.08
+        t0, t1 = k * FRAME_SECONDS, (k + 1) * FRAME_SECONDS
         speaking = any(a0 + echo_delay_s <= t0 and t1 <= a1 + echo_delay_s for a0, a1 in scene.assistant)
         if speaking and (t1 <= u0 or t0 >= u1):
             keep.append(k)
@@ -323,7 +325,11 @@ class RoomRun:
         import numpy as np
 
         u0, u1 = self.user
-        ks = [k for k in range(len(self.talk["clean"])) if u0 <= k * 0.08 and (k + 1) * 0.08 <= u1]
+        ks = [
+            k
+            for k in range(len(self.talk["clean"]))
+            if u0 <= k * FRAME_SECONDS and (k + 1) * FRAME_SECONDS <= u1
+        ]
         voice = sum(float(np.dot(self.alone["clean"][k], self.alone["clean"][k])) for k in ks)
         diff = sum(float(np.sum((self.talk["clean"][k] - self.alone["clean"][k]) ** 2)) for k in ks)
         return 10 * math.log10(max(voice, 1e-20) / max(diff, 1e-20))
@@ -360,8 +366,10 @@ def simulate_room(
     # Where things land in the microphone's frames (frame k holds frame time k x 80 ms on): the
     # first block delivered was captured one block plus the input latency before the clock started.
     in_latency = 0.3 * setup.device_delay_s
-    user = (scene.user[0] + 0.08 + in_latency, scene.user[1] + 0.08 + in_latency)
-    echo_delay = setup.device_delay_s + max(setup.hidden_delays_s) + 0.08 + setup.distance_m / SPEED_OF_SOUND
+    user = (scene.user[0] + FRAME_SECONDS + in_latency, scene.user[1] + FRAME_SECONDS + in_latency)
+    echo_delay = (
+        setup.device_delay_s + max(setup.hidden_delays_s) + FRAME_SECONDS + setup.distance_m / SPEED_OF_SOUND
+    )
     only = _assistant_only_frames(scene, len(talk["raw"]), echo_delay, user)
     echo_at_mic = fftconvolve(resampled(scene.far, 24_000, DEVICE_RATE), rir)
     echo_to_user_db = 20 * math.log10(max(_active_rms(echo_at_mic), 1e-12) / 10 ** (_USER_RMS_DBFS / 20))

@@ -170,9 +170,9 @@ class KameServer:
         self.api_base = self._stack.enter_context(prepare_llm_backend(profile))
         deprioritize_llm_server()
         # Each session's back-end is a fork of one process that imported what they all import.
-        preloader = Template("backend")
-        preloader.start()
-        self._stack.callback(preloader.close)  # after the pool's back-ends: it reports their ends
+        template = Template("backend")
+        template.start()
+        self._stack.callback(template.close)  # after the pool's back-ends: it reports their ends
         self.pool = BackendPool(
             BackendSetup(
                 stt=profile.stt,
@@ -186,7 +186,7 @@ class KameServer:
                 tools=profile.tools,
             ),
             slots=o.max_sessions,
-            make=lambda setup, on_stopped: Backend(setup, on_stopped, launch=preloader.launch),
+            make=lambda setup, on_stopped: Backend(setup, on_stopped, launch=template.launch),
         )
         self._stack.callback(self.pool.close)
         self.pool.fill()
