@@ -32,7 +32,11 @@ class FrontendHost:
     """The host process, seen from the supervisor: `wait_ready`, `send`, and who gets its messages."""
 
     def __init__(
-        self, setup: HostSetup, on_message: Callable[[Any], None], on_gone: Callable[[], None]
+        self,
+        setup: HostSetup,
+        on_message: Callable[[Any], None],
+        on_gone: Callable[[], None],
+        launch: Launcher = launch_module,
     ) -> None:
         self.info: dict[str, Any] = {}
         self.failure: str | None = None
@@ -40,7 +44,9 @@ class FrontendHost:
         self._ready = threading.Event()
         self._on_message = on_message
         self._on_gone = on_gone
-        self.child = ChildProcess("frontend", "kame_cli.serve.host", setup, self._route, self._gone)
+        self.child = ChildProcess(
+            "frontend", "kame_cli.serve.host", setup, self._route, self._gone, launch=launch
+        )
 
     def _route(self, message: Any) -> None:
         if isinstance(message, Ready):

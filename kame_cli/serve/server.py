@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from kame_cli.serve.processes import BackendPool, FrontendHost
     from kame_cli.serve.tls import Tls
+    from kame_cli.session.child import Launcher
 
 _LOAD_TIMEOUT_S = 600.0
 _SHUTDOWN_S = 1.5
@@ -156,23 +157,22 @@ class KameServer:
         """The profile, the LLM server if it has one, the front-end host and the first spare back-end."""
         from kame_cli.profiles import check_environment, load_profile, prepare_llm_backend
         from kame_cli.serve.processes import Backend, BackendPool, FrontendHost, deprioritize_llm_server
-        from kame_cli.session.template import Template
         from kame_cli.session.wire import BackendSetup
 
         o = self.options
         profile = load_profile(o.profile)
         frontend = frontend_config(profile, o)
         check_environment(profile)
+        host_launch, backend_launch = self._launchers()
         self.host = FrontendHost(
-            HostSetup(frontend, o.jitter_frames, o.max_sessions), self._from_host, self._host_gone
+            HostSetup(frontend, o.jitter_frames, o.max_sessions),
+            self._from_host,
+            self._host_gone,
+            launch=host_launch,
         )
         self._stack.callback(self.host.stop)
         self.api_base = self._stack.enter_context(prepare_llm_backend(profile))
         deprioritize_llm_server()
-        # Each session's back-end is a fork of one process that imported what they all import.
-        template = Template("backend")
-        template.start()
-        self._stack.callback(template.close)  # after the pool's back-ends: it reports their ends
         self.pool = BackendPool(
             BackendSetup(
                 stt=profile.stt,
@@ -186,12 +186,34 @@ class KameServer:
                 tools=profile.tools,
             ),
             slots=o.max_sessions,
-            make=lambda setup, on_stopped: Backend(setup, on_stopped, launch=template.launch),
+            make=lambda setup, on_stopped: Backend(setup, on_stopped, launch=backend_launch),
         )
         self._stack.callback(self.pool.close)
         self.pool.fill()
         self.host.wait_ready(_LOAD_TIMEOUT_S)
         self.pool.wait_spare(_LOAD_TIMEOUT_S)  # "ready" and /healthz 200 mean a session starts at once
+
+    def _launchers(self) -> tuple[Launcher, Launcher]:
+        """How the front-end host and each session's back-end start: forked from the warm templates
+        that `KAME_TEMPLATES` names when that folder is trusted (a run inside `kame eval`'s or the
+        test suite's, which already imported torch and LiteLLM once); else the host as a fresh
+        interpreter and every back-end from this server's own back-end template, which imports what
+        they all import once. Their closes run after the host's and the pool's: a template reports
+        the ends of the children it forked."""
+        import os
+
+        from kame_cli.session.child import launch_module
+        from kame_cli.session.template import TEMPLATES_ENV, Template, TemplateLauncher, trusted_directory
+
+        shared = trusted_directory(os.environ.get(TEMPLATES_ENV))
+        if shared is not None:
+            launcher = TemplateLauncher(shared)
+            self._stack.callback(launcher.close)
+            return launcher, launcher
+        template = Template("backend")
+        template.start()
+        self._stack.callback(template.close)
+        return launch_module, template.launch
 
     async def _shutdown(self) -> None:
         """Stop accepting, tell every client, complete every log, stop the children."""

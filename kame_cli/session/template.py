@@ -350,19 +350,23 @@ class TemplateLauncher:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._templates: dict[ProcessRole, Template | None] = {}
+        self._connecting = threading.Lock()  # `kame serve` launches from its pool's threads too
 
     def __call__(self, spec: ChildSpec) -> tuple[ProcessHandle, Wire, IO[bytes] | None]:
-        if spec.role not in self._templates:
-            template: Template | None = Template(spec.role)
-            assert template is not None
-            if not template.connect(self.directory / f"{spec.role}.sock"):
-                template = None
-            self._templates[spec.role] = template
-        reached = self._templates[spec.role]
+        with self._connecting:
+            if spec.role not in self._templates:
+                template: Template | None = Template(spec.role)
+                assert template is not None
+                if not template.connect(self.directory / f"{spec.role}.sock"):
+                    template = None
+                self._templates[spec.role] = template
+            reached = self._templates[spec.role]
         return launch_module(spec) if reached is None else reached.launch(spec)
 
     def close(self) -> None:
-        for template in self._templates.values():
+        with self._connecting:
+            templates = list(self._templates.values())
+        for template in templates:
             if template is not None:
                 template.close()
 

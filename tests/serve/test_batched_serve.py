@@ -13,7 +13,7 @@ import pytest
 
 from kame_cli.serve import protocol
 from kame_cli.serve.admission import Admission
-from tests.serve.conftest import Server, start_server
+from tests.serve.conftest import OWN_PROCESSES, Server, start_server
 from tests.serve.test_admission import _check_queued, _first_message, _healthy, _until
 
 
@@ -23,7 +23,9 @@ def two_slots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     two at once and a third in line (each loaded slot costs a back-end; one server loads them once).
     The kill test comes first: on a fresh pool the first session takes the oldest back-end."""
     running = start_server(
-        tmp_path_factory.mktemp("two-slots") / "logs", "--max-sessions", "2", "--max-queue", "1"
+        tmp_path_factory.mktemp("two-slots") / "logs",
+        *("--max-sessions", "2", "--max-queue", "1"),
+        env=OWN_PROCESSES,
     )
     yield running
     assert running.terminate() == 0

@@ -12,7 +12,7 @@ import psutil
 
 from kame_cli.events import BackendStatus
 from kame_cli.serve import metadata, protocol
-from tests.serve.conftest import start_server
+from tests.serve.conftest import OWN_PROCESSES, start_server
 
 
 def _children(pid: int, what: str) -> list[psutil.Process]:
@@ -56,7 +56,7 @@ async def _scenario(url: str, pid: int) -> tuple[list[protocol.Message], list[pr
 
 
 def test_backend_death_is_told_and_frontend_death_ends_every_session_and_the_server(tmp_path: Path) -> None:
-    server = start_server(tmp_path / "logs")
+    server = start_server(tmp_path / "logs", env=OWN_PROCESSES)
     try:
         after_backend, after_host, code = asyncio.run(_scenario(server.url, server.process.pid))
         exit_code = server.process.wait(30)
