@@ -48,6 +48,7 @@ from collections import deque
 import numpy as np
 
 from kame_cli.audio_io.echo_path_jump import EchoPathJump
+from kame_cli.audio_io.loudspeaker_model import LoudspeakerModel
 from kame_cli.audio_io.residual_echo import ResidualEchoSuppressor
 
 _EPS = 1e-10
@@ -106,6 +107,7 @@ class LinearEchoCanceller:
         far_active_dbfs: float = -50.0,
         rate: int = 24_000,
         residual_suppression: bool = False,
+        loudspeaker_model: bool = True,
     ) -> None:
         self.block = block
         self.partitions = partitions
@@ -123,8 +125,8 @@ class LinearEchoCanceller:
         self._W = np.zeros((partitions, bins), dtype=np.complex64)  # the echo path, per partition
         self._P = np.full((partitions, bins), _P_INITIAL, dtype=np.float32)
         """The Kalman state's error variance: how far each coefficient of `_W` may still be off."""
-        self._X_power = np.zeros((partitions, bins), dtype=np.float32)
-        self._X_power_sum = np.zeros(bins, dtype=np.float64)
+        self._X_power: np.ndarray = np.zeros((partitions, bins), dtype=np.float32)
+        self._X_power_sum: np.ndarray = np.zeros(bins, dtype=np.float64)
         self._far_on = False
         self._near: np.ndarray = np.zeros(bins, dtype=np.float32)
         self._cancelled_db: deque[float] = deque(maxlen=_MUTE_WINDOW)
@@ -142,8 +144,16 @@ class LinearEchoCanceller:
         """The microphone's quietest recent block power: the room's noise (minimum statistics)."""
         self._suppressor = ResidualEchoSuppressor(block) if residual_suppression else None
         self._jump = EchoPathJump(block, rate)
+        self._speaker = LoudspeakerModel(block, partitions) if loudspeaker_model else None
+        self._U: np.ndarray = self._X
+        """The filter's input spectra: the far end's, through the loudspeaker model if there is one."""
         self.shifts: list[int] = []
         """The delay jumps the filter was shifted by (samples), in order."""
+
+    @property
+    def nonlinear_coefficients(self) -> np.ndarray | None:
+        """The loudspeaker model's slope changes at its knots (None without the model)."""
+        return None if self._speaker is None else self._speaker.coefficients
 
     @property
     def adapted(self) -> bool:
@@ -159,12 +169,14 @@ class LinearEchoCanceller:
         self._far_prev = x[b:]
         self._X[1:] = self._X[:-1]
         self._X[0] = np.fft.rfft(x)
-        # The far end's power per bin over the whole filter span, kept as a running sum.
-        self._X_power_sum -= self._X_power[-1]
-        self._X_power[1:] = self._X_power[:-1]
-        self._X_power[0] = self._X[0].real ** 2 + self._X[0].imag ** 2
-        self._X_power_sum += self._X_power[0]
-        y = np.fft.irfft(np.einsum("pk,pk->k", self._W, self._X))[b:]
+        if self._speaker is not None:
+            self._speaker.push(x)
+            self._U = self._speaker.input_spectra(self._X)
+        # The filter input's power per bin and partition (all anew: a refitted curve changes every
+        # partition's input), and over the whole filter span.
+        self._X_power = (self._U.real**2 + self._U.imag**2).astype(np.float32)
+        self._X_power_sum = self._X_power.sum(axis=0, dtype=np.float64)
+        y = np.fft.irfft(np.einsum("pk,pk->k", self._W, self._U))[b:]
         e = d - y
         self._noise = min(self._noise * _NOISE_RISE, float(np.dot(d, d)))
         # Subtracting a true echo estimate, even a rough one, never makes the microphone louder; the
@@ -209,6 +221,8 @@ class LinearEchoCanceller:
             return  # the assistant is silent: nothing to learn the echo path from
         if not self._adapted:
             self._track_convergence(e, y)
+        if self._speaker is not None:
+            self._speaker.learn(self._W, self._X, e)
         E = np.fft.rfft(np.concatenate([self._zeros, e]))
         pee = E.real**2 + E.imag**2
         # Kalman gain, per partition and bin: the coefficient's error variance over the error power
@@ -221,7 +235,7 @@ class LinearEchoCanceller:
         # A step corrects `uncertain / den` of a bin's error: never more than `mu_max` of it.
         den = np.maximum(uncertain + self._near + self._phi_floor, uncertain / self._mu_max)
         gain = self._P / den
-        self._W += (gain * E).astype(np.complex64) * np.conjugate(self._X)
+        self._W += (gain * E).astype(np.complex64) * np.conjugate(self._U)
         # The variances shrink by what the step has learned (half: the overlap-save error holds one
         # block of two), and grow back by the path's assumed drift and a floor.
         w_power = self._W.real**2 + self._W.imag**2

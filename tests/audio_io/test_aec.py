@@ -465,17 +465,45 @@ def distorted_room(far_speech: np.ndarray, rir: np.ndarray) -> tuple[np.ndarray,
     return far, _echo_of(soft_clip(far, 0.2).astype(np.float32), rir)
 
 
-def test_a_distorting_loudspeakers_echo_is_suppressed_where_the_linear_filter_leaves_it(
+def test_the_loudspeaker_model_cancels_the_echo_of_a_saturating_speaker_that_a_linear_filter_leaves(
     distorted_room: tuple[np.ndarray, np.ndarray],
 ) -> None:
     far, echo = distorted_room
     late = slice(11 * SAMPLE_RATE, len(far) // 480 * 480 - 480)
-    # Without the suppressor the canceller is the filter alone once its mute has opened (at 10 s: the
-    # filter never cancels the 18 dB that opens it earlier): it cannot model the clipping, ~8 dB is all
-    # it removes.
+    # A linear filter cannot model the clipping: once its mute has opened (at 10 s: it never cancels
+    # the 18 dB that opens it earlier), ~8 dB is all it removes.
+    linear = _cancel_blocks(LinearEchoCanceller(loudspeaker_model=False), echo, far)
+    assert _down_db(echo, linear, late) < 12.0
+    # With the saturation curve learned ahead of the filter: ~26 dB.
+    canceller = LinearEchoCanceller()
+    modelled = _cancel_blocks(canceller, echo, far)
+    assert _down_db(echo, modelled, late) >= _down_db(echo, linear, late) + 12.0
+    # The curve it learned compresses the peaks: its slope falls from 1 to well under it.
+    coefficients = canceller.nonlinear_coefficients
+    assert coefficients is not None
+    assert 1.0 + float(np.sum(coefficients)) < 0.5
+
+
+def test_the_loudspeaker_model_stays_linear_on_a_linear_speaker(
+    far_speech: np.ndarray, rir: np.ndarray
+) -> None:
+    # The distorting room's level, through a speaker that does not distort.
+    far = far_speech * 10 ** (-18 / 20) / float(np.sqrt(np.mean(far_speech**2)))
+    echo = _echo_of(far, rir)
+    canceller = LinearEchoCanceller()
+    out = _cancel_blocks(canceller, echo, far)
+    coefficients = canceller.nonlinear_coefficients
+    assert coefficients is not None and float(np.abs(coefficients).max()) <= 0.01, coefficients
+    assert _down_db(echo, out, slice(7 * SAMPLE_RATE, len(far) // 480 * 480 - 480)) >= 20.0
+
+
+def test_a_distorting_loudspeakers_echo_is_suppressed_where_the_filter_leaves_it(
+    distorted_room: tuple[np.ndarray, np.ndarray],
+) -> None:
+    far, echo = distorted_room
+    late = slice(11 * SAMPLE_RATE, len(far) // 480 * 480 - 480)
     filtered = _cancel_blocks(LinearEchoCanceller(), echo, far)
-    assert _down_db(echo, filtered, late) < 12.0
-    # The residual-echo suppressor takes it down by ~13 dB more.
+    # The residual-echo suppressor takes what the filter (~26 dB) leaves down by ~20 dB more.
     out = _cancel_blocks(LinearEchoCanceller(residual_suppression=True), echo, far)
     assert _down_db(echo, out, late) >= _down_db(echo, filtered, late) + 10.0
 
