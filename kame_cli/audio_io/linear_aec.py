@@ -20,8 +20,8 @@ WebRTC's AEC3 removes echo well, but its suppressor treats the user talking over
   still reads as words. Even at 18 dB it does when the mute opens mid-utterance (the residual, bare
   on a silenced background, came out as "thank you very much" in `kame bench echo`): the mute then
   holds to the assistant's next pause unless the user talks (the error outgrows the echo estimate).
-  At a pause it opens from 15 dB: nothing is laid bare there. After 10 s of the assistant's voice
-  it opens regardless.
+  At a pause it opens from 15 dB (12 dB at the end of a turn): nothing is laid bare there. After
+  10 s of the assistant's voice it opens regardless.
 - With `residual_suppression` (for a loudspeaker that distorts: the filter never gets to 18 dB
   there, and the mute would hold the user down for 10 s of the assistant's voice) the mute lasts
   the assistant's first 2 s of voice, and a residual-echo suppressor (`residual_echo.py`: a gain
@@ -67,6 +67,14 @@ blocks of the assistant's voice (their top 20 %: moments of echo alone, not the 
 _PAUSE_RELEASE_DB = 15.0
 """...and at a pause of the assistant (its echo died out), this: opening there exposes no residual at
 once, and the filter keeps learning through the next utterance's first words."""
+_TURN_RELEASE_DB = 12.0
+"""...and at a pause of `_TURN_BLOCKS` or more (the end of the assistant's turn, not a breath between
+sentences), this. In rooms with long reverberation or a distorting speaker the filter often stands at
+12-15 dB after the first turn: at 15 dB the mute held the user down through their words over the
+second (wide tuning rooms 103, 110, 122, 124); at 12 dB no echo word came through in rooms 100-111.
+Between sentences it opened on a residual that the rest of the utterance laid bare."""
+_TURN_BLOCKS = 25
+"""0.5 s of the assistant's silence (beyond its echo: the far end is silent over the filter's span)."""
 _MUTE_WINDOW = 50
 """Blocks of the assistant's voice (1 s at 20 ms) that mute release looks at."""
 _MUTE_MAX_BLOCKS = 500
@@ -131,6 +139,8 @@ class LinearEchoCanceller:
         self._near: np.ndarray = np.zeros(bins, dtype=np.float32)
         self._cancelled_db: deque[float] = deque(maxlen=_MUTE_WINDOW)
         self._far_blocks = 0
+        self._silent_blocks = 0
+        """Blocks since the far end last counted as speaking."""
         self._converged = False
         """The filter cancels well enough: the mute ends at the assistant's next pause (or the user)."""
         self._adapted = False
@@ -216,9 +226,12 @@ class LinearEchoCanceller:
             # The assistant's pause (its echo has died out): the mute of a converged filter ends here,
             # and one within a few dB of the bar is trusted too (see `_PAUSE_RELEASE_DB`): waiting for
             # it to converge in the next utterance would hold the mute over a user who starts softly.
-            if not self._adapted and (self._converged or self._cancelling_db() >= _PAUSE_RELEASE_DB):
+            self._silent_blocks += 1
+            bar = _TURN_RELEASE_DB if self._silent_blocks >= _TURN_BLOCKS else _PAUSE_RELEASE_DB
+            if not self._adapted and (self._converged or self._cancelling_db() >= bar):
                 self._adapted = True
             return  # the assistant is silent: nothing to learn the echo path from
+        self._silent_blocks = 0
         if not self._adapted:
             self._track_convergence(e, y)
         if self._speaker is not None:
