@@ -13,7 +13,7 @@ from kame_cli.audio_io.callbacks import CaptureCallback, PlaybackCallback
 from kame_cli.audio_io.config import AudioConfig
 from kame_cli.audio_io.files import FileSource
 from kame_cli.audio_io.linear_aec import LinearEchoCanceller
-from kame_cli.audio_io.room import ManualClock, RoomSetup, SimulatedDuplex, shoebox_rir
+from kame_cli.audio_io.room import ManualClock, RoomSetup, SimulatedDuplex, shoebox_rir, soft_clip
 from kame_cli.clock import FRAME_SAMPLES, SAMPLE_RATE
 from tests.support.speech import concat, synthesize
 
@@ -458,8 +458,6 @@ def test_contradictory_echo_options_end_with_one_line_and_exit_2(tmp_path: Path)
 def distorted_room(far_speech: np.ndarray, rir: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(far end, its echo): 14 s of the assistant's voice at a TTS-like level (-18 dBFS), played by a
     loudspeaker that soft-clips hard (limit 0.2: `--rooms wide`'s worst fifth) into the room."""
-    from kame_cli.audio_io.room import soft_clip
-
     far = np.concatenate([far_speech, far_speech[: 4 * SAMPLE_RATE]])
     far *= 10 ** (-18 / 20) / float(np.sqrt(np.mean(far**2)))
     return far, _echo_of(soft_clip(far, 0.2).astype(np.float32), rir)
@@ -529,3 +527,30 @@ def test_the_user_passes_over_a_distorting_loudspeaker_from_the_assistants_first
 
     assert kept(LinearEchoCanceller()) < 0.1
     assert kept(LinearEchoCanceller(residual_suppression=True)) >= 0.5
+
+
+def test_a_distorting_speakers_model_opens_the_mute_for_the_user_at_the_assistants_next_turn(
+    far_speech: np.ndarray, rir: np.ndarray
+) -> None:
+    # The assistant's first turn (6 s) through a loudspeaker that clips (limit 0.3), 1 s of silence,
+    # then its second turn, which the user talks over from 0.5 s on, at the echo's level.
+    level = 10 ** (-18 / 20) / float(np.sqrt(np.mean(far_speech**2)))
+    first, second = far_speech[: 6 * SAMPLE_RATE] * level, far_speech[6 * SAMPLE_RATE :] * level
+    far = np.concatenate([first, np.zeros(SAMPLE_RATE, dtype=np.float32), second])
+    echo = _echo_of(soft_clip(far, 0.3).astype(np.float32), rir)
+    user = synthesize(USER, voice="en-gb").astype(np.float32)
+    user *= float(np.sqrt(np.mean(echo**2) / np.mean(user**2)))
+    user_s = 7.5
+    voice = _user_at(user, user_s, len(far)).astype(np.float32)
+    span = slice(round(user_s * SAMPLE_RATE), len(far) // 480 * 480 - 480)
+
+    def kept(canceller: LinearEchoCanceller) -> float:
+        """The best gain fit of the user's voice into the output."""
+        out = _cancel_blocks(canceller, echo + voice, far)
+        return float(np.dot(out[span], voice[span]) / np.dot(voice[span], voice[span]))
+
+    # A linear filter cancels ~11 dB by the end of the first turn: the mute holds the user 70 dB down
+    # until 10 s of the assistant's voice. With the clipping modelled it cancels ~14 dB, enough to
+    # open at the end of the turn, and the user's words pass.
+    assert kept(LinearEchoCanceller(loudspeaker_model=False)) < 0.1
+    assert kept(LinearEchoCanceller()) >= 0.5
