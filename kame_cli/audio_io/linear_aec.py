@@ -14,6 +14,11 @@ WebRTC's AEC3 removes echo well, but its suppressor treats the user talking over
   5 s of speech, 25-30 dB after 10 s; the normalized-LMS filter it replaces: 10-15 and 15-18 dB)
   and small ones once it has converged or while the user talks (their voice is in the error's
   power): no separate double-talk detector.
+- Ahead of the filter, a model of the loudspeaker's saturation (`loudspeaker_model.py`: an odd,
+  piecewise-linear curve fitted by least squares on the echo of its basis signals through the
+  filter) turns the far end into what a speaker driven into clipping really plays: a linear filter
+  leaves 10-18 dB of such an echo whatever it learns. The curve is used only where it explains part
+  of what the filter leaves; on a speaker that does not distort it stays linear.
 - Until the filter cancels the echo by ~18 dB in a good share of the blocks (typically within the
   assistant's first ~4-8 s of voice), the microphone is muted while the assistant speaks, as AEC3
   does at first: speech recognizers normalize the level, and the echo of a half-converged filter
@@ -103,7 +108,8 @@ class LinearEchoCanceller:
     by float32, and the arrays then stay in cache, which makes a block ~10x cheaper on a small CPU.
     `mu_max` bounds the share of a bin's error the filter corrects in one block; `suppression_floor_db`
     is the mute's gain (deep: a speech recognizer hears echo 40 dB down as words);
-    `residual_suppression`: the 2 s mute and the suppressor instead of the mute until convergence.
+    `residual_suppression`: the 2 s mute and the suppressor instead of the mute until convergence;
+    `loudspeaker_model`: the saturation curve ahead of the filter (off: the filter sees the far end).
     """
 
     def __init__(
