@@ -18,10 +18,13 @@ curve leaves it ~38 dB down.
 The filter `W` is shared: the echo of each basis signal through it, `z_k = W * b_k(x)` (one more
 partitioned spectrum per knot), is what a coefficient adds to the echo estimate, so the `a_k` are
 the least-squares fit of what the linear part leaves (`d - W * x`) on the `z_k`, with exponential
-forgetting. Blocks are weighted by the inverse of the error's power, and blocks where the error
-outgrows the echo estimate (the user talking, or a filter off the path) are left out: the user's
-voice does not correlate with the echo, but it would make the fit noisy. A ridge term pulls each
-coefficient to 0 unless the data asks otherwise: on a linear loudspeaker they stay near 0.
+forgetting. The echo through the filter itself, `W * x`, is a regressor too (its coefficient is not
+used): a filter whose gain is still off leaves a residual shaped like the echo, which every `z_k`
+correlates with. Only blocks of echo alone are fitted (the error well under the echo estimate:
+not the user talking, not a filter off the path), and the curve is used only once it explains a
+part of what the filter leaves; a ridge term pulls each coefficient to 0 unless the data asks
+otherwise. On a linear loudspeaker the coefficients stay at 0, and the filter's input is the far
+end itself.
 """
 
 from __future__ import annotations
