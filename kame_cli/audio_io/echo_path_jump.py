@@ -26,8 +26,10 @@ _MIN_PEAK = 0.1
 and the filter's own error lower it; unrelated signals stay near 1 / sqrt(samples), ~0.015)."""
 _PEAK_OVER_ZERO = 3.0
 """...and outgrow the peak at no shift this many times: an aligned filter keeps its peak at zero."""
-_ABOVE_NOISE = 10.0
-"""The microphone's stretch and the estimate must both be this far (10 dB) above the room's noise."""
+_ABOVE_NOISE = 3.0
+"""The microphone's stretch and the estimate must both be this far (5 dB) above the room's noise. The
+noise estimate (the quietest recent block, rising 3 dB a second) climbs toward the echo through a
+long utterance; with a fan's rumble 10 dB under the echo a 10 dB bar found a jump seconds late."""
 _MIN_LAG_S = 0.0005
 """Shifts shorter than this are left to the filter's adaptation."""
 

@@ -14,14 +14,19 @@ WebRTC's AEC3 removes echo well, but its suppressor treats the user talking over
   5 s of speech, 25-30 dB after 10 s; the normalized-LMS filter it replaces: 10-15 and 15-18 dB)
   and small ones once it has converged or while the user talks (their voice is in the error's
   power): no separate double-talk detector.
+- Ahead of the filter, a model of the loudspeaker's saturation (`loudspeaker_model.py`: an odd,
+  piecewise-linear curve fitted by least squares on the echo of its basis signals through the
+  filter) turns the far end into what a speaker driven into clipping really plays: a linear filter
+  leaves 10-18 dB of such an echo whatever it learns. The curve is used only where it explains part
+  of what the filter leaves; on a speaker that does not distort it stays linear.
 - Until the filter cancels the echo by ~18 dB in a good share of the blocks (typically within the
   assistant's first ~4-8 s of voice), the microphone is muted while the assistant speaks, as AEC3
   does at first: speech recognizers normalize the level, and the echo of a half-converged filter
   still reads as words. Even at 18 dB it does when the mute opens mid-utterance (the residual, bare
   on a silenced background, came out as "thank you very much" in `kame bench echo`): the mute then
   holds to the assistant's next pause unless the user talks (the error outgrows the echo estimate).
-  At a pause it opens from 15 dB: nothing is laid bare there. After 10 s of the assistant's voice
-  it opens regardless.
+  At a pause it opens from 15 dB (12 dB at the end of a turn): nothing is laid bare there. After
+  10 s of the assistant's voice it opens regardless.
 - With `residual_suppression` (for a loudspeaker that distorts: the filter never gets to 18 dB
   there, and the mute would hold the user down for 10 s of the assistant's voice) the mute lasts
   the assistant's first 2 s of voice, and a residual-echo suppressor (`residual_echo.py`: a gain
@@ -48,6 +53,7 @@ from collections import deque
 import numpy as np
 
 from kame_cli.audio_io.echo_path_jump import EchoPathJump
+from kame_cli.audio_io.loudspeaker_model import LoudspeakerModel
 from kame_cli.audio_io.residual_echo import ResidualEchoSuppressor
 
 _EPS = 1e-10
@@ -66,6 +72,14 @@ blocks of the assistant's voice (their top 20 %: moments of echo alone, not the 
 _PAUSE_RELEASE_DB = 15.0
 """...and at a pause of the assistant (its echo died out), this: opening there exposes no residual at
 once, and the filter keeps learning through the next utterance's first words."""
+_TURN_RELEASE_DB = 12.0
+"""...and at a pause of `_TURN_BLOCKS` or more (the end of the assistant's turn, not a breath between
+sentences), this. In rooms with long reverberation or a distorting speaker the filter often stands at
+12-15 dB after the first turn: at 15 dB the mute held the user down through their words over the
+second (wide tuning rooms 103, 110, 122, 124); at 12 dB no echo word came through in rooms 100-111.
+Between sentences it opened on a residual that the rest of the utterance laid bare."""
+_TURN_BLOCKS = 25
+"""0.5 s of the assistant's silence (beyond its echo: the far end is silent over the filter's span)."""
 _MUTE_WINDOW = 50
 """Blocks of the assistant's voice (1 s at 20 ms) that mute release looks at."""
 _MUTE_MAX_BLOCKS = 500
@@ -94,7 +108,8 @@ class LinearEchoCanceller:
     by float32, and the arrays then stay in cache, which makes a block ~10x cheaper on a small CPU.
     `mu_max` bounds the share of a bin's error the filter corrects in one block; `suppression_floor_db`
     is the mute's gain (deep: a speech recognizer hears echo 40 dB down as words);
-    `residual_suppression`: the 2 s mute and the suppressor instead of the mute until convergence.
+    `residual_suppression`: the 2 s mute and the suppressor instead of the mute until convergence;
+    `loudspeaker_model`: the saturation curve ahead of the filter (off: the filter sees the far end).
     """
 
     def __init__(
@@ -106,6 +121,7 @@ class LinearEchoCanceller:
         far_active_dbfs: float = -50.0,
         rate: int = 24_000,
         residual_suppression: bool = False,
+        loudspeaker_model: bool = True,
     ) -> None:
         self.block = block
         self.partitions = partitions
@@ -123,12 +139,14 @@ class LinearEchoCanceller:
         self._W = np.zeros((partitions, bins), dtype=np.complex64)  # the echo path, per partition
         self._P = np.full((partitions, bins), _P_INITIAL, dtype=np.float32)
         """The Kalman state's error variance: how far each coefficient of `_W` may still be off."""
-        self._X_power = np.zeros((partitions, bins), dtype=np.float32)
-        self._X_power_sum = np.zeros(bins, dtype=np.float64)
+        self._X_power: np.ndarray = np.zeros((partitions, bins), dtype=np.float32)
+        self._X_power_sum: np.ndarray = np.zeros(bins, dtype=np.float64)
         self._far_on = False
         self._near: np.ndarray = np.zeros(bins, dtype=np.float32)
         self._cancelled_db: deque[float] = deque(maxlen=_MUTE_WINDOW)
         self._far_blocks = 0
+        self._silent_blocks = 0
+        """Blocks since the far end last counted as speaking."""
         self._converged = False
         """The filter cancels well enough: the mute ends at the assistant's next pause (or the user)."""
         self._adapted = False
@@ -142,8 +160,16 @@ class LinearEchoCanceller:
         """The microphone's quietest recent block power: the room's noise (minimum statistics)."""
         self._suppressor = ResidualEchoSuppressor(block) if residual_suppression else None
         self._jump = EchoPathJump(block, rate)
+        self._speaker = LoudspeakerModel(block, partitions) if loudspeaker_model else None
+        self._U: np.ndarray = self._X
+        """The filter's input spectra: the far end's, through the loudspeaker model if there is one."""
         self.shifts: list[int] = []
         """The delay jumps the filter was shifted by (samples), in order."""
+
+    @property
+    def nonlinear_coefficients(self) -> np.ndarray | None:
+        """The loudspeaker model's slope changes at its knots (None without the model)."""
+        return None if self._speaker is None else self._speaker.coefficients
 
     @property
     def adapted(self) -> bool:
@@ -159,12 +185,14 @@ class LinearEchoCanceller:
         self._far_prev = x[b:]
         self._X[1:] = self._X[:-1]
         self._X[0] = np.fft.rfft(x)
-        # The far end's power per bin over the whole filter span, kept as a running sum.
-        self._X_power_sum -= self._X_power[-1]
-        self._X_power[1:] = self._X_power[:-1]
-        self._X_power[0] = self._X[0].real ** 2 + self._X[0].imag ** 2
-        self._X_power_sum += self._X_power[0]
-        y = np.fft.irfft(np.einsum("pk,pk->k", self._W, self._X))[b:]
+        if self._speaker is not None:
+            self._speaker.push(x)
+            self._U = self._speaker.input_spectra(self._X)
+        # The filter input's power per bin and partition (all anew: a refitted curve changes every
+        # partition's input), and over the whole filter span.
+        self._X_power = (self._U.real**2 + self._U.imag**2).astype(np.float32)
+        self._X_power_sum = self._X_power.sum(axis=0, dtype=np.float64)
+        y = np.fft.irfft(np.einsum("pk,pk->k", self._W, self._U))[b:]
         e = d - y
         self._noise = min(self._noise * _NOISE_RISE, float(np.dot(d, d)))
         # Subtracting a true echo estimate, even a rough one, never makes the microphone louder; the
@@ -204,11 +232,16 @@ class LinearEchoCanceller:
             # The assistant's pause (its echo has died out): the mute of a converged filter ends here,
             # and one within a few dB of the bar is trusted too (see `_PAUSE_RELEASE_DB`): waiting for
             # it to converge in the next utterance would hold the mute over a user who starts softly.
-            if not self._adapted and (self._converged or self._cancelling_db() >= _PAUSE_RELEASE_DB):
+            self._silent_blocks += 1
+            bar = _TURN_RELEASE_DB if self._silent_blocks >= _TURN_BLOCKS else _PAUSE_RELEASE_DB
+            if not self._adapted and (self._converged or self._cancelling_db() >= bar):
                 self._adapted = True
             return  # the assistant is silent: nothing to learn the echo path from
+        self._silent_blocks = 0
         if not self._adapted:
             self._track_convergence(e, y)
+        if self._speaker is not None:
+            self._speaker.learn(self._W, self._X, e)
         E = np.fft.rfft(np.concatenate([self._zeros, e]))
         pee = E.real**2 + E.imag**2
         # Kalman gain, per partition and bin: the coefficient's error variance over the error power
@@ -221,7 +254,7 @@ class LinearEchoCanceller:
         # A step corrects `uncertain / den` of a bin's error: never more than `mu_max` of it.
         den = np.maximum(uncertain + self._near + self._phi_floor, uncertain / self._mu_max)
         gain = self._P / den
-        self._W += (gain * E).astype(np.complex64) * np.conjugate(self._X)
+        self._W += (gain * E).astype(np.complex64) * np.conjugate(self._U)
         # The variances shrink by what the step has learned (half: the overlap-save error holds one
         # block of two), and grow back by the path's assumed drift and a floor.
         w_power = self._W.real**2 + self._W.imag**2
