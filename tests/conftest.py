@@ -1,5 +1,5 @@
 """Settings every test runs under (no torch.compile warm-up, no hub or price-list downloads), and
-how the suite is shared out between its two pytest-xdist workers."""
+how the suite is shared out between its three pytest-xdist workers."""
 
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ REAL_TIME = (
 """Modules (and one test: an answer from a server that wants a key) whose sessions run at the pace
 of real time and assert what happens within it (an answer reaching the voice in the gap, an exit
 within a second, a restart): one worker runs them one after another, started first, so that no two
-such sessions share the two cores. They also share costly session- and module-wide fixtures (the
+such sessions share the two cores; the other workers run at a lower priority meanwhile
+(`BESIDE_REAL_TIME_NICENESS`). They also share costly session- and module-wide fixtures (the
 recorded `kame bench tandem` run, a paced session)."""
 SPREAD = ("tests/session/",)
 """The other session modules: each test starts its own `kame talk` and shares no costly fixture, so
@@ -55,8 +56,8 @@ COSTLY = (
     "tests/backends/oracle/",
     "tests/knowledge/",  # a paced kame talk, the oracle bench, LiteLLM through the producer
 )
-"""After the real-time group, the costliest folders first: the other worker works through them while
-the real-time group runs, and the quick tests left at the end even out the two workers' finish."""
+"""After the real-time group, the costliest folders first: the other workers work through them while
+the real-time group runs, and the quick tests left at the end even out the workers' finish."""
 
 
 def _real_time(nodeid: str) -> bool:
@@ -82,6 +83,21 @@ def _rank(nodeid: str) -> int:
         return 0
     path = nodeid.split("::", 1)[0]
     return 1 + next((i for i, folder in enumerate(COSTLY) if path.startswith(folder)), len(COSTLY))
+
+
+BESIDE_REAL_TIME_NICENESS = 5
+"""The niceness of a worker once it runs anything but the real-time group (and of the sessions it
+starts): the third worker fills the cores the real-time group leaves idle, at a third of the CPU
+weight, so the real-time sessions still get the cores when they want them."""
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if not _real_time(item.nodeid):
+        import threading
+
+        from kame_cli.priority import renice_thread
+
+        renice_thread(threading.get_native_id(), BESIDE_REAL_TIME_NICENESS)  # never lowered again
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
