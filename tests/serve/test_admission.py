@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 
 from kame_cli.serve import protocol
+from kame_cli.session.template import SharedTemplates
 from tests.serve.conftest import Server
 
 
@@ -71,3 +72,21 @@ async def _healthy(http: aiohttp.ClientSession, url: str) -> bool:
 
 def test_second_client_waits_for_its_turn_and_one_past_the_queue_gets_503(server: Server) -> None:
     asyncio.run(_scenario(server.url))
+
+
+def test_the_server_forks_its_host_and_back_ends_from_the_templates_kame_templates_names(
+    server: Server, session_templates: SharedTemplates | None
+) -> None:
+    """Inside the suite `KAME_TEMPLATES` names this worker's templates: the server's front-end host
+    and its spare back-end are their forks, not processes of its own."""
+    import psutil
+
+    assert session_templates is not None
+    forked = {
+        role: {p.name() for p in psutil.Process(template.pid).children()}
+        for role, template in session_templates.templates.items()
+        if template.pid is not None
+    }
+    assert "kame-host" in forked["frontend"] and "kame-backend" in forked["backend"], forked
+    own = [" ".join(p.cmdline()) for p in psutil.Process(server.process.pid).children(recursive=True)]
+    assert not any("kame_cli.serve.host" in c or "template_proc" in c for c in own), own
