@@ -139,8 +139,11 @@ class LinearEchoCanceller:
         self._W = np.zeros((partitions, bins), dtype=np.complex64)  # the echo path, per partition
         self._P = np.full((partitions, bins), _P_INITIAL, dtype=np.float32)
         """The Kalman state's error variance: how far each coefficient of `_W` may still be off."""
-        self._X_power: np.ndarray = np.zeros((partitions, bins), dtype=np.float32)
-        self._X_power_sum: np.ndarray = np.zeros(bins, dtype=np.float64)
+        self._far_power: np.ndarray = np.zeros((partitions, bins), dtype=np.float32)
+        """|X|^2 per partition and bin, kept as the far end's blocks shift through."""
+        self._X_power: np.ndarray = self._far_power
+        """The filter input's power per partition and bin: `_far_power` itself while the input is the
+        far end (no loudspeaker curve in use)."""
         self._far_on = False
         self._near: np.ndarray = np.zeros(bins, dtype=np.float32)
         self._cancelled_db: deque[float] = deque(maxlen=_MUTE_WINDOW)
@@ -185,13 +188,13 @@ class LinearEchoCanceller:
         self._far_prev = x[b:]
         self._X[1:] = self._X[:-1]
         self._X[0] = np.fft.rfft(x)
+        self._far_power[1:] = self._far_power[:-1]
+        self._far_power[0] = self._X[0].real ** 2 + self._X[0].imag ** 2
         if self._speaker is not None:
             self._speaker.push(x)
             self._U = self._speaker.input_spectra(self._X)
-        # The filter input's power per bin and partition (all anew: a refitted curve changes every
-        # partition's input), and over the whole filter span.
-        self._X_power = (self._U.real**2 + self._U.imag**2).astype(np.float32)
-        self._X_power_sum = self._X_power.sum(axis=0, dtype=np.float64)
+        # With a curve in use, every partition's input is new (a refitted curve changes them all).
+        self._X_power = self._far_power if self._U is self._X else self._U.real**2 + self._U.imag**2
         y = np.fft.irfft(np.einsum("pk,pk->k", self._W, self._U))[b:]
         e = d - y
         self._noise = min(self._noise * _NOISE_RISE, float(np.dot(d, d)))
@@ -227,7 +230,8 @@ class LinearEchoCanceller:
 
     def _adapt(self, e: np.ndarray, y: np.ndarray) -> None:
         # "Speaking" over the filter's span: the echo of a word goes on after the word.
-        self._far_on = float(self._X_power_sum.sum()) / self.partitions >= self._far_active
+        far_power = float(self._X_power.sum(axis=0, dtype=np.float64).sum())
+        self._far_on = far_power / self.partitions >= self._far_active
         if not self._far_on:
             # The assistant's pause (its echo has died out): the mute of a converged filter ends here,
             # and one within a few dB of the bar is trusted too (see `_PAUSE_RELEASE_DB`): waiting for
