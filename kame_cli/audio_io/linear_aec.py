@@ -27,6 +27,11 @@ WebRTC's AEC3 removes echo well, but its suppressor treats the user talking over
   holds to the assistant's next pause unless the user talks (the error outgrows the echo estimate).
   At a pause it opens from 15 dB (12 dB at the end of a turn): nothing is laid bare there. After
   10 s of the assistant's voice it opens regardless.
+- Once the mute has opened, a residual-echo suppressor (`residual_echo.py`, `double_talk=True`) takes
+  down what the filter leaves in the moments of echo alone (the reverberation beyond its 400 ms, what
+  the loudspeaker model does not explain), and while the user talks takes the residual off only once,
+  no deeper than -6 dB, so their words keep their level: the wide tuning rooms' median ERLE 17.7 ->
+  25.4 dB with the user's double talk unchanged (`double_talk_suppression=False`: the filter alone).
 - With `residual_suppression` (for a loudspeaker that distorts: the filter never gets to 18 dB
   there, and the mute would hold the user down for 10 s of the assistant's voice) the mute lasts
   the assistant's first 2 s of voice, and a residual-echo suppressor (`residual_echo.py`: a gain
@@ -109,7 +114,9 @@ class LinearEchoCanceller:
     `mu_max` bounds the share of a bin's error the filter corrects in one block; `suppression_floor_db`
     is the mute's gain (deep: a speech recognizer hears echo 40 dB down as words);
     `residual_suppression`: the 2 s mute and the suppressor instead of the mute until convergence;
-    `loudspeaker_model`: the saturation curve ahead of the filter (off: the filter sees the far end).
+    `loudspeaker_model`: the saturation curve ahead of the filter (off: the filter sees the far end);
+    `double_talk_suppression` (without `residual_suppression`): the suppressor after the mute until
+    convergence, gentle while the user talks (`ResidualEchoSuppressor(double_talk=True)`).
     """
 
     def __init__(
@@ -122,6 +129,7 @@ class LinearEchoCanceller:
         rate: int = 24_000,
         residual_suppression: bool = False,
         loudspeaker_model: bool = True,
+        double_talk_suppression: bool = True,
     ) -> None:
         self.block = block
         self.partitions = partitions
@@ -161,7 +169,14 @@ class LinearEchoCanceller:
         self._gain_prev = np.float32(1.0)
         self._noise = math.inf
         """The microphone's quietest recent block power: the room's noise (minimum statistics)."""
-        self._suppressor = ResidualEchoSuppressor(block) if residual_suppression else None
+        self._short_mute = residual_suppression
+        """The plain suppressor's 2 s mute, not the mute until the filter has converged."""
+        self._suppressor: ResidualEchoSuppressor | None = None
+        if residual_suppression:
+            self._suppressor = ResidualEchoSuppressor(block)
+        elif double_talk_suppression:
+            # After the mute: the residual down in echo alone, gently while the user talks.
+            self._suppressor = ResidualEchoSuppressor(block, double_talk=True)
         self._jump = EchoPathJump(block, rate)
         self._speaker = LoudspeakerModel(block, partitions) if loudspeaker_model else None
         self._U: np.ndarray = self._X
@@ -311,7 +326,7 @@ class LinearEchoCanceller:
         # Until the filter has converged, much of the error is still echo: the microphone is muted
         # while the assistant speaks (and its echo lasts), as AEC3 does at first; and for a block the
         # filter made louder.
-        learning = not self._adapted and (self._suppressor is None or self._far_blocks < _MUTE_BLOCKS)
+        learning = not self._adapted and (not self._short_mute or self._far_blocks < _MUTE_BLOCKS)
         gain = self._floor if (learning and self._far_on) or diverged else np.float32(1.0)
         if self._suppressor is not None:
             return self._suppressor.process(e, y, float(gain), learn=self._far_on and not diverged)

@@ -26,12 +26,27 @@ the fragments of residual it missed stood out and the STT read them as words (39
 tuning rooms 100-111; 1 with the fill). Noise shaped like the echo estimate instead is read as the
 assistant's words: its envelope alone carries them.
 
+With `double_talk` (the linear canceller's default, after its mute) the suppressor first asks whether
+the user is talking: in a block where the error stands above `_DT_MARGIN` times the estimated
+residual (plus the room's noise) in a quarter of the speech bands (200 Hz-4 kHz), for three blocks
+running (a residual's peak at a clipped word lasts a block, a syllable several), it takes the
+residual off only once (`over` 1) and no deeper than -6 dB, and lets the gain up at once, for the
+next 0.5 s. Elsewhere it suppresses as above. A residual that comes and goes with the echo estimate
+seldom clears that bar; a user's voice does, from their first syllables. Over the wide tuning rooms
+(seeds 100-124) it takes the echo's median ERLE from 17.7 to 25.4 dB while the user's voice in
+double talk stands as far above what the output adds or takes as with the filter alone (11.9 dB
+against 11.8; the plain suppressor: 5.4). With -12 dB in double talk it took 1.5 dB more echo and
+more of the user (their errors rose from 52.7 to 61.8 % on rooms 100-104; -6 dB: 49.1 %); without the
+gain's instant rise, each syllable's onset was cut (59.4 % over 100-124, 45.0 % with the filter alone).
+
 It also applies the canceller's mute (one gain per block) and does the framing: a sqrt-Hann
 analysis/synthesis pair at 50 % overlap, so the output is one block late and, with every gain 1,
 the input itself (but for the fill, in a bin that dips under half its noise floor).
 """
 
 from __future__ import annotations
+
+from collections import deque
 
 import numpy as np
 
@@ -47,6 +62,21 @@ _NOISE_RISE = 10 ** (3 / 10 / 50)
 """Per block, how fast a bin's noise estimate may rise (3 dB a second) above its quietest power."""
 _COMFORT = 0.5
 """A suppressed bin is filled with noise up to this share of the room's noise there."""
+_DT_MARGIN = 4.0
+"""Double talk: a band's error this many times its estimated residual (6 dB) holds something else."""
+_DT_NOISE = 4.0
+"""...and this many times the room's noise floor there (the floor is a minimum: noise alone often
+stands 3-5 dB above it)."""
+_DT_SHARE = 0.25
+"""...in this share of the speech bands (200 Hz-4 kHz),"""
+_DT_RUN = 3
+"""...in this many blocks running (60 ms: a residual's peak at a clipped word lasts about a block)."""
+_DT_HOLD = 25
+"""Blocks (0.5 s) the gentle gain holds after the last block of double talk: through a user's
+syllable gaps, where the next syllable must not start suppressed."""
+_DT_OVER = 1.0
+_DT_FLOOR_DB = -6.0
+"""In double talk the residual is taken off once, not `over` times, and no deeper than this."""
 
 
 class ResidualEchoSuppressor:
@@ -65,6 +95,7 @@ class ResidualEchoSuppressor:
         tail: float = 0.7,
         release: float = 0.3,
         bands: int = 24,
+        double_talk: bool = False,
     ) -> None:
         self.block = block
         n = 2 * block
@@ -96,6 +127,13 @@ class ResidualEchoSuppressor:
         self._y_prev = np.zeros(block, dtype=np.float32)
         self._out_prev: np.ndarray = np.zeros(block, dtype=np.float32)
         self._noise: np.ndarray = np.full(bins, np.inf)
+        self._double_talk = double_talk
+        lo_bin, hi_bin = round(200 / 12_000 * block), round(4_000 / 12_000 * block)
+        self._speech_bands = (self._edges >= lo_bin) & (self._edges < hi_bin)
+        self._near_ratios: deque[np.ndarray] = deque(maxlen=_DT_RUN)
+        self._near_hold = 0
+        self.double_talk_blocks = 0
+        """Blocks the gentle double-talk gain was used in (for tests and diagnostics)."""
         self._rng = np.random.default_rng(0)  # the comfort noise's phases: the same output run to run
 
     @property
@@ -121,9 +159,19 @@ class ResidualEchoSuppressor:
                 ratio = np.log(np.clip((band_pe + _EPS) / (band_b + _EPS), self._lo, self._hi))
                 self._log_leak_alone += _LEAK_RATE * (ratio - self._log_leak_alone)
         residual = self._leak().astype(np.float32)[self._band_of] * self._basis
-        target = np.maximum(self._floor, 1.0 - self._over * residual / (pe + _EPS))
+        over, floor, release = self._over, self._floor, self._release
+        if self._double_talk and self._near_end(pe, residual):
+            # The user talks: what the estimate overstates would take their words, and a gain that
+            # climbs back over a few blocks would cut each syllable's onset.
+            over, floor, release = (
+                np.float32(_DT_OVER),
+                np.float32(10 ** (_DT_FLOOR_DB / 20)),
+                np.float32(1.0),
+            )
+            self.double_talk_blocks += 1
+        target = np.maximum(floor, 1.0 - over * residual / (pe + _EPS))
         # Down at once (an echo onset), back up over a few blocks (the residual's own decay).
-        self._gain = np.where(target < self._gain, target, self._gain + self._release * (target - self._gain))
+        self._gain = np.where(target < self._gain, target, self._gain + release * (target - self._gain))
         self._noise = np.minimum(self._noise * _NOISE_RISE, pe)
         fill = np.sqrt(np.maximum(_COMFORT * self._noise - self._gain**2 * pe, 0.0))
         spec = E * self._gain + fill * np.exp(2j * np.pi * self._rng.random(fill.shape[0]))
@@ -131,6 +179,21 @@ class ResidualEchoSuppressor:
         result = self._out_prev + out[: self.block]
         self._out_prev = out[self.block :]
         return result
+
+    def _near_end(self, pe: np.ndarray, residual: np.ndarray) -> bool:
+        """Whether the user talks in this block or did within `_DT_HOLD` blocks: the error stands well
+        above the residual the estimate expects (and the noise), broadly and for `_DT_RUN` blocks.
+        The user's voice does not follow the echo estimate; a residual does, within its leak."""
+        band_pe = np.add.reduceat(pe, self._edges)
+        band_r = np.add.reduceat(residual, self._edges)
+        noise = np.add.reduceat(np.where(np.isfinite(self._noise), self._noise, 0.0), self._edges)
+        self._near_ratios.append(band_pe / (_DT_MARGIN * band_r + _DT_NOISE * noise + _EPS))
+        above = np.min(np.array(self._near_ratios), axis=0) > 1.0
+        if len(self._near_ratios) == _DT_RUN and float(above[self._speech_bands].mean()) >= _DT_SHARE:
+            self._near_hold = _DT_HOLD
+        elif self._near_hold > 0:
+            self._near_hold -= 1
+        return self._near_hold > 0
 
     def _leak(self) -> np.ndarray:
         return np.maximum(np.exp(self._log_leak_alone), self._leak_regression)
