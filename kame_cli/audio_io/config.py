@@ -32,11 +32,11 @@ class AudioConfig:
     WebRTC's AEC3, whose suppressor also takes most of a user who talks over the assistant for echo,
     but which copes with a speaker that distorts (figures in docs/echo.md)."""
     residual_suppression: bool = False
-    """With `linear`: a residual-echo suppressor after the filter (a gain per frequency bin), and the
-    mute cut to the assistant's first 2 s of voice. For a speaker that distorts (a small speaker played
-    loud): it takes the echo the filter cannot model 10-20 dB further down, but it also takes part of
-    a user who talks over the assistant, and on a clean speaker it lets words of echo through that
-    the filter alone does not (figures in docs/echo.md)."""
+    """With `linear`: the plain residual-echo suppressor (a gain per frequency bin) in place of the
+    default one, which steps back while the user talks, and the mute cut to the assistant's first 2 s
+    of voice. For a speaker that distorts (a small speaker played loud): it takes the echo the filter
+    cannot model further down, but it also takes part of a user who talks over the assistant, and on
+    a clean speaker it lets words of echo through that the default does not (figures in docs/echo.md)."""
     noise_suppression: bool = False
     """WebRTC's noise suppressor on the microphone, with the canceller (off: it can blur speech for STT)."""
     high_pass: bool = True
