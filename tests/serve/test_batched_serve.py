@@ -281,7 +281,9 @@ def test_a_client_that_never_reads_beside_a_session_is_dropped_and_the_session_g
     events = read_events(first / "events.jsonl")
     steps = sum(e["type"] == "StepTiming" for e in events)
     lag_dropped = sum(e["count"] for e in events if e["type"] == "FramesDropped")
-    assert steps - 3 <= len(well.indices) <= steps
+    # Every frame it got was stepped and logged; the steps it did not get are those between its close
+    # and the server seeing it (under a second: 12 steps, on a loaded machine).
+    assert steps - 12 <= len(well.indices) <= steps
     # No gap: every missing index is one the loop dropped by its lag bound, and the log counts it.
     assert well.indices[-1] + 1 - len(well.indices) <= lag_dropped
     assert well.samples >= (len(well.indices) - 2) * FRAME_SAMPLES
