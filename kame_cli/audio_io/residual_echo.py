@@ -74,9 +74,12 @@ _DT_RUN = 3
 _DT_HOLD = 25
 """Blocks (0.5 s) the gentle gain holds after the last block of double talk: through a user's
 syllable gaps, where the next syllable must not start suppressed."""
-_DT_OVER = 1.0
+_DT_OVER = np.float32(1.0)
 _DT_FLOOR_DB = -6.0
 """In double talk the residual is taken off once, not `over` times, and no deeper than this."""
+_DT_FLOOR = np.float32(10 ** (_DT_FLOOR_DB / 20))
+_DT_RELEASE = np.float32(1.0)
+"""...and the gain rises at once."""
 
 
 class ResidualEchoSuppressor:
@@ -163,11 +166,7 @@ class ResidualEchoSuppressor:
         if self._double_talk and self._near_end(pe, residual):
             # The user talks: what the estimate overstates would take their words, and a gain that
             # climbs back over a few blocks would cut each syllable's onset.
-            over, floor, release = (
-                np.float32(_DT_OVER),
-                np.float32(10 ** (_DT_FLOOR_DB / 20)),
-                np.float32(1.0),
-            )
+            over, floor, release = _DT_OVER, _DT_FLOOR, _DT_RELEASE
             self.double_talk_blocks += 1
         target = np.maximum(floor, 1.0 - over * residual / (pe + _EPS))
         # Down at once (an echo onset), back up over a few blocks (the residual's own decay).

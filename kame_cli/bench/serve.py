@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import re
 import signal
@@ -192,19 +191,14 @@ def _start_server(profile: str, model: str, clients: int, log: TextIO) -> tuple[
         sys.executable, "-m", "kame_cli.cli", "serve", "--port", "0", "--profile", profile,
         "--model", model, "--max-sessions", str(clients), "--max-queue", "0",
     ]  # fmt: skip
-    from kame_cli.session.template import TEMPLATES_ENV
+    from kame_cli.session.template import without_templates
 
     # The server's CPU is measured over its process tree: its host and back-ends must be its own
     # descendants, not forks of templates a caller (`kame eval`, the test suite) shares.
-    env = {name: value for name, value in os.environ.items() if name != TEMPLATES_ENV}
-    process = subprocess.Popen(
-        command,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    with without_templates():
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
     assert process.stderr is not None
     for line in process.stderr:
         match = _READY.search(line)

@@ -194,21 +194,17 @@ class KameServer:
         self.pool.wait_spare(_LOAD_TIMEOUT_S)  # "ready" and /healthz 200 mean a session starts at once
 
     def _launchers(self) -> tuple[Launcher, Launcher]:
-        """How the front-end host and each session's back-end start: forked from the warm templates
-        that `KAME_TEMPLATES` names when that folder is trusted (a run inside `kame eval`'s or the
-        test suite's, which already imported torch and LiteLLM once); else the host as a fresh
-        interpreter and every back-end from this server's own back-end template, which imports what
-        they all import once. Their closes run after the host's and the pool's: a template reports
-        the ends of the children it forked."""
-        import os
-
+        """How the front-end host and each session's back-end start: as a `kame talk`'s children do
+        (`session_launcher`: forked from the warm templates `KAME_TEMPLATES` names when that folder
+        is trusted, as inside `kame eval` or the test suite); else the host as a fresh interpreter
+        and every back-end from this server's own back-end template, which imports what they all
+        import once. Their closes run after the host's and the pool's: a template reports the ends
+        of the children it forked."""
         from kame_cli.session.child import launch_module
-        from kame_cli.session.template import TEMPLATES_ENV, Template, TemplateLauncher, trusted_directory
+        from kame_cli.session.template import Template, session_launcher
 
-        shared = trusted_directory(os.environ.get(TEMPLATES_ENV))
-        if shared is not None:
-            launcher = TemplateLauncher(shared)
-            self._stack.callback(launcher.close)
+        launcher = self._stack.enter_context(session_launcher())
+        if launcher is not launch_module:
             return launcher, launcher
         template = Template("backend")
         template.start()

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from kame_cli.session.template import TEMPLATES_ENV
 from tests.session.conftest import kame_command, kame_env
 
 _READY = re.compile(r"ready: (wss?)://127\.0\.0\.1:(\d+)/api/chat")
-OWN_PROCESSES = {"KAME_TEMPLATES": ""}
+OWN_PROCESSES = {TEMPLATES_ENV: ""}
 """`start_server`'s `env` for a server as a user starts it: its front-end host and back-ends are its
 own descendants (a fresh host, back-ends forked from its own template), not forks of the worker's
 shared templates (tests/conftest.py), so a test finds them there, and this path stays tested."""
