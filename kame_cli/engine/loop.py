@@ -130,7 +130,8 @@ class FrontendLoop(WarmThread):
         self.dropped_oracle_appends = 0
         """Oracle appends dropped because `ORACLE_QUEUE_APPENDS` were already waiting."""
         self.dropped_frames = 0
-        """Frames submitted after the thread had ended (failed, stopped or out of input): not queued."""
+        """Frames never stepped that the lag bound did not drop: still queued when the loop was stopped
+        (or failed), or submitted after its thread had ended."""
         self.error: BaseException | None = None
         self._ended = threading.Event()
 
@@ -225,12 +226,14 @@ class FrontendLoop(WarmThread):
             self._ready.set()
 
     def _drop_backlog(self) -> None:
-        # Frames nobody will step: free them now rather than when the loop object goes.
+        # Frames nobody will step: free them now rather than when the loop object goes, and count them.
         while True:
             try:
-                self._frames.get_nowait()
+                item = self._frames.get_nowait()
             except queue.Empty:
                 return
+            if item is not None:
+                self.dropped_frames += 1
 
     def _warm_up(self, lm_gen: LMGen) -> None:
         import torch
@@ -250,6 +253,8 @@ class FrontendLoop(WarmThread):
         while not self._stopping.is_set():
             frame = self._next_frame()
             if frame is None or self._stopping.is_set():
+                if frame is not None:
+                    self.dropped_frames += 1  # taken, but the stop came first
                 return
             index = self._taken - 1
             step = self.steps

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from kame_cli.clock import FRAME_SAMPLES
 from kame_cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE, AudioFileError, DeviceError, KameError
 from kame_cli.events import Event, OracleAppend, OracleClear, OracleReset
 from kame_cli.session.link import ChildLink, Link, serve_child
@@ -138,6 +139,7 @@ class FrontendProcess:
         self.output: Any = None
         self.recorders: list[Any] = []
         self._frames_in = 0
+        self._last_output = -1
 
     # --- messages from the supervisor (reader thread) --------------------------------------------
 
@@ -272,6 +274,10 @@ class FrontendProcess:
             self.source.stop()
         if self.loop is not None:
             self.loop.stop(timeout=_STOP_SHARE_S)
+            if self.output is not None and self._last_output < self._frames_in - 1:
+                # Frames still queued at a stop were never stepped: silence in their place keeps
+                # the output as long as the input, aligned frame for frame.
+                self.output.write(self._frames_in - 1, np.zeros(FRAME_SAMPLES, np.float32))
         sinks = [s for s in (self.output, *self.recorders) if s is not None]
         if self.output is None:
             sinks.extend(getattr(self, "_outputs", []))
@@ -286,7 +292,7 @@ class FrontendProcess:
         stats = {
             "steps": loop.steps if loop else 0,
             "deadline_misses": loop.deadline_misses if loop else 0,
-            "dropped_frames": loop.lag_dropped_frames if loop else 0,
+            "dropped_frames": loop.lag_dropped_frames + loop.dropped_frames if loop else 0,
             "stt_frames_dropped": self.link.dropped_frames,
         }
         self.link.send(Closed(tuple(failures), stats))
@@ -312,6 +318,7 @@ class FrontendProcess:
             recorder.write(index, pcm)
 
     def _on_output(self, index: int, pcm: np.ndarray) -> None:
+        self._last_output = index
         self.input_path.reference(index, pcm)
         self.output.write(index, pcm)
 

@@ -65,6 +65,8 @@ def test_stop_ends_the_thread_without_working_through_the_backlog(frontend: Fron
 
     assert loop.stop(timeout=5)
     assert loop.steps < 100
+    # Every frame is stepped or counted: those still queued at the stop are dropped frames.
+    assert loop.steps + loop.dropped_frames == 100 and loop.lag_dropped_frames == 0
     assert not any(t.name == "kame-frontend" for t in threading.enumerate())
 
 

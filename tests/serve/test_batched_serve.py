@@ -87,9 +87,11 @@ def test_max_sessions_below_one_is_one_line_exit_2() -> None:
 QUESTIONS = {
     "What is the capital city of France?": "capital",
     "How many legs does a spider have?": "spider",
-    "Which ocean is the largest one?": "largest",
+    "What is the tallest mountain on Earth?": "mountain",
 }
-"""Each client's question, and the word of it that tiny.en must hear in that client's log alone."""
+"""Each client's question, and the word of it that tiny.en must hear in that client's log alone: words
+the streaming tiny.en heard from espeak-ng through Opus at every start offset tried (for "Which ocean
+is the largest one?" it once wrote "With all shanism, I will just one")."""
 HEARD = list(QUESTIONS.values())
 
 
