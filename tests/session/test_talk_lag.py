@@ -45,3 +45,23 @@ def test_a_slow_front_end_drops_the_oldest_frames_and_reports_it(question_wav: P
     # The output keeps the input's timeline: dropped frames are silence, not a shorter file.
     assert sf.info(out_wav).frames == input_frames * FRAME
     assert "frontend degraded: falling behind" in stdout
+
+
+def test_ctrl_c_while_behind_keeps_every_frame_accounted_for(question_wav: Path, tmp_path: Path) -> None:
+    from tests.session.conftest import interrupt, start_talk, wait_for_event
+
+    log_dir, out_wav = tmp_path / "log", tmp_path / "out.wav"
+    slow = ("--no-llm", "--debug-step-delay-ms", "120")
+    process = start_talk("offline", question_wav, out_wav, log_dir, *slow)
+    # Behind by the lag bound: frames are waiting in the loop's queue when the user stops it.
+    wait_for_event(log_dir / "events.jsonl", lambda e: e["type"] == "FramesDropped", 120)
+    _, stderr = interrupt(process)
+    assert process.returncode == 0 and stderr_lines(stderr) == [], stderr[-2000:]
+    events = assert_valid_session_files(log_dir, out_wav)
+    input_frames = sf.info(log_dir / "input.wav").frames // FRAME
+    assert input_frames < -(-sf.info(question_wav).frames // FRAME)  # stopped part-way
+    (summary,) = [e for e in events if e["type"] == "SessionSummary"]
+    steps = sum(e["type"] == "StepTiming" for e in events)
+    # Frames still queued at the stop are counted as dropped, and silence keeps their place.
+    assert steps + summary["dropped_frames"] == input_frames
+    assert sf.info(out_wav).frames == input_frames * FRAME
