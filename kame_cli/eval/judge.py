@@ -113,6 +113,14 @@ def parse_judgment(text: str) -> Judgment:
     return Judgment(int(value), _one_line(said), None, raw)
 
 
+def said_all(text: str) -> bool:
+    """Whether the judge's finished lines hold a rating and a reason: what follows is not read
+    (small judges ramble on to their token limit after the two lines)."""
+    lines = text[: text.rfind("\n") + 1]
+    has_rating = _RATING.search(lines) is not None or _BRACKETED.search(lines) is not None
+    return has_rating and _REASON.search(lines) is not None
+
+
 def _one_line(text: str) -> str:
     for line in text.splitlines():
         line = " ".join(line.split()).strip(" -*:")
@@ -187,8 +195,16 @@ class Judge:
         return parse_judgment(text)
 
     async def _collect(self, messages: list[dict[str, str]]) -> str:
-        parts = [chunk async for chunk in self.client.stream(messages)]
-        return "".join(parts)
+        text = ""
+        stream = self.client.stream(messages)
+        try:
+            async for chunk in stream:
+                text += chunk
+                if said_all(text):
+                    break  # closing the stream ends the request: the server stops generating
+        finally:
+            await stream.aclose()
+        return text
 
     async def close(self) -> None:
         await self.client.close()

@@ -79,6 +79,10 @@ def test_judge_over_the_wire(judge_profile: Any) -> None:
         server.mode, server.pieces = "stall", ["Rating:"]
         stalled = _rate(server.api_base, profile, "Paris", timeout_s=1.0)
         assert (stalled.score, stalled.failure) == (None, "timeout")
+        # A rating and a whole reason line are all there is to read: what would follow is not waited for.
+        server.pieces = ["Rating: 1", "0/10\nReason: ", "Paris is right.", "\n"]
+        said = _rate(server.api_base, profile, "Paris", timeout_s=1.0)
+        assert (said.score, said.reason, said.failure) == (10, "Paris is right.", None)
         server.mode = 503
         assert _rate(server.api_base, profile, "Paris").failure == "error"
 
