@@ -96,6 +96,8 @@ class _LoopbackHttp:
         self._httpd: _QuietServer | None = None
         self._thread: threading.Thread | None = None
         self.requests: list[tuple[str, str, Any]] = []
+        self.arrivals: list[float] = []
+        """When each of `requests` came (`time.monotonic()`)."""
         self.lock = threading.Lock()
 
     @property
@@ -119,6 +121,7 @@ class _LoopbackHttp:
     def record(self, method: str, path: str, body: Any) -> None:
         with self.lock:
             self.requests.append((method, path, body))
+            self.arrivals.append(time.monotonic())
 
     def paths(self) -> list[str]:
         with self.lock:

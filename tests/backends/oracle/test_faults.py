@@ -7,6 +7,7 @@ a server that accepts and never answers).
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
@@ -126,11 +127,15 @@ def test_rate_limit_and_server_error_back_off_then_recover(tokenizer, status) ->
             rec,
         ):
             producer.on_event(partial("what is the capital of france"))
-            time.sleep(1.5)
+            rec.wait(lambda r: fake.completions() >= 4, timeout=15, what="four attempts")
             statuses = _statuses(rec)
             assert statuses and all(s.state == "degraded" and str(status) in s.message for s in statuses)
-            # Back-off 0.2, 0.4, 0.8, 0.8 s: about 4 attempts in 1.5 s, not hundreds.
-            assert 2 <= fake.completions() <= 6
+            # Each attempt waits out its back-off, doubling from 0.2 s: not a tight loop of retries.
+            with fake.lock:
+                calls = zip(fake.requests, fake.arrivals, strict=True)
+                arrivals = [at for (_, path, _), at in calls if path.endswith("/chat/completions")][:4]
+            gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+            assert all(gap >= wait - 0.02 for gap, wait in zip(gaps, (0.2, 0.4, 0.8), strict=True)), gaps
             assert rec.commands == []
             fake.mode = "ok"
             rec.wait(lambda r: _statuses(r)[-1].state == "ok", timeout=5, what="recovery")
