@@ -11,7 +11,7 @@ from tests.session.conftest import run_kame
 
 
 def test_bench_serve_json_has_every_figure_from_a_real_run() -> None:
-    done = run_kame("bench", "serve", "--clients", "1", "--seconds", "6", "--json", timeout=300)
+    done = run_kame("bench", "serve", "--clients", "1", "--seconds", "5", "--json", timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     (line,) = [line for line in done.stdout.splitlines() if line.strip()]
     figures = json.loads(line)
