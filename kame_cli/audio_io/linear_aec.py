@@ -223,6 +223,11 @@ class LinearEchoCanceller:
             lag = self._jump.push(d, y, self._noise)
             if lag is not None:
                 self._shift(lag)
+        else:
+            # The jump search compares one unbroken stretch of the assistant's voice: a history that
+            # spliced the end of one turn to the start of the next found a jump of ~85 ms at the
+            # turn's onset in a room where nothing moved, and the shift cost its first taps.
+            self._jump.reset()
         self._adapt(e, y)
         return self._mute(e, y, diverged)
 
