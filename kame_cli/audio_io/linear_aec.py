@@ -100,6 +100,8 @@ _NOISE_RISE = 10 ** (3 / 10 / 50)
 """Per block, how fast the noise estimate may rise (3 dB a second) above the quietest block."""
 _NOISE_MASK = 0.1
 """Echo left 10 dB under the noise counts as cancelled."""
+_UNDO_BLOCKS = 50
+"""A shift the search reverses within this many blocks (1 s) restores the filter from before it."""
 _NEAR_HOLD = 0.8
 """Per block, how slowly the near end's power estimate (the Kalman gain's noise term) lets go of a
 peak: the step stays small through the short dips between the user's syllables."""
@@ -183,6 +185,9 @@ class LinearEchoCanceller:
         """The filter's input spectra: the far end's, through the loudspeaker model if there is one."""
         self.shifts: list[int] = []
         """The delay jumps the filter was shifted by (samples), in order."""
+        self._blocks = 0
+        self._before_shift: tuple[int, int, np.ndarray, np.ndarray] | None = None
+        """The last shift (lag, block) and the filter and its variances before it, while it may be undone."""
 
     @property
     def nonlinear_coefficients(self) -> np.ndarray | None:
@@ -198,6 +203,7 @@ class LinearEchoCanceller:
         """One block: `near` (microphone) and `far` (what the speaker played over the same time, or
         a little earlier: the echo must come after it). Returns the cleaned block, one block late."""
         b = self.block
+        self._blocks += 1
         d = np.asarray(near, dtype=np.float32)
         x = np.concatenate([self._far_prev, np.asarray(far, dtype=np.float32)])
         self._far_prev = x[b:]
@@ -233,6 +239,16 @@ class LinearEchoCanceller:
 
     def _shift(self, lag: int) -> None:
         """Moves the echo path the filter models `lag` samples later (earlier if negative)."""
+        undone = self._before_shift
+        self._before_shift = None
+        if undone is not None and undone[0] == -lag and self._blocks - undone[1] <= _UNDO_BLOCKS:
+            # The jump it just followed was not one (the search found its way back): the filter as it
+            # was, with the taps that shift pushed out of its span, rather than those taps lost.
+            self._W[:], self._P[:] = undone[2], undone[3]
+            self._jump.reset()
+            self.shifts.append(lag)
+            return
+        self._before_shift = (lag, self._blocks, self._W.copy(), self._P.copy())
         b = self.block
         taps = np.fft.irfft(self._W, axis=1)[:, :b].reshape(-1)
         moved = np.zeros_like(taps)
