@@ -274,10 +274,15 @@ class FrontendProcess:
             self.source.stop()
         if self.loop is not None:
             self.loop.stop(timeout=_STOP_SHARE_S)
-            if self.output is not None and self._last_output < self._frames_in - 1:
+            if self._last_output < self._frames_in - 1:
                 # Frames still queued at a stop were never stepped: silence in their place keeps
-                # the output as long as the input, aligned frame for frame.
-                self.output.write(self._frames_in - 1, np.zeros(FRAME_SAMPLES, np.float32))
+                # each output file as long as the input, aligned frame for frame (a speaker has
+                # nothing to catch up with).
+                from kame_cli.audio_io import WavSink
+
+                for sink in getattr(self, "_outputs", []):
+                    if isinstance(sink, WavSink):
+                        sink.write(self._frames_in - 1, np.zeros(FRAME_SAMPLES, np.float32))
         sinks = [s for s in (self.output, *self.recorders) if s is not None]
         if self.output is None:
             sinks.extend(getattr(self, "_outputs", []))
