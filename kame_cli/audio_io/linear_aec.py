@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from typing import NamedTuple
 
 import numpy as np
 
@@ -105,6 +106,17 @@ _UNDO_BLOCKS = 50
 _NEAR_HOLD = 0.8
 """Per block, how slowly the near end's power estimate (the Kalman gain's noise term) lets go of a
 peak: the step stays small through the short dips between the user's syllables."""
+
+
+class _Shift(NamedTuple):
+    """A shift of the filter, kept while the jump search may still take it back."""
+
+    lag: int
+    block: int
+    """The block it was made at (`LinearEchoCanceller._blocks`)."""
+    filter: np.ndarray
+    variances: np.ndarray
+    """The filter and its Kalman variances from before it."""
 
 
 class LinearEchoCanceller:
@@ -186,8 +198,7 @@ class LinearEchoCanceller:
         self.shifts: list[int] = []
         """The delay jumps the filter was shifted by (samples), in order."""
         self._blocks = 0
-        self._before_shift: tuple[int, int, np.ndarray, np.ndarray] | None = None
-        """The last shift (lag, block) and the filter and its variances before it, while it may be undone."""
+        self._last_shift: _Shift | None = None
 
     @property
     def nonlinear_coefficients(self) -> np.ndarray | None:
@@ -239,16 +250,15 @@ class LinearEchoCanceller:
 
     def _shift(self, lag: int) -> None:
         """Moves the echo path the filter models `lag` samples later (earlier if negative)."""
-        undone = self._before_shift
-        self._before_shift = None
-        if undone is not None and undone[0] == -lag and self._blocks - undone[1] <= _UNDO_BLOCKS:
+        last, self._last_shift = self._last_shift, None
+        if last is not None and last.lag == -lag and self._blocks - last.block <= _UNDO_BLOCKS:
             # The jump it just followed was not one (the search found its way back): the filter as it
             # was, with the taps that shift pushed out of its span, rather than those taps lost.
-            self._W[:], self._P[:] = undone[2], undone[3]
+            self._W[:], self._P[:] = last.filter, last.variances
             self._jump.reset()
             self.shifts.append(lag)
             return
-        self._before_shift = (lag, self._blocks, self._W.copy(), self._P.copy())
+        self._last_shift = _Shift(lag, self._blocks, self._W.copy(), self._P.copy())
         b = self.block
         taps = np.fft.irfft(self._W, axis=1)[:, :b].reshape(-1)
         moved = np.zeros_like(taps)
