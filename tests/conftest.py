@@ -4,11 +4,16 @@ how the suite is shared out between its three pytest-xdist workers."""
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+# Bytecode is cached in the checkout as Python does by default, for this process (pytest's rewritten
+# test modules) and the processes it starts, also where the environment turns it off.
+sys.dont_write_bytecode = False
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 # Set before any test imports moshi, huggingface_hub or litellm.
 os.environ.setdefault("NO_TORCH_COMPILE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
