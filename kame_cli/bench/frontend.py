@@ -1,10 +1,11 @@
 """`kame bench frontend`: per-step latency of the front-end loop, against a bare moshi loop.
 
 Both run the same model in the same process, in alternating rounds (so drift and other load on the
-machine hit both alike). The bare loop is what a minimal moshi program does per frame: Mimi encode,
-`LMGen.step`, Mimi decode, copy to the host. The engine figure is the time between consecutive
-output frames of a `FrontendLoop` fed a full queue: everything it adds (oracle stream, events,
-timing, the output callback, queue hand-offs) is inside it.
+machine hit both alike). The bare loop is what a minimal moshi program does per frame, under
+`torch.no_grad()` as moshi's server steps: Mimi encode, `LMGen.step`, Mimi decode, copy to the
+host. The engine figure is the time between consecutive output frames of a `FrontendLoop` fed a full
+queue: everything it adds (oracle stream, events, timing, the output callback, queue hand-offs) is
+inside it.
 """
 
 from __future__ import annotations

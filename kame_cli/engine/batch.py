@@ -141,7 +141,7 @@ class BatchedFrontend:
             padding = [frontend.text_padding_id] * self.slots
             for _ in range(self.warmup_steps):
                 self._forward(silence, padding, warm, first=[False] * self.slots)
-            with torch.no_grad():
+            with torch.inference_mode():
                 mimi.reset_streaming()
                 lm_gen.reset_streaming()
         except BaseException:
@@ -181,7 +181,9 @@ class BatchedFrontend:
             generator.manual_seed(seed)
         mask = torch.zeros(self.slots, dtype=torch.bool)
         mask[slot] = True
-        with torch.no_grad():
+        # Inference mode, as in every step: the state a step made is an inference tensor, which only
+        # inference mode may change in place.
+        with torch.inference_mode():
             self.frontend.mimi.reset_streaming(mask)
             assert self._lm_gen is not None
             self._lm_gen.reset_streaming(mask)
@@ -263,7 +265,7 @@ class BatchedFrontend:
         assert lm_gen is not None and noise is not None
         mimi, device = frontend.mimi, frontend.device
         silence = np.zeros(FRAME_SAMPLES, dtype=np.float32)
-        with torch.no_grad(), frontend.step_context(), noise.active():
+        with torch.inference_mode(), frontend.step_context(), noise.active():
             frontend.lm.set_oracle_tokens(torch.tensor(oracle, dtype=torch.long, device=device))
             noise.draw(generators)
             timer = self._timer

@@ -206,7 +206,14 @@ class FrontendLoop(WarmThread):
             if frontend.device.type == "cpu":
                 torch.set_num_threads(frontend.cpu_threads)
             lm_gen = frontend.make_lm_gen(self.sampling)
-            with torch.no_grad(), frontend.step_context(), frontend.mimi.streaming(1), lm_gen.streaming(1):
+            # Inference mode, not no_grad: no version counters or view tracking on any tensor, about
+            # 1 ms (a tenth) less per step of random:tiny on a CPU; the tokens are the same.
+            with (
+                torch.inference_mode(),
+                frontend.step_context(),
+                frontend.mimi.streaming(1),
+                lm_gen.streaming(1),
+            ):
                 self._warm_up(lm_gen)
                 # Every session starts from fresh streaming state, whatever warm-up left behind.
                 frontend.mimi.reset_streaming()
