@@ -46,9 +46,11 @@ def first_run(tmp_path_factory: pytest.TempPathFactory) -> EvalRun:
     folder = tmp_path_factory.mktemp("eval")
     questions = write_questions(folder / "questions.jsonl", QUESTIONS)
     out, figure = folder / "out", folder / "eval.png"
+    # A 4 s gap, not 6: the sessions run --fast, so the reply gets the same frames either way (random:tiny
+    # babbles), and a third fewer frames to step.
     args = (
         "eval", "--questions", str(questions), "--profile", "offline", "--frontend-only", "--cascade",
-        "--judge", "offline", "--fast", "--out", str(out), "--json", "-o", str(figure),
+        "--judge", "offline", "--fast", "--gap", "4", "--out", str(out), "--json", "-o", str(figure),
     )  # fmt: skip
     done = eval_here(*args[1:])
     assert done.returncode == 0, done.stderr
