@@ -46,8 +46,8 @@ def first_run(tmp_path_factory: pytest.TempPathFactory) -> EvalRun:
     folder = tmp_path_factory.mktemp("eval")
     questions = write_questions(folder / "questions.jsonl", QUESTIONS)
     out, figure = folder / "out", folder / "eval.png"
-    # A 4 s gap, not 6: the sessions run --fast, so the reply gets the same frames either way (random:tiny
-    # babbles), and a third fewer frames to step.
+    # A 4 s gap after each turn, not the default 6: a third fewer frames to step, and room enough for
+    # random:tiny's babble and the oracle's first words (the sessions step --fast, not in real time).
     args = (
         "eval", "--questions", str(questions), "--profile", "offline", "--frontend-only", "--cascade",
         "--judge", "offline", "--fast", "--gap", "4", "--out", str(out), "--json", "-o", str(figure),
