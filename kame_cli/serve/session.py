@@ -103,6 +103,15 @@ class SessionClosed(Exception):
         self.reason = reason
 
 
+class ClientNotReading(SessionClosed):
+    """The client does not read what the server sends: its send queue filled, or it answered none of
+    the heartbeat's pings (whichever comes first on a loaded machine). Counted in
+    `kame_slow_clients_total`."""
+
+
+_NOT_READING = "the client does not read what the server sends: disconnected"
+
+
 class ClientStream:
     """A client's messages, each checked against the protocol, its audio decoded (Ogg/Opus, 24 kHz)."""
 
@@ -126,6 +135,8 @@ class ClientStream:
         if message.type == WSMsgType.TEXT:
             raise SessionClosed(1003, "text frames are not moshi's protocol: send binary messages")
         if message.type == WSMsgType.ERROR:
+            if isinstance(message.data, TimeoutError):  # aiohttp's heartbeat: no pong came back
+                raise ClientNotReading(1008, f"{_NOT_READING} (no answer to pings)")
             raise SessionClosed(1009, f"a bad message ({one_line(message.data)})")
         if message.type != WSMsgType.BINARY:
             return None
@@ -275,7 +286,7 @@ class ServeSession:
             sender = asyncio.create_task(self._send_loop())
             await self._receive(ws, stream)
         except SessionClosed as closed:
-            self._closing = self._closing or closed
+            self._settle(closed)
         except ConnectionError:
             pass  # the client left while its session started: the log is completed all the same
         finally:
@@ -296,12 +307,20 @@ class ServeSession:
         """End the session from the server's side (shutdown): the client is told why."""
         self._fail(SessionClosed(code, reason))
 
-    def _fail(self, closed: SessionClosed) -> None:
-        """Close the session for `closed`'s reason; the first reason wins (a later one, such as the
-        shutdown that follows a front-end's death, is not sent)."""
+    def _settle(self, closed: SessionClosed) -> bool:
+        """Take `closed` as the reason the session closes, unless it has one already (the first wins:
+        a later one, such as the shutdown that follows a front-end's death, is not sent)."""
         if self._closing is not None:
-            return
+            return False
         self._closing = closed
+        if isinstance(closed, ClientNotReading):
+            self.metrics.slow_clients.inc()
+        return True
+
+    def _fail(self, closed: SessionClosed) -> None:
+        """Close the session for `closed`'s reason, if it is the first."""
+        if not self._settle(closed):
+            return
         ws = self._ws
         if ws is not None and not ws.closed:
             # Closing ends `_receive`'s loop; `run` then completes the log.
@@ -435,8 +454,7 @@ class ServeSession:
         try:
             self._outbox.put_nowait(message)
         except asyncio.QueueFull:
-            self.metrics.slow_clients.inc()
-            self._fail(SessionClosed(1008, "the client does not read what the server sends: disconnected"))
+            self._fail(ClientNotReading(1008, _NOT_READING))
 
     async def _send_loop(self) -> None:
         ws = self._ws

@@ -12,7 +12,7 @@ import aiohttp
 from aiohttp import WSMsgType, web
 
 from kame_cli.serve import protocol
-from kame_cli.serve.session import ClientStream, read_until
+from kame_cli.serve.session import ClientNotReading, ClientStream, SessionClosed, read_until
 
 HEARTBEAT_S = 0.2
 WAIT_S = 1.0
@@ -89,3 +89,32 @@ def test_a_client_that_leaves_while_waiting_is_told_apart() -> None:
             return await asyncio.wait_for(result, 5)
 
     assert asyncio.run(main()) is False
+
+
+def test_a_client_that_answers_no_ping_is_closed_as_one_that_does_not_read() -> None:
+    # The heartbeat and the full send queue race to find a client that never reads; either way it is
+    # the same client, closed for the same reason and counted in kame_slow_clients_total.
+    async def main() -> SessionClosed:
+        caught: asyncio.Future[SessionClosed] = asyncio.get_running_loop().create_future()
+
+        async def handler(request: web.Request) -> web.WebSocketResponse:
+            ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S)
+            await ws.prepare(request)
+            stream = ClientStream(None)
+            try:
+                while await stream.next(ws, idle=False) is not None:
+                    pass
+            except SessionClosed as closed:
+                caught.set_result(closed)
+            return ws
+
+        async with _serving(handler) as client:
+            ws = await client.ws_connect("/", autoping=True)  # it answers pings only inside receive()
+            try:
+                return await asyncio.wait_for(caught, WAIT_S + 5)
+            finally:
+                await ws.close()
+
+    closed = asyncio.run(main())
+    assert isinstance(closed, ClientNotReading) and closed.code == 1008, (type(closed), closed.reason)
+    assert "does not read" in closed.reason
