@@ -29,7 +29,14 @@ from kame_cli.serve.security import (
     origin_allowed,
     token_matches,
 )
-from kame_cli.serve.session import ClientKind, ClientStream, ServeSession, SessionClosed, read_until
+from kame_cli.serve.session import (
+    ClientKind,
+    ClientNotReading,
+    ClientStream,
+    ServeSession,
+    SessionClosed,
+    read_until,
+)
 from kame_cli.serve.wire import HostSetup, SessionMessage
 
 if TYPE_CHECKING:
@@ -358,6 +365,8 @@ class KameServer:
                 if not await read_until(ws, stream, ticket.turn):
                     return False
             except SessionClosed as closed:
+                if isinstance(closed, ClientNotReading):
+                    self.metrics.slow_clients.inc()  # queued, it answered no ping: it does not read
                 with contextlib.suppress(ConnectionError, RuntimeError, asyncio.TimeoutError):
                     await asyncio.wait_for(
                         ws.close(code=closed.code, message=closed.reason[:120].encode()), 1.0
