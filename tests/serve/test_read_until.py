@@ -72,49 +72,48 @@ def test_a_waiting_client_that_is_not_read_is_closed_by_the_heartbeat() -> None:
     assert kind in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING)
 
 
-def test_a_client_that_leaves_while_waiting_is_told_apart() -> None:
-    async def main() -> bool:
-        result: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+async def _read_on_server(
+    read: Callable[[web.WebSocketResponse], Awaitable[object]], *, leave: bool
+) -> object:
+    """Serve one WebSocket (short heartbeat) and return what `read` made of it, or the `SessionClosed`
+    it raised. The client leaves at once (`leave`), or stays and never reads: aiohttp answers pings
+    only inside `receive()`, which it never calls."""
+    result: asyncio.Future[object] = asyncio.get_running_loop().create_future()
 
-        async def handler(request: web.Request) -> web.WebSocketResponse:
-            ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S)
-            await ws.prepare(request)
-            never = asyncio.get_running_loop().create_future()
-            result.set_result(await read_until(ws, ClientStream(None), never))
-            return ws
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S)
+        await ws.prepare(request)
+        try:
+            result.set_result(await read(ws))
+        except SessionClosed as closed:
+            result.set_result(closed)
+        return ws
 
-        async with _serving(handler) as client:
-            ws = await client.ws_connect("/")
+    async with _serving(handler) as client:
+        ws = await client.ws_connect("/")
+        try:
+            if leave:
+                await ws.close()
+            return await asyncio.wait_for(result, WAIT_S + 5)
+        finally:
             await ws.close()
-            return await asyncio.wait_for(result, 5)
 
-    assert asyncio.run(main()) is False
+
+def test_a_client_that_leaves_while_waiting_is_told_apart() -> None:
+    async def wait_forever(ws: web.WebSocketResponse) -> bool:
+        return await read_until(ws, ClientStream(None), asyncio.get_running_loop().create_future())
+
+    assert asyncio.run(_read_on_server(wait_forever, leave=True)) is False
 
 
 def test_a_client_that_answers_no_ping_is_closed_as_one_that_does_not_read() -> None:
     # The heartbeat and the full send queue race to find a client that never reads; either way it is
     # the same client, closed for the same reason and counted in kame_slow_clients_total.
-    async def main() -> SessionClosed:
-        caught: asyncio.Future[SessionClosed] = asyncio.get_running_loop().create_future()
+    async def read_all(ws: web.WebSocketResponse) -> None:
+        stream = ClientStream(None)
+        while await stream.next(ws, idle=False) is not None:
+            pass
 
-        async def handler(request: web.Request) -> web.WebSocketResponse:
-            ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S)
-            await ws.prepare(request)
-            stream = ClientStream(None)
-            try:
-                while await stream.next(ws, idle=False) is not None:
-                    pass
-            except SessionClosed as closed:
-                caught.set_result(closed)
-            return ws
-
-        async with _serving(handler) as client:
-            ws = await client.ws_connect("/", autoping=True)  # it answers pings only inside receive()
-            try:
-                return await asyncio.wait_for(caught, WAIT_S + 5)
-            finally:
-                await ws.close()
-
-    closed = asyncio.run(main())
-    assert isinstance(closed, ClientNotReading) and closed.code == 1008, (type(closed), closed.reason)
+    closed = asyncio.run(_read_on_server(read_all, leave=False))
+    assert isinstance(closed, ClientNotReading) and closed.code == 1008, closed
     assert "does not read" in closed.reason
