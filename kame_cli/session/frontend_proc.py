@@ -137,6 +137,8 @@ class FrontendProcess:
         self.loop: Any = None
         self.source: Any = None
         self.output: Any = None
+        self._outputs: list[Any] = []
+        """What `output` tees to: the output WAVs and the speaker."""
         self.recorders: list[Any] = []
         self._frames_in = 0
         self._last_output = -1
@@ -202,7 +204,6 @@ class FrontendProcess:
         from kame_cli.audio_io import FileSource, MicrophoneSource, SpeakerSink, WavSink
 
         s = self.setup
-        self._outputs: list[Any] = []
         if s.input_wav_fd is not None:
             self.recorders.append(WavSink("input.wav", private=True, fd=s.input_wav_fd))
         if s.output_wav_fd is not None:
@@ -280,12 +281,12 @@ class FrontendProcess:
                 # nothing to catch up with).
                 from kame_cli.audio_io import WavSink
 
-                for sink in getattr(self, "_outputs", []):
+                for sink in self._outputs:
                     if isinstance(sink, WavSink):
                         sink.write(self._frames_in - 1, np.zeros(FRAME_SAMPLES, np.float32))
         sinks = [s for s in (self.output, *self.recorders) if s is not None]
         if self.output is None:
-            sinks.extend(getattr(self, "_outputs", []))
+            sinks.extend(self._outputs)
         for sink in sinks:
             try:
                 sink.close()
