@@ -56,14 +56,23 @@ once (a front-end and a loaded back-end per free slot) instead of once per worke
 COSTLY = (
     "tests/session/",
     "tests/serve/",
+    "tests/eval/test_eval_e2e.py",
+    "tests/test_log_fuzz.py",
     "tests/backends/stt/",
     "tests/audio_io/",
     "tests/doctor/",
     "tests/backends/oracle/",
     "tests/knowledge/",  # a paced kame talk, the oracle bench, LiteLLM through the producer
+    "tests/engine/",
+    "tests/bench/",
+    "tests/tools/",
+    "tests/scripts/",
+    "tests/test_hostile_input.py",
+    "tests/test_readme.py",
 )
-"""After the real-time group, the costliest folders first: the other workers work through them while
-the real-time group runs, and the quick tests left at the end even out the workers' finish."""
+"""After the real-time group, the costliest folders and modules first (a module of tens of seconds
+left among the quick ones runs last, alone): the other workers work through them while the real-time
+group runs, and the quick tests left at the end even out the workers' finish."""
 
 
 def _real_time(nodeid: str) -> bool:
@@ -104,6 +113,22 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         from kame_cli.priority import renice_thread
 
         renice_thread(threading.get_native_id(), BESIDE_REAL_TIME_NICENESS)  # never lowered again
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import atexit
+
+        atexit.register(_skip_interpreter_teardown)  # registered first, so it runs last
+
+
+def _skip_interpreter_teardown() -> None:
+    """A worker's last step: the results have been sent and every fixture is torn down, but the
+    interpreter's own teardown (torch, CTranslate2, LiteLLM, matplotlib loaded) takes seconds while
+    the suite waits for it. `kame` itself ends the same way (`cli.main`)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy.signal import fftconvolve
 
 from kame_cli.audio_io.aec import EchoCanceller, resolve_aec
 from kame_cli.audio_io.aec_wiring import EchoSpec, aec_mode, build_microphone_echo
@@ -77,6 +76,13 @@ class _Rig:
             self.playback.enqueue(frame)
         for _ in range(len(frames) + extra_blocks):
             self.room.tick(self.playback, self.capture)
+
+
+def fftconvolve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """scipy's, imported on first use: scipy.signal costs every worker that collects this module ~1 s."""
+    from scipy.signal import fftconvolve as convolve
+
+    return convolve(a, b)
 
 
 def _erle_db(raw: list[np.ndarray], clean: list[np.ndarray], first: int, last: int) -> float:
