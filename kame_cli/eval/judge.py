@@ -114,11 +114,20 @@ def parse_judgment(text: str) -> Judgment:
 
 
 def said_all(text: str) -> bool:
-    """Whether the judge's finished lines hold a rating and a reason: what follows is not read
-    (small judges ramble on to their token limit after the two lines)."""
+    """Whether the judge's finished lines hold a rating and a reason, or its reason line, after a
+    rating, is already longer than the part of it kept: what follows is not read (small judges
+    ramble on to their token limit, often inside the reason line itself)."""
     lines = text[: text.rfind("\n") + 1]
-    has_rating = _RATING.search(lines) is not None or _BRACKETED.search(lines) is not None
-    return has_rating and _REASON.search(lines) is not None
+    if _has_rating(lines) and _REASON.search(lines) is not None:
+        return True
+    reason = _REASON.search(text)
+    if reason is None or not _has_rating(text[: reason.start()]):
+        return False
+    return len(" ".join(reason.group(1).split())) > _REASON_CHARS  # its kept start can no longer change
+
+
+def _has_rating(text: str) -> bool:
+    return _RATING.search(text) is not None or _BRACKETED.search(text) is not None
 
 
 def _one_line(text: str) -> str:

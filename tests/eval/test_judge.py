@@ -83,6 +83,13 @@ def test_judge_over_the_wire(judge_profile: Any) -> None:
         server.pieces = ["Rating: 1", "0/10\nReason: ", "Paris is right.", "\n"]
         said = _rate(server.api_base, profile, "Paris", timeout_s=1.0)
         assert (said.score, said.reason, said.failure) == (10, "Paris is right.", None)
+        # A reason rambling on in one line: read up to what is kept of it, not to the token limit.
+        server.pieces = ["Rating: 2\nReason: ", "It is not Paris and ", "not " * 60]
+        rambling = _rate(server.api_base, profile, "Lyon", timeout_s=1.0)
+        assert (rambling.score, rambling.failure) == (2, None)
+        assert len(rambling.reason) == 200 and rambling.reason.startswith("It is not Paris and not not")
+        server.pieces = ["Rating: 2\nReason: ", "not " * 20]  # shorter than what is kept: waited for
+        assert _rate(server.api_base, profile, "Lyon", timeout_s=1.0).failure == "timeout"
         server.mode = 503
         assert _rate(server.api_base, profile, "Paris").failure == "error"
 
