@@ -120,7 +120,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if os.environ.get("PYTEST_XDIST_WORKER"):
         import atexit
 
-        atexit.register(_skip_interpreter_teardown)  # registered first, so it runs last
+        atexit.register(_skip_interpreter_teardown)  # runs after every handler the tests register
 
 
 def pytest_runtest_logfinish(nodeid: str, location: tuple[str, int | None, str]) -> None:
