@@ -4,6 +4,7 @@ code."""
 
 from __future__ import annotations
 
+import gc
 import os
 import resource
 import sys
@@ -28,6 +29,7 @@ def _run(conn: Connection, setup: dict[str, Any]) -> int:
             "sid": os.getsid(0),
             "litellm": "litellm" in sys.modules,
             "torch": "torch" in sys.modules,
+            "frozen": gc.get_freeze_count(),
             "name": name,
             "cwd": os.getcwd(),
             "marker": os.environ.get("KAME_TEST_MARKER"),

@@ -76,6 +76,7 @@ def test_a_fork_holds_the_imports_runs_alone_and_reports_its_exit(
     assert _template_of(seen["ppid"]) == "backend"
     assert seen["pid"] == child.pid and seen["sid"] == child.pid  # its own session, as a spawned child
     assert seen["litellm"]  # imported by the template, not by the child
+    assert seen["frozen"] > 100_000  # what it imported is out of the collector's sight in the fork
     assert seen["name"] == "kame-template_c"  # what ps and top show (15 characters at most)
     # The requester's folder, environment and limits, not the template's.
     assert (seen["cwd"], seen["marker"], seen["open_files"]) == (str(tmp_path), "asked", soft - 1)
