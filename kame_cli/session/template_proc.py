@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
-import gc
 import importlib
 import json
 import os
@@ -41,6 +40,8 @@ import sys
 import threading
 import traceback
 from typing import Any
+
+from kame_cli.heap import long_lived_objects
 
 _PR_SET_NAME = 15
 _MAX_FDS = 16
@@ -340,18 +341,13 @@ def main(argv: list[str] | None = None) -> None:
         socket.socket(fileno=int(args[args.index("--listen-fd") + 1])) if "--listen-fd" in args else None
     )
     env = import_time_env(dict(os.environ))  # before the imports, which set some of their own
-    # The imports make objects that live as long as the process (LiteLLM's ~2400 pydantic models,
-    # torch's registries): collecting while they are made walked the growing heap again and again
-    # (0.1-0.2 s of each start), and frozen they are never walked again, in this process or in its
-    # forks, whose collections would otherwise also write to every page they share with it.
-    gc.disable()
     try:
-        refused = _preload(role)
+        # What the imports make lives as long as the template and its forks (`heap.py`): frozen,
+        # no collection walks it or writes to the pages they share (0.1-0.2 s of each start).
+        with long_lived_objects():
+            refused = _preload(role)
     except Exception as err:  # any import failure: the requesters fall back to fresh interpreters
         refused = f"{type(err).__name__}: {err}"
-    finally:
-        gc.freeze()
-        gc.enable()
     if refused is not None:
         _send(owner, {"refused": refused[:_MAX_REASON]})
         return

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 import time
-from collections.abc import AsyncGenerator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kame_cli.backends.oracle.config import LlmConfig, redact_userinfo, resolve_api_key
 from kame_cli.backends.oracle.faults import StreamCutOff, StreamTimeout
+from kame_cli.heap import long_lived_objects
 
 if TYPE_CHECKING:
     from kame_cli.backends.tools.calls import ToolCallDeltas
@@ -27,33 +29,14 @@ def import_litellm() -> Any:
     # that the user never named, from whatever folder kame runs in.
     for name, value in LITELLM_IMPORT_ENV.items():
         os.environ.setdefault(name, value)
-    import sys
-
-    with _long_lived_objects() if "litellm" not in sys.modules else contextlib.nullcontext():
+    # Its ~2400 models live as long as the process (`heap.py`); on later calls nothing is imported.
+    with long_lived_objects() if "litellm" not in sys.modules else contextlib.nullcontext():
         import litellm
 
         litellm.suppress_debug_info = True
         litellm.telemetry = False
         _preload_lazy_modules()
     return litellm
-
-
-@contextlib.contextmanager
-def _long_lived_objects() -> Iterator[None]:
-    """A block whose new objects live as long as the process (LiteLLM's ~2400 pydantic models):
-    made with the collector off, then frozen. Collecting while they were made walked the growing
-    heap again and again (5 full collections, 0.6 of 2.2 CPU-s beside torch), and frozen they are
-    never walked again."""
-    import gc
-
-    enabled = gc.isenabled()  # off already in a session template's preload
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if enabled:
-            gc.enable()
 
 
 def _preload_lazy_modules() -> None:
