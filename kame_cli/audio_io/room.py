@@ -213,6 +213,8 @@ class SimulatedDuplex:
         """Played samples by play position (sample index of session time x rate)."""
         self.echo_only: list[np.ndarray] = []
         """The echo part of each captured block (to measure what a canceller removed)."""
+        self._rir_spectrum: tuple[int, int, np.ndarray] | None = None
+        """(length of the played span a block hears, its transform size, the room's transform)."""
 
     def tick(self, playback: Any, capture: Any) -> None:
         """One block period: the output callback fills a block, the input callback gets one."""
@@ -251,7 +253,7 @@ class SimulatedDuplex:
         self._air[start:end] = samples
 
     def _echo(self, lo: int, hi: int) -> np.ndarray:
-        from scipy.signal import fftconvolve
+        from scipy import fft
 
         taps = self.rir.shape[0]
         first = lo - taps + 1
@@ -259,7 +261,14 @@ class SimulatedDuplex:
         src_lo, src_hi = max(first, 0), min(hi, self._air.shape[0])
         if src_hi > src_lo:
             air[src_lo - first : src_hi - first] = self._air[src_lo:src_hi]
-        return fftconvolve(air, self.rir, mode="valid")
+        # A circular convolution as long as `air` wraps only into its first taps - 1 outputs, which
+        # "valid" drops: one transform each way a block, the room's own computed once.
+        size = air.shape[0]
+        if self._rir_spectrum is None or self._rir_spectrum[0] != size:
+            nfft = fft.next_fast_len(size, real=True)
+            self._rir_spectrum = (size, nfft, fft.rfft(self.rir, nfft))
+        _, nfft, spectrum = self._rir_spectrum
+        return np.asarray(fft.irfft(fft.rfft(air, nfft) * spectrum, nfft)[taps - 1 : size])
 
     def _near(self, lo: int, hi: int) -> np.ndarray:
         out = np.zeros(hi - lo)
