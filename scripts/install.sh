@@ -16,9 +16,9 @@ if ! dpkg -s "${APT_PACKAGES[@]}" >/dev/null 2>&1; then
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${APT_PACKAGES[@]}" >/dev/null
 fi
 
-# The distribution's interpreter when it is new enough: Debian's and Ubuntu's are built with link-time
-# and profile-guided optimisation and hold libpython in the executable; pyenv's default build has
-# neither. The suite spends about 5 % fewer CPU-seconds under Debian's (docs/architecture.md).
+# The distribution's interpreter when it is new enough: Debian's is an optimised build with libpython
+# inside the executable, pyenv's default build is neither. The suite spends about 5 % fewer
+# CPU-seconds under Debian's (docs/architecture.md, "Dependencies").
 if [ -z "${PYTHON:-}" ]; then
     PYTHON=python3
     if /usr/bin/python3 -c 'import sys, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
