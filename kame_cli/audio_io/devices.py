@@ -5,7 +5,9 @@ sounddevice (and PortAudio) is imported inside the functions, so importing this 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import signal
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
@@ -222,7 +224,8 @@ def open_stream(
         )
         if on_start is not None:
             on_start()
-        stream.start()
+        with _signals_left_to_the_main_thread():
+            stream.start()  # PortAudio's callback thread is created here, with the mask below
     except sd.PortAudioError as exc:
         if stream is not None:
             stream.close()
@@ -232,6 +235,33 @@ def open_stream(
             f"pick another with --{kind}-device (run `kame devices`)"
         ) from exc
     return stream
+
+
+_FAULTS = {
+    signal.SIGSEGV,
+    signal.SIGBUS,
+    signal.SIGFPE,
+    signal.SIGILL,
+    signal.SIGABRT,
+    signal.SIGTRAP,
+    signal.SIGSYS,
+}
+"""Signals a thread raises on itself: left unblocked (blocked, a fault would kill the process unseen)."""
+
+
+@contextlib.contextmanager
+def _signals_left_to_the_main_thread() -> Iterator[None]:
+    """Threads started inside block every asynchronous signal, so that Ctrl-C, a supervisor's SIGTERM
+    or SIGHUP, or SIGCHLD go to a thread that runs Python, never to the audio thread: a signal that
+    lands there can cut the write it is blocked in short (Python's handlers do not restart system
+    calls), and alsa-lib's file plugin (a virtual card writing into a pipe) then aborts the process
+    when the stream is dropped with the rest still buffered."""
+    blocked = signal.valid_signals() - _FAULTS
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def render_devices_table(devices: Sequence[AudioDevice]) -> Table:

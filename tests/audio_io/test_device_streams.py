@@ -204,3 +204,48 @@ def test_speaker_resamples_for_a_card_that_runs_at_48k(tmp_path: Path) -> None:
     # 0.8 s of tone at 48 kHz, sample-aligned (the resampler's filter blurs the edges).
     np.testing.assert_allclose(heard[start + 200 : start + 38000], ideal[200:38000], atol=1e-3)
     assert dominant_frequency(heard[start : start + 38000], 48000) == pytest.approx(1000, abs=2)
+
+
+THREAD_MASKS = """
+import json, os, signal, threading
+import numpy as np
+from kame_cli.audio_io import MicrophoneSource, SpeakerSink
+
+def blocked():
+    masks = {}
+    for tid in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{tid}/status") as status:
+            line = next(l for l in status if l.startswith("SigBlk:"))
+        masks[int(tid)] = {s.name for s in signal.Signals if int(line.split()[1], 16) >> (s.value - 1) & 1}
+    return masks
+
+before = blocked()
+got, speaker = threading.Event(), SpeakerSink("kame_speaker", events=None)
+mic = MicrophoneSource("kame_mic")
+mic.start(lambda frame: got.set())
+speaker.start()
+speaker.write(0, np.zeros(1920, dtype=np.float32))
+assert got.wait(20)
+after = blocked()
+mic.stop()
+speaker.close()
+print(json.dumps(dict(
+    audio=[sorted(after[t]) for t in set(after) - set(before)],
+    main=sorted(after[threading.get_native_id()]), main_before=sorted(before[threading.get_native_id()]),
+)))
+"""
+
+
+def test_signals_sent_to_kame_never_land_in_portaudios_threads(tmp_path: Path) -> None:
+    """Ctrl-C or a supervisor's SIGTERM delivered to an audio thread cuts its blocking write short
+    (alsa-lib's file plugin then aborted a client at exit); they go to the main thread instead."""
+    card = VirtualSoundCard(tmp_path)
+    card.add_microphone("kame_mic", 24000, sine(440, 24000, 2.0))
+    card.add_speaker("kame_speaker", 24000)
+    result = card.run(THREAD_MASKS)
+    assert result["audio"], "the streams started no thread of their own"
+    for mask in result["audio"]:
+        assert {"SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGCHLD", "SIGUSR1"} <= set(mask)
+        assert not {"SIGSEGV", "SIGBUS", "SIGFPE", "SIGABRT", "SIGSYS"} & set(mask)
+    # The caller's own mask is left as it was (PortAudio's ALSA code blocks SIGPIPE in it, either way).
+    assert not {"SIGINT", "SIGTERM", "SIGHUP", "SIGCHLD"} & {*result["main_before"], *result["main"]}
