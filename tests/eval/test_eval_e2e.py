@@ -140,7 +140,7 @@ def test_second_runs_resume_without_redoing_finished_work(
 
     # A run stopped mid-way: a session log without its answers, a missing judgment.
     (out / "q1" / "frontend" / ANSWERS).unlink()
-    (out / "q2" / "tandem-offline" / JUDGED).unlink()
+    (out / "q1" / "tandem-offline" / JUDGED).unlink()  # one turn: two judgments, not four
     third, _ = rerun()
     after = _stamps(out)
     redone = {name for name in before if after.get(name) != before[name]}
@@ -150,7 +150,7 @@ def test_second_runs_resume_without_redoing_finished_work(
         "q1/frontend/judged.json",  # its answers are new, so is their judgment
         "q1/cascade-offline/answers.json",  # the cascade answers what the new session heard
         "q1/cascade-offline/judged.json",
-        "q2/tandem-offline/judged.json",
+        "q1/tandem-offline/judged.json",
     }
     assert set(after) == set(before)
     assert [s["answers"] for s in third["setups"]] == [3, 3, 3]
