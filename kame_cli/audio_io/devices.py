@@ -213,19 +213,22 @@ def open_stream(
     stream_type = sd.InputStream if kind == "input" else sd.OutputStream
     stream = None
     try:
-        stream = stream_type(
-            device=device,
-            samplerate=rate,
-            channels=channels,
-            dtype="float32",
-            blocksize=frame_blocksize(rate),
-            callback=callback,
-            **options,
-        )
+        # The threads of the stream (PortAudio's callback thread at start, a host API's own at open,
+        # such as PulseAudio's ALSA plugin) are created with the mask below.
+        with _signals_left_to_the_main_thread():
+            stream = stream_type(
+                device=device,
+                samplerate=rate,
+                channels=channels,
+                dtype="float32",
+                blocksize=frame_blocksize(rate),
+                callback=callback,
+                **options,
+            )
         if on_start is not None:
             on_start()
         with _signals_left_to_the_main_thread():
-            stream.start()  # PortAudio's callback thread is created here, with the mask below
+            stream.start()
     except sd.PortAudioError as exc:
         if stream is not None:
             stream.close()
