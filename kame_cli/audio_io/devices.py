@@ -257,8 +257,8 @@ def _signals_left_to_the_main_thread() -> Iterator[None]:
     """Threads started inside block every asynchronous signal, so that Ctrl-C, a supervisor's SIGTERM
     or SIGHUP, or SIGCHLD go to a thread that runs Python, never to the audio thread: a signal that
     lands there can cut the write it is blocked in short (Python's handlers do not restart system
-    calls), and alsa-lib's file plugin (a virtual card writing into a pipe) then aborts the process
-    when the stream is dropped with the rest still buffered."""
+    calls). The likely cause of a test's client that once aborted at exit inside alsa-lib's file
+    plugin (a virtual card writing into a pipe), which asserts that nothing is left buffered."""
     blocked = signal.valid_signals() - _FAULTS
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
     try:

@@ -237,8 +237,8 @@ print(json.dumps(dict(
 
 
 def test_signals_sent_to_kame_never_land_in_portaudios_threads(tmp_path: Path) -> None:
-    """Ctrl-C or a supervisor's SIGTERM delivered to an audio thread cuts its blocking write short
-    (alsa-lib's file plugin then aborted a client at exit); they go to the main thread instead."""
+    """Ctrl-C or a supervisor's SIGTERM delivered to an audio thread can cut its blocking write short;
+    they go to the main thread instead (the old code left PortAudio's threads open to them)."""
     card = VirtualSoundCard(tmp_path)
     card.add_microphone("kame_mic", 24000, sine(440, 24000, 2.0))
     card.add_speaker("kame_speaker", 24000)
