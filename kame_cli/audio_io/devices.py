@@ -213,8 +213,8 @@ def open_stream(
     stream_type = sd.InputStream if kind == "input" else sd.OutputStream
     stream = None
     try:
-        # The threads of the stream (PortAudio's callback thread at start, a host API's own at open,
-        # such as PulseAudio's ALSA plugin) are created with the mask below.
+        # The stream's threads (PortAudio's callback thread at start, a host API's own at open, such
+        # as PulseAudio's ALSA plugin) are created with the mask below.
         with _signals_left_to_the_main_thread():
             stream = stream_type(
                 device=device,
@@ -225,9 +225,8 @@ def open_stream(
                 callback=callback,
                 **options,
             )
-        if on_start is not None:
-            on_start()
-        with _signals_left_to_the_main_thread():
+            if on_start is not None:
+                on_start()
             stream.start()
     except sd.PortAudioError as exc:
         if stream is not None:

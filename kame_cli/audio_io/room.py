@@ -213,8 +213,14 @@ class SimulatedDuplex:
         """Played samples by play position (sample index of session time x rate)."""
         self.echo_only: list[np.ndarray] = []
         """The echo part of each captured block (to measure what a canceller removed)."""
-        self._rir_spectrum: tuple[int, int, np.ndarray] | None = None
-        """(length of the played span a block hears, its transform size, the room's transform)."""
+        from scipy import fft
+
+        # A block hears the last taps - 1 + block played samples; a circular convolution that long
+        # wraps only into its first taps - 1 outputs, which `_echo` drops ("valid"): one transform
+        # each way a block, the room's own computed here once.
+        self._heard = self.rir.shape[0] - 1 + block
+        self._nfft = fft.next_fast_len(self._heard, real=True)
+        self._rir_spectrum = fft.rfft(self.rir, self._nfft)
 
     def tick(self, playback: Any, capture: Any) -> None:
         """One block period: the output callback fills a block, the input callback gets one."""
@@ -224,7 +230,7 @@ class SimulatedDuplex:
         start = round((t + self.out_latency_s + self.hidden_delay_s) * self.rate)
         self._play(start, soft_clip(out[:, 0].astype(np.float64), self.speaker_limit))
         end = round((t - self.in_latency_s) * self.rate)
-        echo = self._echo(end - self.block, end)
+        echo = self._echo(end)
         mic = echo + self._near(end - self.block - self._origin, end - self._origin)
         mic += self._rng.normal(scale=self._noise_rms, size=self.block)
         if self._background_rms is not None:
@@ -252,23 +258,17 @@ class SimulatedDuplex:
             self._air = grown
         self._air[start:end] = samples
 
-    def _echo(self, lo: int, hi: int) -> np.ndarray:
+    def _echo(self, end: int) -> np.ndarray:
+        """The echo of the block that ends at capture position `end`."""
         from scipy import fft
 
-        taps = self.rir.shape[0]
-        first = lo - taps + 1
-        air = np.zeros(hi - first)
-        src_lo, src_hi = max(first, 0), min(hi, self._air.shape[0])
+        first = end - self._heard
+        air = np.zeros(self._heard)
+        src_lo, src_hi = max(first, 0), min(end, self._air.shape[0])
         if src_hi > src_lo:
             air[src_lo - first : src_hi - first] = self._air[src_lo:src_hi]
-        # A circular convolution as long as `air` wraps only into its first taps - 1 outputs, which
-        # "valid" drops: one transform each way a block, the room's own computed once.
-        size = air.shape[0]
-        if self._rir_spectrum is None or self._rir_spectrum[0] != size:
-            nfft = fft.next_fast_len(size, real=True)
-            self._rir_spectrum = (size, nfft, fft.rfft(self.rir, nfft))
-        _, nfft, spectrum = self._rir_spectrum
-        return np.asarray(fft.irfft(fft.rfft(air, nfft) * spectrum, nfft)[taps - 1 : size])
+        echo = fft.irfft(fft.rfft(air, self._nfft) * self._rir_spectrum, self._nfft)
+        return np.asarray(echo[self._heard - self.block : self._heard])
 
     def _near(self, lo: int, hi: int) -> np.ndarray:
         out = np.zeros(hi - lo)
