@@ -171,6 +171,9 @@ class EchoCanceller:
         self._out_power: float | None = None
         self._residual_last: float | None = None
         self._far_fed = 0
+        self.last_far: np.ndarray = np.zeros(FRAME_SAMPLES, dtype=np.float32)
+        """The far end read back for the last microphone frame: what its echo was cancelled against
+        (`kame bench echo --ideal` fits the ideal filter on exactly this)."""
 
     # --- far end (speaker's callback thread) ------------------------------------------------------
 
@@ -205,6 +208,7 @@ class EchoCanceller:
         far = self._far.read(capture_end - FRAME_SECONDS + lead, FRAME_SAMPLES)
         self._far.forget_before(capture_end - _MAX_FAR_S)
         self._residual_last = lead
+        self.last_far = far
         out = self._cancel(near, far, round(lead * 1000))
         far_power = float(np.dot(far, far))
         self._account(near, out, far_power / FRAME_SAMPLES, started)
@@ -214,6 +218,7 @@ class EchoCanceller:
         """A recorded frame pair: `far` is what was played while `near` was captured (same index)."""
         started = time.thread_time()
         near, far = as_frame(near), as_frame(far)
+        self.last_far = far
         out = self._cancel(near, far, 0)  # the delay is unknown: AEC3's own estimator finds it
         self._account(near, out, float(np.mean(far * far)), started)
         return out

@@ -140,6 +140,11 @@ class ResidualEchoSuppressor:
         self._rng = np.random.default_rng(0)  # the comfort noise's phases: the same output run to run
 
     @property
+    def user_talking(self) -> bool:
+        """The double-talk detector's verdict as of the last block (held `_DT_HOLD` blocks after it)."""
+        return self._near_hold > 0
+
+    @property
     def leak_db(self) -> np.ndarray:
         """The residual-to-estimate power ratio per band now used (dB)."""
         return 10 * np.log10(self._leak())

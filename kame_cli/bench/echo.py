@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from kame_cli.clock import FRAME_SECONDS
+from kame_cli.clock import FRAME_SAMPLES, FRAME_SECONDS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -103,6 +103,8 @@ class SeedResult:
     delay_error_ms: float
     cpu_ms_per_frame: float
     cpu_ms_max: float
+    ideal_doubletalk_errors: dict[str, int] | None = None
+    """`--ideal`: the user's errors in double talk under what the ideal filter of each span (ms) leaves."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,11 +212,13 @@ def _simulate(
     playback.far_end = canceller.add_far_end
     raw: list[np.ndarray] = []
     clean: list[np.ndarray] = []
+    read_back: list[np.ndarray] = []
     capture: CaptureCallback
 
     def on_frame(frame: np.ndarray) -> None:
         raw.append(frame)
         clean.append(hook(frame))
+        read_back.append(canceller.last_far)
 
     capture = CaptureCallback(DEVICE_RATE, on_frame, clock=clock)
     hook = MicrophoneEcho(canceller, input_latency=lambda: (capture.latency_s, capture.device_latency_s))
@@ -243,7 +247,13 @@ def _simulate(
         room.tick(playback, capture)
     # Frame k of the microphone holds what was captured then: trim to the scene's length.
     count = frames.shape[0]
-    return {"raw": raw[:count], "clean": clean[:count], "stats": canceller.stats()}
+    return {
+        "raw": raw[:count],
+        "clean": clean[:count],
+        "far": read_back[:count],
+        "jump_frame": jump_frame if setup.jump_s else None,
+        "stats": canceller.stats(),
+    }
 
 
 def _assistant_only_frames(
@@ -334,6 +344,26 @@ class RoomRun:
         diff = sum(float(np.sum((self.talk["clean"][k] - self.alone["clean"][k]) ** 2)) for k in ks)
         return 10 * math.log10(max(voice, 1e-20) / max(diff, 1e-20))
 
+    def ideal_frames(self, span_ms: int) -> list[np.ndarray]:
+        """The microphone as the ideal `span_ms` filter leaves it (`echo_ideal.py`): the run without the
+        assistant plus what that filter cannot take out of the echo."""
+        import numpy as np
+
+        from kame_cli.bench.echo_ideal import ideal_residual
+        from kame_cli.clock import SAMPLE_RATE
+
+        alone = np.concatenate(self.alone["raw"]).astype(np.float64)
+        echo = np.concatenate(self.talk["raw"]).astype(np.float64) - alone
+        jump = self.talk["jump_frame"]
+        residual = ideal_residual(
+            np.concatenate(self.talk["far"]),
+            echo,
+            span_ms * SAMPLE_RATE // 1000,
+            speaker_limit=self.setup.speaker_limit,
+            split=None if jump is None else jump * FRAME_SAMPLES,
+        )
+        return list((alone + residual).astype(np.float32).reshape(-1, FRAME_SAMPLES))
+
 
 def simulate_room(
     seed: int,
@@ -385,8 +415,10 @@ def run_seed(
     engine: str,
     rooms: str = "classic",
     residual_suppression: bool = False,
+    ideal: bool = False,
 ) -> SeedResult:
     from kame_cli.backends.stt.text import normalize_words, word_errors
+    from kame_cli.bench.echo_ideal import IDEAL_SPANS_MS
 
     run = simulate_room(seed, users, assistant_voice, engine, rooms, residual_suppression)
     setup, talk, alone, user = run.setup, run.talk, run.alone, run.user
@@ -394,6 +426,12 @@ def run_seed(
     heard_off, echo_off = _split(_transcribe(model, talk["raw"]), user)
     heard_on, echo_on = _split(_transcribe(model, talk["clean"]), user)
     heard_alone, _ = _split(_transcribe(model, alone["clean"]), user)
+    ideal_errors = None
+    if ideal:
+        ideal_errors = {
+            str(span): word_errors(reference, _split(_transcribe(model, run.ideal_frames(span)), user)[0])
+            for span in IDEAL_SPANS_MS
+        }
     stats = talk["stats"]
     delay_ms = stats.delay_ms if stats.delay_ms is not None else float("nan")
     return SeedResult(
@@ -425,6 +463,7 @@ def run_seed(
         delay_error_ms=round(abs(delay_ms - 1000 * setup.device_delay_s), 1),
         cpu_ms_per_frame=round(stats.cpu_ms_per_frame, 2),
         cpu_ms_max=round(stats.cpu_ms_max, 2),
+        ideal_doubletalk_errors=ideal_errors,
     )
 
 
@@ -490,6 +529,7 @@ def bench(
     engine: str,
     rooms: str = "classic",
     residual_suppression: bool = False,
+    ideal: bool = False,
 ) -> None:
     from kame_cli.backends.stt.config import SttConfig
     from kame_cli.backends.stt.model import load_stt_model
@@ -502,7 +542,7 @@ def bench(
          f"{DEVICE_RATE} Hz; assistant espeak-ng {voice}; user {source}; STT {model.describe()}")  # fmt: skip
     results = []
     for seed in range(first_seed, first_seed + seeds):
-        r = run_seed(seed, model, users, voice, engine, rooms, residual_suppression)
+        r = run_seed(seed, model, users, voice, engine, rooms, residual_suppression, ideal)
         results.append(r)
         _log(
             f"  seed {seed}: speaker {r.distance_m} m, user {r.user_distance_m} m, RT60 {r.rt60_s} s, "
@@ -516,6 +556,9 @@ def bench(
         )
         if r.echo_words_aec_on:
             _log(f"    echo heard with AEC on: {r.echo_text_aec_on!r}")
+        if r.ideal_doubletalk_errors is not None:
+            spans = ", ".join(f"{span} ms {n}" for span, n in r.ideal_doubletalk_errors.items())
+            _log(f"    double-talk errors under the ideal filter: {spans}")
     words = sum(r.reference_words for r in results)
     erle = statistics.median(r.erle_db for r in results)
     dt_wer = sum(r.doubletalk_errors for r in results) / max(words, 1)
@@ -536,6 +579,8 @@ def bench(
         "aec_cpu_ms_max": max(r.cpu_ms_max for r in results),
         "seeds": [asdict(r) for r in results],
     }
+    if ideal:
+        summary["ideal_doubletalk_wer"] = _ideal_wer(results, words)
     ratio_ok = dt_wer <= TARGET_WER_RATIO * clean_wer or dt_wer == 0
     _log(f"ERLE (assistant alone): median {erle:.1f} dB, min {summary['erle_db_min']:.1f} dB  target >= "
          f"{TARGET_ERLE_DB:.0f} dB: {_mark(erle >= TARGET_ERLE_DB)}; median frame "
@@ -544,6 +589,10 @@ def bench(
          f"{summary['echo_words_aec_on']}  target 0: {_mark(summary['echo_words_aec_on'] == 0)}")  # fmt: skip
     _log(f"user WER: double talk {dt_wer:.1%} (AEC off {dt_wer_off:.1%}), alone {clean_wer:.1%} over {words} "
          f"words  target <= {TARGET_WER_RATIO} x alone: {_mark(ratio_ok)}")  # fmt: skip
+    if ideal:
+        bound = ", ".join(f"{span} ms {wer:.1%}" for span, wer in summary["ideal_doubletalk_wer"].items())
+        _log(f"user WER in double talk under the ideal filter (the true echo fitted, the speaker's curve "
+             f"given, no mute): {bound}, alone {clean_wer:.1%}")  # fmt: skip
     _log(
         f"delay estimate error: max {summary['delay_error_ms']:.1f} ms (the simulated card reports its "
         "latencies truthfully: this checks the bookkeeping, not a real card's timestamps)"
@@ -552,6 +601,15 @@ def bench(
          f"{TARGET_CPU_MS:.0f} ms: {_mark(cpu <= TARGET_CPU_MS)}")  # fmt: skip
     if as_json:
         print(json.dumps(summary))
+
+
+def _ideal_wer(results: list[SeedResult], words: int) -> dict[str, float]:
+    """The pooled double-talk WER under the ideal filter of each span."""
+    totals: dict[str, int] = {}
+    for r in results:
+        for span, errors in (r.ideal_doubletalk_errors or {}).items():
+            totals[span] = totals.get(span, 0) + errors
+    return {span: round(errors / max(words, 1), 4) for span, errors in totals.items()}
 
 
 def _summary_head(
@@ -613,6 +671,13 @@ def register(bench_app: typer.Typer) -> None:
             bool,
             typer.Option("--no-stt", help="ERLE and the user's voice kept only, without the STT (fast)."),
         ] = False,
+        ideal: Annotated[
+            bool,
+            typer.Option(
+                "--ideal",
+                help="Also the user's WER in double talk under the ideal 400 and 800 ms filters (a bound).",
+            ),
+        ] = False,
     ) -> None:
         """Echo cancellation in simulated rooms: ERLE, echo words, double-talk WER, delay, CPU."""
         from kame_cli.audio_io.config import AEC_ENGINES
@@ -623,11 +688,22 @@ def register(bench_app: typer.Typer) -> None:
             raise ConfigError(f"--engine {engine}: choose one of {', '.join(AEC_ENGINES)}")
         if rooms not in ROOM_SETS:
             raise ConfigError(f"--rooms {rooms}: choose one of {', '.join(ROOM_SETS)}")
+        if no_stt and ideal:
+            raise ConfigError("--ideal needs the STT: leave out --no-stt")
         if no_stt:
             users = _user_clips(audio_dir, user_voice)
             seed_range = range(first_seed, first_seed + seeds)
             bench_erle(seed_range, users, voice, engine, rooms, as_json, residual_suppression)
         else:
             bench(
-                seeds, first_seed, audio_dir, voice, user_voice, as_json, engine, rooms, residual_suppression
+                seeds,
+                first_seed,
+                audio_dir,
+                voice,
+                user_voice,
+                as_json,
+                engine,
+                rooms,
+                residual_suppression,
+                ideal,
             )

@@ -293,6 +293,18 @@ def test_the_assistants_next_turn_after_a_pause_is_not_taken_for_a_jump_of_the_e
     assert tenth >= 20.0, tenth  # no stretch of the echo let through (~0-3 dB frames before)
 
 
+def test_a_user_who_talks_over_a_filter_still_learning_is_heard() -> None:
+    # Wide room 723 of `kame bench echo` (a held-out room: a speaker clipping at 0.16, RT60 0.78 s,
+    # the echo 6 dB above the user). The filter stood at ~8 dB when the user talked over the
+    # assistant's second turn, and the mute held through their words: the user's voice kept in
+    # double talk 0.0 dB (every word lost).
+    from kame_cli.bench.echo import _user_clips, simulate_room
+
+    run = simulate_room(723, _user_clips(None, "en-gb"), "en-us+f3", "linear", "wide")
+    assert run.user_kept_db >= 6.0, run.user_kept_db  # ~12 dB
+    assert run.erle_db >= 18.0, run.erle_db  # the echo alone stays down as before (~22 dB)
+
+
 def test_a_shift_the_jump_search_takes_back_at_once_restores_the_filter(
     far_speech: np.ndarray, rir: np.ndarray
 ) -> None:
