@@ -8,6 +8,7 @@ from scipy.signal import fftconvolve
 from kame_cli.audio_io.room import soft_clip
 from kame_cli.bench.echo_ideal import ideal_residual
 from kame_cli.clock import FRAME_SAMPLES
+from tests.session.conftest import run_kame
 
 RATE = 24_000
 
@@ -62,3 +63,11 @@ def test_a_jump_of_the_echo_path_is_fitted_on_each_side() -> None:
     assert _db(whole, echo) > -15.0
     assert _db(apart, echo) < -60.0
     assert apart.shape == echo.shape
+
+
+def test_the_ideal_filter_without_the_stt_is_refused_in_one_line() -> None:
+    done = run_kame("bench", "echo", "--no-stt", "--ideal", timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--ideal" in lines[0] and "--no-stt" in lines[0], done.stderr
+    assert done.stdout == ""
