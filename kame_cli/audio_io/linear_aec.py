@@ -180,8 +180,6 @@ class LinearEchoCanceller:
         """Blocks since the far end last counted as speaking."""
         self._utterance_blocks = 0
         """Blocks since the far end last came on: how far into the assistant's utterance this is."""
-        self._paused = False
-        """The assistant has paused once after speaking (its first utterance is over)."""
         self._converged = False
         """The filter cancels well enough: the mute ends at the assistant's next pause (or the user)."""
         self._adapted = False
@@ -294,7 +292,6 @@ class LinearEchoCanceller:
             # it to converge in the next utterance would hold the mute over a user who starts softly.
             self._silent_blocks += 1
             self._utterance_blocks = 0
-            self._paused = self._paused or self._far_blocks > 0
             bar = _TURN_RELEASE_DB if self._silent_blocks >= _TURN_BLOCKS else _PAUSE_RELEASE_DB
             if not self._adapted and (self._converged or self._cancelling_db() >= bar):
                 self._adapted = True
@@ -377,8 +374,10 @@ class LinearEchoCanceller:
         the detector took echo alone for the user (its first 50 blocks in every room; after 3 s, in 37
         of 67 tuning and held-out rooms, and in classic room 863 the STT then read the residual as
         "thank you"); after the first pause, in one room, 0.5 s. An utterance's onset set it off too."""
+        # While the filter learns both counters grow together; a pause restarts only the utterance's.
+        paused_once = self._utterance_blocks < self._far_blocks
         return (
-            self._paused
+            paused_once
             and self._suppressor is not None
             and self._suppressor.user_talking
             and self._far_blocks >= _USER_OPENS_AFTER

@@ -75,12 +75,11 @@ def _wiener(x: np.ndarray, d: np.ndarray, taps: int) -> np.ndarray:
 
 
 def _correlate(a: np.ndarray, b: np.ndarray, lags: int) -> np.ndarray:
-    """sum_n a[n] b[n + k] for k = 0 .. lags-1, by FFT."""
-    import numpy as np
+    """sum_n a[n] b[n + k] for k = 0 .. lags-1 (by FFT)."""
+    from scipy.signal import correlate
 
-    n = 1 << (2 * a.shape[0] - 1).bit_length()
-    spectrum = np.conj(np.fft.rfft(a, n)) * np.fft.rfft(b, n)
-    return np.fft.irfft(spectrum, n)[:lags]
+    zero = a.shape[0] - 1  # where lag 0 sits in the full correlation
+    return correlate(b, a, mode="full", method="fft")[zero : zero + lags]
 
 
 def _apply(x: np.ndarray, h: np.ndarray) -> np.ndarray:
