@@ -162,6 +162,14 @@ def _parent(pid: int) -> str:
     return "kame talk" if "talk" in cmdline else " ".join(cmdline)
 
 
+def _wav_frames(path: Path) -> int:
+    """The frames a growing WAV's header says it holds (0 before it has one)."""
+    try:
+        return int(sf.info(path).frames)
+    except (OSError, RuntimeError):  # not there yet, or its header not yet written
+        return 0
+
+
 def test_frontend_killed_ends_with_one_line_and_exit_1(
     layout: str, question_wav: Path, tmp_path: Path
 ) -> None:
@@ -171,6 +179,8 @@ def test_frontend_killed_ends_with_one_line_and_exit_1(
         (backend,) = by_role["backend"]
         parents = {_parent(frontend), _parent(backend)}
         assert parents == ({"kame talk"} if layout == "fresh" else {"template frontend", "template backend"})
+        # The WAV writer is the front-end's own thread, a step or two behind the loop's events.
+        wait_until(lambda: _wav_frames(out_wav) >= 10 * FRAME, 30)
         os.kill(frontend, signal.SIGKILL)
         _, stderr = process.communicate(timeout=30)
     assert process.returncode == 1, stderr[-2000:]
