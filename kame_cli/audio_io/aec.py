@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from kame_cli.audio_io.barge_in import BargeInDetector
 from kame_cli.audio_io.frames import as_frame
 from kame_cli.audio_io.linear_aec import LinearEchoCanceller
 from kame_cli.audio_io.resampling import StreamResampler
@@ -122,8 +123,13 @@ class EchoCanceller:
         clock: SessionClock | None = None,
         events: EventSink | None = None,
         status_every_frames: int = 12,
+        barge_in_duck_db: float = 0.0,
     ) -> None:
         self.engine = engine
+        self._barge_in: BargeInDetector | None = None
+        self._duck_db = barge_in_duck_db
+        if barge_in_duck_db > 0:
+            self._barge_in = BargeInDetector()
         self._linear: LinearEchoCanceller | None = None
         if engine == "linear":
             self._linear = LinearEchoCanceller(
@@ -186,6 +192,13 @@ class EchoCanceller:
             with self._lock:
                 self._out_latency.append(latency_s)
 
+    @property
+    def user_talking(self) -> bool:
+        """The user talks (Silero VAD on the cleaned microphone, `barge_in.py`; always False without
+        `barge_in_duck_db`). Written on the microphone's thread, read on the speaker's (barge-in
+        ducking)."""
+        return self._barge_in is not None and self._barge_in.user_talking
+
     # --- near end (microphone's thread) -----------------------------------------------------------
 
     def process(
@@ -209,7 +222,12 @@ class EchoCanceller:
         self._far.forget_before(capture_end - _MAX_FAR_S)
         self._residual_last = lead
         self.last_far = far
+        if self._linear is not None and self._barge_in is not None:
+            # The speaker turns the assistant down by as much while the user talks (`ducking.py`).
+            self._linear.ducked_db = self._duck_db if self._barge_in.user_talking else 0.0
         out = self._cancel(near, far, round(lead * 1000))
+        if self._barge_in is not None:
+            self._barge_in.push(out)
         far_power = float(np.dot(far, far))
         self._account(near, out, far_power / FRAME_SAMPLES, started)
         return out

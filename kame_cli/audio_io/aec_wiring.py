@@ -134,6 +134,7 @@ def build_microphone_echo(
             high_pass=cfg.high_pass,
             clock=clock,
             events=events,
+            barge_in_duck_db=cfg.barge_in_duck_db if speaker is not None and reference is None else 0.0,
         )
     except ImportError as err:
         raise ConfigError(
@@ -143,5 +144,9 @@ def build_microphone_echo(
         return MicrophoneEcho(canceller, reference=reference)
     if speaker is not None:
         speaker.tap_far_end(canceller.add_far_end)
+        if cfg.barge_in_duck_db > 0:
+            from kame_cli.audio_io.ducking import BargeInDuck
+
+            speaker.duck_with(BargeInDuck(cfg.barge_in_duck_db, lambda: canceller.user_talking))
     latency = (lambda: source.input_latency_s) if microphone else None  # (frame, device) latencies
     return MicrophoneEcho(canceller, input_latency=latency)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from kame_cli.audio_io.aec import input_latency_s, output_latency_s
+from kame_cli.audio_io.ducking import BargeInDuck
 from kame_cli.audio_io.frames import FrameAssembler, FrameCallback, SampleFifo, downmix
 from kame_cli.audio_io.resampling import StreamResampler
 from kame_cli.bus import EventSink
@@ -109,6 +110,9 @@ class PlaybackCallback:
         self.far_end: FarEndTap | None = None
         """[aec] Gets every block exactly as handed to the device (mono, device rate, silence included)
         and the time until it is played: the echo canceller's reference. Must only copy."""
+        self.duck: BargeInDuck | None = None
+        """[aec] Turns the assistant down while the user talks over it, ahead of the device and of
+        `far_end` (the reference is the block as played)."""
 
     def enqueue(self, frame: np.ndarray) -> None:
         """Adds a frame (never blocks); a full queue drops its oldest frame."""
@@ -143,6 +147,8 @@ class PlaybackCallback:
         block = self._scratch[:frames]
         filled = self._fifo.pop_into(block)
         block[filled:] = 0.0
+        if self.duck is not None:
+            self.duck.apply(block, self.device_rate)
         outdata[:frames] = block[:, None]
         if self.far_end is not None:  # [aec]
             self.far_end(block, self.device_rate, output_latency_s(time))

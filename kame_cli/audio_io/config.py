@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import typing
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from kame_cli.settings import SETTINGS
 
@@ -37,6 +39,10 @@ class AudioConfig:
     of voice. For a speaker that distorts (a small speaker played loud): it takes the echo the filter
     cannot model further down, but it also takes part of a user who talks over the assistant, and on
     a clean speaker it lets words of echo through that the default does not (figures in docs/echo.md)."""
+    barge_in_duck_db: Annotated[float, Field(ge=0, le=40)] = 18.0
+    """With the canceller on a live speaker: how far the assistant is turned down while the user talks
+    over it (0: not at all). Its echo, and what the canceller leaves of it, drop by as much, and the
+    STT hears the user's words (figures in docs/echo.md)."""
     noise_suppression: bool = False
     """WebRTC's noise suppressor on the microphone, with the canceller (off: it can blur speech for STT)."""
     high_pass: bool = True

@@ -207,6 +207,11 @@ class LinearEchoCanceller:
         """The delay jumps the filter was shifted by (samples), in order."""
         self._blocks = 0
         self._last_shift: _Shift | None = None
+        self.ducked_db = 0.0
+        """How far the assistant's playback is turned down now (barge-in ducking, `ducking.py`): its
+        voice still counts as speaking that much lower. Otherwise a quiet stretch of it, ducked, read
+        as a pause, which restarted the utterance and brought the mute of a filter still learning
+        back over the user (wide room 723: 1 s of their words)."""
 
     @property
     def nonlinear_coefficients(self) -> np.ndarray | None:
@@ -285,7 +290,7 @@ class LinearEchoCanceller:
     def _adapt(self, e: np.ndarray, y: np.ndarray) -> None:
         # "Speaking" over the filter's span: the echo of a word goes on after the word.
         far_power = float(self._X_power.sum(axis=0, dtype=np.float64).sum())
-        self._far_on = far_power / self.partitions >= self._far_active
+        self._far_on = far_power / self.partitions >= self._far_active * 10 ** (-self.ducked_db / 10)
         if not self._far_on:
             # The assistant's pause (its echo has died out): the mute of a converged filter ends here,
             # and one within a few dB of the bar is trusted too (see `_PAUSE_RELEASE_DB`): waiting for

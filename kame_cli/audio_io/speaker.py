@@ -9,6 +9,7 @@ import numpy as np
 
 from kame_cli.audio_io.callbacks import FarEndTap, PlaybackCallback
 from kame_cli.audio_io.devices import negotiate_stream_format, open_stream, resolve_device
+from kame_cli.audio_io.ducking import BargeInDuck
 from kame_cli.audio_io.frames import as_frame
 from kame_cli.bus import EventSink
 from kame_cli.clock import SessionClock
@@ -62,6 +63,10 @@ class SpeakerSink:
     def tap_far_end(self, tap: FarEndTap) -> None:
         """[aec] Hands every block as played to `tap` (the echo canceller's reference); before start()."""
         self._playback.far_end = tap
+
+    def duck_with(self, duck: BargeInDuck) -> None:
+        """[aec] Turns the assistant down while the user talks over it (`ducking.py`); before start()."""
+        self._playback.duck = duck
 
     def start(self) -> None:
         """Opens and starts the output stream; DeviceError if the device refuses it."""

@@ -105,6 +105,8 @@ class SeedResult:
     cpu_ms_max: float
     ideal_doubletalk_errors: dict[str, int] | None = None
     """`--ideal`: the user's errors in double talk under what the ideal filter of each span (ms) leaves."""
+    ducked_s: float = 0.0
+    """How long the assistant was turned down because the user talked over it (barge-in ducking)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +198,7 @@ def _simulate(
     seed: int,
     engine: str,
     residual_suppression: bool = False,
+    duck_db: float = 0.0,
 ) -> dict[str, Any]:
     """Runs the scene through the speaker callback, the room, the mic callback and the session hook."""
     import numpy as np
@@ -203,13 +206,18 @@ def _simulate(
     from kame_cli.audio_io.aec import EchoCanceller
     from kame_cli.audio_io.aec_wiring import MicrophoneEcho
     from kame_cli.audio_io.callbacks import CaptureCallback, PlaybackCallback
+    from kame_cli.audio_io.ducking import BargeInDuck
     from kame_cli.audio_io.frames import frame_blocksize
     from kame_cli.audio_io.room import ManualClock, SimulatedDuplex
 
     clock = ManualClock()
-    canceller = EchoCanceller(engine=engine, residual_suppression=residual_suppression, clock=clock)
+    canceller = EchoCanceller(
+        engine=engine, residual_suppression=residual_suppression, clock=clock, barge_in_duck_db=duck_db
+    )
     playback = PlaybackCallback(DEVICE_RATE, clock=clock)
     playback.far_end = canceller.add_far_end
+    if duck_db > 0:  # as `aec_wiring.build_microphone_echo` wires it
+        playback.duck = BargeInDuck(duck_db, lambda: canceller.user_talking)
     raw: list[np.ndarray] = []
     clean: list[np.ndarray] = []
     read_back: list[np.ndarray] = []
@@ -253,6 +261,7 @@ def _simulate(
         "far": read_back[:count],
         "jump_frame": jump_frame if setup.jump_s else None,
         "stats": canceller.stats(),
+        "ducked_s": 0.0 if playback.duck is None else playback.duck.ducked_s,
     }
 
 
@@ -372,6 +381,7 @@ def simulate_room(
     engine: str,
     rooms: str,
     residual_suppression: bool = False,
+    duck_db: float = 0.0,
 ) -> RoomRun:
     """The room of `seed`, its scene, and both simulations through the canceller."""
     import numpy as np
@@ -391,8 +401,8 @@ def simulate_room(
     near *= mic_gain
     rir = speaker_rir * mic_gain * 10 ** (setup.level_db / 20)
 
-    talk = _simulate(scene, rir, near, setup, True, seed, engine, residual_suppression)
-    alone = _simulate(scene, rir, near, setup, False, seed, engine, residual_suppression)
+    talk = _simulate(scene, rir, near, setup, True, seed, engine, residual_suppression, duck_db)
+    alone = _simulate(scene, rir, near, setup, False, seed, engine, residual_suppression, duck_db)
     # Where things land in the microphone's frames (frame k holds frame time k x 80 ms on): the
     # first block delivered was captured one block plus the input latency before the clock started.
     in_latency = 0.3 * setup.device_delay_s
@@ -416,11 +426,12 @@ def run_seed(
     rooms: str = "classic",
     residual_suppression: bool = False,
     ideal: bool = False,
+    duck_db: float = 0.0,
 ) -> SeedResult:
     from kame_cli.backends.stt.text import normalize_words, word_errors
     from kame_cli.bench.echo_ideal import IDEAL_SPANS_MS
 
-    run = simulate_room(seed, users, assistant_voice, engine, rooms, residual_suppression)
+    run = simulate_room(seed, users, assistant_voice, engine, rooms, residual_suppression, duck_db)
     setup, talk, alone, user = run.setup, run.talk, run.alone, run.user
     reference = normalize_words(run.scene.reference)
     heard_off, echo_off = _split(_transcribe(model, talk["raw"]), user)
@@ -464,6 +475,7 @@ def run_seed(
         cpu_ms_per_frame=round(stats.cpu_ms_per_frame, 2),
         cpu_ms_max=round(stats.cpu_ms_max, 2),
         ideal_doubletalk_errors=ideal_errors,
+        ducked_s=round(talk["ducked_s"], 2),
     )
 
 
@@ -475,6 +487,7 @@ def bench_erle(
     rooms: str,
     as_json: bool,
     residual_suppression: bool = False,
+    duck_db: float = 0.0,
 ) -> None:
     """`--no-stt`: the rooms' ERLE and how much of the user's voice double talk keeps, without the STT
     (a fast loop for tuning)."""
@@ -487,7 +500,7 @@ def bench_erle(
     erles: list[float] = []
     kept: list[float] = []
     for seed in seed_range:
-        run = simulate_room(seed, users, voice, engine, rooms, residual_suppression)
+        run = simulate_room(seed, users, voice, engine, rooms, residual_suppression, duck_db)
         erles.append(run.erle_db)
         kept.append(run.user_kept_db)
         stats = run.talk["stats"]
@@ -511,7 +524,7 @@ def bench_erle(
          f"{kept_median:.1f} dB, min {min(kept):.1f} dB")  # fmt: skip
     if as_json:
         summary = {
-            **_summary_head(engine, residual_suppression, rooms, first_seed, erle),
+            **_summary_head(engine, residual_suppression, duck_db, rooms, first_seed, erle),
             "erle_db_min": round(min(erles), 1),
             "user_kept_db": round(kept_median, 1),
             "seeds": rows,
@@ -530,6 +543,7 @@ def bench(
     rooms: str = "classic",
     residual_suppression: bool = False,
     ideal: bool = False,
+    duck_db: float = 0.0,
 ) -> None:
     from kame_cli.backends.stt.config import SttConfig
     from kame_cli.backends.stt.model import load_stt_model
@@ -542,7 +556,7 @@ def bench(
          f"{DEVICE_RATE} Hz; assistant espeak-ng {voice}; user {source}; STT {model.describe()}")  # fmt: skip
     results = []
     for seed in range(first_seed, first_seed + seeds):
-        r = run_seed(seed, model, users, voice, engine, rooms, residual_suppression, ideal)
+        r = run_seed(seed, model, users, voice, engine, rooms, residual_suppression, ideal, duck_db)
         results.append(r)
         _log(
             f"  seed {seed}: speaker {r.distance_m} m, user {r.user_distance_m} m, RT60 {r.rt60_s} s, "
@@ -553,6 +567,7 @@ def bench(
             f"off {r.echo_words_aec_off} / on {r.echo_words_aec_on}, double-talk errors {r.doubletalk_errors}"
             f"/{r.reference_words} (clean {r.clean_errors}, AEC off {r.doubletalk_errors_aec_off}), "
             f"delay est. {r.delay_estimate_ms:.0f} ms, AEC {r.cpu_ms_per_frame:.2f} ms/frame"
+            f"{f', ducked {r.ducked_s:.1f} s' if r.ducked_s else ''}"
         )
         if r.echo_words_aec_on:
             _log(f"    echo heard with AEC on: {r.echo_text_aec_on!r}")
@@ -566,7 +581,7 @@ def bench(
     clean_wer = sum(r.clean_errors for r in results) / max(words, 1)
     cpu = statistics.fmean(r.cpu_ms_per_frame for r in results)
     summary = {
-        **_summary_head(engine, residual_suppression, rooms, first_seed, erle),
+        **_summary_head(engine, residual_suppression, duck_db, rooms, first_seed, erle),
         "erle_db_min": min(r.erle_db for r in results),
         "erle_frame_median_db": round(statistics.median(r.erle_frame_median_db for r in results), 1),
         "echo_words_aec_off": sum(r.echo_words_aec_off for r in results),
@@ -613,12 +628,13 @@ def _ideal_wer(results: list[SeedResult], words: int) -> dict[str, float]:
 
 
 def _summary_head(
-    engine: str, residual_suppression: bool, rooms: str, first_seed: int, erle: float
+    engine: str, residual_suppression: bool, duck_db: float, rooms: str, first_seed: int, erle: float
 ) -> dict[str, Any]:
     """What the JSON summary of either run starts with: the canceller, the rooms, the median ERLE."""
     return {
         "engine": engine,
         "residual_suppression": residual_suppression,
+        "barge_in_duck_db": duck_db,
         "rooms": rooms,
         "first_seed": first_seed,
         "erle_db": round(erle, 1),
@@ -671,6 +687,15 @@ def register(bench_app: typer.Typer) -> None:
             bool,
             typer.Option("--no-stt", help="ERLE and the user's voice kept only, without the STT (fast)."),
         ] = False,
+        duck_db: Annotated[
+            float | None,
+            typer.Option(
+                "--duck-db",
+                min=0,
+                max=40,
+                help="`[audio] barge_in_duck_db`: the assistant turned down while the user talks (0: not).",
+            ),
+        ] = None,
         ideal: Annotated[
             bool,
             typer.Option(
@@ -690,10 +715,14 @@ def register(bench_app: typer.Typer) -> None:
             raise ConfigError(f"--rooms {rooms}: choose one of {', '.join(ROOM_SETS)}")
         if no_stt and ideal:
             raise ConfigError("--ideal needs the STT: leave out --no-stt")
+        if duck_db is None:
+            from kame_cli.audio_io.config import AudioConfig
+
+            duck_db = AudioConfig().barge_in_duck_db
         if no_stt:
             users = _user_clips(audio_dir, user_voice)
             seed_range = range(first_seed, first_seed + seeds)
-            bench_erle(seed_range, users, voice, engine, rooms, as_json, residual_suppression)
+            bench_erle(seed_range, users, voice, engine, rooms, as_json, residual_suppression, duck_db)
         else:
             bench(
                 seeds,
@@ -706,4 +735,5 @@ def register(bench_app: typer.Typer) -> None:
                 rooms,
                 residual_suppression,
                 ideal,
+                duck_db,
             )

@@ -1,0 +1,139 @@
+"""Barge-in ducking: the playback's gain follows the user-talking verdict, and the echo canceller's
+reference is the block as played."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sounddevice
+
+from kame_cli.audio_io.barge_in import BargeInDetector
+from kame_cli.audio_io.callbacks import PlaybackCallback
+from kame_cli.audio_io.ducking import BargeInDuck
+from kame_cli.clock import FRAME_SAMPLES, SAMPLE_RATE
+
+BLOCK = 480  # 20 ms at 24 kHz
+
+
+def _db(x: np.ndarray) -> float:
+    return float(10 * np.log10(np.mean(x.astype(np.float64) ** 2)))
+
+
+def test_the_gain_goes_down_fast_holds_and_comes_back_slowly() -> None:
+    talking = [False]
+    duck = BargeInDuck(12.0, lambda: talking[0], attack_s=0.03, release_s=0.3)
+    ones = np.ones(BLOCK, dtype=np.float32)
+
+    quiet = ones.copy()
+    duck.apply(quiet, SAMPLE_RATE)
+    np.testing.assert_array_equal(quiet, ones)  # nobody talks: untouched, bit for bit
+
+    talking[0] = True
+    first, second = ones.copy(), ones.copy()
+    duck.apply(first, SAMPLE_RATE)
+    duck.apply(second, SAMPLE_RATE)
+    # Down by 12 dB within the 30 ms attack (720 samples), smoothly: no step from one sample to the next.
+    assert first[0] > 0.99 and np.all(np.diff(first) <= 0)
+    assert second[-1] == pytest.approx(10 ** (-12 / 20), rel=1e-4) and duck.gain_db == pytest.approx(-12.0)
+    held = ones.copy()
+    duck.apply(held, SAMPLE_RATE)
+    np.testing.assert_allclose(held, 10 ** (-12 / 20), rtol=1e-4)
+
+    talking[0] = False
+    back = np.concatenate([_apply(duck, ones) for _ in range(20)])  # 400 ms
+    rising = back[: int(0.3 * SAMPLE_RATE)]
+    assert np.all(np.diff(rising) >= 0) and rising[0] < 0.3
+    # Halfway through the 300 ms release the gain stands halfway in dB; after it, at 1 again.
+    assert 20 * np.log10(back[int(0.15 * SAMPLE_RATE)]) == pytest.approx(-6.0, abs=0.1)
+    np.testing.assert_allclose(back[int(0.3 * SAMPLE_RATE) + 1 :], 1.0)
+    assert duck.gain_db == 0.0 and duck.ducked_s == pytest.approx((3 + 15) * BLOCK / SAMPLE_RATE)
+
+
+def _apply(duck: BargeInDuck, block: np.ndarray) -> np.ndarray:
+    out = block.copy()
+    duck.apply(out, SAMPLE_RATE)
+    return out
+
+
+def test_a_negative_depth_is_refused() -> None:
+    with pytest.raises(ValueError, match="ducking depth"):
+        BargeInDuck(-3.0, lambda: True)
+
+
+def test_the_speaker_plays_the_ducked_block_and_the_canceller_gets_exactly_that() -> None:
+    playback = PlaybackCallback(SAMPLE_RATE, max_queued_frames=10)
+    references: list[np.ndarray] = []
+    playback.far_end = lambda block, rate, latency: references.append(block.copy())
+    talking = [False]
+    playback.duck = BargeInDuck(20.0, lambda: talking[0])
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(FRAME_SAMPLES) / SAMPLE_RATE)).astype(np.float32)
+    played = []
+    for k in range(4):
+        talking[0] = k >= 2
+        playback.enqueue(tone)
+        out = np.zeros((FRAME_SAMPLES, 1), dtype=np.float32)
+        playback(out, FRAME_SAMPLES, None, sounddevice.CallbackFlags())
+        played.append(out[:, 0].copy())
+    for out, reference in zip(played, references, strict=True):
+        np.testing.assert_array_equal(out, reference)
+    assert _db(played[1]) == pytest.approx(_db(tone), abs=0.01)
+    # The frame the user starts in ramps down (30 ms of 80); the next is 20 dB down throughout.
+    assert _db(played[3]) == pytest.approx(_db(tone) - 20.0, abs=0.05)
+    assert _db(tone) - 20.0 < _db(played[2]) < _db(tone) - 3.0
+
+
+def _talking_timeline(detector: BargeInDetector, audio: np.ndarray) -> np.ndarray:
+    """The verdict after each 80 ms frame of `audio`."""
+    verdicts = []
+    for k in range(audio.shape[0] // FRAME_SAMPLES):
+        detector.push(audio[k * FRAME_SAMPLES : (k + 1) * FRAME_SAMPLES])
+        verdicts.append(detector.user_talking)
+    return np.array(verdicts)
+
+
+def test_the_barge_in_detector_hears_a_voice_within_a_fraction_of_a_second_and_not_noise() -> None:
+    # The real Silero VAD (bundled with faster-whisper) on a voice after 2 s of room noise.
+    from kame_cli.audio_io.speech import espeak
+
+    rng = np.random.default_rng(3)
+    noise = (0.003 * rng.standard_normal(2 * SAMPLE_RATE)).astype(np.float32)  # -50 dBFS
+    voice = espeak("Wait, wait, that is not what I asked you about at all.", "en-gb", 165)
+    voice = 0.1 * voice / np.sqrt(np.mean(voice**2))  # -20 dBFS
+    silence = np.zeros(2 * SAMPLE_RATE, dtype=np.float32)
+    audio = np.concatenate([noise, voice + 0.003 * rng.standard_normal(voice.shape[0]), silence])
+    talking = _talking_timeline(BargeInDetector(), audio.astype(np.float32))
+
+    frames_of_noise = noise.shape[0] // FRAME_SAMPLES
+    assert not talking[:frames_of_noise].any()
+    onset = int(np.argmax(talking))
+    assert frames_of_noise <= onset <= frames_of_noise + 4, onset  # within 320 ms of the voice
+    end = (noise.shape[0] + voice.shape[0]) // FRAME_SAMPLES
+    assert talking[onset : end - 8].mean() >= 0.9  # held through the gaps between words
+    # Let go once the voice has ended: its 0.5 s hold, plus the trailing silence of espeak's output.
+    assert not talking[end + 12 :].any()
+
+
+def test_in_a_room_the_assistant_turned_down_while_the_user_talks_lets_their_words_through() -> None:
+    # Wide room 119 of `kame bench echo` (a tuning room: a speaker clipping at 0.2, 0.34 m from the
+    # microphone; the echo 11 dB above the user). Without ducking the user's voice in double talk
+    # stood 6.6 dB above what the canceller's output added or took (its residual); turned down by
+    # 18 dB from 0.2 s after they start, 12.2 dB.
+    from kame_cli.bench.echo import _user_clips, simulate_room
+
+    run = simulate_room(119, _user_clips(None, "en-gb"), "en-us+f3", "linear", "wide", duck_db=18.0)
+    assert run.user_kept_db >= 10.0, run.user_kept_db
+    # Ducked once, from the user's first words to their hold and release after the last (~4.9 s for
+    # 4.35 s of voice): not while the assistant talked alone before them.
+    u0, u1 = run.user
+    assert u1 - u0 - 0.4 <= run.talk["ducked_s"] <= u1 - u0 + 1.3, run.talk["ducked_s"]
+    assert run.erle_db >= 20.0, run.erle_db  # the echo alone as without ducking (~26 dB)
+
+
+def test_a_ducking_depth_out_of_range_ends_with_one_line_and_exit_2() -> None:
+    from tests.session.conftest import run_kame, stderr_lines
+
+    done = run_kame("bench", "echo", "--no-stt", "--duck-db", "50", timeout=60)
+    assert done.returncode == 2
+    [line] = stderr_lines(done.stderr)
+    assert "--duck-db" in line and "40" in line, done.stderr
+    assert done.stdout == ""
