@@ -227,7 +227,7 @@ class EchoCanceller:
             self._linear.ducked_db = self._duck_db if self._barge_in.user_talking else 0.0
         out = self._cancel(near, far, round(lead * 1000))
         if self._barge_in is not None:
-            self._barge_in.push(near, out)
+            self._barge_in.push(out)
         far_power = float(np.dot(far, far))
         self._account(near, out, far_power / FRAME_SAMPLES, started)
         return out
