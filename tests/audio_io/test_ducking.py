@@ -113,22 +113,6 @@ def test_the_barge_in_detector_hears_a_voice_within_a_fraction_of_a_second_and_n
     assert not talking[end + 12 :].any()
 
 
-def test_in_a_room_the_assistant_turned_down_while_the_user_talks_lets_their_words_through() -> None:
-    # Wide room 119 of `kame bench echo` (a tuning room: a speaker clipping at 0.2, 0.34 m from the
-    # microphone; the echo 11 dB above the user). Without ducking the user's voice in double talk
-    # stood 6.6 dB above what the canceller's output added or took (its residual); turned down by
-    # 18 dB from 0.2 s after they start, 12.2 dB.
-    from kame_cli.bench.echo import _user_clips, simulate_room
-
-    run = simulate_room(119, _user_clips(None, "en-gb"), "en-us+f3", "linear", "wide", duck_db=18.0)
-    assert run.user_kept_db >= 10.0, run.user_kept_db
-    # Ducked once, from the user's first words to their hold and release after the last (~4.9 s for
-    # 4.35 s of voice): not while the assistant talked alone before them.
-    u0, u1 = run.user
-    assert u1 - u0 - 0.4 <= run.talk["ducked_s"] <= u1 - u0 + 1.3, run.talk["ducked_s"]
-    assert run.erle_db >= 20.0, run.erle_db  # the echo alone as without ducking (~26 dB)
-
-
 def test_a_ducking_depth_out_of_range_ends_with_one_line_and_exit_2() -> None:
     from tests.session.conftest import run_kame, stderr_lines
 
@@ -154,16 +138,19 @@ def test_a_voice_too_faint_to_be_the_user_is_not_counted() -> None:
     assert heard[-35.0].mean() >= 0.8
 
 
-def test_a_delay_jump_while_the_assistant_is_ducked_leaves_no_runaway_residual() -> None:
-    # Wide room 802 (held out until it showed this): the echo's delay jumps 27 ms while the user talks
-    # over the ducked assistant. Under the user's voice the faint echo hides the jump, found only
-    # once the echo is back; a filter that kept learning meanwhile had stepped towards the moved
-    # path, which the shift then moved a second time. The residual came back loud, voice-like
+def test_in_a_room_the_user_is_heard_over_the_ducked_assistant_and_a_delay_jump_does_not_run_away() -> None:
+    # Wide room 802 of `kame bench echo` (held out until it showed the jump's fault): the echo 3 dB
+    # above the user, and its delay jumps 27 ms while they talk over the assistant. Without ducking
+    # the user's voice in double talk stood 9.3 dB above what the output added or took (the
+    # residual); ducked 18 dB, ~13.9 dB. Under the user's voice the ducked echo hides the jump, found
+    # only once the echo is back; a filter that kept learning meanwhile had stepped towards the
+    # moved path, which the shift then moved a second time: the residual came back loud, voice-like
     # enough to keep the assistant ducked for 11 s (the user spoke 4.4 s), ERLE 18.4 dB. The filter
     # holds while ducked: ~24 dB, ducked ~5.3 s.
     from kame_cli.bench.echo import _user_clips, simulate_room
 
     run = simulate_room(802, _user_clips(None, "en-gb"), "en-us+f3", "linear", "wide", duck_db=18.0)
+    assert run.user_kept_db >= 12.0, run.user_kept_db
     u0, u1 = run.user
-    assert run.talk["ducked_s"] <= u1 - u0 + 1.3, run.talk["ducked_s"]
+    assert u1 - u0 - 0.4 <= run.talk["ducked_s"] <= u1 - u0 + 1.3, run.talk["ducked_s"]
     assert run.erle_db >= 22.0, run.erle_db
