@@ -56,7 +56,11 @@ class BargeInDuck:
             return
         target = -self.depth_db if self._user_talking() else 0.0
         start = self.gain_db
-        if start == target == 0.0:
+        if start == target:
+            # Steady, ducked or not: one gain for the whole block, no per-sample ramp built.
+            if target:
+                block *= np.float32(10 ** (target / 20))
+                self.ducked_s += n / rate
             return
         ramp_s = self._attack_s if target < start else self._release_s
         # dB per sample: the whole depth over the ramp's time.

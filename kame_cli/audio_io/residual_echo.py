@@ -197,7 +197,7 @@ class ResidualEchoSuppressor:
             self._near_hold = _DT_HOLD
         elif self._near_hold > 0:
             self._near_hold -= 1
-        return self._near_hold > 0
+        return self.user_talking
 
     def _leak(self) -> np.ndarray:
         return np.maximum(np.exp(self._log_leak_alone), self._leak_regression)
