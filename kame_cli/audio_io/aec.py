@@ -127,6 +127,9 @@ class EchoCanceller:
     ) -> None:
         self.engine = engine
         self._barge_in: BargeInDetector | None = None
+        self._ungated = np.zeros(FRAME_SAMPLES, dtype=np.float32)
+        """The linear canceller's last frame as its suppressor would give it without the detector's
+        verdict: what the detector hears (`LinearEchoCanceller.ungated`)."""
         self._duck_db = barge_in_duck_db
         if barge_in_duck_db > 0:
             self._barge_in = BargeInDetector()
@@ -225,9 +228,10 @@ class EchoCanceller:
         if self._linear is not None and self._barge_in is not None:
             # The speaker turns the assistant down by as much while the user talks (`ducking.py`).
             self._linear.ducked_db = self._duck_db if self._barge_in.user_talking else 0.0
+            self._linear.voice_heard = self._barge_in.voice_heard
         out = self._cancel(near, far, round(lead * 1000))
         if self._barge_in is not None:
-            self._barge_in.push(out)
+            self._barge_in.push(out if self._linear is None else self._ungated)
         far_power = float(np.dot(far, far))
         self._account(near, out, far_power / FRAME_SAMPLES, started)
         return out
@@ -245,12 +249,12 @@ class EchoCanceller:
         """One frame through the engine: kame's linear canceller (20 ms blocks, then WebRTC's
         high-pass / noise suppression if asked), or AEC3 (10 ms chunks, the far chunk first)."""
         if self._linear is not None:
-            out = np.concatenate(
-                [
-                    self._linear.process(near[i : i + _LINEAR_BLOCK], far[i : i + _LINEAR_BLOCK])
-                    for i in range(0, FRAME_SAMPLES, _LINEAR_BLOCK)
-                ]
-            )
+            blocks, ungated = [], []
+            for i in range(0, FRAME_SAMPLES, _LINEAR_BLOCK):
+                blocks.append(self._linear.process(near[i : i + _LINEAR_BLOCK], far[i : i + _LINEAR_BLOCK]))
+                ungated.append(self._linear.ungated)
+            out = np.concatenate(blocks)
+            self._ungated = np.concatenate(ungated)
             self._far_fed += FRAME_SAMPLES
             return out if self._apm is None else self._clean_up(out)
         return self._aec3(near, far, delay_ms)

@@ -55,6 +55,7 @@ class BargeInDetector:
         self._recent: deque[bool] = deque(maxlen=_WINDOWS)
         self._hold_windows = round(_HOLD_S * WHISPER_RATE / VAD_WINDOW)
         self._hold = 0
+        self._voice_hold = 0
         self._window = VAD_WINDOW
         self._floor = VAD_WINDOW * 10 ** (_FLOOR_DBFS / 10)
         self._pending: np.ndarray = np.zeros(0, dtype=np.float32)
@@ -64,6 +65,13 @@ class BargeInDetector:
     def user_talking(self) -> bool:
         return self._hold > 0
 
+    @property
+    def voice_heard(self) -> bool:
+        """A single loud window read as voice within the last `_HOLD_S`: quicker than `user_talking`
+        and more often wrong. The residual-echo suppressor needs it to step back for the user
+        (`residual_echo.py`); its own detector alone mistook echo for them far more often."""
+        return self._voice_hold > 0
+
     def push(self, frame: np.ndarray) -> None:
         """One frame of the cleaned microphone."""
         audio = np.concatenate([self._pending, self._resampler.process(frame)])
@@ -72,7 +80,12 @@ class BargeInDetector:
         windows = audio[:whole].reshape(-1, self._window).astype(np.float64)
         loud = (windows * windows).sum(axis=1) >= self._floor
         for probability, heard in zip(self._vad.push(audio[:whole]), loud, strict=True):
-            self._recent.append(bool(heard and probability >= _THRESHOLD))
+            voice = bool(heard and probability >= _THRESHOLD)
+            self._recent.append(voice)
+            if voice:
+                self._voice_hold = self._hold_windows
+            elif self._voice_hold > 0:
+                self._voice_hold -= 1
             if sum(self._recent) >= _VOTES or (heard and probability >= _SURE):
                 self._hold = self._hold_windows
             elif self._hold > 0:

@@ -212,6 +212,12 @@ class LinearEchoCanceller:
         voice still counts as speaking that much lower. Otherwise a quiet stretch of it, ducked, read
         as a pause, which restarted the utterance and brought the mute of a filter still learning
         back over the user (wide room 723: 1 s of their words)."""
+        self.voice_heard: bool | None = None
+        """A speech detector's verdict (`barge_in.py`), or None where none runs: the residual-echo
+        suppressor steps back for the user only where it also hears a voice. That detector must hear
+        `ungated`, not the output: the deeper suppression it gates would hide the user from it."""
+        self.ungated: np.ndarray = np.zeros(block, dtype=np.float32)
+        """The last block as it would be had the suppressor not waited for `voice_heard`."""
 
     @property
     def nonlinear_coefficients(self) -> np.ndarray | None:
@@ -404,7 +410,11 @@ class LinearEchoCanceller:
         muted = (learning and self._far_on and not self._user_over_learning_filter()) or diverged
         gain = self._floor if muted else np.float32(1.0)
         if self._suppressor is not None:
-            return self._suppressor.process(e, y, float(gain), learn=self._far_on and not diverged)
+            learn = self._far_on and not diverged
+            out = self._suppressor.process(e, y, float(gain), learn=learn, voice=self.voice_heard)
+            self.ungated = self._suppressor.ungated
+            return out
         out = self._e_prev * (self._gain_prev * self._fade_out + gain * self._fade_in)
         self._e_prev, self._gain_prev = e, gain
+        self.ungated = out
         return out
