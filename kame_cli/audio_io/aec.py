@@ -153,6 +153,15 @@ class EchoCanceller:
                 noise_suppression=noise_suppression,
                 high_pass_filter=high_pass,
             )
+        self._apm_ungated: Any = None
+        if self._apm is not None and self._linear is not None and self._barge_in is not None:
+            # The barge-in detector hears the ungated output cleaned up as the output is (the
+            # high-pass takes the room's rumble off), by a module of its own: each keeps filter state.
+            from livekit import rtc
+
+            self._apm_ungated = rtc.AudioProcessingModule(
+                echo_cancellation=False, noise_suppression=noise_suppression, high_pass_filter=high_pass
+            )
         # One buffer each way, reused: AudioFrame keeps a bytearray without copying it.
         self._near_bytes = bytearray(CHUNK_SAMPLES * 2)
         self._far_bytes = bytearray(CHUNK_SAMPLES * 2)
@@ -255,17 +264,19 @@ class EchoCanceller:
                 ungated.append(self._linear.ungated)
             out = np.concatenate(blocks)
             self._ungated = np.concatenate(ungated)
+            if self._apm_ungated is not None:
+                self._ungated = self._clean_up(self._ungated, self._apm_ungated)
             self._far_fed += FRAME_SAMPLES
-            return out if self._apm is None else self._clean_up(out)
+            return out if self._apm is None else self._clean_up(out, self._apm)
         return self._aec3(near, far, delay_ms)
 
-    def _clean_up(self, frame: np.ndarray) -> np.ndarray:
+    def _clean_up(self, frame: np.ndarray, apm: Any) -> np.ndarray:
         """WebRTC's high-pass filter / noise suppressor alone (its AEC3 off), 10 ms at a time."""
         out = np.empty(FRAME_SAMPLES, dtype=np.float32)
         for k in range(_CHUNKS_PER_FRAME):
             part = slice(k * CHUNK_SAMPLES, (k + 1) * CHUNK_SAMPLES)
             self._near_pcm[:] = _to_pcm16(frame[part])
-            self._apm.process_stream(self._near_frame)
+            apm.process_stream(self._near_frame)
             out[part] = self._near_pcm.astype(np.float32) / 32768.0
         return out
 
