@@ -148,14 +148,15 @@ def test_in_a_room_the_user_is_heard_over_the_ducked_assistant_and_a_delay_jump_
     # enough to keep the assistant ducked for 11 s (the user spoke 4.4 s), ERLE 18.4 dB. The filter
     # holds while ducked: ~24 dB, ducked ~5.3 s. And where the assistant talks alone, the residual
     # suppressor steps back for the user only once the VAD has heard a voice: its own test took the
-    # residual for them there and left ~24 dB; with the VAD, ~39 dB.
+    # residual for them there, ~24 dB; with the VAD, ~28 dB (~39 with a fill of the room's noise
+    # 15-20 dB under it, which the ERLE does not count: the fuller fill it now has, it partly does).
     from kame_cli.bench.echo import _user_clips, simulate_room
 
     run = simulate_room(802, _user_clips(None, "en-gb"), "en-us+f3", "linear", "wide", duck_db=18.0)
     assert run.user_kept_db >= 12.0, run.user_kept_db
     u0, u1 = run.user
     assert u1 - u0 - 0.4 <= run.talk["ducked_s"] <= u1 - u0 + 1.3, run.talk["ducked_s"]
-    assert run.erle_db >= 32.0, run.erle_db
+    assert run.erle_db >= 26.0, run.erle_db
 
 
 def test_with_nothing_to_gate_the_barge_in_detector_hears_exactly_the_output() -> None:
