@@ -34,7 +34,7 @@ WebRTC's AEC3 removes echo well, but its suppressor treats the user talking over
   no deeper than -6 dB, so their words keep their level: the wide tuning rooms' median ERLE 17.7 ->
   25.4 dB with the user's double talk unchanged (`double_talk_suppression=False`: the filter alone).
   Where barge-in ducking's VAD runs, "the user talks" needs it to have heard a voice too
-  (`voice_heard`): 32.5 dB, the same double talk.
+  (`voice_heard`): 32.2 dB, the same double talk.
 - With `residual_suppression` (for a loudspeaker that distorts: the filter never gets to 18 dB
   there, and the mute would hold the user down for 10 s of the assistant's voice) the mute lasts
   the assistant's first 2 s of voice, and a residual-echo suppressor (`residual_echo.py`: a gain

@@ -25,7 +25,7 @@ what the bin held: on a background the suppressor silenced, the fragments of res
 stood out and the STT read them as words (39 over the wide tuning rooms 100-111; 1 with the fill).
 The room's noise is the quietest recent power of each bin, 15-20 dB under the noise's mean; half of
 it, the first fill, still left the background that far down, and held-out wide room 856 read the
-residual of a jump of the echo's delay there as "so, I see". Ten times it: 4-7 dB under the mean.
+residual of a jump of the echo's delay there as "so, I see". Ten times it: 5-10 dB under the mean.
 Noise shaped like the echo estimate instead is read as the assistant's words: its envelope alone
 carries them.
 
