@@ -258,27 +258,28 @@ class EchoCanceller:
         """One frame through the engine: kame's linear canceller (20 ms blocks, then WebRTC's
         high-pass / noise suppression if asked), or AEC3 (10 ms chunks, the far chunk first)."""
         if self._linear is not None:
-            blocks, ungated = [], []
+            out = np.empty(FRAME_SAMPLES, dtype=np.float32)
             for i in range(0, FRAME_SAMPLES, _LINEAR_BLOCK):
-                blocks.append(self._linear.process(near[i : i + _LINEAR_BLOCK], far[i : i + _LINEAR_BLOCK]))
-                ungated.append(self._linear.ungated)
-            out = np.concatenate(blocks)
-            self._ungated = np.concatenate(ungated)
+                part = slice(i, i + _LINEAR_BLOCK)
+                out[part] = self._linear.process(near[part], far[part])
+                if self._barge_in is not None:
+                    self._ungated[part] = self._linear.ungated
             if self._apm_ungated is not None:
-                self._ungated = self._clean_up(self._ungated, self._apm_ungated)
+                self._clean_up(self._ungated, self._apm_ungated)
             self._far_fed += FRAME_SAMPLES
-            return out if self._apm is None else self._clean_up(out, self._apm)
+            if self._apm is not None:
+                self._clean_up(out, self._apm)
+            return out
         return self._aec3(near, far, delay_ms)
 
-    def _clean_up(self, frame: np.ndarray, apm: Any) -> np.ndarray:
-        """WebRTC's high-pass filter / noise suppressor alone (its AEC3 off), 10 ms at a time."""
-        out = np.empty(FRAME_SAMPLES, dtype=np.float32)
+    def _clean_up(self, frame: np.ndarray, apm: Any) -> None:
+        """WebRTC's high-pass filter / noise suppressor alone (its AEC3 off) on `frame`, in place, 10 ms
+        at a time."""
         for k in range(_CHUNKS_PER_FRAME):
             part = slice(k * CHUNK_SAMPLES, (k + 1) * CHUNK_SAMPLES)
             self._near_pcm[:] = _to_pcm16(frame[part])
             apm.process_stream(self._near_frame)
-            out[part] = self._near_pcm.astype(np.float32) / 32768.0
-        return out
+            frame[part] = self._near_pcm.astype(np.float32) / 32768.0
 
     def _aec3(self, near: np.ndarray, far: np.ndarray, delay_ms: int) -> np.ndarray:
         """AEC3 on one frame, 10 ms at a time: the far chunk first, then the near chunk it leads."""

@@ -188,7 +188,7 @@ class ResidualEchoSuppressor:
         residual = self._leak().astype(np.float32)[self._band_of] * self._basis
         near = self._double_talk and self._near_end(pe, residual)
         gentle = near and voice is not False
-        self.double_talk_blocks += gentle
+        self.double_talk_blocks += int(gentle)
         self._gain = self._next_gain(self._gain, pe, residual, gentle)
         self._noise = np.minimum(self._noise * _NOISE_RISE, pe)
         phases = np.exp(2j * np.pi * self._rng.random(pe.shape[0]))
