@@ -81,11 +81,12 @@ def test_judge_over_the_wire(judge_profile: Any) -> None:
         assert (stalled.score, stalled.failure) == (None, "timeout")
         # A rating and a whole reason line are all there is to read: what would follow is not waited for.
         server.pieces = ["Rating: 1", "0/10\nReason: ", "Paris is right.", "\n"]
-        said = _rate(server.api_base, profile, "Paris", timeout_s=1.0)
+        # A roomy bound: the reply ends the wait, so a judge that waited on the stream would time out.
+        said = _rate(server.api_base, profile, "Paris", timeout_s=30.0)
         assert (said.score, said.reason, said.failure) == (10, "Paris is right.", None)
         # A reason rambling on in one line: read up to what is kept of it, not to the token limit.
         server.pieces = ["Rating: 2\nReason: ", "It is not Paris and ", "not " * 60]
-        rambling = _rate(server.api_base, profile, "Lyon", timeout_s=1.0)
+        rambling = _rate(server.api_base, profile, "Lyon", timeout_s=30.0)
         assert (rambling.score, rambling.failure) == (2, None)
         assert len(rambling.reason) == 200 and rambling.reason.startswith("It is not Paris and not not")
         server.pieces = ["Rating: 2\nReason: ", "not " * 20]  # shorter than what is kept: waited for
