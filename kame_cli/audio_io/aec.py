@@ -54,6 +54,14 @@ _MAX_LATENCY_S = 2.0  # a stream timestamp claiming more than this is not believ
 _DELAY_WINDOW = 25  # latency readings (one per block) the delay estimate is the median of
 _AVAILABLE_MARGIN_S = 0.005  # the read-back stays this far inside what the speaker has handed over
 _SLIP_S = 0.005  # a timestamp this far from where the previous block ended is a latency change
+_REVISE_BEFORE_S = 0.2
+"""A revision of the STT's audio starts this long before the first window the barge-in VAD heard the
+user in: their first syllable comes before it (the suppressor's full depth hid it from the VAD)."""
+_REVISE_MAX_S = 1.0
+"""...and reaches back this far at most."""
+_REVISE_LEAD_S = 0.25
+"""The gentle view is kept this much longer: it is cleaned up (WebRTC's high-pass) only when a
+revision is cut from it, by a fresh module whose filter settles over this lead."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +138,11 @@ class EchoCanceller:
         self._ungated = np.zeros(FRAME_SAMPLES, dtype=np.float32)
         """The linear canceller's last frame as its suppressor would give it without the detector's
         verdict: what the detector hears (`LinearEchoCanceller.ungated`)."""
+        self._gentle = np.zeros(FRAME_SAMPLES, dtype=np.float32)
+        """The linear canceller's last frame with the user taken as talking (`LinearEchoCanceller.gentle`)."""
+        self._gentle_history: np.ndarray | None = None
+        """The last `_REVISE_MAX_S` (and a lead) of that view: what a revision is cut from."""
+        self._revision: np.ndarray | None = None
         self._duck_db = barge_in_duck_db
         if barge_in_duck_db > 0:
             self._barge_in = BargeInDetector()
@@ -154,14 +167,18 @@ class EchoCanceller:
                 high_pass_filter=high_pass,
             )
         self._apm_ungated: Any = None
-        if self._apm is not None and self._linear is not None and self._barge_in is not None:
-            # The barge-in detector hears the ungated output cleaned up as the output is (the
-            # high-pass takes the room's rumble off), by a module of its own: each keeps filter state.
-            from livekit import rtc
+        self._clean_up_options = {"noise_suppression": noise_suppression, "high_pass_filter": high_pass}
+        if self._linear is not None and self._barge_in is not None:
+            lead = round(_REVISE_LEAD_S * SAMPLE_RATE / CHUNK_SAMPLES) * CHUNK_SAMPLES
+            self._gentle_history = np.zeros(round(_REVISE_MAX_S * SAMPLE_RATE) + lead, dtype=np.float32)
+            if self._apm is not None:
+                # The barge-in detector hears the ungated output cleaned up as the output is (the
+                # high-pass takes the room's rumble off), by a module of its own: each keeps filter state.
+                from livekit import rtc
 
-            self._apm_ungated = rtc.AudioProcessingModule(
-                echo_cancellation=False, noise_suppression=noise_suppression, high_pass_filter=high_pass
-            )
+                self._apm_ungated = rtc.AudioProcessingModule(
+                    echo_cancellation=False, **self._clean_up_options
+                )
         # One buffer each way, reused: AudioFrame keeps a bytearray without copying it.
         self._near_bytes = bytearray(CHUNK_SAMPLES * 2)
         self._far_bytes = bytearray(CHUNK_SAMPLES * 2)
@@ -205,6 +222,11 @@ class EchoCanceller:
                 self._out_latency.append(latency_s)
 
     @property
+    def shifts(self) -> list[int]:
+        """The delay jumps the linear canceller's filter followed, in samples (none with AEC3)."""
+        return [] if self._linear is None else list(self._linear.shifts)
+
+    @property
     def user_talking(self) -> bool:
         """The user talks (Silero VAD on the cleaned microphone, `barge_in.py`; always False without
         `barge_in_duck_db`). Written on the microphone's thread, read on the speaker's (barge-in
@@ -240,10 +262,40 @@ class EchoCanceller:
             self._linear.voice_heard = self._barge_in.voice_heard
         out = self._cancel(near, far, round(lead * 1000))
         if self._barge_in is not None:
+            was_talking = self._barge_in.user_talking
             self._barge_in.push(out if self._linear is None else self._ungated)
+            if self._gentle_history is not None:
+                self._keep_gentle(starts_talking=self._barge_in.user_talking and not was_talking)
         far_power = float(np.dot(far, far))
         self._account(near, out, far_power / FRAME_SAMPLES, started)
         return out
+
+    def take_revision(self) -> np.ndarray | None:
+        """Once per onset of the user's voice, as the last frame made the barge-in VAD sure of them: the
+        last samples of the output up to that frame's end (24 kHz) as they should reach the STT, the
+        suppressor's gentle gain throughout. Until the VAD heard the user, their first syllable met the
+        suppressor's full depth; the front-end heard it so, but the STT still holds that audio and
+        can hear it again. None otherwise (and once taken)."""
+        revision, self._revision = self._revision, None
+        return revision
+
+    def _keep_gentle(self, starts_talking: bool) -> None:
+        history = self._gentle_history
+        assert history is not None and self._barge_in is not None
+        history[:-FRAME_SAMPLES] = history[FRAME_SAMPLES:]
+        history[-FRAME_SAMPLES:] = self._gentle
+        if starts_talking:
+            began = min(self._barge_in.voice_began_s() + _REVISE_BEFORE_S, _REVISE_MAX_S)
+            revision = history.copy()
+            if self._apm is not None:
+                from livekit import rtc
+
+                # Once per onset: a fresh module, settled over the lead, rather than one more kept
+                # running on every frame.
+                self._clean_up(
+                    revision, rtc.AudioProcessingModule(echo_cancellation=False, **self._clean_up_options)
+                )
+            self._revision = revision[-round(began * SAMPLE_RATE) :]
 
     def process_pair(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
         """A recorded frame pair: `far` is what was played while `near` was captured (same index)."""
@@ -264,6 +316,7 @@ class EchoCanceller:
                 out[part] = self._linear.process(near[part], far[part])
                 if self._barge_in is not None:
                     self._ungated[part] = self._linear.ungated
+                    self._gentle[part] = self._linear.gentle
             if self._apm_ungated is not None:
                 self._clean_up(self._ungated, self._apm_ungated)
             self._far_fed += FRAME_SAMPLES
@@ -273,9 +326,9 @@ class EchoCanceller:
         return self._aec3(near, far, delay_ms)
 
     def _clean_up(self, frame: np.ndarray, apm: Any) -> None:
-        """WebRTC's high-pass filter / noise suppressor alone (its AEC3 off) on `frame`, in place, 10 ms
-        at a time."""
-        for k in range(_CHUNKS_PER_FRAME):
+        """WebRTC's high-pass filter / noise suppressor alone (its AEC3 off) on `frame` (whole 10 ms
+        chunks), in place, 10 ms at a time."""
+        for k in range(frame.shape[0] // CHUNK_SAMPLES):
             part = slice(k * CHUNK_SAMPLES, (k + 1) * CHUNK_SAMPLES)
             self._near_pcm[:] = _to_pcm16(frame[part])
             apm.process_stream(self._near_frame)

@@ -55,6 +55,10 @@ class MicrophoneEcho:
         frame_latency, device_latency = self._input_latency()
         return self.canceller.process(pcm, frame_latency, device_latency)
 
+    def take_revision(self) -> np.ndarray | None:
+        """What the STT should hear in place of the last samples it got (`EchoCanceller.take_revision`)."""
+        return self.canceller.take_revision()
+
 
 @dataclass(frozen=True)
 class EchoSpec:

@@ -57,9 +57,13 @@ class BargeInDetector:
         self._hold = 0
         self._voice_hold = 0
         self._window = VAD_WINDOW
+        self._rate = WHISPER_RATE
         self._floor = VAD_WINDOW * 10 ** (_FLOOR_DBFS / 10)
         self._pending: np.ndarray = np.zeros(0, dtype=np.float32)
         """Resampled output the VAD has not made a window of yet (it keeps the same)."""
+        self._windows = 0
+        self._voice_since = 0
+        """The window the current run of `voice_heard` began with (`_windows` counts them all)."""
 
     @property
     def user_talking(self) -> bool:
@@ -72,6 +76,14 @@ class BargeInDetector:
         (`residual_echo.py`); its own detector alone mistook echo for them far more often."""
         return self._voice_hold > 0
 
+    def voice_began_s(self) -> float:
+        """How long before the end of the last frame pushed the window that began the current run of
+        `voice_heard` started (0.0 while none is heard)."""
+        if not self.voice_heard:
+            return 0.0
+        samples = (self._windows - self._voice_since) * self._window + self._pending.shape[0]
+        return samples / self._rate
+
     def push(self, frame: np.ndarray) -> None:
         """One frame of the cleaned microphone."""
         audio = np.concatenate([self._pending, self._resampler.process(frame)])
@@ -83,6 +95,8 @@ class BargeInDetector:
             voice = bool(heard and probability >= _THRESHOLD)
             self._recent.append(voice)
             if voice:
+                if self._voice_hold == 0:
+                    self._voice_since = self._windows
                 self._voice_hold = self._hold_windows
             elif self._voice_hold > 0:
                 self._voice_hold -= 1
@@ -90,3 +104,4 @@ class BargeInDetector:
                 self._hold = self._hold_windows
             elif self._hold > 0:
                 self._hold -= 1
+            self._windows += 1

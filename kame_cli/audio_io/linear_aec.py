@@ -220,6 +220,9 @@ class LinearEchoCanceller:
         `ungated`, not the output: the deeper suppression it gates would hide the user from it."""
         self.ungated: np.ndarray = np.zeros(block, dtype=np.float32)
         """The last block as it would be had the suppressor not waited for `voice_heard`."""
+        self.gentle: np.ndarray = np.zeros(block, dtype=np.float32)
+        """The last block as it would be had the user been talking (the suppressor's gentle gain
+        throughout, with `voice_heard` set): what the STT hears over the user's onset once it is sure."""
 
     @property
     def nonlinear_coefficients(self) -> np.ndarray | None:
@@ -414,9 +417,9 @@ class LinearEchoCanceller:
         if self._suppressor is not None:
             learn = self._far_on and not diverged
             out = self._suppressor.process(e, y, float(gain), learn=learn, voice=self.voice_heard)
-            self.ungated = self._suppressor.ungated
+            self.ungated, self.gentle = self._suppressor.ungated, self._suppressor.gentle
             return out
         out = self._e_prev * (self._gain_prev * self._fade_out + gain * self._fade_in)
         self._e_prev, self._gain_prev = e, gain
-        self.ungated = out
+        self.ungated = self.gentle = out
         return out

@@ -144,6 +144,11 @@ class ResidualEchoSuppressor:
         self._ungated_prev: np.ndarray = np.zeros(block, dtype=np.float32)
         self.ungated: np.ndarray = np.zeros(block, dtype=np.float32)
         """The last block as it would be had the gentle gain not needed `voice` (`process`)."""
+        self._gentle_prev: np.ndarray = np.zeros(block, dtype=np.float32)
+        self.gentle: np.ndarray = np.zeros(block, dtype=np.float32)
+        """The last block as it would be had the user been talking: the gentle gain throughout (with a
+        `voice` detector only). The STT's audio is revised to it over the user's onset, once that
+        detector is sure of them (`EchoCanceller.take_revision`)."""
         self._noise: np.ndarray = np.full(bins, np.inf)
         self._double_talk = double_talk
         lo_bin, hi_bin = round(200 / 12_000 * block), round(4_000 / 12_000 * block)
@@ -198,8 +203,14 @@ class ResidualEchoSuppressor:
             self.ungated, self._ungated_prev = self._synthesize(
                 E, pe, self._gain_ungated, phases, block_gain, self._ungated_prev
             )
+            # The gentle gain rises at once: it is this block's alone, with no state to carry.
+            gentle_gain = np.maximum(_DT_FLOOR, 1.0 - _DT_OVER * residual / (pe + _EPS))
+            self.gentle, self._gentle_prev = self._synthesize(
+                E, pe, gentle_gain, phases, block_gain, self._gentle_prev
+            )
         else:
             self._gain_ungated, self.ungated, self._ungated_prev = self._gain, result, self._out_prev
+            self.gentle = result
         return result
 
     def _next_gain(self, gain: np.ndarray, pe: np.ndarray, residual: np.ndarray, gentle: bool) -> np.ndarray:

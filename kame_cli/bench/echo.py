@@ -221,12 +221,16 @@ def _simulate(
     raw: list[np.ndarray] = []
     clean: list[np.ndarray] = []
     read_back: list[np.ndarray] = []
+    revisions: dict[int, np.ndarray] = {}
     capture: CaptureCallback
 
     def on_frame(frame: np.ndarray) -> None:
         raw.append(frame)
         clean.append(hook(frame))
         read_back.append(canceller.last_far)
+        revision = hook.take_revision()
+        if revision is not None:  # the STT gets it after this frame, as a session sends it
+            revisions[len(clean) - 1] = revision
 
     capture = CaptureCallback(DEVICE_RATE, on_frame, clock=clock)
     hook = MicrophoneEcho(canceller, input_latency=lambda: (capture.latency_s, capture.device_latency_s))
@@ -258,6 +262,8 @@ def _simulate(
     return {
         "raw": raw[:count],
         "clean": clean[:count],
+        "revisions": {k: r for k, r in revisions.items() if k < count},
+        "shifts": canceller.shifts,
         "far": read_back[:count],
         "jump_frame": jump_frame if setup.jump_s else None,
         "stats": canceller.stats(),
@@ -300,14 +306,16 @@ def _erle(talk: dict[str, Any], alone: dict[str, Any], only: list[int]) -> tuple
     return total, per_frame
 
 
-def _transcribe(model: SttModel, frames: list[np.ndarray]) -> list[tuple[float, float, str]]:
+def _transcribe(
+    model: SttModel, frames: list[np.ndarray], revisions: dict[int, np.ndarray] | None = None
+) -> list[tuple[float, float, str]]:
     from kame_cli.backends.stt.config import SttConfig
     from kame_cli.bench.stt import feed
     from kame_cli.clock import SessionClock
     from kame_cli.events import FinalTranscript
 
     cfg = SttConfig(model="auto", device="cpu", cpu_threads=1)
-    run = feed(frames, cfg, model, SessionClock(), paced=False)
+    run = feed(frames, cfg, model, SessionClock(), paced=False, revisions=revisions)
     return [(e.audio_start, e.audio_end, e.text) for e in run.events if isinstance(e, FinalTranscript)]
 
 
@@ -436,7 +444,7 @@ def run_seed(
     setup, talk, alone, user = run.setup, run.talk, run.alone, run.user
     reference = normalize_words(run.scene.reference)
     heard_off, echo_off = _split(_transcribe(model, talk["raw"]), user)
-    heard_on, echo_on = _split(_transcribe(model, talk["clean"]), user)
+    heard_on, echo_on = _split(_transcribe(model, talk["clean"], talk["revisions"]), user)
     heard_alone, _ = _split(_transcribe(model, alone["clean"]), user)
     ideal_errors = None
     if ideal:

@@ -24,7 +24,7 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TextIO
@@ -177,10 +177,16 @@ class StreamRun:
 
 
 def feed(
-    frames: Iterable[np.ndarray], cfg: SttConfig, model: SttModel, clock: SessionClock, paced: bool
+    frames: Iterable[np.ndarray],
+    cfg: SttConfig,
+    model: SttModel,
+    clock: SessionClock,
+    paced: bool,
+    revisions: Mapping[int, np.ndarray] | None = None,
 ) -> StreamRun:
     """Feed 24 kHz frames to a real `SttWorker` through `submit_frame`, paced like a microphone
-    (frame i submitted (i + 1) x 80 ms after the start) or as fast as possible."""
+    (frame i submitted (i + 1) x 80 ms after the start) or as fast as possible; `revisions[i]`
+    through `submit_revision` right after frame i (the echo canceller's, as a session sends them)."""
     from kame_cli.backends.stt.worker import SttWorker
     from kame_cli.clock import FRAME_SECONDS
 
@@ -196,6 +202,8 @@ def feed(
                 if delay > 0:
                     time.sleep(delay)  # the microphone's pace, not a wait for a condition
             worker.submit_frame(frame)
+            if revisions and (revision := revisions.get(count - 1)) is not None:
+                worker.submit_revision(revision)
         worker.end_input()
         if not worker.wait_flushed(600.0):
             raise TimeoutError("STT did not finish a clip within 600 s")

@@ -129,6 +129,8 @@ class BackendProcess:
                 stt.submit_frame(silence)
         self._expected = message.index + 1
         stt.submit_frame(np.frombuffer(message.pcm, dtype=np.float32))
+        if message.revision:
+            stt.submit_revision(np.frombuffer(message.revision, dtype=np.float32))
 
     def run(self) -> int:
         self.link.start()

@@ -62,6 +62,12 @@ class InputPath:
     def process(self, pcm: np.ndarray) -> np.ndarray:
         return pcm if self.echo is None else self.echo(pcm)
 
+    def take_revision(self) -> np.ndarray | None:
+        """After `process`: samples the STT should hear in place of its last ones (the user's onset,
+        `EchoCanceller.take_revision`), or None."""
+        take = getattr(self.echo, "take_revision", None)
+        return None if take is None else take()
+
     def reference(self, index: int, pcm: np.ndarray) -> None:
         return None
 
@@ -317,9 +323,11 @@ class FrontendProcess:
         index = self._frames_in
         self._frames_in += 1
         heard = self.input_path.process(pcm)
+        revision = self.input_path.take_revision()
         loop.submit_frame(heard)
         if self.setup.frames_to_backend:
-            self.link.send_frame(UserFrame(index, np.asarray(heard, dtype=np.float32).tobytes()))
+            revised = b"" if revision is None else np.asarray(revision, dtype=np.float32).tobytes()
+            self.link.send_frame(UserFrame(index, np.asarray(heard, dtype=np.float32).tobytes(), revised))
         for recorder in self.recorders:
             recorder.write(index, pcm)
 

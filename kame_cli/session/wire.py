@@ -90,6 +90,9 @@ class UserFrame:
 
     index: int
     pcm: bytes
+    revision: bytes = b""
+    """Float32 samples that replace the STT's last ones up to this frame's end (the user's onset, as
+    the echo canceller would have let it through had it known they talked); empty: none."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,6 +56,8 @@ _PIECE_S = 10.0
 the piece is decoded then, once, so the final's own decode stays short however long the turn."""
 _FINAL_TOKEN_RATE = 2.0
 """A whole-turn decode may write this many times more tokens a second than a partial one."""
+_REVISE_FADE = WHISPER_RATE // 100
+"""A revision is cross-faded in over its first 10 ms: no step where it meets the audio before it."""
 _PIECE_MAX_S = 24.0
 """Longest audio decoded in one pass for a final (Whisper's input is 30 s at most)."""
 
@@ -202,6 +204,31 @@ class StreamingRecognizer:
         events = self.process_iter()
         self.init()
         return events
+
+    def revise_audio(self, end: int, audio16k: np.ndarray) -> None:
+        """The audio up to stream sample `end` was `audio16k`, not what was inserted: what is still held
+        of it is replaced (cross-faded in over `_REVISE_FADE`), and the next decodes hear it. The VAD's
+        verdicts on it stand; the open turn's whole-turn decode made over it is made again (a closed
+        turn's audio was copied when it closed: it stands as heard)."""
+        audio = np.asarray(audio16k, dtype=np.float32).reshape(-1)
+        start = end - audio.shape[0]
+        lo, hi = max(start, self._audio_start), min(end, self._pos)
+        if hi <= lo:
+            return
+        new = audio[lo - start : hi - start].copy()
+        old = self._audio[lo - self._audio_start : hi - self._audio_start]
+        fade = min(_REVISE_FADE, new.shape[0])
+        ramp = np.linspace(0.0, 1.0, fade, endpoint=False, dtype=np.float32)
+        new[:fade] = ramp * new[:fade] + (1.0 - ramp) * old[:fade]
+        old[:] = new
+        turn = self._turn
+        if turn is not None and turn.prefinal is not None and lo < turn.prefinal[0]:
+            turn.prefinal = None
+
+    @property
+    def position(self) -> int:
+        """Stream samples (16 kHz) inserted since the first stream began."""
+        return self._pos
 
     @property
     def audio_time(self) -> float:

@@ -24,12 +24,20 @@ from kame_cli.priority import deprioritize_current_thread
 _DRAIN_MAX_FRAMES = 25
 """Queued frames (2 s) a real-time worker takes in at most before its next decode."""
 _POLL_S = 0.05
+_REVISION_MARGIN = WHISPER_RATE // 200
+"""A revision's first 5 ms (16 kHz samples) are not used: the resampler's filter starts from silence."""
 
 
 @dataclass(frozen=True, slots=True)
 class _Frame:
     seq: int
     pcm: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class _Revision:
+    pcm: np.ndarray
+    """24 kHz samples that replace the last ones submitted (`submit_revision`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +72,7 @@ class SttWorker:
         self._model = model
         self._realtime = realtime
         self._max_queued = cfg.queue_frames if realtime else 0
-        self._queue: queue.Queue[_Frame | _EndOfInput] = queue.Queue()
+        self._queue: queue.Queue[_Frame | _Revision | _EndOfInput] = queue.Queue()
         self._stop = threading.Event()
         self._flush = threading.Condition()
         self._ends_sent = 0
@@ -74,6 +82,10 @@ class SttWorker:
         self._submitted = 0
         self._expected = 0
         """Sequence number of the next frame (worker thread)."""
+        self._resampled_in = 0
+        """24 kHz samples given to the resampler since it last started a stream (worker thread)..."""
+        self._stream_origin = 0
+        """...and the recognizer's position (16 kHz) where that stream began: where a revision lands."""
         self.dropped_frames = 0
         """Frames `submit_frame` could not queue (the worker fell `queue_frames` behind)."""
         self.skipped_decodes = 0
@@ -146,6 +158,15 @@ class SttWorker:
         # A copy: sound-card callbacks hand over a buffer they reuse once they return.
         self._queue.put_nowait(_Frame(seq, np.array(pcm24k, dtype=np.float32)))
 
+    def submit_revision(self, pcm24k: np.ndarray) -> None:
+        """The last `pcm24k.size` samples submitted, up to the last frame's end, as they should have
+        been (24 kHz float32): the recognizer hears them in place of those it still holds (the user's
+        onset, revealed once the echo canceller is sure of them). Never blocks; dropped with the
+        frames when the worker is too far behind."""
+        if self._max_queued and self._queue.qsize() >= self._max_queued:
+            return
+        self._queue.put_nowait(_Revision(np.array(pcm24k, dtype=np.float32)))
+
     # --- worker thread ----------------------------------------------------------------------------
 
     def _status(self, state: Literal["ok", "degraded", "error"], message: str) -> None:
@@ -169,7 +190,7 @@ class SttWorker:
         failed = False
         deprioritize_current_thread()
         self._status("ok", f"listening: {self._model.describe()}")
-        held: _Frame | _EndOfInput | None = None
+        held: _Frame | _Revision | _EndOfInput | None = None
         while not self._stop.is_set():
             if held is not None:
                 item, held = held, None
@@ -185,9 +206,12 @@ class SttWorker:
                 if isinstance(item, _EndOfInput):
                     recognizer.insert_audio(resampler.flush())
                     resampler.reset()
+                    self._resampled_in, self._stream_origin = 0, recognizer.position
                     self._publish(recognizer.finish())
                     next_step = round(recognizer.audio_time * WHISPER_RATE) + step
                     self._flushed(item.number)
+                elif isinstance(item, _Revision):
+                    self._revise(recognizer, item.pcm)
                 else:
                     self._insert(recognizer, resampler, item)
                     if self._realtime:
@@ -200,7 +224,10 @@ class SttWorker:
                             if isinstance(queued, _EndOfInput):
                                 held = queued
                                 break
-                            self._insert(recognizer, resampler, queued)
+                            if isinstance(queued, _Revision):
+                                self._revise(recognizer, queued.pcm)
+                            else:
+                                self._insert(recognizer, resampler, queued)
                     position = round(recognizer.audio_time * WHISPER_RATE)
                     due = recognizer.decode_due
                     if due or position >= next_step:
@@ -220,6 +247,7 @@ class SttWorker:
                 self._status("error", f"transcription failed: {type(err).__name__}: {err}")
                 recognizer.init()
                 resampler.reset()
+                self._resampled_in, self._stream_origin = 0, recognizer.position
                 if isinstance(item, _EndOfInput):
                     self._flushed(item.number)  # nothing more will come of that audio
             self.busy_s += time.perf_counter() - started
@@ -231,8 +259,20 @@ class SttWorker:
             # Frames dropped upstream: keep audio times true with the silence they leave.
             gap = np.zeros(gap_frames * FRAME_SAMPLES, dtype=np.float32)
             recognizer.insert_audio(resampler.process(gap))
+            self._resampled_in += gap.shape[0]
             self._status("degraded", f"{self.dropped_frames} audio frames dropped: STT fell behind")
         recognizer.insert_audio(resampler.process(frame.pcm))
+        self._resampled_in += frame.pcm.shape[0]
+
+    def _revise(self, recognizer: StreamingRecognizer, pcm24k: np.ndarray) -> None:
+        """A revision of the audio up to the end of the last frame inserted; a margin before it is
+        resampled with it and dropped, so that its start carries no edge of the resampler's filter."""
+        from kame_cli.audio_io.resampling import resampled
+
+        audio = resampled(pcm24k, SAMPLE_RATE, WHISPER_RATE)
+        margin = min(_REVISION_MARGIN, audio.shape[0])
+        end = self._stream_origin + round(self._resampled_in * WHISPER_RATE / SAMPLE_RATE)
+        recognizer.revise_audio(end, audio[margin : round(pcm24k.shape[0] * WHISPER_RATE / SAMPLE_RATE)])
 
     def _flushed(self, number: int) -> None:
         with self._flush:
