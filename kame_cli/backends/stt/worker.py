@@ -11,7 +11,7 @@ from typing import Literal
 
 import numpy as np
 
-from kame_cli.audio_io.resampling import StreamResampler
+from kame_cli.audio_io.resampling import StreamResampler, resampled
 from kame_cli.backends.stt.audio import WHISPER_RATE
 from kame_cli.backends.stt.config import SttConfig
 from kame_cli.backends.stt.model import SttModel, load_stt_model
@@ -53,7 +53,8 @@ class SttWorker:
     `step_s`, the steps they overran are skipped rather than decoded late (a backlog of audio
     would delay every commit). `realtime=False` (files fed as fast as possible) decodes at every
     step and never drops a frame, so a file gives the same transcripts whatever the pace it is fed
-    at. `end_input()` then
+    at. `submit_revision` replaces the last samples submitted, in order with the frames (the echo
+    canceller's revision of the user's onset). `end_input()` then
     `wait_flushed(timeout)` waits for the last turn's FinalTranscript.
     """
 
@@ -267,8 +268,6 @@ class SttWorker:
     def _revise(self, recognizer: StreamingRecognizer, pcm24k: np.ndarray) -> None:
         """A revision of the audio up to the end of the last frame inserted; a margin before it is
         resampled with it and dropped, so that its start carries no edge of the resampler's filter."""
-        from kame_cli.audio_io.resampling import resampled
-
         audio = resampled(pcm24k, SAMPLE_RATE, WHISPER_RATE)
         margin = min(_REVISION_MARGIN, audio.shape[0])
         end = self._stream_origin + round(self._resampled_in * WHISPER_RATE / SAMPLE_RATE)
