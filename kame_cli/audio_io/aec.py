@@ -62,6 +62,8 @@ _REVISE_MAX_S = 1.0
 _REVISE_LEAD_S = 0.25
 """The gentle view is kept this much longer: it is cleaned up (WebRTC's high-pass) only when a
 revision is cut from it, by a fresh module whose filter settles over this lead."""
+_GENTLE_FRAMES = math.ceil((_REVISE_MAX_S + _REVISE_LEAD_S) / FRAME_SECONDS)
+"""Frames of the gentle view kept (a ring): 1.28 s."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,10 +140,12 @@ class EchoCanceller:
         self._ungated = np.zeros(FRAME_SAMPLES, dtype=np.float32)
         """The linear canceller's last frame as its suppressor would give it without the detector's
         verdict: what the detector hears (`LinearEchoCanceller.ungated`)."""
-        self._gentle = np.zeros(FRAME_SAMPLES, dtype=np.float32)
-        """The linear canceller's last frame with the user taken as talking (`LinearEchoCanceller.gentle`)."""
+        self._gentle: np.ndarray = np.zeros(FRAME_SAMPLES, dtype=np.float32)
+        """The linear canceller's frame with the user taken as talking (`LinearEchoCanceller.gentle`):
+        the ring's slot the frame now processed is written to."""
         self._gentle_history: np.ndarray | None = None
-        """The last `_REVISE_MAX_S` (and a lead) of that view: what a revision is cut from."""
+        """The last `_GENTLE_FRAMES` of that view, a ring of frames: what a revision is cut from."""
+        self._gentle_slot = 0
         self._revision: np.ndarray | None = None
         self._duck_db = barge_in_duck_db
         if barge_in_duck_db > 0:
@@ -169,8 +173,8 @@ class EchoCanceller:
         self._apm_ungated: Any = None
         self._clean_up_options = {"noise_suppression": noise_suppression, "high_pass_filter": high_pass}
         if self._linear is not None and self._barge_in is not None:
-            lead = round(_REVISE_LEAD_S * SAMPLE_RATE / CHUNK_SAMPLES) * CHUNK_SAMPLES
-            self._gentle_history = np.zeros(round(_REVISE_MAX_S * SAMPLE_RATE) + lead, dtype=np.float32)
+            self._gentle_history = np.zeros(_GENTLE_FRAMES * FRAME_SAMPLES, dtype=np.float32)
+            self._gentle = self._gentle_history[:FRAME_SAMPLES]
             if self._apm is not None:
                 # The barge-in detector hears the ungated output cleaned up as the output is (the
                 # high-pass takes the room's rumble off), by a module of its own: each keeps filter state.
@@ -280,13 +284,14 @@ class EchoCanceller:
         return revision
 
     def _keep_gentle(self, starts_talking: bool) -> None:
+        """The frame just written to the ring's slot stays there; the next frame takes the oldest."""
         history = self._gentle_history
         assert history is not None and self._barge_in is not None
-        history[:-FRAME_SAMPLES] = history[FRAME_SAMPLES:]
-        history[-FRAME_SAMPLES:] = self._gentle
+        self._gentle_slot = (self._gentle_slot + 1) % _GENTLE_FRAMES
+        start = self._gentle_slot * FRAME_SAMPLES
         if starts_talking:
             began = min(self._barge_in.voice_began_s() + _REVISE_BEFORE_S, _REVISE_MAX_S)
-            revision = history.copy()
+            revision = np.roll(history, -start)  # oldest first: the frame just written ends it
             if self._apm is not None:
                 from livekit import rtc
 
@@ -296,6 +301,7 @@ class EchoCanceller:
                     revision, rtc.AudioProcessingModule(echo_cancellation=False, **self._clean_up_options)
                 )
             self._revision = revision[-round(began * SAMPLE_RATE) :]
+        self._gentle = history[start : start + FRAME_SAMPLES]
 
     def process_pair(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
         """A recorded frame pair: `far` is what was played while `near` was captured (same index)."""

@@ -203,10 +203,9 @@ class ResidualEchoSuppressor:
             self.ungated, self._ungated_prev = self._synthesize(
                 E, pe, self._gain_ungated, phases, block_gain, self._ungated_prev
             )
-            # The gentle gain rises at once: it is this block's alone, with no state to carry.
-            gentle_gain = np.maximum(_DT_FLOOR, 1.0 - _DT_OVER * residual / (pe + _EPS))
+            # The gentle gain rises at once: it is this block's target alone, with no state to carry.
             self.gentle, self._gentle_prev = self._synthesize(
-                E, pe, gentle_gain, phases, block_gain, self._gentle_prev
+                E, pe, self._target(pe, residual, gentle=True), phases, block_gain, self._gentle_prev
             )
         else:
             self._gain_ungated, self.ungated, self._ungated_prev = self._gain, result, self._out_prev
@@ -217,12 +216,15 @@ class ResidualEchoSuppressor:
         """Each bin's gain for this block, from the last: `gentle` while the user talks (what the estimate
         overstates would take their words, and a gain that climbs back over a few blocks would cut each
         syllable's onset)."""
-        over, floor, release = (
-            (_DT_OVER, _DT_FLOOR, _DT_RELEASE) if gentle else (self._over, self._floor, self._release)
-        )
-        target = np.maximum(floor, 1.0 - over * residual / (pe + _EPS))
+        target = self._target(pe, residual, gentle)
+        release = _DT_RELEASE if gentle else self._release
         # Down at once (an echo onset), back up over a few blocks (the residual's own decay).
         return np.where(target < gain, target, gain + release * (target - gain))
+
+    def _target(self, pe: np.ndarray, residual: np.ndarray, gentle: bool) -> np.ndarray:
+        """Each bin's gain with the residual taken off `over` times (once, `gentle`), above the floor."""
+        over, floor = (_DT_OVER, _DT_FLOOR) if gentle else (self._over, self._floor)
+        return np.maximum(floor, 1.0 - over * residual / (pe + _EPS))
 
     def _synthesize(
         self,

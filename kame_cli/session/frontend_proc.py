@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -41,6 +41,9 @@ from kame_cli.session.wire import (
     one_line,
 )
 
+if TYPE_CHECKING:
+    from kame_cli.audio_io.aec_wiring import MicrophoneEcho
+
 _FAST_MODE_BACKLOG = 8  # frames queued in the front-end before a fast file source waits
 _POLL_S = 0.05
 _STOP_SHARE_S = 0.5
@@ -56,7 +59,7 @@ class InputPath:
     each frame the assistant says, in step order, for any other use.
     """
 
-    def __init__(self, echo: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+    def __init__(self, echo: MicrophoneEcho | None = None) -> None:
         self.echo = echo
 
     def process(self, pcm: np.ndarray) -> np.ndarray:
@@ -65,8 +68,7 @@ class InputPath:
     def take_revision(self) -> np.ndarray | None:
         """After `process`: samples the STT should hear in place of its last ones (the user's onset,
         `EchoCanceller.take_revision`), or None."""
-        take = getattr(self.echo, "take_revision", None)
-        return None if take is None else take()
+        return None if self.echo is None else self.echo.take_revision()
 
     def reference(self, index: int, pcm: np.ndarray) -> None:
         return None
