@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from kame_cli.bench.interval import ratio_interval
 from kame_cli.clock import FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE
 
 if TYPE_CHECKING:
@@ -589,6 +590,9 @@ def bench(
     dt_wer_off = sum(r.doubletalk_errors_aec_off for r in results) / max(words, 1)
     clean_wer = sum(r.clean_errors for r in results) / max(words, 1)
     cpu = statistics.fmean(r.cpu_ms_per_frame for r in results)
+    clean_errors = sum(r.clean_errors for r in results)
+    ratio = sum(r.doubletalk_errors for r in results) / clean_errors if clean_errors else None
+    spread = ratio_interval([(r.doubletalk_errors, r.clean_errors) for r in results])
     summary = {
         **_summary_head(engine, residual_suppression, duck_db, rooms, first_seed, erle),
         "erle_db_min": min(r.erle_db for r in results),
@@ -598,6 +602,8 @@ def bench(
         "doubletalk_wer": round(dt_wer, 4),
         "doubletalk_wer_aec_off": round(dt_wer_off, 4),
         "clean_wer": round(clean_wer, 4),
+        "doubletalk_ratio": None if ratio is None else round(ratio, 3),
+        "doubletalk_ratio_ci90": None if spread is None else [round(end, 3) for end in spread],
         "delay_error_ms": max(r.delay_error_ms for r in results),
         "aec_cpu_ms_per_frame": round(cpu, 2),
         "aec_cpu_ms_max": max(r.cpu_ms_max for r in results),
@@ -613,6 +619,9 @@ def bench(
          f"{summary['echo_words_aec_on']}  target 0: {_mark(summary['echo_words_aec_on'] == 0)}")  # fmt: skip
     _log(f"user WER: double talk {dt_wer:.1%} (AEC off {dt_wer_off:.1%}), alone {clean_wer:.1%} over {words} "
          f"words  target <= {TARGET_WER_RATIO} x alone: {_mark(ratio_ok)}")  # fmt: skip
+    if ratio is not None and spread is not None:
+        _log(f"  double talk / alone: {ratio:.2f} x; a fresh set of {len(results)} such rooms would give "
+             f"{spread[0]:.2f}-{spread[1]:.2f} x (90 %, the rooms drawn again)")  # fmt: skip
     if ideal:
         bound = ", ".join(f"{span} ms {wer:.1%}" for span, wer in summary["ideal_doubletalk_wer"].items())
         _log(f"user WER in double talk under the ideal filter (the true echo fitted, the speaker's curve "
