@@ -554,22 +554,22 @@ def bench(
     residual_suppression: bool = False,
     ideal: bool = False,
     duck_db: float = 0.0,
+    jobs: int = 1,
 ) -> None:
-    from kame_cli.backends.stt.config import SttConfig
-    from kame_cli.backends.stt.model import load_stt_model
+    from kame_cli.bench.echo_jobs import RoomJob, _load, room_results
 
-    model = load_stt_model(SttConfig(model="auto", device="cpu", cpu_threads=1))
-    users = _user_clips(audio_dir, user_voice)
+    job = RoomJob(audio_dir, user_voice, voice, engine, rooms, residual_suppression, ideal, duck_db)
+    model, users = _load(job)
     source = str(audio_dir) if audio_dir is not None else f"espeak-ng {user_voice}"
     _log(f"echo bench: {seeds} simulated {rooms} rooms (seeds {first_seed}..{first_seed + seeds - 1}), "
          f"card at "
-         f"{DEVICE_RATE} Hz; assistant espeak-ng {voice}; user {source}; STT {model.describe()}")  # fmt: skip
+         f"{DEVICE_RATE} Hz; assistant espeak-ng {voice}; user {source}; STT {model.describe()}"
+         f"{f'; {jobs} processes' if jobs > 1 else ''}")  # fmt: skip
     results = []
-    for seed in range(first_seed, first_seed + seeds):
-        r = run_seed(seed, model, users, voice, engine, rooms, residual_suppression, ideal, duck_db)
+    for r in room_results(job, range(first_seed, first_seed + seeds), jobs, (model, users)):
         results.append(r)
         _log(
-            f"  seed {seed}: speaker {r.distance_m} m, user {r.user_distance_m} m, RT60 {r.rt60_s} s, "
+            f"  seed {r.seed}: speaker {r.distance_m} m, user {r.user_distance_m} m, RT60 {r.rt60_s} s, "
             f"delay {r.device_delay_ms:.0f} ms{_wide_text(r)}, level {r.level_db:+.1f} dB "
             f"(echo {r.echo_to_user_db:+.1f} dB "
             f"against the user at the mic), user {r.user_clip}: ERLE {r.erle_db:.1f} dB (frame median "
@@ -721,6 +721,14 @@ def register(bench_app: typer.Typer) -> None:
                 help="Also the user's WER in double talk under the ideal 400 and 800 ms filters (a bound).",
             ),
         ] = False,
+        jobs: Annotated[
+            int,
+            typer.Option(
+                min=1,
+                max=64,
+                help="Rooms run side by side in this many processes: one summary, each room's row as with 1.",
+            ),
+        ] = 1,
     ) -> None:
         """Echo cancellation in simulated rooms: ERLE, echo words, double-talk WER, delay, CPU."""
         from kame_cli.audio_io.config import AEC_ENGINES
@@ -733,6 +741,8 @@ def register(bench_app: typer.Typer) -> None:
             raise ConfigError(f"--rooms {rooms}: choose one of {', '.join(ROOM_SETS)}")
         if no_stt and ideal:
             raise ConfigError("--ideal needs the STT: leave out --no-stt")
+        if no_stt and jobs > 1:
+            raise ConfigError("--jobs runs the STT's rooms side by side: leave it out with --no-stt")
         if duck_db is None:
             from kame_cli.audio_io.config import AudioConfig
 
@@ -754,4 +764,5 @@ def register(bench_app: typer.Typer) -> None:
                 residual_suppression,
                 ideal,
                 duck_db,
+                jobs,
             )
