@@ -556,10 +556,10 @@ def bench(
     duck_db: float = 0.0,
     jobs: int = 1,
 ) -> None:
-    from kame_cli.bench.echo_jobs import RoomJob, _load, room_results
+    from kame_cli.bench.echo_jobs import RoomJob, load_inputs, room_results
 
     job = RoomJob(audio_dir, user_voice, voice, engine, rooms, residual_suppression, ideal, duck_db)
-    model, users = _load(job)
+    model, users = load_inputs(job)
     source = str(audio_dir) if audio_dir is not None else f"espeak-ng {user_voice}"
     _log(f"echo bench: {seeds} simulated {rooms} rooms (seeds {first_seed}..{first_seed + seeds - 1}), "
          f"card at "

@@ -37,7 +37,8 @@ _loaded: tuple[Any, Any] | None = None
 """This worker's STT model and user clips, loaded once by `_start`."""
 
 
-def _load(job: RoomJob) -> tuple[Any, Any]:
+def load_inputs(job: RoomJob) -> tuple[Any, Any]:
+    """The STT model (on the CPU, one thread, as a session decodes) and the user's clips."""
     from kame_cli.backends.stt.config import SttConfig
     from kame_cli.backends.stt.model import load_stt_model
     from kame_cli.bench.echo import _user_clips
@@ -48,13 +49,13 @@ def _load(job: RoomJob) -> tuple[Any, Any]:
 
 def _start(job: RoomJob) -> None:
     global _loaded
-    _loaded = _load(job)
+    _loaded = load_inputs(job)
 
 
 def _room(job: RoomJob, seed: int, loaded: tuple[Any, Any] | None = None) -> SeedResult:
     from kame_cli.bench.echo import run_seed
 
-    model, users = loaded or _loaded or _load(job)
+    model, users = loaded or _loaded or load_inputs(job)
     return run_seed(
         seed,
         model,

@@ -113,16 +113,6 @@ def test_the_barge_in_detector_hears_a_voice_within_a_fraction_of_a_second_and_n
     assert not talking[end + 12 :].any()
 
 
-def test_a_ducking_depth_out_of_range_ends_with_one_line_and_exit_2() -> None:
-    from tests.session.conftest import run_kame, stderr_lines
-
-    done = run_kame("bench", "echo", "--no-stt", "--duck-db", "50", timeout=60)
-    assert done.returncode == 2
-    [line] = stderr_lines(done.stderr)
-    assert "--duck-db" in line and "40" in line, done.stderr
-    assert done.stdout == ""
-
-
 def test_a_voice_too_faint_to_be_the_user_is_not_counted() -> None:
     # What a well-converged canceller leaves of the assistant's echo is a faint voice too: a window
     # under -45 dBFS is not the user talking over it, whatever the VAD makes of it.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.session.conftest import run_kame, stderr_lines
+from tests.session.conftest import run_kame
 
 # Thread CPU time per frame is the one figure that depends on what else runs.
 _TIMING = {"cpu_ms_per_frame", "cpu_ms_max"}
@@ -28,11 +28,3 @@ def test_rooms_in_two_processes_come_back_in_order_as_one_process_makes_them() -
     errors = sum(row["doubletalk_errors"] for row in rows), sum(row["clean_errors"] for row in rows)
     assert summary["doubletalk_ratio"] == (round(errors[0] / errors[1], 3) if errors[1] else None)
     assert "2 processes" in both.stderr
-
-
-def test_jobs_without_the_stt_ends_with_one_line_and_exit_2() -> None:
-    done = run_kame("bench", "echo", "--no-stt", "--jobs", "2", timeout=60)
-    assert done.returncode == 2
-    [line] = stderr_lines(done.stderr)
-    assert "--jobs" in line and "--no-stt" in line, done.stderr
-    assert done.stdout == ""
