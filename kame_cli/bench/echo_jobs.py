@@ -53,9 +53,12 @@ def _start(job: RoomJob) -> None:
 
 
 def _room(job: RoomJob, seed: int, loaded: tuple[Any, Any] | None = None) -> SeedResult:
+    """One room, with `loaded` (this process's inputs) or, in a worker, what `_start` loaded."""
     from kame_cli.bench.echo import run_seed
 
-    model, users = loaded or _loaded or load_inputs(job)
+    inputs = loaded if loaded is not None else _loaded
+    assert inputs is not None, "a worker runs a room only after _start"
+    model, users = inputs
     return run_seed(
         seed,
         model,
@@ -67,10 +70,6 @@ def _room(job: RoomJob, seed: int, loaded: tuple[Any, Any] | None = None) -> See
         job.ideal,
         job.duck_db,
     )
-
-
-def _worker_room(job: RoomJob, seed: int) -> SeedResult:
-    return _room(job, seed)
 
 
 def room_results(job: RoomJob, seeds: range, jobs: int, loaded: tuple[Any, Any]) -> Iterator[SeedResult]:
@@ -88,4 +87,4 @@ def room_results(job: RoomJob, seeds: range, jobs: int, loaded: tuple[Any, Any])
     workers = min(jobs, len(seeds))
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_start, initargs=(job,)) as pool:
         # `map` hands the rows back in the seeds' order whichever worker finishes first.
-        yield from pool.map(partial(_worker_room, job), seeds)
+        yield from pool.map(partial(_room, job), seeds)
