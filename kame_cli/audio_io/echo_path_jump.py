@@ -40,9 +40,26 @@ a good share of it. Where the user's voice dominates (over an assistant ducked 1
 phases found jumps where nothing had moved: held-out classic room 996 was shifted 38.5 ms with the
 microphone 28 dB above the estimate, then three more times to undo it, and lost 30 dB of ERLE. A
 jump that was found leaves the two within 6 dB (wide tuning rooms 100-111: -4.6..+5.8 dB, the user
-talking in the last)."""
+talking in the last). Beyond it (or under the noise bar) a lag must also take power off the error
+(`_UNDER_VOICE_GAIN`)."""
 _MIN_LAG_S = 0.0005
 """Shifts shorter than this are left to the filter's adaptation."""
+_UNDER_VOICE_PEAK = 0.03
+"""Where the user's voice dominates (above `_ECHO_SHARE`), the phase correlation's peak need only
+reach this (their phases bury the echo's): a lag found there is a candidate, not a jump, until the
+error it leaves confirms it (below)."""
+_UNDER_VOICE_GAIN = 0.1
+"""...the microphone less the estimate moved by the candidate lag must hold this share (0.46 dB) less
+power than less the estimate where it is. The user's voice adds to both alike and correlates with
+neither, so it cannot make a lag pass; an echo that did move leaves about twice its power in the
+error until the filter follows (wide room 1035: -77 ms under the user's voice, the echo 9 dB under
+them ducked, the error's echo 5-8 dB under them for the last 3 s of their turn)."""
+_REACH = (4.0 / _UNDER_VOICE_GAIN) ** 2
+"""Moving an estimate y much smaller than the microphone changes the error's power by at most about
+4 |mic| |y|: over this ratio of the microphone's power to the estimate's (32 dB), no lag can pass."""
+_UNDER_VOICE_AGREE = 2
+"""...in this many comparisons running, at the same lag (within `_AGREE_SAMPLES`)."""
+_AGREE_SAMPLES = 2
 
 
 class EchoPathJump:
@@ -64,11 +81,14 @@ class EchoPathJump:
         self._since_check = 0
         self._min_lag = max(1, round(_MIN_LAG_S * rate))
         self._edge = max(1, round(_EDGE_S * rate))
+        self._candidate: int | None = None
+        self._agreed = 0
 
     def reset(self) -> None:
         """Forget the history (the filter was shifted: its earlier estimates no longer apply)."""
         self._filled = 0
         self._since_check = 0
+        self._candidate, self._agreed = None, 0
 
     def push(self, mic: np.ndarray, estimate: np.ndarray, noise: float = 0.0) -> int | None:
         """One block; the jump in samples (positive: the echo now comes later), or None. `noise`: the
@@ -89,13 +109,41 @@ class EchoPathJump:
             np.dot(self._mic[self._seg_lo : self._seg_hi], self._mic[self._seg_lo : self._seg_hi])
         )
         estimate_power = float(np.dot(self._estimate, self._estimate)) * blocks / self._blocks
-        if min(mic_power, estimate_power) < _ABOVE_NOISE * noise * blocks:
-            return None
-        if mic_power > _ECHO_SHARE * estimate_power:
-            return None
-        return self._jump()
+        if min(mic_power, estimate_power) >= _ABOVE_NOISE * noise * blocks and (
+            mic_power <= _ECHO_SHARE * estimate_power
+        ):
+            self._candidate, self._agreed = None, 0
+            return self._jump(_MIN_PEAK)
+        # The user's voice dominates, or the echo stands near the room's noise: the noise estimate (the
+        # microphone's quietest recent block) climbs to the user's level while they talk, so over an
+        # assistant ducked for them every stretch failed that bar (wide room 1035: a jump at 10.6 s
+        # followed at 13.7 s, after their turn). A lag found there must take power off the error.
+        if mic_power > _REACH * estimate_power:
+            return None  # an estimate this small cannot take off `_UNDER_VOICE_GAIN`, moved or not
+        return self._confirmed(self._jump(_UNDER_VOICE_PEAK))
 
-    def _jump(self) -> int | None:
+    def _confirmed(self, lag: int | None) -> int | None:
+        """Under the user's voice: `lag` once the error confirms it, `_UNDER_VOICE_AGREE` times running."""
+        if lag is None or self._error_gain(lag) < _UNDER_VOICE_GAIN:
+            self._candidate, self._agreed = None, 0
+            return None
+        if self._candidate is not None and abs(lag - self._candidate) <= _AGREE_SAMPLES:
+            self._agreed += 1
+        else:
+            self._candidate, self._agreed = lag, 1
+        return lag if self._agreed >= _UNDER_VOICE_AGREE else None
+
+    def _error_gain(self, lag: int) -> float:
+        """The share of the error's power over the microphone's stretch that moving the estimate `lag`
+        samples later takes off (negative: it adds)."""
+        lo, hi = self._seg_lo, self._seg_hi
+        mic = self._mic[lo:hi].astype(np.float64)
+        here = mic - self._estimate[lo:hi]
+        moved = mic - self._estimate[lo - lag : hi - lag]
+        before = float(np.dot(here, here))
+        return 0.0 if before <= 0.0 else 1.0 - float(np.dot(moved, moved)) / before
+
+    def _jump(self, min_peak: float) -> int | None:
         segment = np.zeros_like(self._mic)
         segment[self._seg_lo : self._seg_hi] = self._mic[self._seg_lo : self._seg_hi]
         # sum_n mic(n) estimate(n - lag), for lag in -max..+max, from the phase of the cross-spectrum.
@@ -113,6 +161,6 @@ class EchoPathJump:
         at_zero = float(lags[self._lag - 1 : self._lag + 2].max())
         if abs(lag) >= self._lag - self._edge:
             return None  # the peak at the edge: the best lag may lie beyond, or nowhere
-        if abs(lag) < self._min_lag or peak < _MIN_PEAK or peak < _PEAK_OVER_ZERO * max(at_zero, 0.0):
+        if abs(lag) < self._min_lag or peak < min_peak or peak < _PEAK_OVER_ZERO * max(at_zero, 0.0):
             return None
         return lag
