@@ -59,7 +59,7 @@ def _under_voice(lag: int, voice_db: float) -> list[tuple[float, int]]:
 
 def test_a_jump_under_the_users_louder_voice_is_found_within_a_fraction_of_a_second() -> None:
     # Wide room 1035 of `kame bench echo`: the echo's delay moved -77 ms while the user talked over
-    # the assistant, ducked 9 dB under them; the search, which waited for the echo to hold a good
+    # the assistant, its echo ducked to 9 dB under them; the search, which waited for the echo to hold a good
     # share of the microphone and to stand above a noise estimate the user's voice had raised, found
     # it only after their turn, and their last 3 s kept the error of a filter off the path.
     for lag in (-1838, 773):
