@@ -45,9 +45,9 @@ talking in the last). Beyond it (or under the noise bar) a lag must also take po
 _MIN_LAG_S = 0.0005
 """Shifts shorter than this are left to the filter's adaptation."""
 _UNDER_VOICE_PEAK = 0.03
-"""Where the user's voice dominates (above `_ECHO_SHARE`), the phase correlation's peak need only
-reach this (their phases bury the echo's): a lag found there is a candidate, not a jump, until the
-error it leaves confirms it (below)."""
+"""Where the bars above fail (the user's voice over `_ECHO_SHARE`, or a stretch under `_ABOVE_NOISE`),
+the phase correlation's peak need only reach this (their phases bury the echo's): a lag found there
+is a candidate, not a jump, until the error it leaves confirms it (below)."""
 _UNDER_VOICE_GAIN = 0.1
 """...the microphone less the estimate moved by the candidate lag must hold this share (0.46 dB) less
 power than less the estimate where it is. The user's voice adds to both alike and correlates with
